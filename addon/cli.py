@@ -1,0 +1,110 @@
+"""The `logoutguard` command: rules lint|test, scan, and the other sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .engine.engine import Engine
+from .engine.examples import check_ruleset
+from .engine.loader import DEFAULT_RULES_DIR, lint, load_ruleset
+from .engine.verdict import Verdict
+
+
+def cmd_rules_lint(args: argparse.Namespace) -> int:
+    ruleset, problems = lint(args.paths)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    assert ruleset is not None
+    print(f"ok: {len(ruleset)} rules in {len(ruleset.sources)} file(s)")
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    ruleset, problems = lint(args.paths)
+    for problem in problems:
+        print(problem)
+    if ruleset is None:
+        return 1
+    count, failures = check_ruleset(ruleset)
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print(f"{count - len(failures)}/{count} examples passed in {len(ruleset)} rules")
+    return 1 if failures else 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .transactions import parse_raw_request  # imports mitmproxy: keep `rules` commands light
+
+    data = Path(args.file).read_bytes() if args.file and args.file != "-" else sys.stdin.buffer.read()
+    try:
+        tx = parse_raw_request(data)
+    except ValueError as exc:
+        print(f"not a valid HTTP request: {exc}", file=sys.stderr)
+        return 2
+    engine = Engine(
+        load_ruleset(args.rules or [DEFAULT_RULES_DIR]),
+        paranoia=args.paranoia,
+        inbound_threshold=args.inbound_threshold,
+    )
+    verdict = engine.inspect(tx)
+    if args.json:
+        print(json.dumps(verdict.to_json()))
+    else:
+        print(format_verdict(verdict))
+    return 0
+
+
+def format_verdict(verdict: Verdict) -> str:
+    lines = [
+        f"{m.id:>7}  +{m.score if m.scoring else 0:<2} {m.category:<18} {m.target:<32} {m.msg}  [{m.excerpt}]"
+        for m in verdict.matches
+    ]
+    lines.append(
+        f"score {verdict.inbound_score} (threshold {verdict.inbound_threshold}, PL{verdict.paranoia}): "
+        + ("BLOCK" if verdict.blocked else "pass")
+        + (f" - {verdict.reason}" if verdict.reason else "")
+    )
+    return "\n".join(lines)
+
+
+def _rules_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    rules = sub.add_parser("rules", help="check rule files").add_subparsers(dest="rules_command", required=True)
+    p = rules.add_parser("lint", help="validate rule files; report every problem; exit 1 on any")
+    p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
+    p.set_defaults(func=cmd_rules_lint)
+    p = rules.add_parser("test", help="run every rule's match/no_match examples; exit 1 on any failure")
+    p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
+    p.set_defaults(func=cmd_rules_test)
+
+
+def _scan_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("scan", help="judge a raw HTTP request from FILE or stdin")
+    p.add_argument("file", nargs="?", help="file holding a raw HTTP/1 request (default: stdin)")
+    p.add_argument("--rules", action="append", help="rule file or folder (repeatable; default: shipped rules)")
+    p.add_argument("--paranoia", type=int, default=1, choices=[1, 2, 3, 4])
+    p.add_argument("--inbound-threshold", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print one JSON object (score, matches, blocked, ...)")
+    p.set_defaults(func=cmd_scan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logoutguard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _rules_parser(sub)
+    _scan_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pure rule engine: Transaction in, Verdict out. Never imports mitmproxy."""

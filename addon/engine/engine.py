@@ -1,0 +1,63 @@
+"""Engine: a loaded ruleset at a paranoia level with thresholds; Transaction in, Verdict out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .evaluator import PhasePlan, plan, run_phase
+from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
+from .scoring import score
+from .state import EvalState
+from .transaction import Transaction
+from .verdict import Match, Verdict
+
+
+@dataclass
+class Engine:
+    ruleset: Ruleset
+    paranoia: int = 1
+    inbound_threshold: int = 5
+    outbound_threshold: int = 4
+    tx_defaults: dict[str, str] = field(default_factory=dict)
+    _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.paranoia <= 4:
+            raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
+        self._plans = plan(self.ruleset, self.paranoia)
+
+    def new_state(self, tx: Transaction) -> EvalState:
+        state = EvalState(tx=tx, paranoia=self.paranoia)
+        state.vars.update(self.tx_defaults)
+        return state
+
+    def inspect_request(self, tx: Transaction) -> tuple[Verdict, EvalState]:
+        state = self.new_state(tx)
+        matches: list[Match] = []
+        for phase in REQUEST_PHASES:
+            matches.extend(run_phase(self._plans, state, phase))
+        return self.verdict(matches), state
+
+    def inspect_response(self, state: EvalState, tx: Transaction, request_matches: list[Match]) -> Verdict:
+        """Run phases 3 and 4 on `tx` (which carries the response) continuing the request's state."""
+        state.tx = tx
+        state.collect_cache.clear()
+        matches = list(request_matches)
+        for phase in RESPONSE_PHASES:
+            matches.extend(run_phase(self._plans, state, phase))
+        return self.verdict(matches)
+
+    def inspect(self, tx: Transaction) -> Verdict:
+        """All four phases in order (offline use: scan, replay, tests)."""
+        verdict, state = self.inspect_request(tx)
+        if tx.response_status:
+            return self.inspect_response(state, tx, verdict.matches)
+        return verdict
+
+    def verdict(self, matches: list[Match]) -> Verdict:
+        return score(
+            matches,
+            paranoia=self.paranoia,
+            inbound_threshold=self.inbound_threshold,
+            outbound_threshold=self.outbound_threshold,
+        )

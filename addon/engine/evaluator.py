@@ -1,0 +1,181 @@
+"""Evaluator: runs the rules of one phase over a transaction and returns the matches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .rules import Link, Marker, Phase, Rule, Ruleset, Target
+from .state import EvalState
+from .variables import collect
+from .verdict import Match, redact_excerpt
+
+Hit = tuple[str, str, tuple[str, ...]]  # (variable name, value as inspected, captures)
+
+
+@dataclass(frozen=True, slots=True)
+class PhasePlan:
+    """The items of one phase that run at a paranoia level, with marker positions for skip_after."""
+
+    items: tuple[Rule | Marker, ...]
+    marker_index: dict[str, int]
+
+
+def plan(ruleset: Ruleset, paranoia: int) -> dict[Phase, PhasePlan]:
+    plans: dict[Phase, PhasePlan] = {}
+    for phase, items in ruleset.order.items():
+        kept = tuple(i for i in items if isinstance(i, Marker) or i.paranoia <= paranoia)
+        markers = {i.name: n for n, i in enumerate(kept) if isinstance(i, Marker)}
+        plans[phase] = PhasePlan(kept, markers)
+    return plans
+
+
+def run_phase(plans: dict[Phase, PhasePlan], state: EvalState, phase: Phase) -> list[Match]:
+    """Evaluate every rule of `phase` in order; honour skip_after and ctl rule removals."""
+    phase_plan = plans[phase]
+    matches: list[Match] = []
+    items = phase_plan.items
+    index = 0
+    while index < len(items):
+        item = items[index]
+        index += 1
+        if isinstance(item, Marker) or item.id in state.removed_ids:
+            continue
+        match = evaluate_rule(item, state)
+        if match is None:
+            continue
+        matches.append(match)
+        if item.skip_after is not None:
+            target = phase_plan.marker_index.get(item.skip_after)
+            index = len(items) if target is None else target + 1
+    return matches
+
+
+def evaluate_rule(rule: Rule, state: EvalState) -> Match | None:
+    """All links of the rule must match; each link's actions run as that link matches."""
+    first_hits: list[Hit] | None = None
+    state.matched_vars = []
+    for link in rule.links:
+        hits = match_link(link, state, rule)
+        if not hits:
+            return None
+        if first_hits is None:
+            first_hits = hits
+        state.matched_vars = [(name, value) for name, value, _ in hits]
+        for name, value, captures in hits:
+            state.matched_var_name, state.matched_var = name, value
+            if link.capture:
+                _store_captures(state, captures)
+            for action in link.actions:
+                _run_action(state, action.kind, action.argument)
+    assert first_hits is not None
+    name, value, _ = first_hits[0]
+    return Match(
+        id=rule.id,
+        msg=state.expand(rule.msg) if "%{" in rule.msg else rule.msg,
+        phase=int(rule.phase),
+        category=rule.category,
+        severity=rule.severity,
+        score=rule.score,
+        paranoia=rule.paranoia,
+        target=name,
+        excerpt=redact_excerpt(name, value),
+        scoring=rule.scoring,
+        disruptive=rule.disruptive,
+        tags=rule.tags,
+    )
+
+
+def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
+    exclusions = link.exclusions
+    removed = state.removed_targets.get(rule.id)
+    if removed or state.removed_targets_by_tag:
+        exclusions = exclusions + _removed_targets(state, rule)
+    hits: list[Hit] = []
+    for name, value in collect(state, link.targets, exclusions):
+        captures = test_value(link, value, state)
+        if captures is not None:
+            hits.append((name, value, captures))
+    return hits
+
+
+def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
+    """Transform the value and apply the operator (after every step with multi_match)."""
+    operator = link.operator
+    if link.multi_match:
+        candidates = [value]
+        for fn in link.transform_fns:
+            value = fn(value)
+            if value != candidates[-1]:
+                candidates.append(value)
+    else:
+        candidates = [transform(state, value, link)]
+    for candidate in candidates:
+        captures = operator.predicate(candidate, state.expand)
+        if operator.negated:
+            captures = None if captures is not None else (candidate,)
+        if captures is not None:
+            return captures
+    return None
+
+
+def transform(state: EvalState, value: str, link: Link) -> str:
+    if not link.transform_fns:
+        return value
+    key = (value, link.transforms)
+    cached = state.transform_cache.get(key)
+    if cached is None:
+        cached = value
+        for fn in link.transform_fns:
+            cached = fn(cached)
+        state.transform_cache[key] = cached
+    return cached
+
+
+def _store_captures(state: EvalState, captures: tuple[str, ...]) -> None:
+    for n in range(10):
+        state.vars.pop(str(n), None)
+    for n, text in enumerate(captures[:10]):
+        state.vars[str(n)] = text or ""
+
+
+def _run_action(state: EvalState, kind: str, argument: str) -> None:
+    if kind == "setvar":
+        state.set_var(argument)
+    elif kind == "ctl":
+        _run_ctl(state, argument)
+
+
+def _run_ctl(state: EvalState, argument: str) -> None:
+    name, _, value = argument.partition("=")
+    name = name.strip().lower()
+    value = state.expand(value.strip())
+    if name == "ruleremovebyid":
+        for part in value.split():
+            if "-" in part:
+                low, _, high = part.partition("-")
+                if low.isdigit() and high.isdigit():
+                    state.removed_ids.update(range(int(low), int(high) + 1))
+            elif part.isdigit():
+                state.removed_ids.add(int(part))
+    elif name == "ruleremovetargetbyid":
+        rule_id, _, target = value.partition(";")
+        if rule_id.strip().isdigit():
+            state.removed_targets.setdefault(int(rule_id), []).append(target.strip())
+    elif name == "ruleremovetargetbytag":
+        tag, _, target = value.partition(";")
+        state.removed_targets_by_tag.setdefault(tag.strip(), []).append(target.strip())
+    elif name == "forcerequestbodyvariable":
+        state.force_request_body = value.lower() in ("on", "1", "true")
+    elif name == "requestbodyprocessor":
+        state.body_processor = value.upper()
+
+
+def _removed_targets(state: EvalState, rule: Rule) -> tuple[Target, ...]:
+    texts = list(state.removed_targets.get(rule.id, ()))
+    for tag in rule.tags:
+        texts.extend(state.removed_targets_by_tag.get(tag, ()))
+    out = []
+    for text in texts:
+        collection, _, key = text.partition(":")
+        out.append(Target(collection.strip().upper(), key.strip() or None))
+    return tuple(out)

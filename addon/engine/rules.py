@@ -1,0 +1,164 @@
+"""Rule, Target, Phase and Severity value types: the parsed, compiled form of every rule."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Phase(IntEnum):
+    REQUEST_HEADERS = 1
+    REQUEST_BODY = 2
+    RESPONSE_HEADERS = 3
+    RESPONSE_BODY = 4
+
+
+REQUEST_PHASES = (Phase.REQUEST_HEADERS, Phase.REQUEST_BODY)
+RESPONSE_PHASES = (Phase.RESPONSE_HEADERS, Phase.RESPONSE_BODY)
+
+SEVERITY_SCORES: dict[str, int] = {"critical": 5, "error": 4, "warning": 3, "notice": 2}
+
+# A predicate gets a transformed value and the macro environment of the transaction and answers
+# None (no match) or the captures: (whole match, group 1, ...) — at least one string.
+Captures = tuple[str, ...]
+MacroExpander = Callable[[str], str]
+Predicate = Callable[[str, MacroExpander], Captures | None]
+Transformation = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One variable reference: `ARGS`, `REQUEST_HEADERS:User-Agent`, `ARGS:/^id_/`, `&ARGS`."""
+
+    collection: str
+    key: str | None = None
+    key_regex: re.Pattern[str] | None = None
+    count: bool = False
+
+    def selects(self, name: str) -> bool:
+        """Does this (key-limited) target select the member `name` of its collection?"""
+        if self.key_regex is not None:
+            return self.key_regex.search(name) is not None
+        if self.key is not None:
+            return name.lower() == self.key.lower()
+        return True
+
+    def __str__(self) -> str:
+        text = self.collection
+        if self.key_regex is not None:
+            text += f":/{self.key_regex.pattern}/"
+        elif self.key is not None:
+            text += f":{self.key}"
+        return ("&" if self.count else "") + text
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    name: str
+    argument: str
+    negated: bool
+    predicate: Predicate
+
+    def __str__(self) -> str:
+        return f"{'!' if self.negated else ''}@{self.name} {self.argument}"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A non-disruptive action run when a rule (or chain link) matches.
+
+    kinds: `setvar` (argument `name=value`, `name=+n`, `name=-n`, `!name`), `ctl` (`name=value`),
+    `capture` is a flag on the rule instead.
+    """
+
+    kind: str
+    argument: str
+
+
+# An example is a value placed into the rule's example target, or a request given as a mapping
+# (method, uri, headers, body, ...), frozen as a tuple of (key, value) items.
+Example = str | tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Examples:
+    match: tuple[Example, ...] = ()
+    no_match: tuple[Example, ...] = ()
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The matching part of a rule: targets, transformations, operator. Chain links are Links."""
+
+    targets: tuple[Target, ...]
+    exclusions: tuple[Target, ...]
+    transforms: tuple[str, ...]
+    transform_fns: tuple[Transformation, ...]
+    operator: Operator
+    multi_match: bool = False
+    capture: bool = False
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule: an id, a first Link, optional chained Links, and what a match is worth."""
+
+    id: int
+    msg: str
+    phase: Phase
+    head: Link
+    chain: tuple[Link, ...] = ()
+    severity: str = "critical"
+    score: int = 5
+    paranoia: int = 1
+    category: str = "generic"
+    tags: tuple[str, ...] = ()
+    examples: Examples = field(default_factory=Examples)
+    source: str = ""
+    # Flow control and disruption for imported SecLang rules: `pass` (default: detection only,
+    # scores), `deny` (asks for blocking regardless of score), `skip_after` jumps to a marker.
+    disruptive: str = "pass"
+    skip_after: str | None = None
+    scoring: bool = True  # False for rules that only set state (SecAction-like, session helpers)
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return (self.head, *self.chain)
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A named position in a phase (SecMarker); `skip_after` jumps to just after it."""
+
+    name: str
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """An ordered, validated collection of rules, split by phase, ready to evaluate."""
+
+    rules: tuple[Rule, ...]
+    markers: tuple[Marker, ...] = ()
+    # phase -> ordered items (Rule or Marker) as they appeared in the sources
+    order: dict[Phase, tuple[Rule | Marker, ...]] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, items: list[Rule | Marker], sources: tuple[str, ...] = ()) -> Ruleset:
+        order: dict[Phase, list[Rule | Marker]] = {p: [] for p in Phase}
+        for item in items:
+            order[item.phase].append(item)
+        rules = tuple(i for i in items if isinstance(i, Rule))
+        markers = tuple(i for i in items if isinstance(i, Marker))
+        return cls(rules, markers, {p: tuple(v) for p, v in order.items()}, sources)
+
+    def by_id(self) -> dict[int, Rule]:
+        return {r.id: r for r in self.rules}
+
+    def __len__(self) -> int:
+        return len(self.rules)

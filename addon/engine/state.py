@@ -1,0 +1,73 @@
+"""EvalState: the mutable per-transaction state of an evaluation (TX collection, matched vars, ctl)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .transaction import Transaction
+
+MACRO = re.compile(r"%\{([^}]+)\}")
+
+
+@dataclass(slots=True)
+class EvalState:
+    tx: Transaction
+    paranoia: int = 1
+    vars: dict[str, str] = field(default_factory=dict)  # the TX collection, lower-case keys
+    matched_var: str = ""
+    matched_var_name: str = ""
+    matched_vars: list[tuple[str, str]] = field(default_factory=list)
+    removed_ids: set[int] = field(default_factory=set)
+    removed_targets: dict[int, list[str]] = field(default_factory=dict)  # rule id -> target texts
+    removed_targets_by_tag: dict[str, list[str]] = field(default_factory=dict)
+    force_request_body: bool = False
+    body_processor: str | None = None  # ctl:requestBodyProcessor override
+    # (value, transformation names) -> transformed value; shared by all rules of the transaction
+    transform_cache: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
+    collect_cache: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def expand(self, text: str) -> str:
+        """Expand ModSecurity macros such as %{tx.score}, %{MATCHED_VAR}, %{REQUEST_HEADERS.Host}."""
+        if "%{" not in text:
+            return text
+        return MACRO.sub(self._macro_value, text)
+
+    def _macro_value(self, match: re.Match[str]) -> str:
+        from .variables import lookup  # local: variables imports this module
+
+        name = match.group(1)
+        collection, _, key = name.partition(".")
+        values = lookup(self, collection.upper(), key or None)
+        return values[0][1] if values else ""
+
+    def set_var(self, expression: str) -> None:
+        """Apply a setvar expression: `name=value`, `name=+n`, `name=-n`, `!name` (macros expanded)."""
+        expression = expression.strip()
+        if expression.startswith("!"):
+            self.vars.pop(_tx_key(self.expand(expression[1:])), None)
+            return
+        name, eq, value = expression.partition("=")
+        key = _tx_key(self.expand(name))
+        if not eq:
+            self.vars[key] = "1"
+            return
+        value = self.expand(value)
+        if value[:1] in "+-" and value[1:].strip().lstrip("-").isdigit():
+            current = _to_int(self.vars.get(key, "0"))
+            delta = int(value[1:].strip())
+            self.vars[key] = str(current + delta if value[0] == "+" else current - delta)
+        else:
+            self.vars[key] = value
+
+
+def _tx_key(name: str) -> str:
+    name = name.strip().lower()
+    return name[3:] if name.startswith("tx.") else name
+
+
+def _to_int(text: str) -> int:
+    try:
+        return int(text.strip() or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,142 @@
+"""Variables: a target name -> the list of (name, value) pairs it selects from a transaction."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
+
+from .rules import Target
+from .state import EvalState
+from .transaction import Pairs, Transaction, byte_text
+
+Values = list[tuple[str, str]]
+
+
+def _url_decoded(text: str) -> str:
+    return unquote_to_bytes(text.encode("latin-1")).decode("latin-1")
+
+
+def _pairs(name: str, pairs: Pairs) -> Values:
+    return [(f"{name}:{k}", v) for k, v in pairs]
+
+
+def _names(name: str, pairs: Pairs) -> Values:
+    return [(f"{name}:{k}", k) for k, _ in pairs]
+
+
+def _one(name: str, value: str) -> Values:
+    return [(name, value)]
+
+
+def _request_body(s: EvalState) -> Values:
+    processor = s.body_processor if s.body_processor is not None else s.tx.body_processor
+    if processor in ("", "URLENCODED") or s.force_request_body or s.tx.body_error:
+        return _one("REQUEST_BODY", s.tx.body)
+    return []
+
+
+def _filename(tx: Transaction) -> str:
+    return _url_decoded(tx.path)
+
+
+def _args_combined_size(tx: Transaction) -> str:
+    return str(sum(len(k) + len(v) for k, v in tx.args))
+
+
+# Every collection a rule may name. Keyed selection (ARGS:id) and exclusions happen in `collect`.
+COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
+    "ARGS": lambda s: _pairs("ARGS", s.tx.args),
+    "ARGS_NAMES": lambda s: _names("ARGS_NAMES", s.tx.args),
+    "ARGS_GET": lambda s: _pairs("ARGS_GET", s.tx.query_args),
+    "ARGS_GET_NAMES": lambda s: _names("ARGS_GET_NAMES", s.tx.query_args),
+    "ARGS_POST": lambda s: _pairs("ARGS_POST", s.tx.body_args),
+    "ARGS_POST_NAMES": lambda s: _names("ARGS_POST_NAMES", s.tx.body_args),
+    "ARGS_COMBINED_SIZE": lambda s: _one("ARGS_COMBINED_SIZE", _args_combined_size(s.tx)),
+    "REQUEST_COOKIES": lambda s: _pairs("REQUEST_COOKIES", s.tx.cookies),
+    "REQUEST_COOKIES_NAMES": lambda s: _names("REQUEST_COOKIES_NAMES", s.tx.cookies),
+    "REQUEST_HEADERS": lambda s: _pairs("REQUEST_HEADERS", s.tx.headers),
+    "REQUEST_HEADERS_NAMES": lambda s: _names("REQUEST_HEADERS_NAMES", s.tx.headers),
+    "REQUEST_METHOD": lambda s: _one("REQUEST_METHOD", s.tx.method),
+    "REQUEST_PROTOCOL": lambda s: _one("REQUEST_PROTOCOL", s.tx.protocol),
+    "REQUEST_LINE": lambda s: _one("REQUEST_LINE", f"{s.tx.method} {s.tx.uri} {s.tx.protocol}"),
+    "REQUEST_URI": lambda s: _one("REQUEST_URI", s.tx.uri),
+    "REQUEST_URI_RAW": lambda s: _one("REQUEST_URI_RAW", s.tx.uri),
+    "REQUEST_FILENAME": lambda s: _one("REQUEST_FILENAME", _filename(s.tx)),
+    "REQUEST_BASENAME": lambda s: _one("REQUEST_BASENAME", posixpath.basename(_filename(s.tx))),
+    "QUERY_STRING": lambda s: _one("QUERY_STRING", s.tx.query),
+    "REQUEST_BODY": _request_body,
+    "REQUEST_BODY_LENGTH": lambda s: _one("REQUEST_BODY_LENGTH", str(s.tx.body_length)),
+    "FILES": lambda s: _pairs("FILES", s.tx.files),
+    "FILES_NAMES": lambda s: _names("FILES_NAMES", s.tx.files),
+    "FILES_COMBINED_SIZE": lambda s: _one("FILES_COMBINED_SIZE", s.tx.extra.get("files_size", "0")),
+    "MULTIPART_PART_HEADERS": lambda s: _pairs("MULTIPART_PART_HEADERS", s.tx.part_headers),
+    "REQBODY_PROCESSOR": lambda s: _one(
+        "REQBODY_PROCESSOR", s.body_processor if s.body_processor is not None else s.tx.body_processor
+    ),
+    "REQBODY_ERROR": lambda s: _one("REQBODY_ERROR", "1" if s.tx.body_error else "0"),
+    "REQBODY_ERROR_MSG": lambda s: _one("REQBODY_ERROR_MSG", s.tx.body_error),
+    "REMOTE_ADDR": lambda s: _one("REMOTE_ADDR", s.tx.client_addr),
+    "SESSION": lambda s: _pairs("SESSION", s.tx.session),
+    "TX": lambda s: [(f"TX:{k}", v) for k, v in s.vars.items()],
+    "MATCHED_VAR": lambda s: _one("MATCHED_VAR", s.matched_var) if s.matched_var_name else [],
+    "MATCHED_VAR_NAME": lambda s: _one("MATCHED_VAR_NAME", s.matched_var_name) if s.matched_var_name else [],
+    "MATCHED_VARS": lambda s: [(n, v) for n, v in s.matched_vars],
+    "MATCHED_VARS_NAMES": lambda s: [(n, n) for n, _ in s.matched_vars],
+    "RESPONSE_STATUS": lambda s: _one("RESPONSE_STATUS", str(s.tx.response_status)),
+    "RESPONSE_HEADERS": lambda s: _pairs("RESPONSE_HEADERS", s.tx.response_headers),
+    "RESPONSE_HEADERS_NAMES": lambda s: _names("RESPONSE_HEADERS_NAMES", s.tx.response_headers),
+    "RESPONSE_BODY": lambda s: _one("RESPONSE_BODY", s.tx.response_body),
+    "XML": lambda s: [],  # filled by the XML body processor when the CRS importer enables it
+}
+
+# Collections whose names are looked up without regard to case (ModSecurity does the same).
+_KEYED = {c for c in COLLECTIONS if c not in {"REQUEST_METHOD", "REQUEST_PROTOCOL"}}
+
+
+def member_name(full_name: str) -> str:
+    """`ARGS:user.name` -> `user.name`; single-value variables have no member name."""
+    return full_name.partition(":")[2]
+
+
+def lookup(state: EvalState, collection: str, key: str | None) -> Values:
+    """Values of one collection, optionally limited to one key (case-insensitive)."""
+    fetch = COLLECTIONS.get(collection)
+    if fetch is None:
+        return []
+    values = state.collect_cache.get(collection)
+    if values is None or collection.startswith(("TX", "MATCHED")):
+        values = fetch(state)
+        state.collect_cache[collection] = values
+    if key is None:
+        return values
+    lkey = key.lower()
+    return [(n, v) for n, v in values if member_name(n).lower() == lkey]
+
+
+def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Target, ...]) -> Values:
+    """All (name, value) pairs the targets select, less the exclusions, in target order."""
+    out: Values = []
+    for target in targets:
+        values = lookup(state, target.collection, None)
+        if target.key is not None or target.key_regex is not None:
+            values = [(n, v) for n, v in values if target.selects(member_name(n))]
+        if exclusions:
+            values = [(n, v) for n, v in values if not _excluded(n, target.collection, exclusions)]
+        if target.count:
+            out.append((str(target), str(len(values))))
+        else:
+            out.extend(values)
+    return out
+
+
+def _excluded(name: str, collection: str, exclusions: tuple[Target, ...]) -> bool:
+    member = member_name(name)
+    return any(ex.collection == collection and ex.selects(member) for ex in exclusions)
+
+
+def known_collection(name: str) -> bool:
+    return name in COLLECTIONS
+
+
+__all__ = ["COLLECTIONS", "Values", "byte_text", "collect", "known_collection", "lookup"]
