@@ -74,7 +74,9 @@ def format_verdict(verdict: Verdict) -> str:
 
 
 def _rules_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    rules = sub.add_parser("rules", help="check rule files").add_subparsers(dest="rules_command", required=True)
+    rules = sub.add_parser("rules", help="check rule files").add_subparsers(
+        dest="rules_command", required=True
+    )
     p = rules.add_parser("lint", help="validate rule files; report every problem; exit 1 on any")
     p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
     p.set_defaults(func=cmd_rules_lint)
@@ -86,7 +88,9 @@ def _rules_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _scan_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("scan", help="judge a raw HTTP request from FILE or stdin")
     p.add_argument("file", nargs="?", help="file holding a raw HTTP/1 request (default: stdin)")
-    p.add_argument("--rules", action="append", help="rule file or folder (repeatable; default: shipped rules)")
+    p.add_argument(
+        "--rules", action="append", help="rule file or folder (repeatable; default: shipped rules)"
+    )
     p.add_argument("--paranoia", type=int, default=1, choices=[1, 2, 3, 4])
     p.add_argument("--inbound-threshold", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON object (score, matches, blocked, ...)")

@@ -17,7 +17,9 @@ def request_body(request: http.Request) -> bytes:
     return request.get_content(strict=False) or b""
 
 
-def from_request(request: http.Request, client_addr: str = "", body_limit: int = DEFAULT_BODY_LIMIT) -> Transaction:
+def from_request(
+    request: http.Request, client_addr: str = "", body_limit: int = DEFAULT_BODY_LIMIT
+) -> Transaction:
     return build_transaction(
         method=request.data.method,
         uri=request.data.path,
@@ -37,7 +39,9 @@ def from_flow(flow: http.HTTPFlow, body_limit: int = DEFAULT_BODY_LIMIT) -> Tran
     return tx
 
 
-def with_response(tx: Transaction, response: http.Response, body_limit: int = DEFAULT_BODY_LIMIT) -> Transaction:
+def with_response(
+    tx: Transaction, response: http.Response, body_limit: int = DEFAULT_BODY_LIMIT
+) -> Transaction:
     body = response.get_content(strict=False) or b""
     return tx.with_response(
         response.status_code,

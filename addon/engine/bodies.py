@@ -98,7 +98,11 @@ def parse_multipart(content_type: str, body: str) -> ParsedBody:
             size += len(payload)
         else:
             args.append((name, payload.decode("latin-1")))
-    error = "" if message.defects == [] else f"multipart defects: {', '.join(type(d).__name__ for d in message.defects)}"
+    error = (
+        ""
+        if message.defects == []
+        else f"multipart defects: {', '.join(type(d).__name__ for d in message.defects)}"
+    )
     return ParsedBody("MULTIPART", tuple(args), tuple(files), tuple(headers), size, error)
 
 

@@ -113,9 +113,12 @@ def from_mapping(example: tuple[tuple[str, object], ...]) -> Transaction:
         tx = tx.with_session(tuple((k, byte_text(v)) for k, v in dict(data["session"]).items()))  # type: ignore[arg-type]
     if "response_status" in data:
         response_headers = tuple(
-            (byte_text(k), byte_text(v)) for k, v in dict(data.get("response_headers", ())).items()  # type: ignore[arg-type]
+            (byte_text(k), byte_text(v))
+            for k, v in dict(data.get("response_headers", ())).items()  # type: ignore[arg-type]
         )
-        tx = tx.with_response(int(data["response_status"]), response_headers, byte_text(str(data.get("response_body", ""))))  # type: ignore[arg-type]
+        tx = tx.with_response(
+            int(data["response_status"]), response_headers, byte_text(str(data.get("response_body", "")))
+        )  # type: ignore[arg-type]
     return tx
 
 

@@ -149,7 +149,9 @@ def _schema_reason(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def _build_rule(file: Path, raw: dict[str, Any], defaults: dict[str, Any], problems: list[Problem]) -> Rule | None:
+def _build_rule(
+    file: Path, raw: dict[str, Any], defaults: dict[str, Any], problems: list[Problem]
+) -> Rule | None:
     rule_id = raw["id"]
     before = len(problems)
 
@@ -157,7 +159,9 @@ def _build_rule(file: Path, raw: dict[str, Any], defaults: dict[str, Any], probl
         problems.append(Problem(str(file), rule_id, field, reason))
 
     head = _build_link(file.parent, raw, "", problem)
-    chain = [_build_link(file.parent, part, f"chain[{n}].", problem) for n, part in enumerate(raw.get("chain", []))]
+    chain = [
+        _build_link(file.parent, part, f"chain[{n}].", problem) for n, part in enumerate(raw.get("chain", []))
+    ]
     severity = raw.get("severity", "critical")
     phase = raw.get("phase", defaults.get("phase", 2))
     category = raw.get("category", defaults.get("category"))
@@ -210,7 +214,10 @@ def _build_link(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: Any)
     for n, name in enumerate(raw.get("transforms", [])):
         fn = TRANSFORMATIONS.get(name)
         if fn is None:
-            problem(f"{prefix}transforms[{n}]", f"unknown transformation {name!r}{_did_you_mean(name, TRANSFORMATIONS)}")
+            problem(
+                f"{prefix}transforms[{n}]",
+                f"unknown transformation {name!r}{_did_you_mean(name, TRANSFORMATIONS)}",
+            )
         else:
             fns.append(fn)
     operator = _build_operator(rules_dir, raw, prefix, problem)

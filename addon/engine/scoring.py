@@ -6,9 +6,7 @@ from .rules import RESPONSE_PHASES
 from .verdict import Match, Verdict
 
 
-def score(
-    matches: list[Match], *, paranoia: int, inbound_threshold: int, outbound_threshold: int
-) -> Verdict:
+def score(matches: list[Match], *, paranoia: int, inbound_threshold: int, outbound_threshold: int) -> Verdict:
     """Sum the scoring matches per category and direction and decide whether a threshold is crossed."""
     verdict = Verdict(
         matches=list(matches),
