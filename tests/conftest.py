@@ -1,0 +1,6 @@
+"""Shared fixtures: make tests/ importable as a folder of helpers."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
