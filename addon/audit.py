@@ -1,0 +1,65 @@
+"""Audit log: one JSON line per flow that scored or got an action; cookie and credential values never."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger("logoutguard")
+
+
+class AuditLog:
+    """Appends JSON lines to a file (created 0600); a write failure is logged once, never raised."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path).expanduser() if path else None
+        self._fh: IO[str] | None = None
+        self._lock = threading.Lock()
+        self._failed = False
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fh = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+    def write(self, record: dict[str, object]) -> None:
+        if self._fh is None:
+            return
+        line = json.dumps({"time": round(time.time(), 3), **record}, separators=(",", ":"), default=str)
+        try:
+            with self._lock:
+                self._fh.write(line + "\n")
+        except OSError as exc:
+            if not self._failed:
+                log.error(f"LogoutGuard: cannot write the audit log {self.path}: {exc}")
+            self._failed = True
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def audit_record(*, client: str, method: str, path: str, session_hash: str | None,
+                 verdict: dict[str, object], logout: dict[str, object] | None = None) -> dict[str, object]:
+    """The audit line of a flow: no cookie, no Authorization, no session ID, only its keyed hash."""
+    matches = verdict.get("matches") or []
+    return {
+        "client": client,
+        "method": method,
+        "path": path.split("?", 1)[0],
+        "session": session_hash,
+        "rules": [m["id"] for m in matches],  # type: ignore[index, union-attr]
+        "targets": [m["target"] for m in matches],  # type: ignore[index, union-attr]
+        "inbound_score": verdict.get("inbound_score"),
+        "outbound_score": verdict.get("outbound_score"),
+        "scores": verdict.get("scores"),
+        "situation": verdict.get("situation"),
+        "action": verdict.get("action"),
+        "mode": verdict.get("mode"),
+        "logout": logout,
+    }
