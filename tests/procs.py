@@ -132,10 +132,14 @@ def start_mitmdump(
     log_path = log_dir / f"{program}-{port}.log"
     args = [
         str(BIN / program),
-        "--mode", f"reverse:{upstream}",
-        "--listen-host", "127.0.0.1",
-        "--listen-port", str(port),
-        "-s", str(ADDON_SCRIPT),
+        "--mode",
+        f"reverse:{upstream}",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "-s",
+        str(ADDON_SCRIPT),
     ]
     for option in options:
         args += ["--set", option]
@@ -147,5 +151,7 @@ def start_mitmdump(
         wait_port(port, proc=proc)
     except Exception:
         proc.kill()
-        raise RuntimeError(f"mitmdump did not start: {log_path.read_text(errors='replace')[-3000:]}") from None
+        raise RuntimeError(
+            f"mitmdump did not start: {log_path.read_text(errors='replace')[-3000:]}"
+        ) from None
     return Mitmdump(proc, port, log_path)

@@ -45,8 +45,9 @@ def guard() -> LogoutGuard:
     return LogoutGuard()
 
 
-def flow_for(path: str = "/", method: str = "GET", body: bytes = b"", headers: dict | None = None,
-             live: bool = True) -> http.HTTPFlow:
+def flow_for(
+    path: str = "/", method: str = "GET", body: bytes = b"", headers: dict | None = None, live: bool = True
+) -> http.HTTPFlow:
     req = tutils.treq(method=method.encode(), path=path.encode(), content=body)
     req.headers.clear()
     req.headers["Host"] = "app.test"
@@ -127,9 +128,8 @@ def test_saved_flow_is_judged_but_not_answered(guard: LogoutGuard, rules_dir: Pa
     ],
 )
 def test_bad_options_are_refused(guard: LogoutGuard, option: str, value: object, message: str) -> None:
-    with taddons.context(guard) as tctx:
-        with pytest.raises(exceptions.OptionsError, match=message):
-            tctx.configure(guard, **{option: value})
+    with taddons.context(guard) as tctx, pytest.raises(exceptions.OptionsError, match=message):
+        tctx.configure(guard, **{option: value})
 
 
 def test_bad_rule_file_names_file_rule_and_field(guard: LogoutGuard, tmp_path: Path) -> None:
@@ -173,8 +173,9 @@ class FailingEngine(Engine):
 
 
 @pytest.mark.parametrize(("error_action", "status"), [("deny", 403), ("pass", None)])
-def test_internal_error_still_gives_a_verdict(guard: LogoutGuard, rules_dir: Path, error_action: str,
-                                              status: int | None) -> None:
+def test_internal_error_still_gives_a_verdict(
+    guard: LogoutGuard, rules_dir: Path, error_action: str, status: int | None
+) -> None:
     with taddons.context(guard) as tctx:
         tctx.configure(guard, guard_rules=[str(rules_dir)], guard_error_action=error_action)
         assert guard.ruleset is not None
@@ -187,24 +188,58 @@ def test_internal_error_still_gives_a_verdict(guard: LogoutGuard, rules_dir: Pat
 
 BAD_INPUTS = {
     "invalid percent-encoding": dict(path="/a%zz%?q=%%41%u12&x=%"),
-    "invalid utf-8": dict(path="/p", method="POST", body=b"name=\xff\xfe\xc3\x28&b=\xed\xa0\x80",
-                          headers={"Content-Type": "application/x-www-form-urlencoded"}),
-    "binary body": dict(path="/upload", method="POST", body=bytes(range(256)) * 64,
-                        headers={"Content-Type": "application/octet-stream"}),
-    "multipart without boundary": dict(path="/u", method="POST", body=b"--x\r\n\r\nhello\r\n--x--",
-                                       headers={"Content-Type": "multipart/form-data"}),
-    "multipart garbage": dict(path="/u", method="POST", body=b"\x00--b\r\nContent-Disposition: \xff\r\n",
-                              headers={"Content-Type": "multipart/form-data; boundary=b"}),
-    "truncated json": dict(path="/api", method="POST", body=b'{"a": [1, {"b": "union select',
-                           headers={"Content-Type": "application/json"}),
-    "deep json": dict(path="/api", method="POST", body=b"[" * 100_000 + b"]" * 100_000,
-                      headers={"Content-Type": "application/json"}),
+    "invalid utf-8": dict(
+        path="/p",
+        method="POST",
+        body=b"name=\xff\xfe\xc3\x28&b=\xed\xa0\x80",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    "binary body": dict(
+        path="/upload",
+        method="POST",
+        body=bytes(range(256)) * 64,
+        headers={"Content-Type": "application/octet-stream"},
+    ),
+    "multipart without boundary": dict(
+        path="/u",
+        method="POST",
+        body=b"--x\r\n\r\nhello\r\n--x--",
+        headers={"Content-Type": "multipart/form-data"},
+    ),
+    "multipart garbage": dict(
+        path="/u",
+        method="POST",
+        body=b"\x00--b\r\nContent-Disposition: \xff\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    ),
+    "truncated json": dict(
+        path="/api",
+        method="POST",
+        body=b'{"a": [1, {"b": "union select',
+        headers={"Content-Type": "application/json"},
+    ),
+    "deep json": dict(
+        path="/api",
+        method="POST",
+        body=b"[" * 100_000 + b"]" * 100_000,
+        headers={"Content-Type": "application/json"},
+    ),
     "10000 args": dict(path="/?" + "&".join(f"a{i}=v{i}" for i in range(10_000))),
-    "5 MB body": dict(path="/big", method="POST", body=b"a=" + b"x" * (5 * 1024 * 1024),
-                      headers={"Content-Type": "application/x-www-form-urlencoded"}),
-    "odd header bytes": dict(path="/", headers={"X-\x7fodd": "va\x00l\x1bue\xff", "Cookie": "=; ;a;==;\x00=1"}),
-    "gzip that is not gzip": dict(path="/", method="POST", body=b"not gzip",
-                                  headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"}),
+    "5 MB body": dict(
+        path="/big",
+        method="POST",
+        body=b"a=" + b"x" * (5 * 1024 * 1024),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    "odd header bytes": dict(
+        path="/", headers={"X-\x7fodd": "va\x00l\x1bue\xff", "Cookie": "=; ;a;==;\x00=1"}
+    ),
+    "gzip that is not gzip": dict(
+        path="/",
+        method="POST",
+        body=b"not gzip",
+        headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
+    ),
 }
 
 
@@ -224,7 +259,11 @@ def test_bad_input_gets_a_verdict(guard: LogoutGuard, rules_dir: Path, name: str
 def test_truncated_json_is_still_inspected_raw(guard: LogoutGuard, rules_dir: Path) -> None:
     with taddons.context(guard) as tctx:
         tctx.configure(guard, guard_rules=[str(rules_dir)])
-        f = flow_for("/api", method="POST", body=b'{"a": "1 union select pass',
-                     headers={"Content-Type": "application/json"})
+        f = flow_for(
+            "/api",
+            method="POST",
+            body=b'{"a": "1 union select pass',
+            headers={"Content-Type": "application/json"},
+        )
         guard.request(f)
         assert f.metadata[META_KEY]["matches"][0]["target"] == "REQUEST_BODY"

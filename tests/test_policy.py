@@ -28,13 +28,21 @@ def test_empty_policy_gives_the_defaults() -> None:
 @pytest.mark.parametrize(
     ("data", "field", "reason"),
     [
-        ({"actions": {"authenticated_over_threshold": "explode"}}, "actions.authenticated_over_threshold", "is not one of"),
+        (
+            {"actions": {"authenticated_over_threshold": "explode"}},
+            "actions.authenticated_over_threshold",
+            "is not one of",
+        ),
         ({"logout": {"path": "logout"}}, "logout.path", "does not match"),
         ({"logout": {"methd": "GET"}}, "logout", "Additional properties"),
         ({"logout": {"body": "x={cookie}"}}, "logout.body", "needs a name"),
         ({"logout": {"body": "x={secret:y}"}}, "logout.body", "unknown placeholder"),
         ({"logout": {"body": "csrf={csrf}"}}, "logout.body", "csrf_cookie"),
-        ({"logout": {"headers": {"Bad Header": "x"}}}, "logout.headers.Bad Header", "not a valid header name"),
+        (
+            {"logout": {"headers": {"Bad Header": "x"}}},
+            "logout.headers.Bad Header",
+            "not a valid header name",
+        ),
         ({"logout": {"headers": {"X-A": "a\r\nInjected: 1"}}}, "logout.headers.X-A", "CR, LF and NUL"),
         ({"session": {"cookie_pattern": "(unclosed"}}, "session.cookie_pattern", "bad regex"),
         ({"cumulative": {"scored_requests": 0}}, "cumulative.scored_requests", "minimum"),
@@ -57,9 +65,13 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 
 
 def test_render_fills_cookies_headers_and_csrf() -> None:
-    text = render("csrf={csrf}&s={session_cookie}&u={header:X-User}&a={authorization}",
-                  {"csrftoken": "t0k", "JSESSIONID": "abc"}, {"x-user": "ana", "authorization": "Basic eA=="},
-                  "JSESSIONID=abc", "csrftoken")
+    text = render(
+        "csrf={csrf}&s={session_cookie}&u={header:X-User}&a={authorization}",
+        {"csrftoken": "t0k", "JSESSIONID": "abc"},
+        {"x-user": "ana", "authorization": "Basic eA=="},
+        "JSESSIONID=abc",
+        "csrftoken",
+    )
     assert text == "csrf=t0k&s=JSESSIONID=abc&u=ana&a=Basic eA=="
 
 

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.e2e
 
 BOUNDARY = "----lgboundary7MA4YWxk"
 MULTIPART = (
-    f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHoliday photos\r\n"
-    f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"beach.jpg\"\r\n"
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="title"\r\n\r\nHoliday photos\r\n'
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="beach.jpg"\r\n'
     "Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xe0 JFIF fake jpeg bytes\r\n"
     f"--{BOUNDARY}--\r\n"
 ).encode("latin-1")
@@ -24,23 +24,53 @@ MULTIPART = (
 # (method, path, headers, body) of ordinary requests that must reach the backend unchanged
 BENIGN = [
     ("GET", "/search?q=O%27Brien%20and%20sons&page=2&sort=price", {"Accept": "text/html"}, b""),
-    ("GET", "/products?category=shoes&size=42&color=dark+blue", {"Cookie": "JSESSIONID=abc123; _ga=GA1.2.3"}, b""),
-    ("POST", "/comments", {"Content-Type": "application/x-www-form-urlencoded"},
-     b"name=Ana+D%27Angelo&email=ana%40example.com&text=Great+article%2C+thanks%21+Price+was+%245.00"),
-    ("POST", "/api/orders", {"Content-Type": "application/json"},
-     b'{"customer": {"name": "Jos\xc3\xa9", "email": "jose@example.org"}, "items": [{"sku": "A-1", "qty": 2}]}'),
+    (
+        "GET",
+        "/products?category=shoes&size=42&color=dark+blue",
+        {"Cookie": "JSESSIONID=abc123; _ga=GA1.2.3"},
+        b"",
+    ),
+    (
+        "POST",
+        "/comments",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"name=Ana+D%27Angelo&email=ana%40example.com&text=Great+article%2C+thanks%21+Price+was+%245.00",
+    ),
+    (
+        "POST",
+        "/api/orders",
+        {"Content-Type": "application/json"},
+        b'{"customer": {"name": "Jos\xc3\xa9", "email": "jose@example.org"}, "items": [{"sku": "A-1", "qty": 2}]}',
+    ),
     ("POST", "/upload", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, MULTIPART),
-    ("GET", "/static/app.js?v=1.2.3", {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}, b""),
+    (
+        "GET",
+        "/static/app.js?v=1.2.3",
+        {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
+        b"",
+    ),
 ]
 
 ATTACKS = [
     ("GET", "/search?q=1%27%20UNION%20SELECT%20username%2C%20password%20FROM%20users--", {}, b""),
-    ("POST", "/comments", {"Content-Type": "application/x-www-form-urlencoded"},
-     b"text=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E"),
-    ("POST", "/api/orders", {"Content-Type": "application/json"},
-     b'{"customer": {"name": "x\' OR 1=1 UNION SELECT password FROM users--"}}'),
-    ("POST", "/upload", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-     MULTIPART.replace(b"Holiday photos", b"<?php system($_GET['cmd']); ?>")),
+    (
+        "POST",
+        "/comments",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"text=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E",
+    ),
+    (
+        "POST",
+        "/api/orders",
+        {"Content-Type": "application/json"},
+        b'{"customer": {"name": "x\' OR 1=1 UNION SELECT password FROM users--"}}',
+    ),
+    (
+        "POST",
+        "/upload",
+        {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        MULTIPART.replace(b"Holiday photos", b"<?php system($_GET['cmd']); ?>"),
+    ),
     ("GET", "/download?file=..%2F..%2F..%2F..%2Fetc%2Fpasswd", {}, b""),
     ("GET", "/", {"Cookie": "pref=1%27%20or%20%271%27%3D%271%27%20union%20select%201%2C2--"}, b""),
     ("GET", "/", {"User-Agent": "sqlmap/1.7.2#stable (https://sqlmap.org)"}, b""),
