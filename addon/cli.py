@@ -97,11 +97,34 @@ def _scan_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=cmd_scan)
 
 
+def cmd_demo_app(args: argparse.Namespace) -> int:
+    from .demo.app import serve  # only this command needs the demo app
+
+    return serve(args.host, args.port, defective_logout=args.defective_logout, log_requests=not args.quiet)
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "demo-app",
+        help="run the demo web application (login, JSESSIONID cookie, logout) until SIGINT/SIGTERM",
+    )
+    p.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one (default: 8080)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--defective-logout",
+        action="store_true",
+        help="logouts only send a new cookie and leave the old session valid on the server",
+    )
+    p.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    p.set_defaults(func=cmd_demo_app)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logoutguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _rules_parser(sub)
     _scan_parser(sub)
+    _demo_parser(sub)
     return parser
 
 
