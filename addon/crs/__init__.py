@@ -1,0 +1,1 @@
+"""Run the OWASP Core Rule Set (SecLang .conf files) on the LogoutGuard engine."""
