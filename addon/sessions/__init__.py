@@ -1,0 +1,26 @@
+"""Session tracking and the session store (memory, SQLite; Redis to come); see tracker.py and store.py."""
+
+from .cookies import DEFAULT_SESSION_COOKIE_PATTERN, CookieEvent, SessionCookieMatcher, request_session_ids
+from .factory import open_store, parse_store_spec, resolve_key
+from .hashing import SessionHasher
+from .store import SessionRecord, SessionState, SessionStore, StoreError
+from .tracker import SessionFacts, SessionTracker, client_network, ua_fingerprint
+
+__all__ = [
+    "DEFAULT_SESSION_COOKIE_PATTERN",
+    "CookieEvent",
+    "SessionCookieMatcher",
+    "SessionFacts",
+    "SessionHasher",
+    "SessionRecord",
+    "SessionState",
+    "SessionStore",
+    "SessionTracker",
+    "StoreError",
+    "client_network",
+    "open_store",
+    "parse_store_spec",
+    "request_session_ids",
+    "resolve_key",
+    "ua_fingerprint",
+]

@@ -1,0 +1,467 @@
+"""SQLite session store (the default): one local file that survives restarts, used from one worker thread.
+
+- Every sqlite3 call runs in a dedicated single-thread executor, so the mitmproxy event loop never
+  waits on disk; one thread also means no two writes ever interleave. Opening is synchronous (it
+  happens at configure time and must fail there, not inside a hook).
+- WAL journal. Ordinary writes (touch, issue) use synchronous=NORMAL: a committed write survives a
+  crash or kill -9 of the proxy, only an OS crash or power loss may drop the last ones.
+  Revocations and lockouts are committed with synchronous=FULL (the WAL is fsynced before revoke()
+  returns), so not even a power loss undoes them.
+- Schema created on open, with its version in the `meta` table, next to a check value of the hash
+  key: a database opened with another key (every stored hash meaningless) is refused.
+- Bounded: beyond `max_sessions` rows the least recently seen non-revoked rows go first.
+- Every failure is a StoreError naming the file and the reason; all SQL takes parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .hashing import key_check
+from .store import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_REVOKED_TTL_S,
+    DEFAULT_TTL_S,
+    EXPIRED_REASON,
+    SessionRecord,
+    SessionState,
+    SessionStore,
+    StoreError,
+    check_limits,
+)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    cookie_name TEXT NOT NULL,
+    issued_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    client_network TEXT NOT NULL,
+    ua_fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_reason TEXT NOT NULL,
+    state_changed_at REAL NOT NULL,
+    cumulative_score INTEGER NOT NULL DEFAULT 0,
+    scored_requests INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_eviction ON sessions ((state = 'revoked'), last_seen);
+CREATE INDEX sessions_by_last_seen ON sessions (last_seen);
+CREATE TABLE scored_requests (id_hash TEXT NOT NULL, at REAL NOT NULL, score INTEGER NOT NULL);
+CREATE INDEX scored_requests_by_hash ON scored_requests (id_hash, at);
+CREATE INDEX scored_requests_by_time ON scored_requests (at);
+CREATE TABLE lockouts (network TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+COLUMNS = (
+    "id_hash, cookie_name, issued_at, last_seen, client_network, ua_fingerprint, "
+    "state, state_reason, state_changed_at, cumulative_score, scored_requests"
+)
+_HINTS = {
+    "SQLITE_READONLY": "the file or its directory is not writable by this process",
+    "SQLITE_FULL": "free some disk space",
+    "SQLITE_CANTOPEN": "its directory must exist and be writable",
+    "SQLITE_NOTADB": "the file is not a SQLite database",
+    "SQLITE_CORRUPT": "the database file is corrupt",
+    "SQLITE_BUSY": "another process holds a lock on it",
+    "SQLITE_IOERR": "the disk reported an I/O error",
+}
+
+
+def store_error(path: Path, operation: str, exc: BaseException) -> StoreError:
+    """A StoreError naming the file, what was being done and why (with a hint for the common causes)."""
+    reason = str(exc) or type(exc).__name__
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    hint = next((text for prefix, text in _HINTS.items() if code.startswith(prefix)), "")
+    return StoreError(f"session store {path}: {operation} failed: {reason}" + (f" ({hint})" if hint else ""))
+
+
+def row_record(row: tuple[Any, ...]) -> SessionRecord:
+    return SessionRecord(
+        id_hash=row[0],
+        cookie_name=row[1],
+        issued_at=row[2],
+        last_seen=row[3],
+        client_network=row[4],
+        ua_fingerprint=row[5],
+        state=SessionState(row[6]),
+        state_reason=row[7],
+        state_changed_at=row[8],
+        cumulative_score=row[9],
+        scored_requests=row[10],
+    )
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, durable: bool = False) -> Iterator[None]:
+    """BEGIN IMMEDIATE .. COMMIT (ROLLBACK on error); durable: fsync the WAL at commit."""
+    if durable:
+        conn.execute("PRAGMA synchronous=FULL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        if durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def refuse_read_only_file(path: Path) -> None:
+    """A database file without any write bit is refused even when running as root (who could write it)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"session store {path}: open failed: {exc.strerror or exc}") from exc
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise StoreError(
+            f"session store {path}: open failed: the database file is read-only "
+            f"(mode {stat.S_IMODE(mode):04o}); the store must be writable"
+        )
+
+
+class SqliteStore(SessionStore):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        ttl: float = DEFAULT_TTL_S,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        revoked_ttl: float = DEFAULT_REVOKED_TTL_S,
+        key: bytes | None = None,
+    ) -> None:
+        """Open (creating when needed) the database; raises StoreError naming the path when it cannot."""
+        check_limits(ttl, max_sessions, revoked_ttl)
+        self.ttl, self.max_sessions, self.revoked_ttl = ttl, max_sessions, revoked_ttl
+        self.path = Path(path)
+        self.description = f"sqlite://{self.path}"
+        self._conn: sqlite3.Connection | None = None
+        self._rows = 0
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logoutguard-sqlite")
+        try:
+            self._executor.submit(self._guarded, "open", self._open, key).result()
+        except BaseException:
+            self._executor.submit(self._close_connection).result()
+            self._executor.shutdown(wait=True)
+            self._closed = True
+            raise
+
+    # --- running on the worker thread -------------------------------------------------------
+
+    def _guarded(self, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise store_error(self.path, operation, exc) from exc
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        assert self._conn is not None, "sqlite store used before it was opened"
+        return self._conn
+
+    def _open(self, key: bytes | None) -> None:
+        refuse_read_only_file(self.path)
+        self._conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with transaction(self._db):
+            tables = {
+                row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            if not tables:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self._db.execute(statement)
+                self._set_meta("schema_version", str(SCHEMA_VERSION))
+            elif "meta" not in tables:
+                raise StoreError(
+                    f"session store {self.path}: open failed: not a LogoutGuard session database "
+                    f"(it has tables {', '.join(sorted(tables))})"
+                )
+            self._check_schema_version()
+            if key is not None:
+                self._check_key(key_check(key))
+            self._set_meta("opened_at", repr(time.time()))  # a write now: a read-only file fails here
+        self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _check_schema_version(self) -> None:
+        version = self._meta("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"session store {self.path}: open failed: schema version {version!r}, "
+                f"this LogoutGuard reads version {SCHEMA_VERSION} (upgrade LogoutGuard or start a new file)"
+            )
+
+    def _check_key(self, check: str) -> None:
+        stored = self._meta("key_check")
+        if stored is None:
+            self._set_meta("key_check", check)
+        elif stored != check:
+            raise StoreError(
+                f"session store {self.path}: open failed: the session hash key differs from the one this "
+                "database was written with, so none of its hashes (revocations included) would match; "
+                "restore the original key file or move the database away"
+            )
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _select(self, id_hash: str) -> SessionRecord | None:
+        row = self._db.execute(f"SELECT {COLUMNS} FROM sessions WHERE id_hash = ?", (id_hash,)).fetchone()
+        return None if row is None else row_record(row)
+
+    def _insert(self, record: SessionRecord) -> None:
+        self._db.execute(
+            f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id_hash,
+                record.cookie_name,
+                record.issued_at,
+                record.last_seen,
+                record.client_network,
+                record.ua_fingerprint,
+                str(record.state),
+                record.state_reason,
+                record.state_changed_at,
+                record.cumulative_score,
+                record.scored_requests,
+            ),
+        )
+        self._rows += 1
+        if self._rows > self.max_sessions:
+            cursor = self._db.execute(
+                "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
+                "WHERE id_hash != ? ORDER BY (state = 'revoked'), last_seen LIMIT ?)",
+                (record.id_hash, self._rows - self.max_sessions),
+            )
+            self._rows -= cursor.rowcount
+
+    def _issue(
+        self, id_hash: str, cookie_name: str, now: float, network: str, ua: str, reason: str
+    ) -> SessionRecord:
+        with transaction(self._db):
+            record = self._select(id_hash)
+            if record is None:
+                new = SessionRecord(
+                    id_hash, cookie_name, now, now, network, ua, SessionState.ACTIVE, reason, now
+                )
+                self._insert(new)
+                return new
+            if record.state is not SessionState.REVOKED:
+                self._db.execute(
+                    "UPDATE sessions SET last_seen = max(last_seen, ?), state = ?, state_reason = ?, "
+                    "state_changed_at = ? WHERE id_hash = ?",
+                    (now, str(SessionState.ACTIVE), reason, now, id_hash),
+                )
+                record = self._select(id_hash)
+            assert record is not None
+            return record
+
+    def _touch(self, id_hash: str, now: float, score_delta: int) -> SessionRecord | None:
+        with transaction(self._db):
+            self._db.execute(
+                "UPDATE sessions SET last_seen = max(last_seen, ?), cumulative_score = cumulative_score + ? "
+                "WHERE id_hash = ?",
+                (now, score_delta, id_hash),
+            )
+            return self._select(id_hash)
+
+    def _set_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
+        with transaction(self._db):
+            cursor = self._db.execute(
+                "UPDATE sessions SET state = ?, state_reason = ?, state_changed_at = ? "
+                "WHERE id_hash = ? AND state != 'revoked'",
+                (str(state), reason, now, id_hash),
+            )
+            return cursor.rowcount > 0
+
+    def _revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
+        with transaction(self._db, durable=True):
+            record = self._select(id_hash)
+            if record is None:
+                self._insert(SessionRecord(id_hash, "", now, now, "", "", SessionState.REVOKED, reason, now))
+            elif record.state is not SessionState.REVOKED:
+                self._db.execute(
+                    "UPDATE sessions SET state = 'revoked', state_reason = ?, state_changed_at = ? "
+                    "WHERE id_hash = ?",
+                    (reason, now, id_hash),
+                )
+            record = self._select(id_hash)
+            assert record is not None
+            return record
+
+    def _is_revoked(self, id_hash: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sessions WHERE id_hash = ? AND state = 'revoked'", (id_hash,)
+        ).fetchone()
+        return row is not None
+
+    def _list(self, limit: int) -> list[SessionRecord]:
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM sessions ORDER BY last_seen DESC LIMIT ?", (max(limit, 0),)
+        ).fetchall()
+        return [row_record(row) for row in rows]
+
+    def _record_scored(self, id_hash: str, now: float, score: int, window_s: float) -> int:
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO scored_requests (id_hash, at, score) VALUES (?, ?, ?)", (id_hash, now, score)
+            )
+            self._db.execute(
+                "DELETE FROM scored_requests WHERE id_hash = ? AND at <= ?", (id_hash, now - window_s)
+            )
+            self._db.execute(
+                "UPDATE sessions SET last_seen = max(last_seen, ?), cumulative_score = cumulative_score + ?, "
+                "scored_requests = scored_requests + 1 WHERE id_hash = ?",
+                (now, score, id_hash),
+            )
+            row = self._db.execute("SELECT count(*) FROM scored_requests WHERE id_hash = ?", (id_hash,))
+            return int(row.fetchone()[0])
+
+    def _lockout(self, network: str, until: float) -> None:
+        with transaction(self._db, durable=True):
+            self._db.execute(
+                "INSERT INTO lockouts (network, until) VALUES (?, ?) "
+                "ON CONFLICT (network) DO UPDATE SET until = max(until, excluded.until)",
+                (network, until),
+            )
+
+    def _is_locked_out(self, network: str, now: float) -> bool:
+        row = self._db.execute("SELECT 1 FROM lockouts WHERE network = ? AND until > ?", (network, now))
+        return row.fetchone() is not None
+
+    def _purge(self, now: float) -> int:
+        ttl, keep_revoked = self.ttl, max(self.revoked_ttl, self.ttl)
+        with transaction(self._db):
+            self._db.execute(
+                "UPDATE sessions SET state = 'expired', state_reason = ?, state_changed_at = last_seen + ? "
+                "WHERE state = 'active' AND last_seen < ?",
+                (EXPIRED_REASON, ttl, now - ttl),
+            )
+            deleted = self._db.execute(
+                "DELETE FROM sessions WHERE (state = 'revoked' AND state_changed_at < ?) "
+                "OR (state IN ('ended', 'expired') AND max(last_seen, state_changed_at) < ?)",
+                (now - keep_revoked, now - ttl),
+            ).rowcount
+            self._db.execute("DELETE FROM scored_requests WHERE at <= ?", (now - ttl,))
+            self._db.execute("DELETE FROM lockouts WHERE until <= ?", (now,))
+            self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        return deleted
+
+    def _count(self) -> int:
+        self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        return self._rows
+
+    # --- the async interface -----------------------------------------------------------------
+
+    async def _call(self, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._closed:
+            raise StoreError(f"session store {self.path}: {operation} failed: the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guarded, operation, fn, *args)
+
+    async def get(self, id_hash: str) -> SessionRecord | None:
+        return await self._call("get", self._select, id_hash)
+
+    async def issue(
+        self,
+        id_hash: str,
+        *,
+        cookie_name: str,
+        now: float,
+        client_network: str,
+        ua_fingerprint: str,
+        reason: str = "issued",
+    ) -> SessionRecord:
+        return await self._call(
+            "issue", self._issue, id_hash, cookie_name, now, client_network, ua_fingerprint, reason
+        )
+
+    async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
+        return await self._call("touch", self._touch, id_hash, now, score_delta)
+
+    async def set_state(
+        self, id_hash: str, state: SessionState, reason: str, now: float | None = None
+    ) -> bool:
+        if state is SessionState.REVOKED:
+            raise ValueError("use revoke() to revoke a session: it must be durable")
+        when = time.time() if now is None else now
+        return await self._call("set_state", self._set_state, id_hash, SessionState(state), reason, when)
+
+    async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
+        return await self._call("revoke", self._revoke, id_hash, reason, now)
+
+    async def is_revoked(self, id_hash: str) -> bool:
+        return await self._call("is_revoked", self._is_revoked, id_hash)
+
+    async def list(self, limit: int = 100) -> list[SessionRecord]:
+        return await self._call("list", self._list, limit)
+
+    async def record_scored_request(self, id_hash: str, now: float, score: int, window_s: float) -> int:
+        return await self._call("record_scored_request", self._record_scored, id_hash, now, score, window_s)
+
+    async def lockout(self, client_network: str, until: float) -> None:
+        await self._call("lockout", self._lockout, client_network, until)
+
+    async def is_locked_out(self, client_network: str, now: float) -> bool:
+        return await self._call("is_locked_out", self._is_locked_out, client_network, now)
+
+    async def purge_expired(self, now: float) -> int:
+        return await self._call("purge_expired", self._purge, now)
+
+    async def count(self) -> int:
+        return await self._call("count", self._count)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._guarded, "close", self._close_connection)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def close_sync(self) -> None:
+        """Close from synchronous code (mitmproxy `done`, tests without an event loop); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._executor.submit(self._guarded, "close", self._close_connection).result()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r}, ttl={self.ttl}, max_sessions={self.max_sessions})"

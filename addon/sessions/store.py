@@ -1,0 +1,190 @@
+"""The session store interface: SessionRecord, the async SessionStore contract every backend fulfils, StoreError.
+
+Records are keyed by the keyed hash of the session ID (see hashing.py); a store never sees an ID.
+
+Life of a record (`state`):
+- active: issued by the application (learned from Set-Cookie) or adopted during the grace period.
+- ended: the application deleted or replaced the cookie (logout, login rotation).
+- expired: not seen for `ttl` seconds (an active record turns expired when read or purged).
+- revoked: revoked by LogoutGuard. Terminal: nothing turns a revoked record back (not issue(), not
+  set_state()), and it is written durably before revoke() returns.
+
+Retention (purge_expired): ended and expired records are deleted `ttl` seconds after they were
+last seen or changed state (so a replayed old ID is reported as ended/expired for a while, then as
+unknown); revoked records are kept `revoked_ttl` seconds after the revocation (default 30 days,
+and never less than `ttl`), because the application may still accept a revoked ID. The size bound
+(`max_sessions`) evicts the least recently seen records first and revoked records last.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class StoreError(Exception):
+    """A store that cannot be opened, read or written; the message names the store (path) and the reason."""
+
+
+class SessionState(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+DEFAULT_TTL_S = 24 * 3600.0
+DEFAULT_REVOKED_TTL_S = 30 * 24 * 3600.0
+DEFAULT_MAX_SESSIONS = 100_000
+EXPIRED_REASON = "idle for longer than the session ttl"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id_hash: str
+    cookie_name: str
+    issued_at: float
+    last_seen: float
+    client_network: str  # e.g. "203.0.113.0/24", "2001:db8::/64"; "" when unknown
+    ua_fingerprint: str  # short hash of the User-Agent; "" when there was none
+    state: SessionState = SessionState.ACTIVE
+    state_reason: str = ""
+    state_changed_at: float = 0.0
+    cumulative_score: int = 0
+    scored_requests: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON-able data (for `guard.sessions`, audit records and flow metadata)."""
+        return {
+            "id_hash": self.id_hash,
+            "cookie_name": self.cookie_name,
+            "issued_at": self.issued_at,
+            "last_seen": self.last_seen,
+            "client_network": self.client_network,
+            "ua_fingerprint": self.ua_fingerprint,
+            "state": str(self.state),
+            "state_reason": self.state_reason,
+            "state_changed_at": self.state_changed_at,
+            "cumulative_score": self.cumulative_score,
+            "scored_requests": self.scored_requests,
+        }
+
+
+def check_limits(ttl: float, max_sessions: int, revoked_ttl: float) -> None:
+    """Validate the common store options; ValueError naming the bad one."""
+    if not ttl > 0:
+        raise ValueError(f"session ttl must be > 0 seconds, got {ttl!r}")
+    if max_sessions < 1:
+        raise ValueError(f"max sessions must be >= 1, got {max_sessions!r}")
+    if not revoked_ttl > 0:
+        raise ValueError(f"revoked session ttl must be > 0 seconds, got {revoked_ttl!r}")
+
+
+class SessionStore(abc.ABC):
+    """Async session store. Every backend (memory, SQLite, Redis) implements exactly this."""
+
+    ttl: float  # idle seconds after which an active record counts as expired
+    revoked_ttl: float  # seconds a revocation is kept
+    max_sessions: int
+    description: str  # e.g. "sqlite:///var/lib/logoutguard/sessions.sqlite", for messages
+
+    @abc.abstractmethod
+    async def get(self, id_hash: str) -> SessionRecord | None:
+        """The record as stored (no expiry applied: see `effective_state`), None when unknown."""
+
+    @abc.abstractmethod
+    async def issue(
+        self,
+        id_hash: str,
+        *,
+        cookie_name: str,
+        now: float,
+        client_network: str,
+        ua_fingerprint: str,
+        reason: str = "issued",
+    ) -> SessionRecord:
+        """Record an issued (or adopted) ID as active.
+
+        A known non-revoked record becomes active again and keeps its issued_at, fingerprints and
+        counters; a revoked record stays revoked (returned unchanged). May evict to stay bounded.
+        """
+
+    @abc.abstractmethod
+    async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
+        """Note a request on this session: last_seen = now, cumulative_score += score_delta."""
+
+    @abc.abstractmethod
+    async def set_state(
+        self, id_hash: str, state: SessionState, reason: str, now: float | None = None
+    ) -> bool:
+        """Change the state of a known, non-revoked record; False when unknown or revoked.
+
+        Revoking goes through revoke() (ValueError here), because it must be durable.
+        """
+
+    @abc.abstractmethod
+    async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
+        """Mark revoked, creating the record when unknown; durable (fsynced) when this returns."""
+
+    @abc.abstractmethod
+    async def is_revoked(self, id_hash: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list(self, limit: int = 100) -> list[SessionRecord]:
+        """Up to `limit` records, the most recently seen first."""
+
+    @abc.abstractmethod
+    async def record_scored_request(self, id_hash: str, now: float, score: int, window_s: float) -> int:
+        """Note one scored request on a session and return how many fell within the last `window_s` seconds.
+
+        Also adds `score` to the record's cumulative_score and 1 to scored_requests (when the record
+        exists). Entries older than the window are dropped.
+        """
+
+    @abc.abstractmethod
+    async def lockout(self, client_network: str, until: float) -> None:
+        """Lock a client network out until `until` (a later existing lockout is kept); durable."""
+
+    @abc.abstractmethod
+    async def is_locked_out(self, client_network: str, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def purge_expired(self, now: float) -> int:
+        """Apply the retention rules (see the module docstring); return how many records were deleted."""
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """How many records are stored (all states)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the store; idempotent."""
+
+
+def effective_state(record: SessionRecord, now: float, ttl: float) -> SessionState:
+    """The state a record has at `now`: an active record idle for longer than `ttl` counts as expired."""
+    if record.state is SessionState.ACTIVE and now - record.last_seen > ttl:
+        return SessionState.EXPIRED
+    return record.state
+
+
+def purged(record: SessionRecord, now: float, ttl: float, revoked_ttl: float) -> SessionRecord | None:
+    """A record after the retention rules at `now`: unchanged, turned expired, or None (delete).
+
+    An active record idle for more than `ttl` turns expired as of last_seen + ttl; ended and expired
+    records go `ttl` after their last sighting or state change; revoked ones `revoked_ttl` (at least
+    `ttl`) after the revocation. Backends that purge in their own query language follow this.
+    """
+    if record.state is SessionState.REVOKED:
+        return None if now - record.state_changed_at > max(revoked_ttl, ttl) else record
+    if record.state is SessionState.ACTIVE:
+        if now - record.last_seen <= ttl:
+            return record
+        record = replace(
+            record,
+            state=SessionState.EXPIRED,
+            state_reason=EXPIRED_REASON,
+            state_changed_at=record.last_seen + ttl,
+        )
+    return None if now - max(record.last_seen, record.state_changed_at) > ttl else record
