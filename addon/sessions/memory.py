@@ -52,7 +52,12 @@ class MemoryStore(SessionStore):
         table[record.id_hash] = record
         table.move_to_end(record.id_hash)
         while len(self._live) + len(self._revoked) > self.max_sessions:
-            evicted, _ = (self._live or self._revoked).popitem(last=False)
+            oldest_live = next(iter(self._live), None)
+            if oldest_live is not None and oldest_live != record.id_hash:  # never the one just stored
+                del self._live[oldest_live]
+                evicted = oldest_live
+            else:
+                evicted, _ = self._revoked.popitem(last=False)
             self._scored.pop(evicted, None)
 
     async def get(self, id_hash: str) -> SessionRecord | None:

@@ -1,0 +1,222 @@
+"""Tests for sessions/sqlite.py on real files: durability, schema, errors naming the path, the worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from logoutguard.sessions.sqlite import SCHEMA_VERSION, SqliteStore
+from logoutguard.sessions.store import SessionState, StoreError
+
+KEY = b"k" * 32
+A, B = "a" * 32, "b" * 32
+
+
+def open_db(path: Path, **options: object) -> SqliteStore:
+    return SqliteStore(path, key=KEY, **options)  # type: ignore[arg-type]
+
+
+def test_revocation_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+
+    async def first() -> None:
+        store = open_db(path)
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        await store.revoke(A, "forced logout", 2.0)
+        await store.lockout("203.0.113.0/24", 1e12)
+        await store.close()
+
+    async def second() -> None:
+        store = open_db(path)
+        record = await store.get(A)
+        assert record is not None and record.state is SessionState.REVOKED
+        assert record.state_reason == "forced logout" and record.cookie_name == "sid"
+        assert await store.is_revoked(A)
+        assert await store.is_locked_out("203.0.113.0/24", 10.0)
+        assert await store.count() == 1
+        await store.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
+
+
+KILLED_WRITER = """
+import asyncio, os, signal, sys
+from logoutguard.sessions.sqlite import SqliteStore
+
+async def main():
+    store = SqliteStore(sys.argv[1], key=b"k" * 32)
+    await store.issue("b" * 32, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+    await store.revoke("a" * 32, "forced logout", 2.0)
+    os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint, no atexit
+
+asyncio.run(main())
+"""
+
+
+def test_revocation_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    result = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], capture_output=True, timeout=60)
+    assert result.returncode == -9, result.stderr.decode()
+
+    async def check() -> None:
+        store = open_db(path)
+        assert await store.is_revoked(A)
+        issued = await store.get(B)
+        assert issued is not None and issued.state is SessionState.ACTIVE
+        await store.close()
+
+    asyncio.run(check())
+
+
+def test_schema_wal_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    open_db(path).close_sync()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    assert "key_check" in meta and KEY.hex() not in meta["key_check"]
+
+
+def test_calls_run_on_the_worker_thread(tmp_path: Path) -> None:
+    store = open_db(tmp_path / "s.sqlite")
+
+    async def scenario() -> tuple[str, str]:
+        worker = await store._call("probe", lambda: threading.current_thread().name)
+        return worker, threading.current_thread().name
+
+    worker, loop_thread = asyncio.run(scenario())
+    store.close_sync()
+    assert worker.startswith("logoutguard-sqlite") and worker != loop_thread
+
+
+def test_concurrent_writes_are_serialised(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = open_db(tmp_path / "s.sqlite", max_sessions=1000)
+        await asyncio.gather(
+            *(
+                store.issue(
+                    f"{i:032x}", cookie_name="sid", now=float(i), client_network="", ua_fingerprint=""
+                )
+                for i in range(200)
+            )
+        )
+        counts = await asyncio.gather(*(store.record_scored_request(A, float(i), 1, 1e9) for i in range(50)))
+        assert sorted(counts) == list(range(1, 51))
+        assert await store.count() == 200
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_read_only_file_names_path(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    open_db(path).close_sync()
+    path.chmod(0o444)
+    with pytest.raises(StoreError, match="read-only") as info:
+        open_db(path)
+    assert str(path) in str(info.value)
+
+
+def test_immutable_file_gives_sqlite_readonly_error(tmp_path: Path) -> None:
+    """A file the OS refuses to write even to root (chattr +i): SQLite's own error, wrapped."""
+    path = tmp_path / "s.sqlite"
+    open_db(path).close_sync()
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+    ):
+        pytest.skip("chattr +i not available here (needs root and a filesystem with attributes)")
+    try:
+        with pytest.raises(StoreError, match="readonly database") as info:
+            open_db(path)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    assert str(path) in str(info.value) and "not writable" in str(info.value)
+
+
+def test_full_database_names_path(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = open_db(path, max_sessions=10**9)
+
+    async def fill() -> None:
+        await store._call("limit size", lambda: store._db.execute("PRAGMA max_page_count = 20"))
+        for i in range(100_000):
+            await store.issue(
+                f"{i:032x}", cookie_name="sid", now=float(i), client_network="", ua_fingerprint=""
+            )
+
+    with pytest.raises(StoreError, match="issue failed: database or disk is full") as info:
+        asyncio.run(fill())
+    assert str(path) in str(info.value)
+    assert asyncio.run(store.count()) > 0  # the store stays usable after the failed write
+    store.close_sync()
+
+
+def write_garbage(path: Path) -> Path:
+    path.write_bytes(b"this is not a database" * 100)
+    return path
+
+
+def write_foreign_db(path: Path) -> Path:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+    return path
+
+
+def in_missing_dir(path: Path) -> Path:
+    return path.parent / "missing" / path.name
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (write_garbage, "not a SQLite database"),
+        (write_foreign_db, "not a LogoutGuard session database"),
+        (in_missing_dir, "directory must exist"),
+    ],
+)
+def test_unusable_file_names_path(tmp_path: Path, prepare: Callable[[Path], Path], message: str) -> None:
+    path = prepare(tmp_path / "s.sqlite")
+    threads_before = set(threading.enumerate())
+    with pytest.raises(StoreError, match=message) as info:
+        open_db(path)
+    assert str(path) in str(info.value)
+    assert set(threading.enumerate()) <= threads_before  # the failed open's worker thread is gone
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    open_db(path).close_sync()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"schema version '99'.*reads version 1"):
+        open_db(path)
+
+
+def test_other_key_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    open_db(path).close_sync()
+    SqliteStore(path, key=KEY).close_sync()  # the same key opens
+    SqliteStore(path, key=None).close_sync()  # no key: no check
+    with pytest.raises(StoreError, match="key differs") as info:
+        SqliteStore(path, key=b"z" * 32)
+    assert str(path) in str(info.value)
+
+
+def test_closed_store_raises(tmp_path: Path) -> None:
+    store = open_db(tmp_path / "s.sqlite")
+    store.close_sync()
+    store.close_sync()
+    with pytest.raises(StoreError, match="the store is closed"):
+        asyncio.run(store.get(A))
