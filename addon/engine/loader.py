@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .operators import OPERATORS, OperatorContext, OperatorError
+from .operators import OPERATORS, OPTIONAL_OPERATORS, OperatorContext, OperatorError
 from .rules import SEVERITY_SCORES, Action, Examples, Link, Marker, Operator, Phase, Rule, Ruleset, Target
 from .transformations import TRANSFORMATIONS
 from .variables import known_collection
@@ -240,7 +240,8 @@ def _build_operator(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: 
     name = raw["operator"]
     factory = OPERATORS.get(name)
     if factory is None:
-        problem(f"{prefix}operator", f"unknown operator {name!r}{_did_you_mean(name, OPERATORS)}")
+        hint = f" (install {OPTIONAL_OPERATORS[name]})" if name in OPTIONAL_OPERATORS else ""
+        problem(f"{prefix}operator", f"unknown operator {name!r}{hint or _did_you_mean(name, OPERATORS)}")
         return None
     argument = str(raw.get("argument", ""))
     try:
