@@ -220,3 +220,28 @@ def test_closed_store_raises(tmp_path: Path) -> None:
     store.close_sync()
     with pytest.raises(StoreError, match="the store is closed"):
         asyncio.run(store.get(A))
+
+
+def test_revocations_and_lockouts_commit_with_synchronous_full(tmp_path: Path) -> None:
+    """kill -9 is covered above; against power loss the WAL must be fsynced at these commits."""
+    store = open_db(tmp_path / "s.sqlite")
+    statements: list[str] = []
+
+    async def scenario() -> None:
+        await store._call("trace", lambda: store._db.set_trace_callback(statements.append))
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        ordinary = list(statements)
+        statements.clear()
+        await store.revoke(A, "attack", 2.0)
+        revoke = list(statements)
+        statements.clear()
+        await store.lockout("203.0.113.0/24", 10.0)
+        assert "PRAGMA synchronous=FULL" not in ordinary
+        for trace in (revoke, list(statements)):
+            assert trace[0] == "PRAGMA synchronous=FULL" and trace[-2:] == [
+                "COMMIT",
+                "PRAGMA synchronous=NORMAL",
+            ]
+
+    asyncio.run(scenario())
+    store.close_sync()

@@ -1,0 +1,76 @@
+"""Tests for sessions/factory.py: store specs, opening each backend, the key that goes with it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from logoutguard.sessions.factory import StoreSpec, open_store, parse_store_spec, resolve_key
+from logoutguard.sessions.hashing import read_key
+from logoutguard.sessions.memory import MemoryStore
+from logoutguard.sessions.sqlite import SqliteStore
+from logoutguard.sessions.store import StoreError
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("memory", StoreSpec("memory", "")),
+        (" memory ", StoreSpec("memory", "")),
+        ("sqlite:///var/lib/lg/s.sqlite", StoreSpec("sqlite", "/var/lib/lg/s.sqlite")),
+        ("sqlite://state/s.sqlite", StoreSpec("sqlite", "state/s.sqlite")),
+        ("/tmp/s.sqlite", StoreSpec("sqlite", "/tmp/s.sqlite")),
+        ("s.sqlite", StoreSpec("sqlite", "s.sqlite")),
+        ("C:/data/s.sqlite", StoreSpec("sqlite", "C:/data/s.sqlite")),
+        ("redis://127.0.0.1:6379/0", StoreSpec("redis", "redis://127.0.0.1:6379/0")),
+        ("rediss://cache:6380/1", StoreSpec("redis", "rediss://cache:6380/1")),
+    ],
+)
+def test_parse_store_spec(spec: str, expected: StoreSpec) -> None:
+    assert parse_store_spec(spec) == expected
+
+
+def test_home_is_expanded() -> None:
+    assert not parse_store_spec("~/s.sqlite").location.startswith("~")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "empty"),
+        ("  ", "empty"),
+        ("sqlite://", "no file path"),
+        ("postgres://db/x", "unknown scheme 'postgres'"),
+    ],
+)
+def test_bad_specs(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_store_spec(spec)
+
+
+def test_open_each_backend(tmp_path: Path) -> None:
+    memory = open_store("memory", ttl=60, max_sessions=10)
+    assert isinstance(memory, MemoryStore) and (memory.ttl, memory.max_sessions) == (60, 10)
+    for spec in (f"sqlite://{tmp_path}/a.sqlite", str(tmp_path / "b.sqlite")):
+        store = open_store(spec, ttl=60, max_sessions=10, key=b"k" * 32)
+        assert isinstance(store, SqliteStore) and store.max_sessions == 10
+        asyncio.run(store.close())
+    assert {p.name for p in tmp_path.glob("*.sqlite")} == {"a.sqlite", "b.sqlite"}
+
+
+def test_redis_not_available_yet() -> None:
+    with pytest.raises(StoreError, match="redis backend not available yet"):
+        open_store("redis://127.0.0.1:6379/0")
+
+
+def test_resolve_key(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    key = resolve_key(str(db))
+    assert key == read_key(tmp_path / "s.sqlite.key") == resolve_key(f"sqlite://{db}")
+    explicit = tmp_path / "shared.key"
+    assert resolve_key("redis://127.0.0.1/0", str(explicit)) == read_key(explicit) != key
+    assert resolve_key("memory") != resolve_key("memory")  # fresh per process start
+    with pytest.raises(ValueError, match="needs a key file"):
+        resolve_key("redis://127.0.0.1/0")
