@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .evaluator import PhasePlan, plan, run_phase
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
-from .scoring import score
+from .scoring import score, tx_scores
 from .state import EvalState
 from .transaction import Transaction
 from .verdict import Match, Verdict
@@ -19,6 +20,10 @@ class Engine:
     inbound_threshold: int = 5
     outbound_threshold: int = 4
     tx_defaults: dict[str, str] = field(default_factory=dict)
+    # Called before each phase (e.g. the CRS importer's ModSecurity-style body processing).
+    prepare: Callable[[EvalState, Phase], None] | None = None
+    # TX variables holding the inbound and outbound anomaly totals (imported CRS rules score there).
+    score_vars: tuple[str, str] | None = None
     _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -35,8 +40,12 @@ class Engine:
         state = self.new_state(tx)
         matches: list[Match] = []
         for phase in REQUEST_PHASES:
+            if state.interrupted or state.engine_off:
+                break
+            if self.prepare is not None:
+                self.prepare(state, phase)
             matches.extend(run_phase(self._plans, state, phase))
-        return self.verdict(matches), state
+        return self.verdict(matches, state), state
 
     def inspect_response(self, state: EvalState, tx: Transaction, request_matches: list[Match]) -> Verdict:
         """Run phases 3 and 4 on `tx` (which carries the response) continuing the request's state."""
@@ -44,8 +53,12 @@ class Engine:
         state.collect_cache.clear()
         matches = list(request_matches)
         for phase in RESPONSE_PHASES:
+            if state.interrupted or state.engine_off:
+                break
+            if self.prepare is not None:
+                self.prepare(state, phase)
             matches.extend(run_phase(self._plans, state, phase))
-        return self.verdict(matches)
+        return self.verdict(matches, state)
 
     def inspect(self, tx: Transaction) -> Verdict:
         """All four phases in order (offline use: scan, replay, tests)."""
@@ -54,10 +67,13 @@ class Engine:
             return self.inspect_response(state, tx, verdict.matches)
         return verdict
 
-    def verdict(self, matches: list[Match]) -> Verdict:
-        return score(
+    def verdict(self, matches: list[Match], state: EvalState | None = None) -> Verdict:
+        verdict = score(
             matches,
             paranoia=self.paranoia,
             inbound_threshold=self.inbound_threshold,
             outbound_threshold=self.outbound_threshold,
         )
+        if self.score_vars is not None and state is not None:
+            tx_scores(verdict, state.vars, *self.score_vars)
+        return verdict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .rules import Link, Marker, Phase, Rule, Ruleset, Target
@@ -35,19 +36,28 @@ def run_phase(plans: dict[Phase, PhasePlan], state: EvalState, phase: Phase) -> 
     matches: list[Match] = []
     items = phase_plan.items
     index = 0
-    while index < len(items):
+    while index < len(items) and not state.engine_off:
         item = items[index]
         index += 1
         if isinstance(item, Marker) or item.id in state.removed_ids:
+            continue
+        if state.removed_tags and _removed_by_tag(state, item):
             continue
         match = evaluate_rule(item, state)
         if match is None:
             continue
         matches.append(match)
+        if item.disruptive == "deny":
+            state.interrupted = True  # ModSecurity stops the transaction at a blocking rule
+            break
         if item.skip_after is not None:
             target = phase_plan.marker_index.get(item.skip_after)
             index = len(items) if target is None else target + 1
     return matches
+
+
+def _removed_by_tag(state: EvalState, rule: Rule) -> bool:
+    return any(p.search(tag) for p in state.removed_tags for tag in rule.tags)
 
 
 def evaluate_rule(rule: Rule, state: EvalState) -> Match | None:
@@ -164,6 +174,13 @@ def _run_ctl(state: EvalState, argument: str) -> None:
     elif name == "ruleremovetargetbytag":
         tag, _, target = value.partition(";")
         state.removed_targets_by_tag.setdefault(tag.strip(), []).append(target.strip())
+    elif name == "ruleremovebytag":
+        try:
+            state.removed_tags.append(re.compile(value))
+        except re.error:
+            state.removed_tags.append(re.compile(re.escape(value)))
+    elif name == "ruleengine":
+        state.engine_off = value.lower() == "off"
     elif name == "forcerequestbodyvariable":
         state.force_request_body = value.lower() in ("on", "1", "true")
     elif name == "requestbodyprocessor":

@@ -23,6 +23,11 @@ class EvalState:
     removed_targets_by_tag: dict[str, list[str]] = field(default_factory=dict)
     force_request_body: bool = False
     body_processor: str | None = None  # ctl:requestBodyProcessor override
+    removed_tags: list[re.Pattern[str]] = field(default_factory=list)  # ctl:ruleRemoveByTag patterns
+    interrupted: bool = False  # a `deny` rule matched: no further rules or phases run
+    engine_off: bool = False  # ctl:ruleEngine=Off: no further rules or phases run
+    # Variables a body processor or adapter fills in (XML, MULTIPART_STRICT_ERROR, ...): name -> values
+    extra_vars: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # (value, transformation names) -> transformed value; shared by all rules of the transaction
     transform_cache: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
     collect_cache: dict[str, list[tuple[str, str]]] = field(default_factory=dict)

@@ -87,7 +87,14 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
     "RESPONSE_HEADERS": lambda s: _pairs("RESPONSE_HEADERS", s.tx.response_headers),
     "RESPONSE_HEADERS_NAMES": lambda s: _names("RESPONSE_HEADERS_NAMES", s.tx.response_headers),
     "RESPONSE_BODY": lambda s: _one("RESPONSE_BODY", s.tx.response_body),
-    "XML": lambda s: [],  # filled by the XML body processor when the CRS importer enables it
+    # Filled by an adapter's body processing (the CRS importer's XML processor and multipart flags).
+    "XML": lambda s: s.extra_vars.get("XML", []),
+    "MULTIPART_STRICT_ERROR": lambda s: s.extra_vars.get(
+        "MULTIPART_STRICT_ERROR", [("MULTIPART_STRICT_ERROR", "0")]
+    ),
+    "MULTIPART_UNMATCHED_BOUNDARY": lambda s: s.extra_vars.get(
+        "MULTIPART_UNMATCHED_BOUNDARY", [("MULTIPART_UNMATCHED_BOUNDARY", "0")]
+    ),
 }
 
 # Collections whose names are looked up without regard to case (ModSecurity does the same).
