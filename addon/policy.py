@@ -320,3 +320,57 @@ def render(
         return text
 
     return PLACEHOLDER.sub(value, template)
+
+
+# -- decisions ---------------------------------------------------------------------------------
+ENDED_STATES = ("revoked", "ended")
+UNKNOWN_STATES = ("unknown", "expired")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The single action for a request: what situation it is in and what the policy says to do."""
+
+    situation: str  # clean | locked_out | revoked_session | unknown_session | authenticated_over_threshold
+    #                 | anonymous_over_threshold | cumulative_threshold
+    action: str  # none | logout | deny | redirect | drop | log
+    strip_session: bool = False  # remove the session cookie(s) before anything else
+    reason: str = ""
+
+
+def decide(
+    policy: Policy,
+    *,
+    session_state: str,
+    over_threshold: bool,
+    over_threshold_without_session_state: bool,
+    locked_out: bool = False,
+    cumulative_reached: bool = False,
+) -> Decision:
+    """One place that picks the action, from the verdict and the session situation."""
+    actions = policy.actions
+    if locked_out:
+        return Decision("locked_out", actions.locked_out, reason="client locked out after a forced logout")
+    strip = False
+    authenticated = session_state == "active"
+    for states, situation, choice in (
+        (ENDED_STATES, "revoked_session", actions.revoked_session),
+        (UNKNOWN_STATES, "unknown_session", actions.unknown_session),
+    ):
+        if session_state not in states:
+            continue
+        reason = f"session {session_state}"
+        if choice in ("deny", "redirect"):
+            return Decision(situation, choice, reason=reason)
+        if choice == "strip":  # pass on as anonymous: judged without the session's own rules
+            strip, over_threshold = True, over_threshold_without_session_state
+    if over_threshold:
+        if authenticated:
+            return Decision("authenticated_over_threshold", actions.authenticated_over_threshold, strip,
+                            "inbound score over threshold on an authenticated session")
+        return Decision("anonymous_over_threshold", actions.anonymous_over_threshold, strip,
+                        "inbound score over threshold")
+    if cumulative_reached and authenticated:
+        return Decision("cumulative_threshold", policy.cumulative.action, strip,
+                        f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s")
+    return Decision("unknown_session" if strip else "clean", "none", strip, "session stripped" if strip else "")

@@ -184,6 +184,7 @@ class LogoutOutcome:
     probe: str = "not run"  # dead | alive | failed: ... | not run
     elapsed_ms: float = 0.0
     set_cookies: list[str] = field(default_factory=list)
+    body: bytes = b""  # the application's logout response body (out-of-band), bounded
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -221,6 +222,7 @@ async def send_logout(logout: LogoutRequest, upstream: Upstream, timeout: float)
         response = await asyncio.wait_for(AsyncHTTPClient().fetch(request, raise_error=False), timeout + 1)
         outcome.status = response.code
         outcome.set_cookies = response.headers.get_list("Set-Cookie")
+        outcome.body = (response.body or b"")[:ORIGINAL_BODY_KEPT]
         if response.code == 599:
             outcome.error = str(response.error or "connection failed")
             outcome.status = None
@@ -276,7 +278,22 @@ def confirms_logout(set_cookie_values: list[str], session_cookies: dict[str, str
     return False
 
 
-def apply_client_response(flow: http.HTTPFlow, client: ClientResponse, deny_status: int = 403) -> None:
+def answer_after_out_of_band(flow: http.HTTPFlow, client: ClientResponse, outcome: LogoutOutcome) -> None:
+    """Answer the client of an out-of-band logout: the app's logout response, a redirect or a page."""
+    if client.type == "redirect":
+        redirect(flow, client.location, outcome.set_cookies)
+        return
+    if client.type == "application" and outcome.status is not None:
+        status, body = outcome.status, outcome.body
+    else:
+        status, body = client.status, client.body.encode("utf-8")
+    response = http.Response.make(status, body, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+    for value in outcome.set_cookies:
+        response.headers.add("Set-Cookie", value)
+    flow.response = response
+
+
+def apply_client_response(flow: http.HTTPFlow, client: ClientResponse) -> None:
     """After a rewrite the app answered the logout; give the client what the policy says instead."""
     if client.type == "application" or flow.response is None:
         return

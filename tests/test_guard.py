@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -45,6 +46,14 @@ def guard() -> LogoutGuard:
     return LogoutGuard()
 
 
+def base_options(rules_dir: Path, tmp_path: Path) -> dict[str, object]:
+    return {
+        "guard_rules": [str(rules_dir)],
+        "guard_session_store": "memory",
+        "guard_audit_log": str(tmp_path / "audit.jsonl"),
+    }
+
+
 def flow_for(
     path: str = "/", method: str = "GET", body: bytes = b"", headers: dict | None = None, live: bool = True
 ) -> http.HTTPFlow:
@@ -58,11 +67,11 @@ def flow_for(
     return tflow.tflow(req=req, live=live)
 
 
-def test_attack_is_denied_in_enforce_mode(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_attack_is_denied_in_enforce_mode(guard: LogoutGuard, rules_dir: Path, tmp_path: Path) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)], guard_mode="enforce")
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_mode="enforce")
         f = flow_for("/search?q=1%20UNION%20SELECT%20password")
-        guard.request(f)
+        await guard.request(f)
         assert f.response is not None and f.response.status_code == 403
         assert b"union" not in f.response.content.lower()
         record = f.metadata[META_KEY]
@@ -73,44 +82,50 @@ def test_attack_is_denied_in_enforce_mode(guard: LogoutGuard, rules_dir: Path) -
         json.dumps(record)  # plain JSON-able data
 
 
-def test_attack_passes_annotated_in_detect_mode(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_attack_passes_annotated_in_detect_mode(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)], guard_mode="detect")
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_mode="detect")
         f = flow_for("/search?q=union select")
-        guard.request(f)
+        await guard.request(f)
         assert f.response is None
         assert f.metadata[META_KEY]["action"] == "log"
         assert f.marked and "log" in f.comment
 
 
-def test_benign_request_is_untouched(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_benign_request_is_untouched(guard: LogoutGuard, rules_dir: Path, tmp_path: Path) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)])
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for("/search?q=union station")
-        guard.request(f)
+        await guard.request(f)
         assert f.response is None and not f.marked and not f.comment
         assert f.metadata[META_KEY]["score"] == 0 and f.metadata[META_KEY]["action"] == "none"
 
 
-def test_outbound_leak_is_replaced_in_enforce_mode(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_outbound_leak_is_replaced_in_enforce_mode(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)])
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for("/item?id=1")
-        guard.request(f)
+        await guard.request(f)
         f.response = tutils.tresp(content=b"<p>You have an error in your SQL syntax near ''</p>")
-        guard.response(f)
+        await guard.response(f)
         assert f.response.status_code == 403 and b"SQL" not in f.response.content
         record = f.metadata[META_KEY]
         assert record["outbound_score"] == 5 and record["action"] == "deny (outbound)"
 
 
-def test_saved_flow_is_judged_but_not_answered(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_saved_flow_is_judged_but_not_answered(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)], guard_mode="enforce")
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_mode="enforce")
         f = flow_for("/?q=union select", live=False)
         f.response = tutils.tresp(content=b"recorded answer")
-        guard.request(f)
-        guard.response(f)
+        await guard.request(f)
+        await guard.response(f)
         assert f.response.content == b"recorded answer"
         record = f.metadata[META_KEY]
         assert record["blocked"] is True and record["action"] == "none (offline)"
@@ -140,28 +155,30 @@ def test_bad_rule_file_names_file_rule_and_field(guard: LogoutGuard, tmp_path: P
     assert "bad.yaml" in text and "100001" in text and "transforms[0]" in text and "'lowercase'" in text
 
 
-def test_reload_with_a_broken_file_keeps_the_running_ruleset(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_reload_with_a_broken_file_keeps_the_running_ruleset(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)])
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
         running = guard.engine
         (rules_dir / "rules.yaml").write_text(RULES.replace("operator: rx", "operator: rxx"))
         assert "refused" in guard.reload()
         assert guard.engine is running
         f = flow_for("/?q=union select")
-        guard.request(f)
+        await guard.request(f)
         assert f.response is not None and f.response.status_code == 403
         (rules_dir / "rules.yaml").write_text(RULES.replace("union", "onion"))
         assert "reloaded 2 rules" in guard.reload()
         f = flow_for("/?q=union select")
-        guard.request(f)
+        await guard.request(f)
         assert f.response is None
 
 
-def test_explain_lists_rules_and_totals(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_explain_lists_rules_and_totals(guard: LogoutGuard, rules_dir: Path, tmp_path: Path) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)])
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for("/?q=union select")
-        guard.request(f)
+        await guard.request(f)
         text = guard.explain_flows([f, flow_for("/never-judged")])
         assert "100001" in text and "ARGS:q" in text and "total inbound 5" in text
         assert "not judged" in text
@@ -173,15 +190,15 @@ class FailingEngine(Engine):
 
 
 @pytest.mark.parametrize(("error_action", "status"), [("deny", 403), ("pass", None)])
-def test_internal_error_still_gives_a_verdict(
-    guard: LogoutGuard, rules_dir: Path, error_action: str, status: int | None
+async def test_internal_error_still_gives_a_verdict(
+    guard: LogoutGuard, rules_dir: Path, error_action: str, status: int | None, tmp_path: Path
 ) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)], guard_error_action=error_action)
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_error_action=error_action)
         assert guard.ruleset is not None
         guard.engine = FailingEngine(guard.ruleset)
         f = flow_for("/")
-        guard.request(f)
+        await guard.request(f)
         assert (f.response.status_code if f.response else None) == status
         assert "engine failure" in f.metadata[META_KEY]["error"]
 
@@ -244,26 +261,205 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
-def test_bad_input_gets_a_verdict(guard: LogoutGuard, rules_dir: Path, name: str) -> None:
+async def test_bad_input_gets_a_verdict(
+    guard: LogoutGuard, rules_dir: Path, name: str, tmp_path: Path
+) -> None:
     spec = dict(BAD_INPUTS[name])
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)])
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for(spec.pop("path"), **spec)
-        guard.request(f)
+        await guard.request(f)
         record = f.metadata[META_KEY]
         assert "error" not in record, record.get("error")
         assert isinstance(record["score"], int)
         json.dumps(record)
 
 
-def test_truncated_json_is_still_inspected_raw(guard: LogoutGuard, rules_dir: Path) -> None:
+async def test_truncated_json_is_still_inspected_raw(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, guard_rules=[str(rules_dir)])
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for(
             "/api",
             method="POST",
             body=b'{"a": "1 union select pass',
             headers={"Content-Type": "application/json"},
         )
-        guard.request(f)
+        await guard.request(f)
         assert f.metadata[META_KEY]["matches"][0]["target"] == "REQUEST_BODY"
+
+
+# -- sessions, policy and the forced logout (unit level; the e2e tests use the real demo app) -----
+
+POLICY = """
+session: {cookies: [JSESSIONID], csrf_cookie: csrftoken, grace_period: 0}
+logout:
+  method: POST
+  path: /logout
+  body: "csrf={csrf}"
+  client_response: {type: redirect, location: "/login?bye=1"}
+actions: {revoked_session: redirect, unknown_session: strip, redirect_location: /login}
+cumulative: {scored_requests: 2, window: 600, action: logout}
+"""
+UPSTREAM = "reverse:http://127.0.0.1:9"
+
+
+def session_options(rules_dir: Path, tmp_path: Path, **extra: object) -> dict[str, object]:
+    policy = tmp_path / "policy" / "policy.yaml"
+    policy.parent.mkdir(exist_ok=True)
+    policy.write_text(POLICY)
+    return {
+        **base_options(rules_dir, tmp_path),
+        "guard_policy": str(policy),
+        "mode": [UPSTREAM],
+        **extra,
+    }
+
+
+async def login(guard: LogoutGuard, session_id: str = "S1", csrf: str = "T1") -> None:
+    """Let the guard learn a session from a login response, as the application issues it."""
+    f = flow_for(
+        "/login",
+        method="POST",
+        body=b"username=guest&password=guest",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    await guard.request(f)
+    f.response = tutils.tresp(status_code=302, content=b"")
+    f.response.headers.add("Set-Cookie", f"JSESSIONID={session_id}; Path=/; HttpOnly")
+    f.response.headers.add("Set-Cookie", f"csrftoken={csrf}; Path=/")
+    await guard.response(f)
+
+
+AUTH = {
+    "Cookie": "JSESSIONID=S1; csrftoken=T1; theme=dark",
+    "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q=",
+    "X-Forwarded-Host": "evil.test",
+    "User-Agent": "Mozilla/5.0 test",
+}
+
+
+async def test_attack_on_a_session_becomes_the_logout_request(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules_dir, tmp_path))
+        await login(guard)
+        f = flow_for("http://evil.test/search?q=1 union select pass", headers={**AUTH, "Host": "evil.test"})
+        await guard.request(f)
+        record = f.metadata[META_KEY]
+        assert record["situation"] == "authenticated_over_threshold" and record["action"] == "logout"
+        req = f.request
+        assert (req.method, req.path, req.host, req.port) == ("POST", "/logout", "127.0.0.1", 9)
+        assert req.content == b"csrf=T1"
+        assert dict(req.headers) == {
+            "Host": "127.0.0.1:9",
+            "Cookie": "JSESSIONID=S1; csrftoken=T1",
+            "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q=",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Length": "7",
+        }
+        original = record["original_request"]
+        assert original["path"] == "http://evil.test/search?q=1 union select pass"
+        assert ["Cookie", "[redacted]"] in original["headers"]
+        assert await guard.tracker.store.is_revoked(record["session"]["hash"])
+        # the application answers the logout: the client gets the policy's redirect, cookies kept
+        f.response = tutils.tresp(status_code=200, content=b"logged out")
+        f.response.headers["Set-Cookie"] = "JSESSIONID=NEW; Path=/; HttpOnly"
+        await guard.response(f)
+        assert f.response.status_code == 302 and f.response.headers["Location"] == "/login?bye=1"
+        assert f.response.headers["Set-Cookie"].startswith("JSESSIONID=NEW")
+        logout = f.metadata[META_KEY]["logout"]
+        assert logout["confirmed"] is True and logout["ok"] is True
+        assert logout["probe"] == "not run"  # the policy names no check path
+        # the old ID is refused from now on, with the policy's revoked-session action
+        again = flow_for("/account", headers=AUTH)
+        await guard.request(again)
+        assert again.metadata[META_KEY]["situation"] == "revoked_session"
+        assert again.response.status_code == 302 and again.response.headers["Location"] == "/login"
+        audit = (tmp_path / "audit.jsonl").read_text()
+        assert "S1" not in audit.replace("S1=", "") and "Z3Vlc3Q6" not in audit and "logout" in audit
+
+
+async def test_unknown_session_is_stripped_and_passed_as_anonymous(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules_dir, tmp_path))
+        f = flow_for("/account", headers={"Cookie": "JSESSIONID=forged; theme=dark"})
+        await guard.request(f)
+        record = f.metadata[META_KEY]
+        assert f.response is None and record["action"] == "strip" and record["session"]["state"] == "unknown"
+        assert f.request.headers["Cookie"] == "theme=dark"
+        assert 945100 in [m["id"] for m in record["matches"]] or record["matches"] == []
+
+
+async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        RULES.replace('argument: "union\\\\s+select"', 'argument: "union\\\\s+select"\n    score: 2')
+    )
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules, tmp_path))
+        await login(guard)
+        first = flow_for("/search?q=union select", headers=AUTH)
+        await guard.request(first)
+        assert first.metadata[META_KEY]["action"] == "none" and first.metadata[META_KEY]["score"] == 2
+        second = flow_for("/search?q=union select", headers=AUTH)
+        await guard.request(second)
+        assert second.metadata[META_KEY]["situation"] == "cumulative_threshold"
+        assert second.metadata[META_KEY]["action"] == "logout" and second.request.path == "/logout"
+
+
+async def test_offline_judging_changes_nothing_live(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules_dir, tmp_path))
+        await login(guard)
+        saved = flow_for("/search?q=union select", headers=AUTH, live=False)
+        saved.response = tutils.tresp(content=b"recorded")
+        await guard.request(saved)
+        await guard.response(saved)
+        assert saved.request.path == "/search?q=union select" and saved.response.content == b"recorded"
+        record = saved.metadata[META_KEY]
+        assert record["action"] == "none (offline)" and record["decision"] == "deny"
+        assert record["session"]["state"] == "unknown"  # the offline tracker never saw the login
+        live_hash = guard.tracker.hasher.hash("S1")
+        assert not await guard.tracker.store.is_revoked(live_hash)
+        assert not (tmp_path / "audit.jsonl").read_text().count("none (offline)")
+
+
+async def test_revoke_command_kills_the_session(guard: LogoutGuard, rules_dir: Path, tmp_path: Path) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules_dir, tmp_path))
+        await login(guard)
+        f = flow_for("/account", headers=AUTH)
+        await guard.request(f)
+        assert f.response is None
+        assert "S1" not in guard.sessions() and guard.tracker.hasher.hash("S1") in guard.sessions()
+        assert "revoking 1 session" in guard.revoke([f])
+        await asyncio.sleep(0.05)
+        again = flow_for("/account", headers=AUTH)
+        await guard.request(again)
+        assert again.metadata[META_KEY]["situation"] == "revoked_session"
+
+
+@pytest.mark.parametrize("evil", ["S1\r\nX-Injected: 1", "S1\x00"])
+async def test_session_values_cannot_inject_into_the_logout(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, evil: str
+) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules_dir, tmp_path))
+        await login(guard)
+        f = flow_for(
+            "/search?q=union select",
+            headers={**AUTH, "Cookie": "JSESSIONID=S1; csrftoken=" + evil.replace("S1", "T1")},
+        )
+        await guard.request(f)
+        record = f.metadata[META_KEY]
+        assert record["action"] == "deny (logout not sent)" and f.response.status_code == 403
+        assert "CR, LF or NUL" in record["logout"]["error"]
+        assert await guard.tracker.store.is_revoked(record["session"]["hash"])
