@@ -70,10 +70,6 @@ def _byte_text(argument: str) -> str:
     return argument.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
-def _never_expand(text: str) -> str:
-    return text
-
-
 # --- regular expressions --------------------------------------------------------------------------
 
 _VERTICAL = "\\n\\x0b\\f\\r\\x85"
