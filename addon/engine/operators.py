@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .rules import Captures, MacroExpander, Predicate
+from .transformations import lowercase
 
 try:  # optional: ships with logoutguard[fast]
     import ahocorasick_rs
@@ -279,7 +280,7 @@ class PhraseMatcher:
         """The phrase (as written) whose match ends first in value; the longest of those ending there."""
         if not value or not self.lowered:
             return None
-        haystack = value.translate(_LOWER)
+        haystack = lowercase(value)
         end = self._first_end(haystack)
         if end is None:
             return None
@@ -489,7 +490,13 @@ def validate_utf8_encoding(argument: str, context: OperatorContext) -> Predicate
     """Matches a value that is not valid UTF-8 by ModSecurity's rules (validateUtf8Encoding)."""
 
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
-        return None if value.isascii() or not _utf8_error(value) else (value,)
+        if value.isascii():
+            return None
+        try:
+            value.encode("latin-1").decode("utf-8")  # strict UTF-8 is valid for ModSecurity too
+            return None
+        except UnicodeError:
+            return (value,) if _utf8_error(value) else None  # e.g. F4 90.. is valid for ModSecurity
 
     return predicate
 

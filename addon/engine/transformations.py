@@ -87,7 +87,17 @@ def none(value: str) -> str:
 
 
 def lowercase(value: str) -> str:
-    return value.translate(_LOWER)
+    return _ascii_lower(value)
+
+
+def _ascii_lower(value: str) -> str:
+    """Fold A-Z only (C tolower), fast: str.lower() for ASCII, bytes.lower() for other byte text."""
+    if value.isascii():
+        return value.lower()
+    try:
+        return value.encode("latin-1").lower().decode("latin-1")
+    except UnicodeEncodeError:
+        return value.translate(_LOWER)
 
 
 def trim_left(value: str) -> str:
@@ -129,8 +139,12 @@ _CMD_SPACE_BEFORE = re.compile(r" (?=[/(])")
 def cmd_line(value: str) -> str:
     """ModSecurity cmdLine: delete \\ " ' ^; each run of space , ; \\t \\r \\n -> one space; no space
     before / or (; lowercase."""
-    value = _CMD_SPACE_RUN.sub(" ", value.translate(_CMD_DELETE))
-    return _CMD_SPACE_BEFORE.sub("", value).translate(_LOWER)
+    try:
+        value = value.encode("latin-1").translate(None, b"\"'\\^").decode("latin-1")
+    except UnicodeEncodeError:  # not byte text
+        value = value.translate(_CMD_DELETE)
+    value = _CMD_SPACE_RUN.sub(" ", value)
+    return _ascii_lower(_CMD_SPACE_BEFORE.sub("", value))
 
 
 # --- URL --------------------------------------------------------------------------------------------
@@ -163,17 +177,42 @@ def url_decode_uni(value: str) -> str:
     return _URL_ESCAPE_UNI.sub(_url_char_uni, value)
 
 
+_URL_KEEP = frozenset(b"*0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_URL_ENCODED = tuple(
+    "+" if byte == 0x20 else chr(byte) if byte in _URL_KEEP else f"%{byte:02x}" for byte in range(256)
+)
+
+
 def url_encode(value: str) -> str:
     """ModSecurity urlEncode: space -> +; keep * 0-9 A-Z a-z; every other byte -> %xx (lowercase)."""
-    out = []
-    for ch in value:
-        if ch == " ":
-            out.append("+")
-        elif ch == "*" or ("0" <= ch <= "9") or ("A" <= ch <= "Z") or ("a" <= ch <= "z"):
-            out.append(ch)
-        else:
-            out.append(f"%{ord(ch) & 0xFF:02x}")
-    return "".join(out)
+    return "".join(map(_URL_ENCODED.__getitem__, _to_bytes(value)))
+
+
+# A complete 2/3/4-byte sequence, else a lone lead byte (C0-F7), else a byte that cannot lead.
+_UTF8_UNIT = re.compile(
+    "[\xc0-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf7][\x80-\xbf]{3}|[\xc0-\xf7]|[^\x00-\x7f]"
+)
+
+
+def _utf8_unit(m: re.Match[str]) -> str:
+    unit = m[0]
+    lead = ord(unit[0])
+    if len(unit) == 1:
+        if 0xC0 <= lead <= 0xF7:  # lead byte of an invalid or truncated sequence: dropped ...
+            return unit if lead >= 0xF5 else ""  # ... except F5-F7, which ModSecurity copies first
+        return unit  # continuation byte, F8-FF, or not byte text: copied
+    size = len(unit)
+    code = lead & (0x7F >> size)
+    for t in unit[1:]:
+        code = (code << 6) | (ord(t) & 0x3F)
+    out = f"%u{code:04x}"
+    if size == 4 and lead >= 0xF5:
+        out = unit[0] + out
+    if 0xD800 <= code <= 0xDFFF:
+        out += unit[0]
+    if code < (0x80, 0x800, 0x10000)[size - 2]:
+        out += unit[0]
+    return out
 
 
 def utf8_to_unicode(value: str) -> str:
@@ -183,32 +222,7 @@ def utf8_to_unicode(value: str) -> str:
     0xF8-0xFF pass through; a 0xF5-0xF7 lead is also copied as is."""
     if value.isascii():
         return value
-    out: list[str] = []
-    i, n = 0, len(value)
-    while i < n:
-        ch = value[i]
-        c = ord(ch)
-        size = 2 if c & 0xE0 == 0xC0 else 3 if c & 0xF0 == 0xE0 else 4 if c & 0xF8 == 0xF0 else 1
-        if c < 0x80 or c > 0xFF or size == 1:
-            out.append(ch)
-            i += 1
-            continue
-        if size == 4 and c >= 0xF5:
-            out.append(ch)
-        tail = value[i + 1 : i + size]
-        if len(tail) < size - 1 or any(ord(t) & 0xC0 != 0x80 for t in tail):
-            i += 1
-            continue
-        code = c & (0x7F >> size)
-        for t in tail:
-            code = (code << 6) | (ord(t) & 0x3F)
-        out.append(f"%u{code:04x}")
-        if 0xD800 <= code <= 0xDFFF:
-            out.append(ch)
-        if code < (0x80, 0x800, 0x10000)[size - 2]:
-            out.append(ch)
-        i += size
-    return "".join(out)
+    return _UTF8_UNIT.sub(_utf8_unit, value)
 
 
 # --- HTML, JavaScript, CSS, C escapes ------------------------------------------------------------
@@ -420,33 +434,25 @@ def remove_comments_char(value: str) -> str:
     return _COMMENT_CHARS.sub("", value)
 
 
+_COMMENT_OPEN = re.compile(r"/\*|<!--|--|#")
+_COMMENT_CLOSE = re.compile(r"\*/|-->")
+
+
 def remove_comments(value: str) -> str:
-    """ModSecurity removeComments: delete /* ... */ and <!-- ... --> (an unterminated one becomes a
-    space) and everything from -- or # to the end of the value."""
-    if not _COMMENT_CHARS.search(value):
-        return value
+    """ModSecurity removeComments: delete /* ... */ and <!-- ... --> (either closer ends either
+    opener; an unterminated one becomes a space) and everything from -- or # to the end."""
     out: list[str] = []
-    i, n = 0, len(value)
-    in_comment = False
-    while i < n:
-        if not in_comment:
-            if value.startswith("/*", i):
-                in_comment, i = True, i + 2
-            elif value.startswith("<!--", i):
-                in_comment, i = True, i + 4
-            elif value.startswith("--", i) or value[i] == "#":
-                break
-            else:
-                out.append(value[i])
-                i += 1
-        elif value.startswith("*/", i):
-            in_comment, i = False, i + 2
-        elif value.startswith("-->", i):
-            in_comment, i = False, i + 3
-        else:
-            i += 1
-    if in_comment:
-        out.append(" ")
+    i = 0
+    while (opener := _COMMENT_OPEN.search(value, i)) is not None:
+        out.append(value[i : opener.start()])
+        if opener[0] in ("--", "#"):
+            return "".join(out)
+        closer = _COMMENT_CLOSE.search(value, opener.end())
+        if closer is None:
+            out.append(" ")
+            return "".join(out)
+        i = closer.end()
+    out.append(value[i:])
     return "".join(out)
 
 
@@ -520,17 +526,22 @@ def _normalize_path(value: str, win: bool) -> str:
     return "".join(buf[:dst])
 
 
+# Where normalize_path_inplace can change anything: "//", a "." segment, or ".." before / or the end
+# (ModSecurity also takes "x.." as a back-reference).
+_PATH_WORK = re.compile(r"//|\.\.(?:/|$)|(?:^|/)\.(?:/|$)")
+
+
 def normalize_path(value: str) -> str:
     """ModSecurity normalizePath: resolve ./ and ../, collapse //, keep a trailing slash only if there
     was one."""
-    if "/" not in value and "." not in value:
+    if not _PATH_WORK.search(value):
         return value
     return _normalize_path(value, win=False)
 
 
 def normalize_path_win(value: str) -> str:
     """ModSecurity normalizePathWin: normalize_path with \\ taken as /."""
-    if "/" not in value and "." not in value and "\\" not in value:
+    if "\\" not in value and not _PATH_WORK.search(value):
         return value
     return _normalize_path(value, win=True)
 
@@ -538,6 +549,7 @@ def normalize_path_win(value: str) -> str:
 # --- encodings and digests ------------------------------------------------------------------------
 
 _B64_PREFIX = re.compile(r"[A-Za-z0-9+/]*")
+_ALL_HEX = re.compile(r"[0-9A-Fa-f]*")
 
 
 def base64_decode(value: str) -> str:
@@ -559,7 +571,7 @@ def hex_decode(value: str) -> str:
     """ModSecurity hexDecode: every pair of chars -> one byte, unchecked (non-hex gives garbage like
     ModSecurity's x2c); a trailing odd char is dropped."""
     pairs = len(value) // 2 * 2
-    if all(c in _HEX for c in value[:pairs]):
+    if _ALL_HEX.fullmatch(value, 0, pairs):
         return bytes.fromhex(value[:pairs]).decode("latin-1")
     return "".join(chr(_x2c(value[k], value[k + 1])) for k in range(0, pairs, 2))
 

@@ -523,3 +523,15 @@ def test_predicates_never_raise_on_odd_values(name: str, rules_dir: Path) -> Non
     for value in ODD_VALUES:
         result = predicate(value, expand)
         assert result is None or (isinstance(result, tuple) and result and isinstance(result[0], str))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    value=st.text(
+        alphabet=st.sampled_from("a\x80\x8f\x90\x9f\xa0\xbf\xc0\xc2\xdf\xe0\xed\xef\xf0\xf4\xf5\xff"),
+        max_size=10,
+    )
+)
+def test_validate_utf8_shortcut_agrees_with_modsecurity_rules(value: str) -> None:
+    result = run("validate_utf8_encoding", "", value)
+    assert (result is not None) == (not value.isascii() and operators._utf8_error(value))

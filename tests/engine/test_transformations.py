@@ -347,3 +347,84 @@ def test_decoders_on_escape_soup(value: str) -> None:
     for name in ("url_decode", "url_decode_uni", "html_entity_decode", "js_decode", "css_decode",
                  "escape_seq_decode", "normalize_path", "normalize_path_win", "remove_comments"):  # fmt: skip
         assert len(TRANSFORMATIONS[name](value)) <= len(value) + 1
+
+
+# --- reference ports: the straightforward byte loops of ModSecurity's C code ------------------------
+
+
+def reference_utf8_to_unicode(value: str) -> str:
+    """msc_util.c utf8_unicode_inplace_ex, one byte at a time (4-byte code points computed correctly)."""
+    out, i, n = [], 0, len(value)
+    while i < n:
+        c = ord(value[i])
+        size = 2 if c & 0xE0 == 0xC0 else 3 if c & 0xF0 == 0xE0 else 4 if c & 0xF8 == 0xF0 else 1
+        if c < 0x80 or size == 1:
+            out.append(value[i])
+            i += 1
+            continue
+        if size == 4 and c >= 0xF5:
+            out.append(value[i])
+        tail = value[i + 1 : i + size]
+        if len(tail) < size - 1 or any(ord(t) & 0xC0 != 0x80 for t in tail):
+            i += 1
+            continue
+        code = c & (0x7F >> size)
+        for t in tail:
+            code = (code << 6) | (ord(t) & 0x3F)
+        out.append(f"%u{code:04x}")
+        if 0xD800 <= code <= 0xDFFF:
+            out.append(value[i])
+        if code < (0x80, 0x800, 0x10000)[size - 2]:
+            out.append(value[i])
+        i += size
+    return "".join(out)
+
+
+def reference_remove_comments(value: str) -> str:
+    """re_tfns.c removeComments as fixed in 2.9 (scanning resumes right after a closer)."""
+    out, i, n, in_comment = [], 0, len(value), False
+    while i < n:
+        if not in_comment:
+            if value.startswith("/*", i):
+                in_comment, i = True, i + 2
+            elif value.startswith("<!--", i):
+                in_comment, i = True, i + 4
+            elif value.startswith("--", i) or value[i] == "#":
+                break
+            else:
+                out.append(value[i])
+                i += 1
+        elif value.startswith("*/", i):
+            in_comment, i = False, i + 2
+        elif value.startswith("-->", i):
+            in_comment, i = False, i + 3
+        else:
+            i += 1
+    if in_comment:
+        out.append(" ")
+    return "".join(out)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    value=st.text(
+        alphabet=st.sampled_from("a\x80\x9f\xa0\xbf\xc0\xc3\xdf\xe0\xed\xef\xf0\xf4\xf5\xf8\xff"), max_size=12
+    )
+)
+def test_utf8_to_unicode_matches_the_byte_loop(value: str) -> None:
+    assert TRANSFORMATIONS["utf8_to_unicode"](value) == reference_utf8_to_unicode(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("a/*<!->#"), max_size=16))
+def test_remove_comments_matches_the_char_loop(value: str) -> None:
+    assert TRANSFORMATIONS["remove_comments"](value) == reference_remove_comments(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("a./\\"), max_size=12))
+def test_normalize_path_shortcut_never_skips_work(value: str) -> None:
+    from logoutguard.engine.transformations import _normalize_path
+
+    assert TRANSFORMATIONS["normalize_path"](value) == _normalize_path(value, win=False)
+    assert TRANSFORMATIONS["normalize_path_win"](value) == _normalize_path(value, win=True)
