@@ -339,6 +339,14 @@ class LogoutGuard:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:
+        # Judge every request before any upstream connection exists: with mitmproxy's default eager
+        # strategy a down upstream closes the client connection before the request hook runs, so a
+        # forced logout could not even revoke the session.
+        if getattr(ctx.options, "connection_strategy", "lazy") == "eager":
+            ctx.options.connection_strategy = "lazy"
+            log.info(
+                "LogoutGuard: connection_strategy set to lazy (requests are judged before connecting upstream)"
+            )
         self._spawn(self._purge_forever())
 
     async def done(self) -> None:

@@ -141,6 +141,8 @@ def start_mitmdump(
         "-s",
         str(ADDON_SCRIPT),
     ]
+    if os.environ.get("LOGOUTGUARD_TEST_RULES"):  # run the e2e tests against another ruleset
+        args += ["--set", f"guard_rules={os.environ['LOGOUTGUARD_TEST_RULES']}"]
     for option in options:
         args += ["--set", option]
     args += list(extra_args)
