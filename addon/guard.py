@@ -424,7 +424,7 @@ class LogoutGuard:
     # -- request side --------------------------------------------------------------------------
     def _transaction(self, flow_: http.HTTPFlow) -> Transaction:
         peer = flow_.client_conn.peername
-        return from_request(flow_.request, peer[0] if peer else "", ctx.options.guard_body_limit)
+        return from_request(judged_request(flow_), peer[0] if peer else "", ctx.options.guard_body_limit)
 
     def _tracker_for(self, flow_: http.HTTPFlow) -> SessionTracker:
         """Live flows use the store; saved flows a private in-memory tracker, so judging them changes nothing."""
@@ -447,7 +447,7 @@ class LogoutGuard:
         now = time.time() if flow_.live else flow_.request.timestamp_start
         tx = self._transaction(flow_)
         user_agent = flow_.request.headers.get("user-agent")
-        session_ids = request_session_ids(flow_.request.headers.get_all("cookie"), self.matcher)
+        session_ids = request_session_ids(judged_request(flow_).headers.get_all("cookie"), self.matcher)
         locked = self.policy.lockout.enabled and await tracker.is_locked_out(tx.client_addr, now)
         facts = await tracker.check_request(session_ids, tx.client_addr, user_agent, now)
         self._remember_session(facts)
@@ -772,6 +772,20 @@ class LogoutGuard:
 
         self._spawn(run())
         return f"revoking {len(hashes)} session(s): {', '.join(hashes)}"
+
+
+def judged_request(flow_: http.HTTPFlow) -> http.Request:
+    """The request to judge: a saved flow that was rewritten into a logout is judged on its original
+    request (kept in its metadata; its secret headers were redacted and stay out)."""
+    original = (flow_.metadata.get(META_KEY) or {}).get("original_request") if not flow_.live else None
+    if not original:
+        return flow_.request
+    request = flow_.request.copy()
+    request.method = original["method"]
+    request.path = original["path"]
+    request.headers = http.Headers([(k.encode(), v.encode()) for k, v in original["headers"] if v != "[redacted]"])
+    request.content = original["body"].encode("utf-8")
+    return request
 
 
 def _cookie_header(cookies: dict[str, str]) -> str:

@@ -290,4 +290,6 @@ def test_offline_replay_changes_nothing_live(stack: Stack, tmp_path: Path) -> No
     with judged.open("rb") as fh:
         flows = list(mitmio.FlowReader(fh).stream())
     records = [f.metadata["logoutguard"] for f in flows]
-    assert any(r["decision"] == "logout" and r["action"] == "none (offline)" for r in records)
+    attack = next(r for f, r in zip(flows, records, strict=True) if f.request.path == "/logout")
+    assert attack["blocked"] and attack["action"] == "none (offline)"  # judged on its original request
+    assert any(m["target"] == "ARGS:q" for m in attack["matches"])
