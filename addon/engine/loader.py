@@ -23,6 +23,8 @@ from .transformations import TRANSFORMATIONS
 from .variables import known_collection
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
+# libyaml's parser when PyYAML has it (about ten times faster than the pure-Python one)
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def load_ruleset(paths: list[str | Path]) -> Ruleset:
 
 def _load_file(file: Path, problems: list[Problem]) -> list[Rule]:
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=YamlLoader)  # noqa: S506 - a safe loader
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(str(file), None, "", f"cannot read: {exc}"))
         return []
