@@ -109,12 +109,16 @@ def member_name(full_name: str) -> str:
 def lookup(state: EvalState, collection: str, key: str | None) -> Values:
     """Values of one collection, optionally limited to one key (case-insensitive)."""
     fetch = COLLECTIONS.get(collection)
-    if fetch is None:
+    override = state.extra_vars.get(collection) if state.extra_vars else None
+    if override is not None:  # an adapter's view of this variable (the CRS importer's Apache paths)
+        values = override
+    elif fetch is None:
         return []
-    values = state.collect_cache.get(collection)
-    if values is None or collection.startswith(("TX", "MATCHED")):
-        values = fetch(state)
-        state.collect_cache[collection] = values
+    else:
+        values = state.collect_cache.get(collection)
+        if values is None or collection.startswith(("TX", "MATCHED")):
+            values = fetch(state)
+            state.collect_cache[collection] = values
     if key is None:
         return values
     lkey = key.lower()

@@ -1,0 +1,195 @@
+"""load_crs: a CRS installation (crs-setup.conf + rules folder + the user's own .conf files) -> a ready Engine.
+
+Files load in ModSecurity's order: the optional engine-rules file, crs-setup.conf, the user's
+files named to come before the rules (`REQUEST-900-...` style or `extra_confs_before`), the rule
+files sorted by name, then the remaining user files. Our paranoia level and thresholds, when
+given, override crs-setup's: those TX variables are pinned and every setvar on them is ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine.engine import Engine
+from ..engine.rules import Ruleset
+from .importer import ImportProblem, ImportResult, RuleInfo, import_nodes
+from .modsec import prepare
+from .seclang import ParseResult, parse_file
+
+DEBIAN_SETUP = Path("/etc/modsecurity/crs/crs-setup.conf")
+DEBIAN_RULES = Path("/usr/share/modsecurity-crs/rules")
+ENGINE_RULES = Path(__file__).resolve().parent / "modsecurity-engine-rules.conf"
+
+
+class CrsError(ValueError):
+    """The CRS installation cannot be found or read; the message says which path and why."""
+
+
+@dataclass
+class CrsLoad:
+    """The result of loading CRS: the ruleset, TX defaults, what was skipped, and how to build an Engine."""
+
+    ruleset: Ruleset
+    tx_defaults: dict[str, str]
+    problems: list[ImportProblem]
+    infos: dict[int, RuleInfo]
+    files: list[Path]
+    paranoia: int  # executing paranoia level (rules above it never run)
+    blocking_paranoia: int
+    inbound_threshold: int
+    outbound_threshold: int
+    version: str
+    seconds: float = 0.0
+    syntax_problems: list[str] = field(default_factory=list)
+
+    def engine(self) -> Engine:
+        """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores)."""
+        return Engine(
+            self.ruleset,
+            paranoia=self.paranoia,
+            inbound_threshold=self.inbound_threshold,
+            outbound_threshold=self.outbound_threshold,
+            tx_defaults=dict(self.tx_defaults),
+            prepare=prepare,
+            score_vars=("anomaly_score", "outbound_anomaly_score")
+            if self.version.startswith("3")
+            else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),
+        )
+
+    @property
+    def report_lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+def find_installation(crs: str | Path | None, rules_dir: str | Path | None) -> tuple[Path | None, Path]:
+    """`crs` is a crs-setup.conf, a CRS folder (holding crs-setup.conf[.example] and rules/), or None (Debian)."""
+    setup: Path | None
+    if crs is None or str(crs) == "":
+        setup = DEBIAN_SETUP if DEBIAN_SETUP.is_file() else None
+        rules = Path(rules_dir) if rules_dir else DEBIAN_RULES
+    else:
+        path = Path(crs)
+        if path.is_file():
+            setup = path
+            rules = Path(rules_dir) if rules_dir else _rules_near(path.parent)
+        elif path.is_dir():
+            setup = next(
+                (p for p in (path / "crs-setup.conf", path / "crs-setup.conf.example") if p.is_file()), None
+            )
+            rules = Path(rules_dir) if rules_dir else _rules_near(path)
+        else:
+            raise CrsError(f"{path}: no such file or folder (give crs-setup.conf or a CRS folder)")
+    if not rules.is_dir():
+        raise CrsError(f"{rules}: CRS rules folder not found (give rules_dir)")
+    return setup, rules
+
+
+def _rules_near(folder: Path) -> Path:
+    for candidate in (folder / "rules", DEBIAN_RULES):
+        if candidate.is_dir():
+            return candidate
+    return folder / "rules"
+
+
+def crs_files(
+    setup: Path | None, rules: Path, extra_confs: tuple[str | Path, ...], engine_rules: bool
+) -> list[Path]:
+    """All files in load order; user files whose name sorts before REQUEST-901 load before the rules."""
+    files: list[Path] = [ENGINE_RULES] if engine_rules else []
+    extras = [Path(p) for p in extra_confs]
+    for extra in extras:
+        if not extra.is_file():
+            raise CrsError(f"{extra}: no such file")
+    if setup is not None:
+        files.append(setup)
+    files.extend(e for e in extras if _before_rules(e))
+    files.extend(sorted(p for p in rules.glob("*.conf") if p.is_file()))
+    files.extend(e for e in extras if not _before_rules(e))
+    return files
+
+
+def _before_rules(path: Path) -> bool:
+    name = path.name.upper()
+    return name.startswith("REQUEST-900") or "BEFORE" in name
+
+
+def load_crs(
+    crs_path_or_setup: str | Path | None = None,
+    rules_dir: str | Path | None = None,
+    extra_confs: tuple[str | Path, ...] | list[str | Path] = (),
+    paranoia: int | None = None,
+    inbound_threshold: int | None = None,
+    outbound_threshold: int | None = None,
+    engine_rules: bool = True,
+) -> CrsLoad:
+    """Parse and import CRS once. Raises CrsError when the installation is missing; never for a rule."""
+    started = time.perf_counter()
+    if paranoia is not None and not 1 <= paranoia <= 4:
+        raise CrsError(f"paranoia level must be 1-4, not {paranoia}")
+    setup, rules = find_installation(crs_path_or_setup, rules_dir)
+    files = crs_files(setup, rules, tuple(extra_confs), engine_rules)
+    parsed = ParseResult()
+    for file in files:
+        parse_file(file, parsed)
+    version = _version(rules)
+    names = _names(version)
+    pinned: dict[str, str] = {}
+    if paranoia is not None:
+        pinned[names["pl"]] = str(paranoia)
+        pinned[names["executing"]] = str(paranoia)
+    if inbound_threshold is not None:
+        pinned["inbound_anomaly_score_threshold"] = str(inbound_threshold)
+    if outbound_threshold is not None:
+        pinned["outbound_anomaly_score_threshold"] = str(outbound_threshold)
+    result = import_nodes(parsed.nodes, pinned)
+    problems = [ImportProblem(p.where.file, p.where.line, p.rule_id, p.reason) for p in parsed.problems]
+    problems.extend(result.problems)
+    effective = _effective(result, pinned, names)
+    return CrsLoad(
+        ruleset=Ruleset.build(result.items, tuple(str(f) for f in files)),
+        tx_defaults=pinned,
+        problems=problems,
+        infos=result.infos,
+        files=files,
+        paranoia=max(effective["pl"], effective["executing"]),
+        blocking_paranoia=effective["pl"],
+        inbound_threshold=effective["inbound"],
+        outbound_threshold=effective["outbound"],
+        version=version,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _version(rules: Path) -> str:
+    """3.x or 4.x, from the 901 file (v4 renamed the paranoia variables)."""
+    init = rules / "REQUEST-901-INITIALIZATION.conf"
+    try:
+        text = init.read_text(encoding="latin-1")
+    except OSError:
+        return "unknown"
+    return "4" if "blocking_paranoia_level" in text else "3"
+
+
+def _names(version: str) -> dict[str, str]:
+    if version.startswith("4"):
+        return {"pl": "blocking_paranoia_level", "executing": "detection_paranoia_level"}
+    return {"pl": "paranoia_level", "executing": "executing_paranoia_level"}
+
+
+def _effective(result: ImportResult, pinned: dict[str, str], names: dict[str, str]) -> dict[str, int]:
+    """The levels and thresholds in force: pinned values, else crs-setup's SecActions, else 901's defaults."""
+    values = {**result.static_tx, **pinned}
+
+    def number(key: str, default: int) -> int:
+        text = values.get(key, "")
+        return int(text) if text.strip().isdigit() else default
+
+    pl = number(names["pl"], 1)
+    return {
+        "pl": pl,
+        "executing": number(names["executing"], pl),
+        "inbound": number("inbound_anomaly_score_threshold", 5),
+        "outbound": number("outbound_anomaly_score_threshold", 4),
+    }
