@@ -56,6 +56,7 @@ log = logging.getLogger("logoutguard")
 
 META_KEY = "logoutguard"
 MODES = ("detect", "enforce")
+FAIL_MODES = ("closed", "open")
 ERROR_ACTIONS = ("deny", "pass")
 MARK_ACTED = ":no_entry:"
 MARK_DETECTED = ":warning:"
@@ -146,6 +147,7 @@ class LogoutGuard:
         self._pending: OrderedDict[str, Pending] = OrderedDict()
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # session hash -> last facts
         self._background: set[asyncio.Task[Any]] = set()
+        self._store_down = False
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -231,6 +233,14 @@ class LogoutGuard:
             "reverse-mode upstream from --mode.",
         )
         add(
+            "guard_fail_mode",
+            str,
+            "closed",
+            "When the session store cannot be reached: closed = requests carrying a session ID are "
+            "refused (503); open = they pass, judged by the rules alone.",
+            choices=FAIL_MODES,
+        )
+        add(
             "guard_offline_revoke",
             bool,
             False,
@@ -281,7 +291,11 @@ class LogoutGuard:
     @staticmethod
     def _validate(updated: set[str]) -> None:
         opts = ctx.options
-        for name, allowed in (("guard_mode", MODES), ("guard_error_action", ERROR_ACTIONS)):
+        for name, allowed in (
+            ("guard_mode", MODES),
+            ("guard_error_action", ERROR_ACTIONS),
+            ("guard_fail_mode", FAIL_MODES),
+        ):
             if name in updated and getattr(opts, name) not in allowed:
                 raise exceptions.OptionsError(
                     f"{name}: {getattr(opts, name)!r} is not one of {', '.join(allowed)}"
@@ -448,16 +462,26 @@ class LogoutGuard:
         tx = self._transaction(flow_)
         user_agent = flow_.request.headers.get("user-agent")
         session_ids = request_session_ids(judged_request(flow_).headers.get_all("cookie"), self.matcher)
-        locked = self.policy.lockout.enabled and await tracker.is_locked_out(tx.client_addr, now)
-        facts = await tracker.check_request(session_ids, tx.client_addr, user_agent, now)
+        try:
+            locked = self.policy.lockout.enabled and await tracker.is_locked_out(tx.client_addr, now)
+            facts = await tracker.check_request(session_ids, tx.client_addr, user_agent, now)
+            self._store_ok()
+            store_error = ""
+        except StoreError as exc:
+            store_error = self._store_failed(exc)
+            locked = False
+            facts = unverified_facts(tracker, session_ids)
         self._remember_session(facts)
         verdict, state = self.engine.inspect_request(tx.with_session(facts.pairs()))
         cumulative = False
         if facts.state == "active" and verdict.inbound_score > 0 and self.policy.cumulative.scored_requests:
-            count = await tracker.note_score(
-                facts.id_hash, verdict.inbound_score, now, self.policy.cumulative.window
-            )
-            cumulative = count >= self.policy.cumulative.scored_requests
+            try:
+                count = await tracker.note_score(
+                    facts.id_hash, verdict.inbound_score, now, self.policy.cumulative.window
+                )
+                cumulative = count >= self.policy.cumulative.scored_requests
+            except StoreError as exc:
+                store_error = self._store_failed(exc)
         decision = decide(
             self.policy,
             session_state=facts.state,
@@ -466,12 +490,15 @@ class LogoutGuard:
             >= verdict.inbound_threshold,
             locked_out=locked,
             cumulative_reached=cumulative,
+            store_unavailable=bool(store_error and session_ids) and ctx.options.guard_fail_mode == "closed",
         )
         pending = Pending(state, verdict.matches, session_ids, tx.client_addr, user_agent, flow_.live)
         self._pending[flow_.id] = pending
         while len(self._pending) > MAX_PENDING:
             self._pending.popitem(last=False)
         record = self._record(verdict, facts, decision)
+        if store_error:
+            record["store_error"] = store_error
         if not flow_.live:
             record["action"] = "none (offline)"
             if decision.action == "logout" and ctx.options.guard_offline_revoke:
@@ -513,7 +540,7 @@ class LogoutGuard:
             strip_cookies(flow_.request, {name for name, _ in pending.session_ids})
             record["stripped_session"] = True
         if decision.action == "deny":
-            deny(flow_, actions.deny_status)
+            deny(flow_, 503 if decision.situation == "store_unavailable" else actions.deny_status)
         elif decision.action == "redirect":
             redirect(flow_, actions.redirect_location)
         elif decision.action == "drop":
@@ -527,7 +554,17 @@ class LogoutGuard:
     async def _revoke_all(
         self, tracker: SessionTracker, session_ids: list[tuple[str, str]], reason: str, now: float
     ) -> list[str]:
-        return [await tracker.revoke(value, reason, now) for _, value in session_ids]
+        """Revoke every session ID; a store failure is logged and the hashes are still returned."""
+        try:
+            hashes = [await tracker.revoke(value, reason, now) for _, value in session_ids]
+            self._store_ok()
+            return hashes
+        except StoreError as exc:
+            self._store_failed(exc)
+            log.error(
+                "LogoutGuard: could not record the revocation (store unavailable); the logout still goes on"
+            )
+            return [tracker.hasher.hash(value) for _, value in session_ids]
 
     def upstream(self, flow_: http.HTTPFlow | None = None) -> Upstream | None:
         """The configured application: guard_upstream, else the first reverse mode. Never the request's host."""
@@ -599,9 +636,13 @@ class LogoutGuard:
             return
         now = time.time() if flow_.live else (flow_.response.timestamp_start or flow_.request.timestamp_start)
         tracker = self._tracker_for(flow_)
-        await tracker.learn_from_response(
-            set_cookies, pending.session_ids, pending.client, pending.user_agent, now
-        )
+        try:
+            await tracker.learn_from_response(
+                set_cookies, pending.session_ids, pending.client, pending.user_agent, now
+            )
+            self._store_ok()
+        except StoreError as exc:
+            self._store_failed(exc)
 
     async def _verify_logout(self, flow_: http.HTTPFlow, pending: Pending, record: dict[str, Any]) -> None:
         """Did the application confirm the forced logout, and is the old session dead there?"""
@@ -694,6 +735,20 @@ class LogoutGuard:
             )
         )
 
+    def _store_failed(self, exc: StoreError) -> str:
+        """Log a store outage once (not per request) and return the error text."""
+        if not self._store_down:
+            log.error(
+                f"LogoutGuard: session store unavailable ({exc}); fail mode {ctx.options.guard_fail_mode}"
+            )
+        self._store_down = True
+        return str(exc)
+
+    def _store_ok(self) -> None:
+        if self._store_down:
+            log.warning("LogoutGuard: session store reachable again")
+        self._store_down = False
+
     def _remember_session(self, facts: SessionFacts) -> None:
         if not facts.id_hash:
             return
@@ -774,6 +829,15 @@ class LogoutGuard:
         return f"revoking {len(hashes)} session(s): {', '.join(hashes)}"
 
 
+def unverified_facts(tracker: SessionTracker, session_ids: list[tuple[str, str]]) -> SessionFacts:
+    """Facts for a request whose sessions could not be looked up (store down, fail open): a request
+    with a session cookie is taken as authenticated, so an attack still forces the app's logout."""
+    if not session_ids:
+        return SessionFacts()
+    name, value = session_ids[0]
+    return SessionFacts("active", cookie=name, id_hash=tracker.hasher.hash(value), count=len(session_ids))
+
+
 def judged_request(flow_: http.HTTPFlow) -> http.Request:
     """The request to judge: a saved flow that was rewritten into a logout is judged on its original
     request (kept in its metadata; its secret headers were redacted and stay out)."""
@@ -783,7 +847,9 @@ def judged_request(flow_: http.HTTPFlow) -> http.Request:
     request = flow_.request.copy()
     request.method = original["method"]
     request.path = original["path"]
-    request.headers = http.Headers([(k.encode(), v.encode()) for k, v in original["headers"] if v != "[redacted]"])
+    request.headers = http.Headers(
+        [(k.encode(), v.encode()) for k, v in original["headers"] if v != "[redacted]"]
+    )
     request.content = original["body"].encode("utf-8")
     return request
 

@@ -346,9 +346,16 @@ def decide(
     over_threshold_without_session_state: bool,
     locked_out: bool = False,
     cumulative_reached: bool = False,
+    store_unavailable: bool = False,
 ) -> Decision:
-    """One place that picks the action, from the verdict and the session situation."""
+    """One place that picks the action, from the verdict and the session situation.
+
+    `store_unavailable` is set only in fail-closed mode, for a request carrying a session ID while
+    the session store cannot be asked: it is refused.
+    """
     actions = policy.actions
+    if store_unavailable:
+        return Decision("store_unavailable", "deny", reason="session store unavailable (fail closed)")
     if locked_out:
         return Decision("locked_out", actions.locked_out, reason="client locked out after a forced logout")
     strip = False
@@ -366,11 +373,25 @@ def decide(
             strip, over_threshold = True, over_threshold_without_session_state
     if over_threshold:
         if authenticated:
-            return Decision("authenticated_over_threshold", actions.authenticated_over_threshold, strip,
-                            "inbound score over threshold on an authenticated session")
-        return Decision("anonymous_over_threshold", actions.anonymous_over_threshold, strip,
-                        "inbound score over threshold")
+            return Decision(
+                "authenticated_over_threshold",
+                actions.authenticated_over_threshold,
+                strip,
+                "inbound score over threshold on an authenticated session",
+            )
+        return Decision(
+            "anonymous_over_threshold",
+            actions.anonymous_over_threshold,
+            strip,
+            "inbound score over threshold",
+        )
     if cumulative_reached and authenticated:
-        return Decision("cumulative_threshold", policy.cumulative.action, strip,
-                        f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s")
-    return Decision("unknown_session" if strip else "clean", "none", strip, "session stripped" if strip else "")
+        return Decision(
+            "cumulative_threshold",
+            policy.cumulative.action,
+            strip,
+            f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s",
+        )
+    return Decision(
+        "unknown_session" if strip else "clean", "none", strip, "session stripped" if strip else ""
+    )

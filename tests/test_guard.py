@@ -463,3 +463,35 @@ async def test_session_values_cannot_inject_into_the_logout(
         assert record["action"] == "deny (logout not sent)" and f.response.status_code == 403
         assert "CR, LF or NUL" in record["logout"]["error"]
         assert await guard.tracker.store.is_revoked(record["session"]["hash"])
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+async def test_store_unavailable_follows_the_fail_mode(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, fail_mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(
+            guard,
+            **session_options(
+                rules_dir, tmp_path, guard_fail_mode=fail_mode, guard_session_store=str(tmp_path / "s.sqlite")
+            ),
+        )
+        await login(guard)
+        await guard.store.close()  # every store call now raises StoreError
+        anonymous = flow_for("/account")
+        await guard.request(anonymous)
+        assert anonymous.response is None
+        with_session = flow_for("/account", headers=AUTH)
+        await guard.request(with_session)
+        record = with_session.metadata[META_KEY]
+        assert "closed" in record["store_error"]
+        if fail_mode == "closed":
+            assert with_session.response.status_code == 503 and record["situation"] == "store_unavailable"
+        else:
+            assert with_session.response is None
+            attack = flow_for("/search?q=union select", headers=AUTH)
+            await guard.request(attack)
+            assert attack.metadata[META_KEY]["action"] == "logout" and attack.request.path == "/logout"
+        assert (
+            sum("session store unavailable" in r.getMessage() for r in caplog.records) == 1
+        )  # once, not per request
