@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import audit_logout, quickstart
 from .engine.engine import Engine
 from .engine.examples import check_ruleset
 from .engine.loader import DEFAULT_RULES_DIR, lint, load_ruleset
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     _rules_parser(sub)
     _scan_parser(sub)
     _demo_parser(sub)
+    audit_logout.add_parser(sub)
+    quickstart.add_parsers(sub)
     return parser
 
 
