@@ -510,7 +510,7 @@ class LogoutGuard:
             record["action"] = "log" if decision.action != "none" or decision.strip_session else "none"
         else:
             record["action"] = await self._apply(flow_, decision, pending, tracker, record, now)
-        record["responded"] = flow_.response is not None
+        record["responded"] = flow_.live and flow_.response is not None
         return record
 
     def _record(self, verdict: Verdict, facts: SessionFacts, decision: Decision) -> dict[str, Any]:
