@@ -108,6 +108,10 @@ def member_name(full_name: str) -> str:
 
 def lookup(state: EvalState, collection: str, key: str | None) -> Values:
     """Values of one collection, optionally limited to one key (case-insensitive)."""
+    if collection == "TX" and key is not None:  # TX is a dict: no scan (CRS reads hundreds per request)
+        lkey = key.lower()
+        value = state.vars.get(lkey)
+        return [] if value is None else [(f"TX:{lkey}", value)]
     fetch = COLLECTIONS.get(collection)
     override = state.extra_vars.get(collection) if state.extra_vars else None
     if override is not None:  # an adapter's view of this variable (the CRS importer's Apache paths)
