@@ -120,12 +120,39 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=cmd_demo_app)
 
 
+def _crs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def cmd_crs_report(args: argparse.Namespace) -> int:
+        from .crs.report import cmd_crs_report as run  # imports the CRS importer only when asked
+
+        return run(args)
+
+    crs = sub.add_parser("crs", help="the OWASP Core Rule Set on LogoutGuard's engine").add_subparsers(
+        dest="crs_command", required=True
+    )
+    p = crs.add_parser("report", help="what of a CRS installation loads and what is skipped, and why")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="crs-setup.conf or a CRS folder (default: Debian's /etc/modsecurity/crs/crs-setup.conf)",
+    )
+    p.add_argument("--rules-dir", help="the CRS rules folder (default: next to PATH, or Debian's)")
+    p.add_argument("--conf", action="append", help="your own .conf (exclusions), repeatable")
+    p.add_argument("--paranoia", type=int, choices=[1, 2, 3, 4], help="override crs-setup's paranoia level")
+    p.add_argument("--notes", action="store_true", help="also list the parts dropped from loaded rules")
+    p.add_argument(
+        "--no-engine-rules", action="store_true", help="without Debian's engine rules 200000-200005"
+    )
+    p.set_defaults(func=cmd_crs_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logoutguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _rules_parser(sub)
     _scan_parser(sub)
     _demo_parser(sub)
+    _crs_parser(sub)
     audit_logout.add_parser(sub)
     quickstart.add_parsers(sub)
     return parser

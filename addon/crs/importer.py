@@ -15,6 +15,7 @@ from ..engine.rules import Action, Link, Marker, Operator, Phase, Rule, Target
 from ..engine.transformations import TRANSFORMATIONS
 from ..engine.variables import COLLECTIONS
 from .actions import ParseError, parse_generic
+from .modsec import ADAPTER_VARIABLES
 from .operators import FALLBACK
 from .regex import RegexError, compile_pcre
 from .seclang import (
@@ -495,9 +496,7 @@ def parse_targets(text: str, notes: list[str]) -> tuple[tuple[Target, ...], tupl
         collection = name.lstrip("!&").upper()
         if collection in PERSISTENT_COLLECTIONS:
             notes.append(f"{collection} is a persistent collection: always empty in LogoutGuard")
-            collection = "PERSISTENT_" + collection
-            COLLECTIONS.setdefault(collection, lambda s: [])
-        if collection not in COLLECTIONS:
+        elif collection not in COLLECTIONS and collection not in ADAPTER_VARIABLES:
             raise Unsupported(f"variable {collection} is not supported")
         key_regex = None
         if (

@@ -14,7 +14,9 @@ slashes) and `ap_unescape_url`. `apache_path` reproduces that (and says when Apa
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import posixpath
 import re
 from dataclasses import replace
@@ -26,20 +28,30 @@ from ..engine.rules import Phase
 from ..engine.state import EvalState
 from ..engine.transaction import Pairs, Transaction
 
+# Variables this module supplies (through state.extra_vars) that the engine itself does not have.
+ADAPTER_VARIABLES = frozenset({"UNIQUE_ID", "DURATION"})
+
 
 def prepare(state: EvalState, phase: Phase) -> None:
     if phase == Phase.REQUEST_HEADERS:
         state.tx = request_headers_view(state.tx)
-        state.extra_vars = path_vars(state.tx, state.tx.path)
+        state.extra_vars = {**path_vars(state.tx, state.tx.path), **_transaction_vars()}
     elif phase == Phase.REQUEST_BODY:
         processor = state.body_processor if state.body_processor is not None else state.tx.body_processor
         state.tx, body_vars = request_body_view(state.tx, processor)
         decoded, _ = apache_path(state.tx.path)
         state.extra_vars = {
+            **state.extra_vars,
             **body_vars,
             **path_vars(state.tx, decoded if decoded is not None else state.tx.path),
         }
     state.collect_cache.clear()
+
+
+def _transaction_vars() -> dict[str, list[tuple[str, str]]]:
+    """UNIQUE_ID (random, as mod_unique_id's) and DURATION (0 ms: CRS only uses it for sampling)."""
+    unique = base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")
+    return {"UNIQUE_ID": [("UNIQUE_ID", unique)], "DURATION": [("DURATION", "0")]}
 
 
 def path_vars(tx: Transaction, path: str) -> dict[str, list[tuple[str, str]]]:
