@@ -47,13 +47,32 @@ def main() -> None:
     load = load_crs(paranoia=1)
     engine = load.engine()
     if args.no_prefilter and hasattr(engine, "prefilter"):
-        engine = type(engine)(**{**{f: getattr(engine, f) for f in ("ruleset", "paranoia", "inbound_threshold",
-                                "outbound_threshold", "tx_defaults", "prepare", "score_vars")}, "prefilter": False})
+        engine = type(engine)(
+            **{
+                **{
+                    f: getattr(engine, f)
+                    for f in (
+                        "ruleset",
+                        "paranoia",
+                        "inbound_threshold",
+                        "outbound_threshold",
+                        "tx_defaults",
+                        "prepare",
+                        "score_vars",
+                    )
+                },
+                "prefilter": False,
+            }
+        )
     get = build_transaction(method="GET", uri="/shop/products?id=42&sort=price", headers=HEADERS)
     post = build_transaction(
         method="POST",
         uri="/contact",
-        headers=[*HEADERS, ("Content-Type", "application/x-www-form-urlencoded"), ("Content-Length", str(len(FORM)))],
+        headers=[
+            *HEADERS,
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", str(len(FORM))),
+        ],
         body=FORM,
     )
     print(f"CRS load: {load.seconds * 1000:.0f} ms ({len(load.ruleset)} rules)")
