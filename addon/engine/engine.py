@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .evaluator import PhasePlan, plan, run_phase
+from .evaluator import PhasePlan, inspected_values, plan, run_phase
+from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
 from .scoring import score, tx_scores
 from .state import EvalState
 from .transaction import Transaction
+from .variables import is_dynamic
 from .verdict import Match, Verdict
 
 
@@ -24,15 +26,24 @@ class Engine:
     prepare: Callable[[EvalState, Phase], None] | None = None
     # TX variables holding the inbound and outbound anomaly totals (imported CRS rules score there).
     score_vars: tuple[str, str] | None = None
+    # Rules whose matches the Verdict leaves out unless they deny (SecLang `nolog`: CRS's paranoia
+    # gates and initialisation rules match on every request and say nothing about it).
+    quiet_ids: frozenset[int] = frozenset()
+    # Skip rules and values that cannot match with one hyperscan scan per value (prefilter.py).
+    # Detection is the same either way (tests/engine/test_prefilter.py); False is for comparisons.
+    prefilter: bool = True
     _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
+    _prefilter: Prefilter | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if not 1 <= self.paranoia <= 4:
             raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
         self._plans = plan(self.ruleset, self.paranoia)
+        if self.prefilter:
+            self._prefilter = build_prefilter(self._plans, inspected_values, is_dynamic)
 
     def new_state(self, tx: Transaction) -> EvalState:
-        state = EvalState(tx=tx, paranoia=self.paranoia)
+        state = EvalState(tx=tx, paranoia=self.paranoia, prefilter=self._prefilter)
         state.vars.update(self.tx_defaults)
         return state
 
@@ -44,6 +55,7 @@ class Engine:
                 break
             if self.prepare is not None:
                 self.prepare(state, phase)
+                state.prefilter_cache.clear()  # prepare may change what targets read
             matches.extend(run_phase(self._plans, state, phase))
         return self.verdict(matches, state), state
 
@@ -51,12 +63,14 @@ class Engine:
         """Run phases 3 and 4 on `tx` (which carries the response) continuing the request's state."""
         state.tx = tx
         state.collect_cache.clear()
+        state.prefilter_cache.clear()
         matches = list(request_matches)
         for phase in RESPONSE_PHASES:
             if state.interrupted or state.engine_off:
                 break
             if self.prepare is not None:
                 self.prepare(state, phase)
+                state.prefilter_cache.clear()  # prepare may change what targets read
             matches.extend(run_phase(self._plans, state, phase))
         return self.verdict(matches, state)
 
@@ -68,6 +82,8 @@ class Engine:
         return verdict
 
     def verdict(self, matches: list[Match], state: EvalState | None = None) -> Verdict:
+        if self.quiet_ids:
+            matches = [m for m in matches if m.id not in self.quiet_ids or m.disruptive == "deny"]
         verdict = score(
             matches,
             paranoia=self.paranoia,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .rules import Link, Marker, Phase, Rule, Ruleset, Target
+from .rules import Link, Marker, Phase, Rule, Ruleset, Target, Transformation
 from .state import EvalState
 from .variables import collect
 from .verdict import Match, redact_excerpt
@@ -35,10 +35,15 @@ def run_phase(plans: dict[Phase, PhasePlan], state: EvalState, phase: Phase) -> 
     phase_plan = plans[phase]
     matches: list[Match] = []
     items = phase_plan.items
-    index = 0
-    while index < len(items) and not state.engine_off:
+    # With a prefilter, only the rules that may match are visited (same order); see prefilter.py.
+    order = range(len(items)) if state.prefilter is None else state.prefilter.order(phase, len(items), state)
+    resume = 0  # skip_after: items before this index do not run
+    for index in order:
+        if state.engine_off:
+            break
+        if index < resume:
+            continue
         item = items[index]
-        index += 1
         if isinstance(item, Marker) or item.id in state.removed_ids:
             continue
         if state.removed_tags and _removed_by_tag(state, item):
@@ -52,7 +57,7 @@ def run_phase(plans: dict[Phase, PhasePlan], state: EvalState, phase: Phase) -> 
             break
         if item.skip_after is not None:
             target = phase_plan.marker_index.get(item.skip_after)
-            index = len(items) if target is None else target + 1
+            resume = len(items) if target is None else target + 1
     return matches
 
 
@@ -111,15 +116,10 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
 def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
     """Transform the value and apply the operator (after every step with multi_match)."""
     operator = link.operator
-    if link.multi_match:
-        candidates = [value]
-        for fn in link.transform_fns:
-            value = fn(value)
-            if value != candidates[-1]:
-                candidates.append(value)
-    else:
-        candidates = [transform(state, value, link)]
-    for candidate in candidates:
+    prefilter = state.prefilter
+    for candidate in inspected_values(link, value, state):
+        if prefilter is not None and not prefilter.value_may_match(link, candidate, state):
+            continue
         captures = operator.predicate(candidate, state.expand)
         if operator.negated:
             captures = None if captures is not None else (candidate,)
@@ -128,14 +128,33 @@ def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | No
     return None
 
 
+def inspected_values(link: Link, value: str, state: EvalState) -> list[str]:
+    """What the operator sees: the transformed value, or with multi_match each distinct step."""
+    if not link.multi_match:
+        return [transform(state, value, link)]
+    candidates = [value]
+    for n in range(1, len(link.transforms) + 1):
+        step = _transformed(state, value, link.transforms[:n], link.transform_fns[:n])
+        if step != candidates[-1]:
+            candidates.append(step)
+    return candidates
+
+
 def transform(state: EvalState, value: str, link: Link) -> str:
     if not link.transform_fns:
         return value
-    key = (value, link.transforms)
+    return _transformed(state, value, link.transforms, link.transform_fns)
+
+
+def _transformed(
+    state: EvalState, value: str, names: tuple[str, ...], fns: tuple[Transformation, ...]
+) -> str:
+    """`value` through the chain, computed once per value and chain within the transaction."""
+    key = (value, names)
     cached = state.transform_cache.get(key)
     if cached is None:
         cached = value
-        for fn in link.transform_fns:
+        for fn in fns:
             cached = fn(cached)
         state.transform_cache[key] = cached
     return cached
@@ -153,6 +172,7 @@ def _run_action(state: EvalState, kind: str, argument: str) -> None:
         state.set_var(argument)
     elif kind == "ctl":
         _run_ctl(state, argument)
+        state.prefilter_cache.clear()  # a ctl may change what a target reads (e.g. REQUEST_BODY)
 
 
 def _run_ctl(state: EvalState, argument: str) -> None:

@@ -71,6 +71,13 @@ def _byte_text(argument: str) -> str:
     return argument.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+def gated(predicate: Predicate, *regexes: re.Pattern[str]) -> Predicate:
+    """Declare for the prefilter (prefilter.py): wherever `predicate` matches, one of `regexes`
+    finds a match in the same value. Operators without this declaration are never skipped."""
+    predicate.prefilter = regexes  # type: ignore[attr-defined]
+    return predicate
+
+
 # --- regular expressions --------------------------------------------------------------------------
 
 _VERTICAL = "\\n\\x0b\\f\\r\\x85"
@@ -204,7 +211,7 @@ def rx(argument: str, context: OperatorContext) -> Predicate:
         m = pattern.search(value)
         return None if m is None else _rx_captures(m)
 
-    return predicate
+    return gated(predicate, pattern)
 
 
 def _rx_with_macros(argument: str) -> Predicate:
@@ -302,7 +309,8 @@ def _phrase_predicate(matcher: PhraseMatcher) -> Predicate:
         phrase = matcher.search(value)
         return None if phrase is None else (phrase,)
 
-    return predicate
+    phrases = (re.compile(re.escape(p), re.IGNORECASE | re.ASCII) for p in matcher.lowered)
+    return gated(predicate, *phrases)
 
 
 def pm(argument: str, context: OperatorContext) -> Predicate:
@@ -363,8 +371,11 @@ def pm_from_file(argument: str, context: OperatorContext) -> Predicate:
 # --- string comparison ----------------------------------------------------------------------------
 
 
-def _string_operator(test: Callable[[str, str], bool], capture_value: bool = False) -> OperatorFactory:
-    """Factory for `test(value, expanded argument)`; captures the value or the argument."""
+def _string_operator(
+    test: Callable[[str, str], bool], capture_value: bool = False, needle_in_value: bool = True
+) -> OperatorFactory:
+    """Factory for `test(value, expanded argument)`; captures the value or the argument.
+    `needle_in_value`: the test only passes when the value contains the argument (prefilter)."""
 
     def factory(argument: str, context: OperatorContext) -> Predicate:
         argument = _byte_text(argument)
@@ -376,6 +387,8 @@ def _string_operator(test: Callable[[str, str], bool], capture_value: bool = Fal
                 return None
             return (value,) if capture_value else (needle,)
 
+        if needle_in_value and argument and not has_macro:
+            return gated(predicate, re.compile(re.escape(argument)))
         return predicate
 
     return factory
@@ -403,7 +416,9 @@ begins_with = _string_operator(lambda value, needle: value.startswith(needle))
 ends_with = _string_operator(lambda value, needle: value.endswith(needle))
 streq = _string_operator(lambda value, needle: value == needle, capture_value=True)
 # ModSecurity within: the value is a substring of the argument; an empty value always matches
-within = _string_operator(lambda value, haystack: value in haystack, capture_value=True)
+within = _string_operator(
+    lambda value, haystack: value in haystack, capture_value=True, needle_in_value=False
+)
 
 
 # --- numbers --------------------------------------------------------------------------------------
@@ -451,6 +466,8 @@ lt = _numeric_operator("lt", lambda left, right: left < right)
 # --- validation -----------------------------------------------------------------------------------
 
 _BAD_URL_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PERCENT = re.compile("%")
+_NOT_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def validate_url_encoding(argument: str, context: OperatorContext) -> Predicate:
@@ -459,7 +476,7 @@ def validate_url_encoding(argument: str, context: OperatorContext) -> Predicate:
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
         return (value,) if "%" in value and _BAD_URL_ESCAPE.search(value) else None
 
-    return predicate
+    return gated(predicate, _PERCENT)
 
 
 def _utf8_error(value: str) -> bool:
@@ -498,7 +515,7 @@ def validate_utf8_encoding(argument: str, context: OperatorContext) -> Predicate
         except UnicodeError:
             return (value,) if _utf8_error(value) else None  # e.g. F4 90.. is valid for ModSecurity
 
-    return predicate
+    return gated(predicate, _NOT_ASCII)
 
 
 _RANGE_ITEM = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
@@ -532,7 +549,8 @@ def validate_byte_range(argument: str, context: OperatorContext) -> Predicate:
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
         return (value,) if value.translate(allowed) else None
 
-    return predicate
+    outside = re.compile("[^" + "".join(f"\\x{b:02x}" for b in sorted(allowed)) + "]")
+    return gated(predicate, outside)
 
 
 # --- addresses and constants ----------------------------------------------------------------------

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .transaction import Transaction
+
+if TYPE_CHECKING:
+    from .prefilter import Prefilter
 
 MACRO = re.compile(r"%\{([^}]+)\}")
 
@@ -30,7 +34,14 @@ class EvalState:
     extra_vars: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # (value, transformation names) -> transformed value; shared by all rules of the transaction
     transform_cache: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
-    collect_cache: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # collection -> its (name, value) pairs; variables._keyed also keeps member-name indexes here
+    collect_cache: dict[str, Any] = field(default_factory=dict)
+    # The engine's prefilter (prefilter.py) and its per-transaction answers: what it derived from the
+    # collections (valid as long as collect_cache is: cleared with it and on ctl), and inspected
+    # value -> pattern ids that may match it.
+    prefilter: Prefilter | None = None
+    prefilter_cache: dict[object, Any] = field(default_factory=dict)
+    scan_cache: dict[str, set[int] | frozenset[int]] = field(default_factory=dict)
 
     def expand(self, text: str) -> str:
         """Expand ModSecurity macros such as %{tx.score}, %{MATCHED_VAR}, %{REQUEST_HEADERS.Host}."""

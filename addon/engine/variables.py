@@ -106,6 +106,11 @@ def member_name(full_name: str) -> str:
     return full_name.partition(":")[2]
 
 
+def is_dynamic(collection: str) -> bool:
+    """Collections that change while rules run (TX, MATCHED_*): never cached."""
+    return collection.startswith(("TX", "MATCHED"))
+
+
 def lookup(state: EvalState, collection: str, key: str | None) -> Values:
     """Values of one collection, optionally limited to one key (case-insensitive)."""
     if collection == "TX" and key is not None:  # TX is a dict: no scan (CRS reads hundreds per request)
@@ -120,7 +125,7 @@ def lookup(state: EvalState, collection: str, key: str | None) -> Values:
         return []
     else:
         values = state.collect_cache.get(collection)
-        if values is None or collection.startswith(("TX", "MATCHED")):
+        if values is None or is_dynamic(collection):
             values = fetch(state)
             state.collect_cache[collection] = values
     if key is None:
@@ -133,9 +138,12 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
     """All (name, value) pairs the targets select, less the exclusions, in target order."""
     out: Values = []
     for target in targets:
-        values = lookup(state, target.collection, None)
-        if target.key is not None or target.key_regex is not None:
-            values = [(n, v) for n, v in values if target.selects(member_name(n))]
+        if target.key is not None and target.key_regex is None:
+            values = _keyed(state, target.collection, target.key)
+        else:
+            values = lookup(state, target.collection, None)
+            if target.key_regex is not None:
+                values = [(n, v) for n, v in values if target.selects(member_name(n))]
         if exclusions:
             values = [(n, v) for n, v in values if not _excluded(n, target.collection, exclusions)]
         if target.count:
@@ -143,6 +151,21 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
         else:
             out.extend(values)
     return out
+
+
+def _keyed(state: EvalState, collection: str, key: str) -> Values:
+    """lookup() of one key; for static collections through a per-transaction index of member names
+    (one pass over the collection instead of one per key: rules name many REQUEST_HEADERS keys)."""
+    if is_dynamic(collection) or state.extra_vars:
+        return lookup(state, collection, key)
+    index_key = "\x00" + collection  # never a collection name (A-Z and _ only)
+    index = state.collect_cache.get(index_key)
+    if index is None:
+        index = {}
+        for name, value in lookup(state, collection, None):
+            index.setdefault(member_name(name).lower(), []).append((name, value))
+        state.collect_cache[index_key] = index
+    return index.get(key.lower(), [])
 
 
 def _excluded(name: str, collection: str, exclusions: tuple[Target, ...]) -> bool:

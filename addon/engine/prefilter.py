@@ -1,0 +1,633 @@
+"""Prefilter: hyperscan scans of the inspected values decide which rules cannot match, before `re` runs.
+
+Built once per Engine from the rules that run at its paranoia level. An operator declares that it
+can be prefiltered by carrying a `prefilter` attribute on its predicate (operators.gated): Python
+regexes, one of which finds a match wherever the operator matches (rx: its pattern; contains: the
+escaped needle; pm: its phrases). Each is translated into a hyperscan expression that matches a
+SUPERSET of what `re` matches on byte text: character classes are spelled out byte by byte exactly as
+`re` reads them (so `\\w`, `\\s` and IGNORECASE keep Python's meaning), while zero-width assertions,
+back-references and large repeat bounds are widened away. A "no" from the prefilter is therefore
+always right, and a "maybe" is settled by the operator itself: detection is unchanged.
+
+Per transaction, for each phase, the rules whose first link cannot match any value of its targets
+are not visited at all (`order`), and inside a visited rule a value the link cannot match is not
+given to the operator (`value_may_match`). To keep the per-request cost flat, values are first
+classified: a value holding none of the characters that the transformations of a chain react to
+("plain", see PLAIN_TRANSFORMS) is left as it is by that chain, or only lower-cased; its one scan
+answers for every such chain, and a plain value no pattern can match is never looked at again.
+
+A pattern that hyperscan rejects leaves its link ungated (plain `re` for that rule only). Without
+hyperscan there is no prefilter at all (one log line). Scanning uses one scratch space per
+database, so it is not thread-safe; mitmproxy runs its hooks on one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import re._compiler as sre_compile
+import re._constants as sre
+import re._parser as sre_parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .rules import Link, Marker, Phase, Rule, Target
+from .variables import collect
+
+if TYPE_CHECKING:
+    from .evaluator import PhasePlan
+    from .state import EvalState
+
+try:
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised only where the wheel is missing
+    hyperscan = None
+
+log = logging.getLogger("logoutguard")
+
+REPEAT_CAP = 100  # repeat bounds above this are widened to "at least CAP" / unbounded
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
+_CHAR_OPS = (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN)
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+class Untranslatable(ValueError):
+    """A regex that cannot be turned into a hyperscan superset (its link then stays ungated)."""
+
+
+# --- Python regex -> hyperscan expression (superset on byte text) ------------------------------------
+
+_charset_cache: dict[tuple[str, int], frozenset[int]] = {}
+
+
+def byte_set(node: tuple[Any, Any], flags: int) -> frozenset[int]:
+    """The bytes 0-255 that one single-character node matches under `flags`, asked of `re` itself."""
+    key = (repr(node), flags & (re.IGNORECASE | re.DOTALL | re.ASCII | re.UNICODE))
+    cached = _charset_cache.get(key)
+    if cached is None:
+        state = sre_parse.State()
+        state.flags = flags
+        matcher = sre_compile.compile(sre_parse.SubPattern(state, [node]), flags)
+        cached = frozenset(b for b in range(256) if matcher.fullmatch(chr(b)))
+        _charset_cache[key] = cached
+    return cached
+
+
+def _fold(members: frozenset[int]) -> frozenset[int]:
+    """The bytes whose ASCII lower-case is in `members`: how a class reads lower-cased text."""
+    return frozenset(b for b in range(256) if ord(chr(b).translate(_LOWER)) in members)
+
+
+def _class(members: frozenset[int]) -> str:
+    if not members:
+        raise Untranslatable("a character class that matches no byte")
+    if len(members) == 1:
+        return f"\\x{next(iter(members)):02x}"
+    parts: list[str] = []
+    ordered = sorted(members)
+    start = prev = ordered[0]
+    for b in [*ordered[1:], -2]:
+        if b == prev + 1:
+            prev = b
+            continue
+        parts.append(f"\\x{start:02x}" if start == prev else f"\\x{start:02x}-\\x{prev:02x}")
+        start = prev = b
+    return "[" + "".join(parts) + "]"
+
+
+def _anchor(code: Any, flags: int, loose: bool) -> str:
+    multiline = bool(flags & re.MULTILINE)
+    if loose:
+        return ""
+    if code == sre.AT_BEGINNING_STRING or (code == sre.AT_BEGINNING and not multiline):
+        return "^"
+    if code == sre.AT_END and not multiline:
+        return "$"  # as in re: the end, or before a newline at the end
+    if code == sre.AT_END_STRING:
+        return "\\z"
+    return ""  # word boundaries and multi-line anchors: dropped (a zero-width test only narrows)
+
+
+def _repeat(low: int, high: Any, body: str) -> str:
+    if not body or high == 0:
+        return ""
+    low = min(low, REPEAT_CAP)
+    if high is sre.MAXREPEAT or high > REPEAT_CAP:
+        quantifier = {0: "*", 1: "+"}.get(low, f"{{{low},}}")
+    elif low == high:
+        quantifier = "" if low == 1 else f"{{{low}}}"
+    else:
+        quantifier = "?" if (low, high) == (0, 1) else f"{{{low},{high}}}"
+    return f"(?:{body}){quantifier}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Mode:
+    loose: bool  # drop anchors too (hyperscan refuses a start anchor inside a pattern)
+    fold: bool  # the text scanned is matched as if it were lower-cased first
+
+
+def _emit(items: Iterable[tuple[Any, Any]], flags: int, mode: _Mode) -> str:
+    out: list[str] = []
+    for op, av in items:
+        if op in _CHAR_OPS:
+            members = byte_set((op, av), flags)
+            out.append(_class(_fold(members) if mode.fold else members))
+        elif op is sre.SUBPATTERN:
+            _, add, remove, body = av
+            inner = _emit(body, (flags | add) & ~remove, mode)
+            out.append(f"(?:{inner})" if inner else "")
+        elif op is sre.ATOMIC_GROUP:
+            inner = _emit(av, flags, mode)
+            out.append(f"(?:{inner})" if inner else "")
+        elif op is sre.BRANCH:
+            out.append("(?:" + "|".join(_emit(b, flags, mode) for b in av[1]) + ")")
+        elif op in _REPEATS:
+            low, high, body = av
+            out.append(_repeat(low, high, _emit(body, flags, mode)))
+        elif op is sre.AT:
+            out.append(_anchor(av, flags, mode.loose))
+        elif op in (sre.ASSERT, sre.ASSERT_NOT):
+            continue  # lookaround: dropping it only widens
+        elif op is sre.GROUPREF:
+            out.append("[\\x00-\\xff]*")  # whatever the group matched: any bytes
+        elif op is sre.GROUPREF_EXISTS:
+            _, yes, no = av
+            out.append(f"(?:{_emit(yes, flags, mode)}|{_emit(no or [], flags, mode)})")
+        else:
+            raise Untranslatable(f"regex construct {op} is not supported by the prefilter")
+    return "".join(out)
+
+
+def translate(pattern: re.Pattern[str], *, loose: bool = False, fold: bool = False) -> bytes:
+    """A hyperscan expression matching a superset of what `pattern.search` matches on byte text.
+
+    `fold`: the expression is for text that the operator sees lower-cased (ASCII): it then matches
+    a superset of `pattern.search(text.lower())` on the text as it is. `loose`: anchors dropped too.
+    """
+    if not isinstance(pattern.pattern, str):
+        raise Untranslatable("bytes patterns are not used by operators")
+    try:
+        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
+    except (re.error, RecursionError) as exc:
+        raise Untranslatable(f"cannot parse {pattern.pattern!r}: {exc}") from None
+    try:
+        return _emit(parsed, parsed.state.flags, _Mode(loose, fold)).encode("ascii")
+    except RecursionError:
+        raise Untranslatable(f"{pattern.pattern[:60]!r} is nested too deeply") from None
+
+
+# --- which values a chain of transformations leaves alone -------------------------------------------
+
+# A value's signature: one bit per kind of character (or short sequence) that some transformation
+# reacts to. A chain leaves a value as it is (or only lower-cases it) when the value has none of the
+# chain's bits: the value is "plain" for that chain and its raw scan answers for it.
+PCT, AMP, BSL, NUL, HIGH, WS, SPACE, SPACE2, SLASH, DOT, CMT, CMD = (1 << n for n in range(12))
+ALWAYS = 1 << 20  # in every signature and in the mask of chains that no value is plain for
+_WS = re.compile("[\t\n\v\f\r\xa0]")
+_CMT = re.compile(r"/\*|\*/|<!--|-->|--|#")
+_CMD = re.compile("[\"'\\\\^,;\t\r\n]| [ /(]")
+_ANY_TRIGGER = re.compile("[%+&\\\\\x00\t\n\v\f\r\xa0 /.*<\\-#\"'^,;\x80-\U0010ffff]")
+
+
+def signature(value: str) -> int:
+    """The trigger bits present in `value` (always including ALWAYS)."""
+    if _ANY_TRIGGER.search(value) is None:
+        return ALWAYS
+    sig = ALWAYS
+    if "%" in value or "+" in value:
+        sig |= PCT
+    if "&" in value:
+        sig |= AMP
+    if "\\" in value:
+        sig |= BSL
+    if "\x00" in value:
+        sig |= NUL
+    if not value.isascii():
+        sig |= HIGH
+    if _WS.search(value):
+        sig |= WS
+    if " " in value:
+        sig |= SPACE | (SPACE2 if "  " in value else 0)
+    if "/" in value:
+        sig |= SLASH
+    if "." in value:
+        sig |= DOT
+    if _CMT.search(value):
+        sig |= CMT
+    if _CMD.search(value):
+        sig |= CMD
+    return sig
+
+
+# name -> (trigger bits: without them the transformation returns its input unchanged, or only
+# ASCII-lower-cased when the flag is True). Transformations not listed change values in other ways
+# (base64_decode, hashes, length, ...): values under them are always transformed for real.
+# tests/engine/test_prefilter.py checks every entry against transformations.py.
+PLAIN_TRANSFORMS: dict[str, tuple[int, bool]] = {
+    "none": (0, False),
+    "lowercase": (0, True),
+    "url_decode": (PCT, False),
+    "url_decode_uni": (PCT, False),
+    "html_entity_decode": (AMP, False),
+    "js_decode": (BSL, False),
+    "css_decode": (BSL, False),
+    "escape_seq_decode": (BSL, False),
+    "remove_nulls": (NUL, False),
+    "replace_nulls": (NUL, False),
+    "utf8_to_unicode": (HIGH, False),
+    "compress_whitespace": (WS | SPACE2, False),
+    "remove_whitespace": (WS | SPACE, False),
+    "trim": (WS | SPACE, False),
+    "trim_left": (WS | SPACE, False),
+    "trim_right": (WS | SPACE, False),
+    "remove_comments": (CMT, False),
+    "remove_comments_char": (CMT, False),
+    "replace_comments": (CMT, False),
+    "normalize_path": (SLASH | DOT, False),
+    "normalize_path_win": (SLASH | DOT | BSL, False),
+    "cmd_line": (CMD, True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """How a link's transformations treat a value without any of the `mask` bits: unchanged, or
+    (`lowers`) only lower-cased. `folded_output`: every output is lower-cased (the last step folds)."""
+
+    mask: int  # ALWAYS when no value is plain for this chain
+    lowers: bool
+    folded_output: bool
+
+
+def chain_of(transforms: tuple[str, ...]) -> Chain:
+    if any(t not in PLAIN_TRANSFORMS for t in transforms):
+        return Chain(ALWAYS, False, False)
+    mask = 0
+    for t in transforms:
+        mask |= PLAIN_TRANSFORMS[t][0]
+    lowers = any(PLAIN_TRANSFORMS[t][1] for t in transforms)
+    folded = bool(transforms) and PLAIN_TRANSFORMS[transforms[-1]][1]
+    return Chain(mask, lowers, folded)
+
+
+# --- compiling the database -------------------------------------------------------------------------
+
+
+def prefilter_regexes(link: Link) -> tuple[re.Pattern[str], ...]:
+    """What the link's operator declares for prefiltering; () when it cannot be gated."""
+    if link.operator.negated:
+        return ()
+    return tuple(getattr(link.operator.predicate, "prefilter", ()) or ())
+
+
+def _compile(expressions: list[tuple[int, bytes]]) -> Any:
+    db = hyperscan.Database()
+    db.compile(
+        expressions=[e for _, e in expressions],
+        ids=[i for i, _ in expressions],
+        elements=len(expressions),
+        flags=hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER,
+    )
+    return db
+
+
+def _accepted(expression: bytes) -> bool:
+    try:
+        _compile([(0, expression)])
+    except hyperscan.error:
+        return False
+    return True
+
+
+PatternSet = tuple[tuple[re.Pattern[str], ...], bool]  # (regexes, fold)
+
+
+def _translations(patterns: PatternSet, loose: bool) -> list[bytes] | None:
+    regexes, fold = patterns
+    try:
+        return [translate(r, loose=loose, fold=fold) for r in regexes]
+    except Untranslatable:
+        return None
+
+
+def _usable(patterns: PatternSet) -> list[bytes] | None:
+    """Expressions hyperscan accepts one by one (anchors kept first, then dropped), or None."""
+    for loose in (False, True):
+        exprs = _translations(patterns, loose)
+        if exprs is not None and all(_accepted(e) for e in exprs):
+            return exprs
+    return None
+
+
+def compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
+    """One database for all pattern sets (pattern id = index) and the ids hyperscan refused.
+
+    Everything is compiled at once; only when that fails is each set tried alone to find the culprits.
+    """
+    strict = [_translations(p, loose=False) for p in sets]
+    refused = {i for i, exprs in enumerate(strict) if exprs is None}
+    expressions = [(i, e) for i, exprs in enumerate(strict) if exprs is not None for e in exprs]
+    try:
+        return (_compile(expressions) if expressions else None), refused
+    except hyperscan.error:
+        pass
+    expressions = []
+    for i, patterns in enumerate(sets):
+        exprs = None if i in refused else _usable(patterns)
+        if exprs is None:
+            refused.add(i)
+            continue
+        expressions.extend((i, e) for e in exprs)
+    return (_compile(expressions) if expressions else None), refused
+
+
+# --- the prefilter ---------------------------------------------------------------------------------
+
+
+def _on_match(pid: int, start: int, end: int, flags: int, hits: set[int]) -> None:
+    hits.add(pid)
+
+
+Hits = set[int] | frozenset[int]
+Candidates = Callable[[Link, str, "EvalState"], list[str]]
+_NO_HITS: frozenset[int] = frozenset()
+MEMO_TEXT = 256  # texts up to this length have their scan and signature memoised per engine ...
+MEMO_ENTRIES = 8192  # ... up to this many of them
+# Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
+_BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadChain:
+    """One chain of transformations through which gated rules read one target."""
+
+    link: Link  # a link with these transformations (for Candidates)
+    rules: dict[int, tuple[int, ...]]  # pattern id -> indexes of the rules reading through it
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGates:
+    """The gated rules of a phase that read one target, and how they read it."""
+
+    key: int  # the target's number, for the per-transaction value cache
+    target: Target
+    plain: dict[int, tuple[tuple[int, int], ...]]  # pattern id -> (rule index, chain mask): the
+    # rules a plain value (no bit of the mask in its signature) answers for with its own scan
+    any_mask: int  # union of the masks below: a value with none of these bits is plain for all
+    by_mask: tuple[tuple[int, tuple[ReadChain, ...]], ...]  # chains by mask, transformed when hit
+    opaque: tuple[ReadChain, ...]  # chains whose output is always computed (base64_decode, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseGates:
+    """Which items of a phase run always, and which run only when one of their pattern ids hits."""
+
+    always: tuple[int, ...]
+    targets: tuple[TargetGates, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    gated_links: int
+    ungated_links: int  # links whose operator declares a prefilter that hyperscan refused
+    gated_rules: int
+    broad_patterns: int  # patterns matching most ordinary strings: their rules always run
+    patterns: int
+
+
+class Prefilter:
+    """The gates of one engine; per-transaction answers live in EvalState.prefilter_cache/scan_cache."""
+
+    def __init__(
+        self,
+        database: Any,
+        link_pids: dict[int, int],
+        phases: dict[Phase, PhaseGates],
+        candidates: Candidates,
+        keep: tuple[Rule, ...],
+        stats: Stats,
+    ) -> None:
+        self._db = database
+        self._link_pids = link_pids  # id(link) -> pattern id
+        self._phases = phases
+        self._candidates = candidates  # what the operator sees for one collected value
+        self._everything = frozenset(link_pids.values())
+        self._memo: dict[str, tuple[Hits, int]] = {}
+        self._keep = keep  # the links keyed by id() above stay alive with their rules
+        self.stats = stats
+
+    def order(self, phase: Phase, count: int, state: EvalState) -> Iterator[int]:
+        """Indexes of the phase's items that may match, ascending. After a ctl action (which may
+        change what targets read) the rest is worked out again."""
+        gates = self._phases.get(phase)
+        if gates is None:
+            yield from range(count)
+            return
+        todo = self._todo(gates, state)
+        position = 0
+        while position < len(todo):
+            index = todo[position]
+            position += 1
+            yield index
+            if not state.prefilter_cache:  # cleared by a ctl action
+                todo = [i for i in self._todo(gates, state) if i > index]
+                position = 0
+
+    def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
+        pid = self._link_pids.get(id(link))
+        return pid is None or pid in self.scan(value, state)
+
+    def scan(self, text: str, state: EvalState) -> Hits:
+        """Pattern ids that may match `text`: memoised across transactions for short texts (header
+        names and values, argument names repeat from request to request), else per transaction."""
+        if len(text) <= MEMO_TEXT:
+            return self._short(text)[0]
+        hits = state.scan_cache.get(text)
+        if hits is None:
+            hits = state.scan_cache[text] = self._scan(text)
+        return hits
+
+    def _short(self, text: str) -> tuple[Hits, int]:
+        """(scan, signature) of a short text, memoised; the memo is emptied when it is full."""
+        record = self._memo.get(text)
+        if record is None:
+            if len(self._memo) >= MEMO_ENTRIES:
+                self._memo.clear()
+            record = self._memo[text] = (self._scan(text), signature(text))
+        return record
+
+    def _scan(self, text: str) -> Hits:
+        try:
+            data = text.encode("latin-1")
+        except UnicodeEncodeError:  # not byte text: let the operators decide everything
+            return self._everything
+        found: set[int] = set()
+        self._db.scan(data, match_event_handler=_on_match, context=found)
+        return frozenset(found) if found else _NO_HITS
+
+    def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
+        """The phase's rules that always run plus the gated ones one of whose values may match."""
+        todo = set(gates.always)
+        for tg in gates.targets:
+            for value in self._values(tg, state):
+                if len(value) <= MEMO_TEXT:
+                    hits, sig = self._short(value)
+                else:
+                    hits, sig = self.scan(value, state), signature(value)
+                for pid in hits:
+                    for index, mask in tg.plain.get(pid, ()):
+                        if not sig & mask:
+                            todo.add(index)
+                if sig & tg.any_mask:
+                    for mask, chains in tg.by_mask:
+                        if sig & mask:
+                            self._transformed_hits(chains, value, state, todo)
+                if tg.opaque:
+                    self._transformed_hits(tg.opaque, value, state, todo)
+        state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
+        return sorted(todo)
+
+    def _transformed_hits(
+        self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
+    ) -> None:
+        for chain in chains:
+            for candidate in self._candidates(chain.link, value, state):
+                for pid in self.scan(candidate, state):
+                    todo.update(chain.rules.get(pid, ()))
+
+    def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
+        """The values a target reads (exclusions aside: leaving them in only widens), cached."""
+        cache = state.prefilter_cache
+        values = cache.get(tg.key)
+        if values is None:
+            values = [v for _, v in collect(state, (tg.target,), ())]
+            cache[tg.key] = values
+        return values
+
+
+def _groupable(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
+    return not any(is_dynamic(t.collection) or t.count for t in link.targets)
+
+
+def _broad(database: Any) -> set[int]:
+    """Pattern ids that match most of the probe strings: gating on them would only cost."""
+    counts: dict[int, int] = {}
+    for probe in _BREADTH_PROBES:
+        found: set[int] = set()
+        database.scan(probe, match_event_handler=_on_match, context=found)
+        for pid in found:
+            counts[pid] = counts.get(pid, 0) + 1
+    return {pid for pid, n in counts.items() if n * 2 > len(_BREADTH_PROBES)}
+
+
+@dataclass
+class _PhaseBuilder:
+    always: list[int]
+    plain: dict[Target, dict[int, list[tuple[int, int]]]]
+    chains: dict[Target, dict[tuple[Any, ...], tuple[Link, int, dict[int, list[int]]]]]
+
+    def gate(self, index: int, link: Link, pid: int, chain: Chain, plain_ok: bool) -> None:
+        mask = chain.mask if plain_ok else ALWAYS
+        for target in link.targets:
+            self.plain.setdefault(target, {}).setdefault(pid, []).append((index, mask))
+            key = (link.transforms, link.multi_match)
+            _, _, rules = self.chains.setdefault(target, {}).setdefault(key, (link, mask, {}))
+            rules.setdefault(pid, []).append(index)
+
+    def freeze(self, target_keys: dict[Target, int]) -> PhaseGates:
+        targets = []
+        for target, by_pid in self.plain.items():
+            key = target_keys.setdefault(target, len(target_keys))
+            by_mask: dict[int, list[ReadChain]] = {}
+            opaque: list[ReadChain] = []
+            for link, mask, rules in self.chains[target].values():
+                read = ReadChain(link, {pid: tuple(ix) for pid, ix in rules.items()})
+                if mask & ALWAYS:
+                    opaque.append(read)
+                elif mask:  # mask 0: no value reacts to the chain; the plain entries cover it
+                    by_mask.setdefault(mask, []).append(read)
+            any_mask = 0
+            for mask in by_mask:
+                any_mask |= mask
+            plain = {pid: tuple(entries) for pid, entries in by_pid.items()}
+            masks = tuple((mask, tuple(chains)) for mask, chains in by_mask.items())
+            targets.append(TargetGates(key, target, plain, any_mask, masks, tuple(opaque)))
+        return PhaseGates(tuple(sorted(self.always)), tuple(targets))
+
+
+def build_prefilter(
+    plans: dict[Phase, PhasePlan], candidates: Candidates, is_dynamic: Callable[[str], bool]
+) -> Prefilter | None:
+    """A prefilter for the planned rules, or None without hyperscan or without anything to gate."""
+    if hyperscan is None:
+        _warn_once()
+        return None
+    keys: dict[tuple[Any, ...], int] = {}  # same regexes and folding -> same pattern id
+    sets: list[PatternSet] = []
+    links: list[tuple[Phase, int, int, Link, int]] = []
+    rules: list[Rule] = []
+    for phase, phase_plan in plans.items():
+        for index, item in enumerate(phase_plan.items):
+            if isinstance(item, Marker):
+                continue
+            rules.append(item)
+            for n, link in enumerate(item.links):
+                regexes = prefilter_regexes(link)
+                if not regexes:
+                    continue
+                fold = chain_of(link.transforms).folded_output and not link.multi_match
+                key = (tuple((r.pattern, r.flags) for r in regexes), fold)
+                if key not in keys:
+                    keys[key] = len(sets)
+                    sets.append((regexes, fold))
+                links.append((phase, index, n, link, keys[key]))
+    if not sets:
+        return None
+    database, refused = compile_database(sets)
+    if database is None:
+        return None
+    broad = _broad(database)
+    link_pids: dict[int, int] = {}
+    builders = {phase: _PhaseBuilder([], {}, {}) for phase in plans}
+    gated: set[tuple[Phase, int]] = set()
+    for phase, index, n, link, pid in links:
+        if pid in refused:
+            continue
+        link_pids[id(link)] = pid
+        if n != 0 or pid in broad or not _groupable(link, is_dynamic):
+            continue
+        chain = chain_of(link.transforms)
+        # A plain value is scanned as it is: right when the chain leaves it so, or lower-cases it
+        # for a pattern compiled for lower-cased text; otherwise the value is always transformed.
+        plain_ok = not chain.lowers or (sets[pid][1] and not link.multi_match)
+        builders[phase].gate(index, link, pid, chain, plain_ok)
+        gated.add((phase, index))
+    for phase, phase_plan in plans.items():
+        builders[phase].always.extend(
+            i
+            for i, item in enumerate(phase_plan.items)
+            if not isinstance(item, Marker) and (phase, i) not in gated
+        )
+    target_keys: dict[Target, int] = {}
+    phases = {phase: b.freeze(target_keys) for phase, b in builders.items()}
+    ungated = sum(1 for *_, pid in links if pid in refused)
+    stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused))
+    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats)
+
+
+_warned = False
+
+
+def _warn_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(
+            "LogoutGuard: hyperscan is not installed; rules run with plain `re` (pip install hyperscan)"
+        )
+
+
+def available() -> bool:
+    return hyperscan is not None
