@@ -41,6 +41,7 @@ class CrsLoad:
     inbound_threshold: int
     outbound_threshold: int
     version: str
+    rules_dir: Path = Path()
     seconds: float = 0.0
     syntax_problems: list[str] = field(default_factory=list)
 
@@ -53,6 +54,7 @@ class CrsLoad:
             outbound_threshold=self.outbound_threshold,
             tx_defaults=dict(self.tx_defaults),
             prepare=prepare,
+            quiet_ids=frozenset(i for i, info in self.infos.items() if not info.logged),
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")
             else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),
@@ -158,6 +160,7 @@ def load_crs(
         inbound_threshold=effective["inbound"],
         outbound_threshold=effective["outbound"],
         version=version,
+        rules_dir=rules,
         seconds=time.perf_counter() - started,
     )
 

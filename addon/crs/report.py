@@ -14,7 +14,7 @@ def report_lines(load: CrsLoad, *, notes: bool = False) -> list[str]:
     """The report as text lines: header, per-file table, per-PL table, then every skipped rule."""
     skipped = [p for p in load.problems if p.skipped]
     lines = [
-        f"CRS {load.version}.x from {load.files[-1].parent if load.files else '?'}: "
+        f"CRS {load.version}.x from {load.rules_dir}: "
         f"{sum(i.loaded for i in load.infos.values())} rules loaded, {len(skipped)} skipped, "
         f"{sum(not p.skipped for p in load.problems)} notes; loaded in {load.seconds:.2f} s",
         f"paranoia level {load.blocking_paranoia} (executing {load.paranoia}), "

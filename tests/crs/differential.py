@@ -60,6 +60,27 @@ APT_LINE = "apt-get install -y apache2 libapache2-mod-security2 modsecurity-crs"
 CLIENT = "127.0.0.1"
 BOOKKEEPING = re.compile(r"^98\d{4}$")  # phase-5 correlation / reporting rules
 BACKEND_BODY = b"<html><head><title>ok</title></head><body><p>Hello from the backend.</p></body></html>\n"
+# Paths under /leak/ make the backend answer with what CRS's response rules (950-954) look for.
+LEAKS = {
+    "/leak/sql": b"<html><body>Warning: mysql_fetch_array() expects parameter 1 to be resource, "
+    b"boolean given in /var/www/html/item.php on line 12<br>You have an error in your SQL syntax; "
+    b"check the manual that corresponds to your MySQL server version</body></html>",
+    "/leak/php": b"<html><body><?php echo $secret; ?> Fatal error: Uncaught Error: Call to undefined "
+    b"function foo() in /var/www/index.php:3</body></html>",
+    "/leak/java": b"<html><body>java.lang.NullPointerException\n\tat com.example.Foo.bar(Foo.java:42)\n"
+    b"\tat javax.servlet.http.HttpServlet.service(HttpServlet.java:790)</body></html>",
+    "/leak/iis": b"<html><body><h2>Server Error in '/' Application.</h2> Microsoft OLE DB Provider for "
+    b"ODBC Drivers error '80004005'</body></html>",
+    "/leak/dirlist": b"<html><head><title>Index of /backup</title></head><body><h1>Index of /backup</h1>"
+    b'<a href="?C=N;O=D">Name</a> <a href="../">Parent Directory</a></body></html>',
+}
+
+
+def backend_body(path: str) -> bytes:
+    """What the backend answers for a request path (the same on both sides of the comparison)."""
+    return LEAKS.get(path.split("?", 1)[0], BACKEND_BODY)
+
+
 _ID = re.compile(r'\[id "(\d+)"\]')
 
 
@@ -134,12 +155,13 @@ class _Backend(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        body = backend_body(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(BACKEND_BODY)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(BACKEND_BODY)
+            self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _answer
 
@@ -360,8 +382,9 @@ def judge(engine: Engine, request: Request, logged: set[int], phase1_only: bool 
         blocked = any(m.disruptive == "deny" for m in matches)
     else:
         if not state.interrupted and not state.engine_off:
-            response_headers = (("Content-Type", "text/html"), ("Content-Length", str(len(BACKEND_BODY))))
-            response_tx = tx.with_response(200, response_headers, BACKEND_BODY.decode("latin-1"))
+            body = backend_body(request.uri)
+            response_headers = (("Content-Type", "text/html"), ("Content-Length", str(len(body))))
+            response_tx = tx.with_response(200, response_headers, body.decode("latin-1"))
             verdict = engine.inspect_response(state, response_tx, matches)
             matches = verdict.matches
         blocked = state.interrupted or verdict.blocked
@@ -457,6 +480,7 @@ def extra_requests() -> list[Request]:
         _req("x-bad-urlenc", "GET", "/?a=%zz"),
         _req("x-range", "GET", "/", [("Range", "bytes=0-1,2-3,4-5,6-7,8-9,10-11")]),
         _req("x-method", "PROPFIND", "/dav/"),
+        *(_req(f"x-leak-{path.rsplit('/', 1)[1]}", "GET", path) for path in LEAKS),
         _req(
             "x-multipart",
             "POST",
@@ -485,12 +509,16 @@ class Summary:
         return [c for c in self.comparisons if not (c.ids_agree and c.block_agrees)]
 
     def lines(self) -> list[str]:
+        blocked = sum(c.modsec.blocked for c in self.comparisons)
+        with_ids = sum(bool(c.modsec.ids) for c in self.comparisons)
+        distinct = len(set().union(*(c.modsec.ids for c in self.comparisons)))
         out = [
             f"PL{self.paranoia}: {len(self.comparisons)} requests compared, "
             f"block decisions agree {self.block_agreement:.2%}, rule-id sets agree {self.id_agreement:.2%}, "
             f"{len(self.unseen)} answered by Apache before ModSecurity (not compared), "
             f"{sum(c.modsec.phase1_only for c in self.comparisons)} refused by Apache after phase 1 "
-            "(compared on phase 1)"
+            "(compared on phase 1)",
+            f"  ModSecurity blocked {blocked}, logged rule ids for {with_ids}, {distinct} distinct rule ids",
         ]
         out += [f"  {c.describe()}" for c in self.disagreements()]
         out += [f"  not seen by ModSecurity: {r.id}" for r in self.unseen]
