@@ -7,7 +7,7 @@ skipped; parts that cannot change a verdict (logging, persistence) are dropped w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..engine.operators import OPERATORS, OperatorContext, OperatorError
@@ -201,7 +201,35 @@ def import_nodes(nodes: list[Node], pinned: dict[str, str] | None = None) -> Imp
             items.append(rule)
             if item.node.is_action and len(item.node.parts) == 1:
                 _static_setvars(rule, static_tx)
-    return ImportResult(items, infos, problems, static_tx)
+    return ImportResult(_expand_ctl_ranges(items), infos, problems, static_tx)
+
+
+_RANGE_CTL = re.compile(r"^\s*ruleRemoveTargetById\s*=\s*(\d+)\s*-\s*(\d+)\s*;(.*)$", re.IGNORECASE)
+
+
+def _expand_ctl_ranges(items: list[Rule | Marker]) -> list[Rule | Marker]:
+    """`ctl:ruleRemoveTargetById=941000-942999;ARGS:x` -> one ctl per loaded rule id in the range."""
+    known = sorted(i.id for i in items if isinstance(i, Rule))
+
+    def expand(action: Action) -> list[Action]:
+        m = _RANGE_CTL.match(action.argument) if action.kind == "ctl" else None
+        if m is None:
+            return [action]
+        low, high = int(m.group(1)), int(m.group(2))
+        return [Action("ctl", f"ruleRemoveTargetById={i};{m.group(3)}") for i in known if low <= i <= high]
+
+    out: list[Rule | Marker] = []
+    for item in items:
+        if isinstance(item, Rule) and any(
+            _RANGE_CTL.match(a.argument) for link in item.links for a in link.actions
+        ):
+            links = [
+                replace(link, actions=tuple(x for a in link.actions for x in expand(a)))
+                for link in item.links
+            ]
+            item = replace(item, head=links[0], chain=tuple(links[1:]))
+        out.append(item)
+    return out
 
 
 def _static_setvars(rule: Rule, static_tx: dict[str, str]) -> None:
@@ -320,7 +348,7 @@ def _build_entry(
     except Unsupported as exc:
         problems.append(ImportProblem(where.file, where.line, rule_id, str(exc)))
         return None, info
-    for note in notes:
+    for note in dict.fromkeys(notes):  # once per rule and reason
         problems.append(ImportProblem(where.file, where.line, rule_id, note, skipped=False))
     severity = SEVERITIES.get(
         _last(head_actions, "severity") or "", (_last(head_actions, "severity") or "").lower()

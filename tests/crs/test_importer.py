@@ -179,3 +179,14 @@ def test_persistent_collections_are_empty_with_a_note():
     assert len(result.items) == 1
     assert {p.skipped for p in result.problems} == {False}
     assert ids(engine_for('SecRule &IP:block "@eq 0" "id:1,phase:1,pass"\n')) == [1]
+
+
+def test_ctl_remove_target_by_id_range_covers_the_loaded_rules_in_it():
+    engine = engine_for(
+        'SecRule REQUEST_FILENAME "@beginsWith /cms" '
+        '"id:1,phase:1,pass,nolog,ctl:ruleRemoveTargetById=941000-942999;ARGS:body"\n'
+        'SecRule ARGS "@contains <" "id:941100,phase:2,pass"\n'
+        'SecRule ARGS "@contains <" "id:943100,phase:2,pass"\n'
+    )
+    assert ids(engine, uri="/cms?body=%3C") == [1, 943100]
+    assert ids(engine, uri="/web?body=%3C") == [941100, 943100]
