@@ -7,6 +7,7 @@ project's benchmark command comes later; this is the quick figure for the CRS im
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -46,24 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     load = load_crs(paranoia=1)
     engine = load.engine()
-    if args.no_prefilter and hasattr(engine, "prefilter"):
-        engine = type(engine)(
-            **{
-                **{
-                    f: getattr(engine, f)
-                    for f in (
-                        "ruleset",
-                        "paranoia",
-                        "inbound_threshold",
-                        "outbound_threshold",
-                        "tx_defaults",
-                        "prepare",
-                        "score_vars",
-                    )
-                },
-                "prefilter": False,
-            }
-        )
+    if args.no_prefilter:
+        engine = dataclasses.replace(engine, prefilter=False)
     get = build_transaction(method="GET", uri="/shop/products?id=42&sort=price", headers=HEADERS)
     post = build_transaction(
         method="POST",

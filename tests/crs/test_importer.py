@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logoutguard.crs.importer import operator_name, transformation_name
 
@@ -190,3 +192,46 @@ def test_ctl_remove_target_by_id_range_covers_the_loaded_rules_in_it():
     )
     assert ids(engine, uri="/cms?body=%3C") == [1, 943100]
     assert ids(engine, uri="/web?body=%3C") == [941100, 943100]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "SecRule",
+                "SecAction",
+                "SecMarker",
+                "SecRuleRemoveById",
+                "SecRuleUpdateTargetById",
+                '"',
+                "'",
+                "\\",
+                "ARGS",
+                "@rx",
+                "id:1",
+                "chain",
+                "phase:2",
+                ",",
+                ":",
+                "|",
+                "!",
+                "&",
+                "t:",
+                "setvar:tx.a=+1",
+                "ctl:ruleRemoveById=1",
+                "skipAfter:X",
+                "(",
+                "[",
+                "%{tx.a}",
+                " ",
+                "\n",
+                "\\\n",
+            ]
+        ),
+        max_size=40,
+    )
+)
+def test_any_text_loads_without_raising(pieces):
+    result = imported("".join(pieces))
+    assert all(p.reason for p in result.problems)
