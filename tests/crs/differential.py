@@ -480,6 +480,9 @@ def extra_requests() -> list[Request]:
         _req("x-bad-urlenc", "GET", "/?a=%zz"),
         _req("x-range", "GET", "/", [("Range", "bytes=0-1,2-3,4-5,6-7,8-9,10-11")]),
         _req("x-method", "PROPFIND", "/dav/"),
+        _req("x-dup-cookie", "GET", "/", [("Cookie", "a=1"), ("Cookie", "b=1' union select 1-- -")]),
+        _req("x-dup-header", "GET", "/", [("X-Note", "a"), ("X-Note", "<script>alert(1)</script>")]),
+        _req("x-dup-ua", "GET", "/", [("User-Agent", "nikto")]),
         *(_req(f"x-leak-{path.rsplit('/', 1)[1]}", "GET", path) for path in LEAKS),
         _req(
             "x-multipart",
