@@ -46,7 +46,8 @@ except ImportError:  # pragma: no cover - exercised only where the wheel is miss
 
 log = logging.getLogger("logoutguard")
 
-REPEAT_CAP = 100  # repeat bounds above this are widened to "at least CAP" / unbounded
+MIN_PATTERNS = 8  # fewer gated patterns than this: building a database costs more than it saves
+REPEAT_CAP = 8  # repeat bounds above this are widened to "at least CAP" / unbounded
 _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 _CHAR_OPS = (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN)
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -76,7 +77,8 @@ def byte_set(node: tuple[Any, Any], flags: int) -> frozenset[int]:
 
 def _fold(members: frozenset[int]) -> frozenset[int]:
     """The bytes whose ASCII lower-case is in `members`: how a class reads lower-cased text."""
-    return frozenset(b for b in range(256) if ord(chr(b).translate(_LOWER)) in members)
+    kept = {b for b in members if not 0x41 <= b <= 0x5A}  # upper-case letters never reach it
+    return frozenset(kept | {b - 0x20 for b in members if 0x61 <= b <= 0x7A})
 
 
 def _class(members: frozenset[int]) -> str:
@@ -282,14 +284,23 @@ def prefilter_regexes(link: Link) -> tuple[re.Pattern[str], ...]:
     return tuple(getattr(link.operator.predicate, "prefilter", ()) or ())
 
 
+_compiled: dict[tuple[tuple[int, bytes], ...], Any] = {}  # engines built again reuse a database
+
+
 def _compile(expressions: list[tuple[int, bytes]]) -> Any:
-    db = hyperscan.Database()
-    db.compile(
-        expressions=[e for _, e in expressions],
-        ids=[i for i, _ in expressions],
-        elements=len(expressions),
-        flags=hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER,
-    )
+    key = tuple(expressions)
+    db = _compiled.get(key)
+    if db is None:
+        db = hyperscan.Database()
+        db.compile(
+            expressions=[e for _, e in expressions],
+            ids=[i for i, _ in expressions],
+            elements=len(expressions),
+            flags=hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER,
+        )
+        if len(_compiled) >= 32:
+            _compiled.clear()
+        _compiled[key] = db
     return db
 
 
@@ -583,7 +594,7 @@ def build_prefilter(
                     keys[key] = len(sets)
                     sets.append((regexes, fold))
                 links.append((phase, index, n, link, keys[key]))
-    if not sets:
+    if len(sets) < MIN_PATTERNS:
         return None
     database, refused = compile_database(sets)
     if database is None:

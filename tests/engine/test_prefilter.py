@@ -1,0 +1,258 @@
+"""Prefilter: detection with the hyperscan prefilter is exactly detection without it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+
+import pytest
+from corpus.loader import load_attacks, load_benign
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from logoutguard.engine import prefilter, transformations
+from logoutguard.engine.engine import Engine
+from logoutguard.engine.examples import example_transaction
+from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
+from logoutguard.engine.rules import Action, Marker, Phase, Ruleset
+from logoutguard.engine.transaction import build_transaction
+from logoutguard.engine.verdict import Verdict
+
+pytestmark = pytest.mark.skipif(not prefilter.available(), reason="hyperscan is not installed")
+hyperscan = pytest.importorskip("hyperscan")
+
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> Ruleset:
+    return load_ruleset([DEFAULT_RULES_DIR])
+
+
+@pytest.fixture(scope="module")
+def engines(ruleset: Ruleset) -> dict[tuple[int, bool], Engine]:
+    return {(pl, pf): Engine(ruleset, paranoia=pl, prefilter=pf) for pl in (1, 4) for pf in (False, True)}
+
+
+def outcome(verdict: Verdict) -> tuple[object, ...]:
+    return (verdict.matches, verdict.inbound_score, verdict.outbound_score, verdict.blocked, verdict.reason)
+
+
+def test_prefilter_is_active(engines: dict[tuple[int, bool], Engine]) -> None:
+    stats = engines[(4, True)]._prefilter.stats  # type: ignore[union-attr]
+    assert stats.gated_rules > 100
+    assert stats.patterns > 100
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_corpora_give_identical_verdicts(engines: dict[tuple[int, bool], Engine], paranoia: int) -> None:
+    plain, fast = engines[(paranoia, False)], engines[(paranoia, True)]
+    entries = load_benign() + load_attacks()
+    different = [
+        e.id
+        for e in entries
+        if outcome(plain.inspect(e.transaction())) != outcome(fast.inspect(e.transaction()))
+    ]
+    assert different == []
+    assert len(entries) > 600
+
+
+def test_rule_examples_give_identical_verdicts(
+    ruleset: Ruleset, engines: dict[tuple[int, bool], Engine]
+) -> None:
+    plain, fast = engines[(4, False)], engines[(4, True)]
+    different = []
+    count = 0
+    for rule in ruleset.rules:
+        for example in (*rule.examples.match, *rule.examples.no_match):
+            tx = example_transaction(rule, example)
+            count += 1
+            if outcome(plain.inspect(tx)) != outcome(fast.inspect(tx)):
+                different.append((rule.id, example))
+    assert different == []
+    assert count > 1000
+
+
+# --- the translation matches a superset of what `re` matches ------------------------------------------
+
+TRICKY = [
+    r"\w+\s\d",  # Python's \w and \s include bytes hyperscan's do not (0xAA, 0xB5, 0x85, 0xA0, ...)
+    r"(?i)straße|émile",
+    r"(?i)\bselect\b.{0,200}\bfrom\b",  # word boundaries dropped, bound widened
+    r"^admin$",
+    r"(?m)^x=1$",
+    r"foo\Z",
+    r"(?=.*secret)pass",  # lookahead dropped
+    r"(?<!\\)'",  # lookbehind dropped
+    r"(a|b)\1",  # back-reference: any bytes
+    r"(?P<q>['\"])x(?(q)y|z)",
+    r"(?>a+)b",
+    r"a{3}b{2,5}c{120,}",
+    r"[^\x00-\x7f]",
+    r"%(?![0-9A-Fa-f]{2})",
+]
+
+
+def hs_database(expressions: list[bytes]) -> object:
+    db = hyperscan.Database()
+    db.compile(expressions=expressions, ids=[0] * len(expressions), flags=hyperscan.HS_FLAG_PREFILTER)
+    return db
+
+
+def hs_matches(expression: bytes | object, text: str) -> bool:
+    db = hs_database([expression]) if isinstance(expression, bytes) else expression
+    found: list[int] = []
+    db.scan(text.encode("latin-1"), match_event_handler=lambda *a: found.append(1))  # type: ignore[attr-defined]
+    return bool(found)
+
+
+@pytest.mark.parametrize("pattern", TRICKY)
+@pytest.mark.parametrize("flags", [re.DOTALL, re.DOTALL | re.ASCII, re.IGNORECASE])
+@given(
+    text=st.text(
+        alphabet=st.sampled_from("aAbBxyz012 =\n\t'\"\\%:éÉßsSelctfromADMINpq\xaa\xb5\x85\xa0"), max_size=12
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_translation_matches_a_superset(pattern: str, flags: int, text: str) -> None:
+    regex = re.compile(pattern, flags)
+    expression = prefilter.translate(regex, loose=True)
+    if regex.search(text):
+        assert hs_matches(expression, text)
+    folded = prefilter.translate(regex, loose=True, fold=True)
+    if regex.search(text.translate(_LOWER)):
+        assert hs_matches(folded, text)
+
+
+def test_anchored_translation_keeps_anchors() -> None:
+    expression = prefilter.translate(re.compile(r"^admin$"))
+    assert hs_matches(expression, "admin") and hs_matches(expression, "admin\n")
+    assert not hs_matches(expression, "xadmin") and not hs_matches(expression, "admin!")
+
+
+def test_shipped_patterns_match_their_own_examples(ruleset: Ruleset) -> None:
+    """Every gated rule's translated pattern fires on the values its match examples place."""
+    checked = 0
+    for rule in ruleset.rules:
+        regexes = prefilter.prefilter_regexes(rule.head)
+        if not regexes or rule.head.transforms or not rule.examples.match:
+            continue
+        expressions = prefilter._usable((regexes, False))
+        if expressions is None:  # refused by hyperscan: the rule stays ungated
+            continue
+        db = hs_database(expressions)
+        for example in rule.examples.match:
+            text = example.encode("utf-8").decode("latin-1") if isinstance(example, str) else ""
+            if any(r.search(text) for r in regexes):
+                assert hs_matches(db, text), (rule.id, example)
+                checked += 1
+    assert checked > 10
+
+
+# --- plain values: the signature table agrees with transformations.py ---------------------------------
+
+ALPHABET = "aZ09 ./%+&\\\x00\t\n\xa0*<-#\"'^,;(é" + "\x0b\x0c\r"
+
+
+@pytest.mark.parametrize("name", sorted(prefilter.PLAIN_TRANSFORMS))
+@given(text=st.text(alphabet=st.sampled_from(ALPHABET), max_size=16))
+@settings(max_examples=150, deadline=None)
+def test_plain_values_are_left_alone(name: str, text: str) -> None:
+    mask, lowers = prefilter.PLAIN_TRANSFORMS[name]
+    assume(not prefilter.signature(text) & mask)
+    expected = text.translate(_LOWER) if lowers else text
+    assert transformations.TRANSFORMATIONS[name](text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "bits"),
+    [
+        ("plain", 0),
+        ("a b", prefilter.SPACE),
+        ("a  b", prefilter.SPACE | prefilter.SPACE2 | prefilter.CMD),
+        ("50%+1", prefilter.PCT),
+        ("/etc/passwd", prefilter.SLASH),
+        ("a/*b", prefilter.SLASH | prefilter.CMT),
+        ("x;y", prefilter.CMD),
+        ("caf\xe9", prefilter.HIGH),
+    ],
+)
+def test_signature(text: str, bits: int) -> None:
+    assert prefilter.signature(text) == prefilter.ALWAYS | bits
+
+
+# --- engine behaviour ----------------------------------------------------------------------------------
+
+
+def small_ruleset(ruleset: Ruleset, ids: list[int]) -> Ruleset:
+    by_id = ruleset.by_id()
+    return Ruleset.build([by_id[i] for i in ids if i in by_id])
+
+
+def phase2_rx_rules(ruleset: Ruleset) -> list[int]:
+    return [r.id for r in ruleset.rules if r.phase == Phase.REQUEST_BODY and r.head.operator.name == "rx"]
+
+
+def test_ctl_and_skip_after_behave_the_same(ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ctl action mid-phase (the prefilter recomputes) and a skip_after jump (order preserved)."""
+    ids = phase2_rx_rules(ruleset)[:40]
+    rules = [ruleset.by_id()[i] for i in ids]
+    first, second = rules[0], rules[1]
+    remover = replace(
+        first, head=replace(first.head, actions=(Action("ctl", f"ruleRemoveById={second.id}"),))
+    )
+    jumper = replace(rules[2], skip_after="END")
+    items = [remover, second, jumper, *rules[3:10], Marker("END", Phase.REQUEST_BODY), *rules[10:]]
+    small = Ruleset.build(items)
+    plain, fast = Engine(small, paranoia=4, prefilter=False), Engine(small, paranoia=4)
+    assert fast._prefilter is not None
+    for entry in load_attacks()[:150]:
+        tx = entry.transaction()
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), entry.id
+
+
+def test_refused_pattern_leaves_only_its_rule_ungated(
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = prefilter._translations
+    victim = ruleset.by_id()[phase2_rx_rules(ruleset)[0]]
+
+    def refuse(patterns: prefilter.PatternSet, loose: bool) -> list[bytes] | None:
+        regexes, _ = patterns
+        return None if regexes == prefilter.prefilter_regexes(victim.head) else real(patterns, loose)
+
+    monkeypatch.setattr(prefilter, "_translations", refuse)
+    small = small_ruleset(ruleset, phase2_rx_rules(ruleset)[:30])
+    engine = Engine(small, paranoia=4)
+    assert engine._prefilter is not None
+    assert engine._prefilter.stats.ungated_links == 1
+    assert engine._prefilter.stats.gated_rules == 29
+    plain = Engine(small, paranoia=4, prefilter=False)
+    for entry in load_attacks():
+        assert outcome(plain.inspect(entry.transaction())) == outcome(engine.inspect(entry.transaction()))
+
+
+def test_without_hyperscan_everything_runs_with_re(
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(prefilter, "hyperscan", None)
+    monkeypatch.setattr(prefilter, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="logoutguard"):
+        engines = [Engine(ruleset, paranoia=1), Engine(ruleset, paranoia=2)]
+    assert all(e._prefilter is None for e in engines)
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "hyperscan is not installed" in caplog.records[0].message
+    tx = build_transaction(method="GET", uri="/?q=1%27%20or%201=1--", headers=[("Host", "x")])
+    assert (
+        engines[0].inspect(tx).inbound_score
+        == Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).inbound_score
+    )
+
+
+def test_values_that_are_not_byte_text_are_never_skipped(engines: dict[tuple[int, bool], Engine]) -> None:
+    tx = build_transaction(method="GET", uri="/", headers=[("Host", "x")])
+    tx = replace(tx, query_args=(("q", "<script>alert(1)</script>\u2028"),), query="q=x")
+    plain, fast = engines[(4, False)], engines[(4, True)]
+    assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx))
+    assert plain.inspect(tx).inbound_score > 0
