@@ -1,11 +1,11 @@
-"""Store specs -> open session stores (memory, SQLite; Redis to come), and the hash key that goes with each.
+"""Store specs -> open session stores (memory, SQLite, Redis), and the hash key that goes with each.
 
 A spec is one string (the `guard_session_store` option):
 - "memory": in-process, lost on exit;
 - "sqlite:///var/lib/logoutguard/sessions.sqlite": everything after "sqlite://" is the path, so
   three slashes give an absolute path and "sqlite://state/sessions.sqlite" a relative one;
 - a plain path ("sessions.sqlite", "~/lg/sessions.sqlite"): SQLite, the default backend;
-- "redis://host:port/db" (also rediss://, unix://): reserved for the Redis backend, not available yet.
+- "redis://host:port/db" (also rediss://, unix://): Redis, shared by several proxies (see redis.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Literal
 from .hashing import default_key_path, load_or_create_key
 from .memory import MemoryStore
 from .sqlite import SqliteStore
-from .store import DEFAULT_MAX_SESSIONS, DEFAULT_REVOKED_TTL_S, DEFAULT_TTL_S, SessionStore, StoreError
+from .store import DEFAULT_MAX_SESSIONS, DEFAULT_REVOKED_TTL_S, DEFAULT_TTL_S, SessionStore
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -80,9 +80,10 @@ def open_store(
     if parsed.backend == "memory":
         return MemoryStore(ttl=ttl, max_sessions=max_sessions, revoked_ttl=revoked_ttl)
     if parsed.backend == "redis":
-        # Hook for the Redis backend (redis.asyncio; several proxies sharing state): it will live in
-        # sessions/redis.py (named in STYLE.md), implement SessionStore, and be opened here.
-        raise StoreError(
-            f"session store {spec!r}: redis backend not available yet (use memory or a SQLite path)"
+        from .redis import RedisStore  # imported here: the redis package is an optional extra
+
+        # connects lazily: a proxy starts while Redis is down and applies its fail mode
+        return RedisStore(
+            parsed.location, ttl=ttl, max_sessions=max_sessions, revoked_ttl=revoked_ttl, key=key
         )
     return SqliteStore(parsed.location, ttl=ttl, max_sessions=max_sessions, revoked_ttl=revoked_ttl, key=key)

@@ -10,6 +10,7 @@ import pytest
 from logoutguard.sessions.factory import StoreSpec, open_store, parse_store_spec, resolve_key
 from logoutguard.sessions.hashing import read_key
 from logoutguard.sessions.memory import MemoryStore
+from logoutguard.sessions.redis import RedisStore
 from logoutguard.sessions.sqlite import SqliteStore
 from logoutguard.sessions.store import StoreError
 
@@ -60,9 +61,22 @@ def test_open_each_backend(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.glob("*.sqlite")} == {"a.sqlite", "b.sqlite"}
 
 
-def test_redis_not_available_yet() -> None:
-    with pytest.raises(StoreError, match="redis backend not available yet"):
-        open_store("redis://127.0.0.1:6379/0")
+def test_redis_opens_without_connecting() -> None:
+    """A Redis store is opened lazily: nothing listens on port 9 (discard), yet opening succeeds."""
+    store = open_store("redis://127.0.0.1:9/0?prefix=lg-test", ttl=60, max_sessions=10, key=b"k" * 32)
+    assert isinstance(store, RedisStore) and (store.prefix, store.max_sessions) == ("lg-test:", 10)
+    with pytest.raises(StoreError, match=r"redis://127\.0\.0\.1:9/0: get failed: cannot reach Redis"):
+        asyncio.run(store.get("a" * 32))
+    asyncio.run(store.close())
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("redis://127.0.0.1:99999/0", "bad port"), ("redis://h/0?socket_timeout=soon", "socket_timeout")],
+)
+def test_bad_redis_specs(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_store(spec)
 
 
 def test_resolve_key(tmp_path: Path) -> None:
