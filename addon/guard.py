@@ -20,6 +20,8 @@ from typing import Any
 from mitmproxy import command, ctx, exceptions, flow, http
 
 from .audit import AuditLog, audit_record
+from .crs.loader import CrsError, load_crs
+from .engine.combined import CombinedEngine, CombinedState
 from .engine.engine import Engine
 from .engine.loader import DEFAULT_RULES_DIR, RulesetError, load_ruleset
 from .engine.rules import REQUEST_PHASES, Ruleset
@@ -66,7 +68,14 @@ PURGE_EVERY_S = 300.0
 DEFAULT_STORE = "~/.logoutguard/sessions.sqlite"
 DEFAULT_AUDIT_LOG = "~/.logoutguard/audit.jsonl"
 SESSION_STATE_TAG = "session-state"
-ENGINE_OPTIONS = {"guard_rules", "guard_paranoia", "guard_inbound_threshold", "guard_outbound_threshold"}
+ENGINE_OPTIONS = {
+    "guard_rules",
+    "guard_paranoia",
+    "guard_inbound_threshold",
+    "guard_outbound_threshold",
+    "guard_crs",
+    "guard_crs_confs",
+}
 STORE_OPTIONS = {"guard_session_store", "guard_session_key", "guard_session_ttl", "guard_max_sessions"}
 
 
@@ -121,7 +130,7 @@ def score_without(verdict: Verdict, tag: str) -> int:
 class Pending:
     """What the request hook knows that the response hook needs."""
 
-    state: EvalState
+    state: EvalState | CombinedState
     matches: list[Match]
     session_ids: list[tuple[str, str]]
     client: str
@@ -137,7 +146,7 @@ class LogoutGuard:
 
     def __init__(self) -> None:
         self.ruleset: Ruleset | None = None
-        self.engine: Engine | None = None
+        self.engine: Engine | CombinedEngine | None = None
         self.policy = Policy()
         self.matcher = SessionCookieMatcher()
         self.store: SessionStore | None = None
@@ -233,6 +242,20 @@ class LogoutGuard:
             "reverse-mode upstream from --mode.",
         )
         add(
+            "guard_crs",
+            str,
+            "",
+            "Also run the OWASP Core Rule Set: 'debian' (Debian's modsecurity-crs package), a "
+            "crs-setup.conf, or a CRS folder. Empty: off. Our paranoia level and thresholds apply to it.",
+        )
+        add(
+            "guard_crs_confs",
+            Sequence[str],
+            [],
+            "Your own SecLang .conf files loaded with the CRS (exclusions: SecRuleRemoveById, "
+            "SecRuleUpdateTargetById, ctl rules); REQUEST-900-* style names load before the rules.",
+        )
+        add(
             "guard_fail_mode",
             str,
             "closed",
@@ -260,12 +283,7 @@ class LogoutGuard:
                 if "guard_rules" in updated or self.ruleset is None
                 else self.ruleset
             )
-            self.engine = Engine(
-                ruleset,
-                paranoia=opts.guard_paranoia,
-                inbound_threshold=opts.guard_inbound_threshold,
-                outbound_threshold=opts.guard_outbound_threshold,
-            )
+            self.engine = self._build_engine(ruleset)
             self.ruleset = ruleset
         if updated & STORE_OPTIONS or "guard_policy" in updated or self.tracker is None:
             self._open_store()
@@ -318,6 +336,34 @@ class LogoutGuard:
             return load_ruleset([Path(p) for p in paths])
         except RulesetError as exc:
             raise exceptions.OptionsError(f"guard_rules: {exc}") from None
+
+    @staticmethod
+    def _build_engine(ruleset: Ruleset) -> Engine | CombinedEngine:
+        """Our rules, and beside them the OWASP CRS when guard_crs names an installation."""
+        opts = ctx.options
+        engine = Engine(
+            ruleset,
+            paranoia=opts.guard_paranoia,
+            inbound_threshold=opts.guard_inbound_threshold,
+            outbound_threshold=opts.guard_outbound_threshold,
+        )
+        if not opts.guard_crs:
+            return engine
+        try:
+            crs = load_crs(
+                None if opts.guard_crs == "debian" else opts.guard_crs,
+                extra_confs=list(opts.guard_crs_confs),
+                paranoia=opts.guard_paranoia,
+                inbound_threshold=opts.guard_inbound_threshold,
+                outbound_threshold=opts.guard_outbound_threshold,
+            )
+        except (CrsError, OSError) as exc:
+            raise exceptions.OptionsError(f"guard_crs: {exc}") from None
+        log.info(
+            f"LogoutGuard: OWASP CRS {crs.version}: {len(crs.ruleset)} rules from {crs.rules_dir} in "
+            f"{crs.seconds:.1f}s; {len(crs.problems)} skipped or changed (see: logoutguard crs report)"
+        )
+        return CombinedEngine([engine, crs.engine()])
 
     @staticmethod
     def _load_policy(path: str) -> Policy:
@@ -777,17 +823,11 @@ class LogoutGuard:
         try:
             ruleset = self._load_rules(ctx.options.guard_rules)
             policy = self._load_policy(ctx.options.guard_policy)
+            engine = self._build_engine(ruleset)
         except exceptions.OptionsError as exc:
             log.error(f"LogoutGuard: reload refused, the running ruleset and policy stay in force: {exc}")
             return f"reload refused: {exc}"
-        assert self.engine is not None
-        self.ruleset, self.policy = ruleset, policy
-        self.engine = Engine(
-            ruleset,
-            paranoia=self.engine.paranoia,
-            inbound_threshold=self.engine.inbound_threshold,
-            outbound_threshold=self.engine.outbound_threshold,
-        )
+        self.ruleset, self.policy, self.engine = ruleset, policy, engine
         log.info(f"LogoutGuard: reloaded {len(ruleset)} rules and policy {policy.source}")
         return f"reloaded {len(ruleset)} rules"
 

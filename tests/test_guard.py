@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -495,3 +496,38 @@ async def test_store_unavailable_follows_the_fail_mode(
         assert (
             sum("session store unavailable" in r.getMessage() for r in caplog.records) == 1
         )  # once, not per request
+
+
+DEBIAN_CRS = Path("/usr/share/modsecurity-crs/rules")
+
+
+@pytest.fixture
+def debian_crs() -> None:
+    if not DEBIAN_CRS.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian's modsecurity-crs is not installed (.ci/run installs it)")
+        pytest.skip("Debian's modsecurity-crs is not installed")
+
+
+async def test_owasp_crs_runs_beside_our_rules(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, debian_crs: None
+) -> None:
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_crs="debian")
+        attack = flow_for(
+            "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+            headers={"User-Agent": "Mozilla/5.0", "Accept": "text/html"},
+        )
+        await guard.request(attack)
+        record = attack.metadata[META_KEY]
+        ids = {m["id"] for m in record["matches"]}
+        assert 100001 in ids and 942100 in ids  # ours and the CRS's libinjection rule
+        assert attack.response.status_code == 403
+        benign = flow_for("/search?q=shoes", headers={"User-Agent": "Mozilla/5.0", "Accept": "text/html"})
+        await guard.request(benign)
+        assert benign.response is None and benign.metadata[META_KEY]["matches"] == []
+
+
+def test_bad_crs_path_is_refused(guard: LogoutGuard, tmp_path: Path) -> None:
+    with taddons.context(guard) as tctx, pytest.raises(exceptions.OptionsError, match="guard_crs"):
+        tctx.configure(guard, guard_session_store="memory", guard_crs=str(tmp_path / "no-crs-here"))
