@@ -511,7 +511,8 @@ class LogoutGuard:
         try:
             locked = self.policy.lockout.enabled and await tracker.is_locked_out(tx.client_addr, now)
             facts = await tracker.check_request(session_ids, tx.client_addr, user_agent, now)
-            self._store_ok()
+            if session_ids or self.policy.lockout.enabled:  # only a store that answered is "reachable again"
+                self._store_ok()
             store_error = ""
         except StoreError as exc:
             store_error = self._store_failed(exc)
