@@ -84,6 +84,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def check_free(port: int, option: str) -> None:
+    """StartError when something already listens on 127.0.0.1:port (we would talk to it instead)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise StartError(f"{option} {port}: {exc.strerror or exc} (pick another, or 0)") from None
+
+
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
     """Until something accepts on 127.0.0.1:port; StartError when the process exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -197,17 +206,23 @@ def quickstart(setup_args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
         mitmdump = find_mitmdump()
-        app = DemoApp(port=setup_args.app_port, defective_logout=setup_args.defective_logout).start()
-    except (StartError, OSError) as exc:
+        proxy_port = setup_args.proxy_port or free_port()
+        check_free(proxy_port, "--proxy-port")
+        app = DemoApp(port=setup_args.app_port, defective_logout=setup_args.defective_logout)
+        try:
+            app.start()
+        except OSError as exc:
+            raise StartError(
+                f"--app-port {setup_args.app_port}: {exc.strerror or exc} (pick another, or 0)"
+            ) from None
+    except StartError as exc:
         print(f"quickstart: cannot start: {exc}", file=sys.stderr)
         return 2
     proc: subprocess.Popen[bytes] | None = None
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        setup = Setup(
-            app.port, setup_args.proxy_port or free_port(), state_dir.resolve(), setup_args.defective_logout
-        )
+        setup = Setup(app.port, proxy_port, state_dir.resolve(), setup_args.defective_logout)
         options = [
             ("guard_policy", str(DEMO_POLICY)),
             ("guard_session_store", str(setup.session_store)),

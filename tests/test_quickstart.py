@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from e2e.browser import Browser
 
+from logoutguard.cli import main
 from logoutguard.demo.app import DemoApp
 from logoutguard.quickstart import (
     ADDON_SCRIPT,
@@ -95,6 +96,20 @@ def test_instructions_are_copy_pasteable(defective: bool, direct: str) -> None:
     assert 'curl -i -b "JSESSIONID=$OLD" http://127.0.0.1:8080/account' in text
     assert "tail -f /tmp/qs/audit.jsonl" in text and "Ctrl-C" in text
     assert direct in text
+
+
+@pytest.mark.parametrize("option", ["--app-port", "--proxy-port"])
+def test_quickstart_refuses_a_busy_port(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with DemoApp(port=0) as busy:
+        port = busy.port
+        ports = {"--app-port": "0", "--proxy-port": "0", option: str(port)}
+        status = main(
+            ["quickstart", *(x for pair in ports.items() for x in pair), "--state-dir", str(tmp_path)]
+        )
+    assert status == 2
+    assert f"quickstart: cannot start: {option} {port}: Address already in use" in capsys.readouterr().err
 
 
 # -- real runs ------------------------------------------------------------------------------------
