@@ -198,12 +198,6 @@ Ctrl-C here stops the proxy and the demo app.
 
 def quickstart(setup_args: argparse.Namespace) -> int:
     """Start the demo app and mitmdump, print what to try, run until SIGINT/SIGTERM."""
-    state_dir = (
-        Path(setup_args.state_dir).expanduser()
-        if setup_args.state_dir
-        else Path(tempfile.mkdtemp(prefix="logoutguard-quickstart-"))
-    )
-    state_dir.mkdir(parents=True, exist_ok=True)
     try:
         mitmdump = find_mitmdump()
         proxy_port = setup_args.proxy_port or free_port()
@@ -222,6 +216,12 @@ def quickstart(setup_args: argparse.Namespace) -> int:
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        state_dir = (
+            Path(setup_args.state_dir).expanduser()
+            if setup_args.state_dir
+            else Path(tempfile.mkdtemp(prefix="logoutguard-quickstart-"))
+        )
+        state_dir.mkdir(parents=True, exist_ok=True)
         setup = Setup(app.port, proxy_port, state_dir.resolve(), setup_args.defective_logout)
         options = [
             ("guard_policy", str(DEMO_POLICY)),
