@@ -161,3 +161,22 @@ def start_haproxy(folder: Path, backends: list[int]) -> HAProxy:
         raise RuntimeError(f"haproxy did not start: {log_path.read_text()[-2000:]}") from None
     time.sleep(0.2)
     return HAProxy(proc, port, config, log_path)
+
+
+def wait_ready(port: int, timeout: float = 30.0) -> None:
+    """Wait until a freshly started mitmdump answers an HTTP request: it listens before the addon
+    has finished loading, so its first request can take a few seconds (not a per-request cost)."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            conn.request("GET", "/", headers={"User-Agent": "LogoutGuardTest/1.0 warm-up"})
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
