@@ -92,6 +92,8 @@ def place(target: Target, value: str) -> Transaction:
         if collection == "REQUEST_BODY":
             extra = {"body_length": len(value)}
         return replace(base, **{simple[collection]: value}, **extra)
+    if collection == "REQUEST_BODY_TRUNCATED":
+        return replace(base, body_truncated=value == "1")
     if collection == "RESPONSE_STATUS":
         return replace(base, response_status=int(value) if value.isdigit() else 0)
     raise ValueError(f"examples cannot be placed in {collection}; give requests as mappings instead")

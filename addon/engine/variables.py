@@ -67,6 +67,8 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
     "QUERY_STRING": lambda s: _one("QUERY_STRING", s.tx.query),
     "REQUEST_BODY": _request_body,
     "REQUEST_BODY_LENGTH": lambda s: _one("REQUEST_BODY_LENGTH", str(s.tx.body_length)),
+    # "1" when the body is longer than the inspection limit (guard_body_limit) and was cut there
+    "REQUEST_BODY_TRUNCATED": lambda s: _one("REQUEST_BODY_TRUNCATED", "1" if s.tx.body_truncated else "0"),
     "FILES": lambda s: _pairs("FILES", s.tx.files),
     "FILES_NAMES": lambda s: _names("FILES_NAMES", s.tx.files),
     "FILES_COMBINED_SIZE": lambda s: _one("FILES_COMBINED_SIZE", s.tx.extra.get("files_size", "0")),
