@@ -126,8 +126,11 @@ def start_mitmdump(
     extra_args: tuple[str, ...] = (),
     program: str = "mitmdump",
     port: int | None = None,
+    addon: bool = True,
 ) -> Mitmdump:
-    """mitmdump -s addon/main.py --mode reverse:UPSTREAM on a free loopback port, with --set options."""
+    """mitmdump -s addon/main.py --mode reverse:UPSTREAM on a free loopback port, with --set options.
+
+    addon=False: bare mitmdump (no -s), e.g. as the baseline of the benchmarks."""
     port = port or free_port()
     log_path = log_dir / f"{program}-{port}.log"
     args = [
@@ -138,10 +141,10 @@ def start_mitmdump(
         "127.0.0.1",
         "--listen-port",
         str(port),
-        "-s",
-        str(ADDON_SCRIPT),
     ]
-    if os.environ.get("LOGOUTGUARD_TEST_RULES"):  # run the e2e tests against another ruleset
+    if addon:
+        args += ["-s", str(ADDON_SCRIPT)]
+    if addon and os.environ.get("LOGOUTGUARD_TEST_RULES"):  # run the e2e tests against another ruleset
         args += ["--set", f"guard_rules={os.environ['LOGOUTGUARD_TEST_RULES']}"]
     for option in options:
         args += ["--set", option]

@@ -1,0 +1,152 @@
+"""`python -m tests.bench [--smoke] [--out FILE] [--only SECTION,...]`: run the benchmarks, write JSON.
+
+Sections: engine (corpora, PL1/PL4, by phase, 4x rules), e2e (mitmdump with the addon against bare
+mitmdump, wrk), sessions (memory and SQLite stores), worst (adversarial requests). The summary at
+the end compares the figures with the targets of the performance issue, met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.bench.machine import describe
+
+SECTIONS = ("engine", "e2e", "sessions", "worst")
+TARGETS = {
+    "engine_median_benign_pl1_us": ("<=", 100.0),
+    "e2e_throughput_ratio": (">=", 0.85),
+    "engine_4x_rules_cost_ratio": ("<=", 1.5),
+}
+
+
+def run_section(name: str, smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
+    if name == "engine":
+        from tests.bench.engine_bench import engine_section
+
+        return engine_section(smoke, log)
+    if name == "e2e":
+        from tests.bench.e2e import e2e_section
+
+        return e2e_section(smoke, log)
+    if name == "sessions":
+        from tests.bench.sessions_bench import sessions_section
+
+        return sessions_section(smoke, log)
+    from tests.bench.worst import worst_section
+
+    return worst_section(smoke, log)
+
+
+def targets(results: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Each target with the measured value and whether it is met (None when not measured)."""
+    values: dict[str, float | None] = dict.fromkeys(TARGETS)
+    engine = results.get("engine") or {}
+    if "pl1" in engine:
+        values["engine_median_benign_pl1_us"] = engine["pl1"]["benign"]["median_us"]  # type: ignore[index]
+    if "rules_4x" in engine:
+        values["engine_4x_rules_cost_ratio"] = engine["rules_4x"]["median_ratio"]  # type: ignore[index]
+    e2e = results.get("e2e") or {}
+    ratios = [v["throughput_ratio"] for v in e2e.values() if isinstance(v, dict) and "throughput_ratio" in v]
+    if ratios:
+        values["e2e_throughput_ratio"] = min(ratios)
+    out: dict[str, dict[str, object]] = {}
+    for name, (op, limit) in TARGETS.items():
+        value = values[name]
+        met = None if value is None else (value <= limit if op == "<=" else value >= limit)
+        out[name] = {"target": f"{op} {limit}", "value": value, "met": met}
+    return out
+
+
+def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
+    lines = []
+    machine = results["machine"]
+    lines.append(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"load {machine['load_average']}, calibration {machine['calibration_ms']} ms"
+    )
+    engine = results.get("engine") or {}
+    for config in ("pl1", "pl4", "pl1_re_only"):
+        for corpus in ("benign", "attacks"):
+            data = (engine.get(config) or {}).get(corpus)  # type: ignore[union-attr]
+            if data:
+                lines.append(
+                    f"engine {config:<11} {corpus:<7} median {data['median_us']:>8} us  p99 {data['p99_us']:>8} us  "
+                    f"phases {data['phases_median_us']}"
+                )
+    if "rules_4x" in engine:
+        g = engine["rules_4x"]
+        lines.append(
+            f"engine {g['factor']}x rules ({g['rules']}): median {g['multiplied']['median_us']} us vs "  # type: ignore[index]
+            f"{g['shipped']['median_us']} us -> {g['median_ratio']}x"  # type: ignore[index]
+        )
+    for name, data in (results.get("e2e") or {}).items():
+        if isinstance(data, dict) and "throughput_ratio" in data:
+            lines.append(
+                f"e2e {name}: bare {data['bare']['rps']} req/s (p50 {data['bare']['p50_ms']} ms, p99 "
+                f"{data['bare']['p99_ms']} ms), addon {data['addon']['rps']} req/s (p50 {data['addon']['p50_ms']} ms, "
+                f"p99 {data['addon']['p99_ms']} ms) -> {data['throughput_ratio']}"
+            )
+    sessions = results.get("sessions") or {}
+    for backend in ("memory", "sqlite"):
+        data = sessions.get(backend)  # type: ignore[assignment]
+        if data:
+            lines.append(
+                f"sessions {backend}: {data['sessions']} sessions, issue {data['issue_per_s']}/s, get {data['get_per_s']}/s, "
+                f"touch {data['touch_per_s']}/s, is_revoked {data['is_revoked_per_s']}/s, revoke {data['revoke_per_s']}/s"
+                + (
+                    f", {data['memory_mb']} MB"
+                    if "memory_mb" in data
+                    else f", file {data.get('db_file_mb')} MB"
+                )
+            )
+    for config, data in (results.get("worst") or {}).items():
+        if not isinstance(data, dict):
+            continue
+        lines.append(f"worst case {config}: {data['worst_case']} {data['worst_total_ms']} ms")  # type: ignore[index]
+    for name, data in results["targets"].items():
+        state = {True: "met", False: "NOT met", None: "not measured"}[data["met"]]  # type: ignore[index]
+        lines.append(f"target {name} {data['target']}: {data['value']} -> {state}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs and short runs: checks it works")
+    parser.add_argument(
+        "--out", default="bench-results.json", help="JSON file to write (default: %(default)s)"
+    )
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    started = time.time()
+    results: dict[str, dict[str, object]] = {"machine": describe()}
+    results["run"] = {"smoke": args.smoke, "sections": chosen, "command": " ".join(sys.argv)}
+    for name in chosen:
+        log(f"--- {name}")
+        section_start = time.perf_counter()
+        results[name] = run_section(name, args.smoke, log)
+        results[name]["seconds"] = round(time.perf_counter() - section_start, 1)
+    results["targets"] = targets(results)
+    results["run"]["seconds"] = round(time.time() - started, 1)
+    results["run"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(summary_lines(results)))
+    print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""End to end: requests per second and latency through mitmdump with the addon against bare mitmdump.
+
+Both proxies run in reverse mode in front of the same local backend (tests/bench/backend.py), one at
+a time, alternating, in the same run. The load generator is wrk (Debian package `wrk`), bounded in
+time, with a fixed number of connections; without wrk (smoke mode only) a small Python loop over
+one keep-alive connection stands in. Two requests: a GET with query arguments and a session cookie
+the addon has seen issued, and a 2 KB urlencoded POST. The addon runs with its defaults (enforce
+mode, SQLite session store, audit log) in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from tests.bench.backend import SESSION_COOKIE, SESSION_ID
+from tests.procs import REPO, Mitmdump, free_port, start_mitmdump, wait_port
+
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.9",
+    "Accept-Encoding": "gzip, deflate",
+}
+COMMENT = (
+    "Hello, I ordered the blue running shoes last week and they arrived quickly, thank you. "
+    "Unfortunately the size is a little small, so I would like to exchange them for the next size up. "
+    "Could you tell me whether the exchange is free of charge and how long it usually takes? "
+    "I still have the original box and the receipt. Best regards from Lisbon, and have a nice day! "
+)
+
+
+@dataclass(frozen=True)
+class Shape:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str = ""
+
+
+def shapes() -> dict[str, Shape]:
+    form = {
+        "name": "Maria O'Neil",
+        "email": "maria.oneil@example.org",
+        "phone": "+351 912 345 678",
+        "address": "Rua das Flores 12, 3. esq, 1200-195 Lisboa",
+        "order": "A-2024-118734",
+        "subject": "Exchange request: running shoes, size 39 to 40",
+        "comment": (COMMENT * 5)[:1500],
+        "newsletter": "yes",
+    }
+    body = urlencode(form)
+    cookie = f"{SESSION_COOKIE}={SESSION_ID}; theme=dark; lang=en"
+    return {
+        "get_args_session": Shape(
+            "GET",
+            "/search?q=running+shoes&category=sport&page=2&sort=price_asc&size=40",
+            {**BROWSER, "Cookie": cookie, "Referer": "https://shop.example/search?q=shoes"},
+        ),
+        "post_2kb_urlencoded": Shape(
+            "POST",
+            "/account/support",
+            {**BROWSER, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+            body,
+        ),
+    }
+
+
+def lua_script(shape: Shape) -> str:
+    lines = [f"wrk.method = {json.dumps(shape.method)}", f"wrk.path = {json.dumps(shape.path)}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in shape.headers.items()]
+    if shape.body:
+        lines.append(f"wrk.body = {json.dumps(shape.body)}")
+    lines.append(
+        "done = function(summary, latency, requests)\n"
+        "  local e = summary.errors\n"
+        '  io.write(string.format("WRKJSON {\\"requests\\": %d, \\"duration_us\\": %d, \\"non_2xx_3xx\\": %d, '
+        '\\"socket_errors\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, \\"mean_us\\": %.1f}\\n",\n'
+        "    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,\n"
+        "    latency:percentile(50), latency:percentile(99), latency.mean))\n"
+        "end"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def run_wrk(url: str, shape: Shape, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
+    script = workdir / "shape.lua"
+    script.write_text(lua_script(shape))
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    data = json.loads(line.removeprefix("WRKJSON "))
+    return {
+        "rps": round(data["requests"] / (data["duration_us"] / 1e6), 1),
+        "p50_ms": round(data["p50_us"] / 1000, 2),
+        "p99_ms": round(data["p99_us"] / 1000, 2),
+        "mean_ms": round(data["mean_us"] / 1000, 2),
+        "requests": data["requests"],
+        "non_2xx_3xx": data["non_2xx_3xx"],
+        "socket_errors": data["socket_errors"],
+    }
+
+
+def run_python(port: int, shape: Shape, seconds: float) -> dict[str, float]:
+    """Sequential requests on one keep-alive connection (the smoke-mode stand-in for wrk)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies: list[float] = []
+    bad = 0
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            conn.request(shape.method, shape.path, body=shape.body or None, headers=shape.headers)
+            response = conn.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - t0)
+            bad += not 200 <= response.status < 400
+    finally:
+        conn.close()
+    elapsed = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {
+        "rps": round(len(ordered) / elapsed, 1),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+        "requests": len(ordered),
+        "non_2xx_3xx": bad,
+        "socket_errors": 0,
+    }
+
+
+def start_backend() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.bench.backend", str(port)], cwd=REPO)
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def start_proxy(kind: str, upstream: str, workdir: Path) -> Mitmdump:
+    if kind == "bare":
+        return start_mitmdump(upstream, workdir, extra_args=("-q",), addon=False)
+    return start_mitmdump(
+        upstream,
+        workdir,
+        f"guard_session_store={workdir / 'sessions.sqlite'}",
+        f"guard_audit_log={workdir / 'audit.jsonl'}",
+        extra_args=("-q",),
+    )
+
+
+def warm_up(port: int, all_shapes: dict[str, Shape]) -> None:
+    """The backend issues the session cookie (so the addon knows it), then a few of each request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/login", headers=BROWSER)
+        conn.getresponse().read()
+        for shape in all_shapes.values():
+            for _ in range(20):
+                conn.request(shape.method, shape.path, body=shape.body or None, headers=shape.headers)
+                conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
+    wrk = shutil.which("wrk")
+    if wrk is None and not smoke:
+        raise RuntimeError("the end-to-end benchmark needs wrk (Debian: apt-get install -y wrk)")
+    seconds = 1 if smoke else 10
+    rounds = 1 if smoke else 2
+    connections = 16
+    all_shapes = shapes()
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {k: {"bare": [], "addon": []} for k in all_shapes}
+    backend, backend_port = start_backend()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            for _ in range(rounds):
+                for kind in ("bare", "addon"):
+                    proxy = start_proxy(kind, f"http://127.0.0.1:{backend_port}", workdir)
+                    try:
+                        warm_up(proxy.port, all_shapes)
+                        for name, shape in all_shapes.items():
+                            if wrk is not None:
+                                result = run_wrk(proxy.url, shape, seconds, connections, workdir)
+                            else:
+                                result = run_python(proxy.port, shape, seconds)
+                            runs[name][kind].append(result)
+                            log(f"e2e {name} {kind}: {result['rps']} req/s, p50 {result['p50_ms']} ms")
+                    finally:
+                        proxy.stop()
+    finally:
+        backend.terminate()
+        backend.wait(timeout=10)
+    out: dict[str, object] = {
+        "load_generator": f"wrk -t1 -c{connections} -d{seconds:g}s" if wrk else "python, 1 connection",
+        "rounds": rounds,
+    }
+    for name, by_kind in runs.items():
+        best = {kind: max(results, key=lambda r: r["rps"]) for kind, results in by_kind.items()}
+        out[name] = {
+            "bare": best["bare"],
+            "addon": best["addon"],
+            "all_runs": by_kind,
+            "throughput_ratio": round(best["addon"]["rps"] / best["bare"]["rps"], 3),
+        }
+    return out

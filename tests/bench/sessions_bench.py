@@ -1,0 +1,137 @@
+"""Session store benchmarks: operations per second and memory for many sessions, memory and SQLite.
+
+The stores are driven through their async interface, one awaited call at a time, as the addon
+does. The store is filled through issue() (its rate is reported), then get, touch, is_revoked and
+revoke run on random known sessions. Memory: the process RSS growth while filling (and, for
+SQLite, the database and WAL file sizes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import sqlite3
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from logoutguard.sessions.hashing import SessionHasher
+from logoutguard.sessions.memory import MemoryStore
+from logoutguard.sessions.sqlite import COLUMNS, SqliteStore
+from logoutguard.sessions.store import SessionStore
+
+
+async def rate(fn: Callable[[int], Awaitable[object]], count: int) -> float:
+    """Operations per second of `count` sequential awaited calls fn(0..count-1)."""
+    start = time.perf_counter()
+    for n in range(count):
+        await fn(n)
+    return round(count / (time.perf_counter() - start))
+
+
+async def fill_through_api(store: SessionStore, hashes: list[str], now: float) -> float:
+    async def issue(n: int) -> object:
+        return await store.issue(
+            hashes[n],
+            cookie_name="JSESSIONID",
+            now=now,
+            client_network="203.0.113.0/24",
+            ua_fingerprint="ua1",
+        )
+
+    return await rate(issue, len(hashes))
+
+
+def bulk_fill(path: Path, hashes: list[str], now: float) -> None:
+    """Insert active sessions straight into a store's database file, in one transaction."""
+    rows = [
+        (h, "JSESSIONID", now, now, "203.0.113.0/24", "ua1", "active", "issued", now, 0, 0) for h in hashes
+    ]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        conn.executemany(f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def operations(store: SessionStore, hashes: list[str], ops: int, now: float) -> dict[str, object]:
+    picks = [random.choice(hashes) for _ in range(ops)]
+    return {
+        "count": await store.count(),
+        "get_per_s": await rate(lambda n: store.get(picks[n]), ops),
+        "touch_per_s": await rate(lambda n: store.touch(picks[n], now + 1), ops),
+        "is_revoked_per_s": await rate(lambda n: store.is_revoked(picks[n]), ops),
+        "revoke_per_s": await rate(lambda n: store.revoke(picks[n], "bench", now + 2), max(100, ops // 20)),
+        "ops_each": ops,
+    }
+
+
+async def memory_run(hashes: list[str], ops: int) -> dict[str, object]:
+    """Filled twice: once timed, once under tracemalloc for the bytes the store holds."""
+    now = time.time()
+    traced = MemoryStore(max_sessions=len(hashes))
+    tracemalloc.start()
+    await fill_through_api(traced, hashes, now)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del traced
+    store = MemoryStore(max_sessions=len(hashes))
+    result: dict[str, object] = {"sessions": len(hashes)}
+    result["issue_per_s"] = await fill_through_api(store, hashes, now)
+    result["memory_mb"] = round(held / 2**20, 1)
+    result["bytes_per_session"] = round(held / len(hashes))
+    result.update(await operations(store, hashes, ops, now))
+    return result
+
+
+def sqlite_run(path: Path, hashes: list[str], ops: int, through_api: int) -> dict[str, object]:
+    """The first `through_api` sessions go through issue() (its rate is measured), the rest are
+    bulk-inserted into the file (issue() at a few thousand per second would take minutes)."""
+    now = time.time()
+    store = SqliteStore(path, max_sessions=len(hashes))
+    try:
+        issue_rate = asyncio.run(fill_through_api(store, hashes[:through_api], now))
+        bulk_fill(path, hashes[through_api:], now)
+        result: dict[str, object] = {"sessions": len(hashes), "issue_per_s": issue_rate}
+        result["issued_through_api"] = through_api
+        result.update(asyncio.run(operations(store, hashes, ops, now)))
+    finally:
+        asyncio.run(store.close())
+    sizes = {p.name: p.stat().st_size for p in path.parent.iterdir()}
+    result["db_file_mb"] = round(sizes.get(path.name, 0) / 2**20, 1)
+    result["wal_file_mb"] = round(sizes.get(path.name + "-wal", 0) / 2**20, 1)
+    return result
+
+
+def sessions_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
+    count = 5_000 if smoke else 1_000_000
+    ops = 2_000 if smoke else 100_000
+    hasher = SessionHasher(secrets.token_bytes(32))
+    ids = [secrets.token_urlsafe(24) for _ in range(count)]
+    start = time.perf_counter()
+    hashes = [hasher.hash(i) for i in ids]
+    out: dict[str, object] = {"hash_per_s": round(count / (time.perf_counter() - start))}
+    del ids
+    random.seed(1)
+    out["memory"] = asyncio.run(memory_run(hashes, ops))
+    log(f"sessions memory: {out['memory']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out["sqlite"] = sqlite_run(Path(tmp) / "sessions.sqlite", hashes, ops, min(count, 20_000))
+    log(f"sessions sqlite: {out['sqlite']}")
+    out["note"] = (
+        "issue/touch/revoke on SQLite are one transaction each (WAL, synchronous=NORMAL; revoke fsyncs), "
+        "run on the store's worker thread; the SQLite store gets its first sessions through issue() and "
+        "the rest by a bulk insert; memory_mb is what tracemalloc counts for filling the memory store "
+        "(records and index; the hash strings existed before)"
+    )
+    return out
+
+
+if __name__ == "__main__":
+    print(sessions_section(smoke=os.environ.get("SMOKE") == "1", log=print))
