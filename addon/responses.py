@@ -138,7 +138,8 @@ def build_logout_request(
         value = fill(template)
         if value:
             out.append((name, value))
-    body = fill(logout.body).encode("utf-8") if logout.body else b""
+    # mitmproxy decodes header bytes as UTF-8 with surrogateescape: encode back to the exact bytes.
+    body = fill(logout.body).encode("utf-8", "surrogateescape") if logout.body else b""
     if body:
         out.append(("Content-Type", logout.content_type))
     out.append(("Content-Length", str(len(body))))
@@ -169,7 +170,12 @@ def rewrite_to_logout(flow: http.HTTPFlow, logout: LogoutRequest, upstream: Upst
     request.port = upstream.port
     request.method = logout.method
     request.path = logout.path
-    request.headers = http.Headers([(k.encode(), v.encode()) for k, v in logout.headers])
+    request.headers = http.Headers(
+        [
+            (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+            for k, v in logout.headers
+        ]
+    )
     request.content = logout.body
     request.trailers = None
 
@@ -287,7 +293,9 @@ def answer_after_out_of_band(flow: http.HTTPFlow, client: ClientResponse, outcom
         status, body = outcome.status, outcome.body
     else:
         status, body = client.status, client.body.encode("utf-8")
-    response = http.Response.make(status, body, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+    response = http.Response.make(
+        status, body, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    )
     for value in outcome.set_cookies:
         response.headers.add("Set-Cookie", value)
     flow.response = response

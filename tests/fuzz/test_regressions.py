@@ -1,0 +1,103 @@
+"""Regression tests for what the fuzzers found; each case names the finding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow
+
+from fuzz.properties import check_logout_request, logout_policy
+from logoutguard.guard import META_KEY, LogoutGuard
+from logoutguard.responses import Upstream, build_logout_request, rewrite_to_logout
+from procs import REPO, free_port
+
+UPSTREAM = Upstream("http", "127.0.0.1", 8080)
+RULES = """
+category: test
+rules:
+  - id: 100001
+    msg: script tag
+    phase: 2
+    targets: [ARGS]
+    transforms: [lowercase]
+    operator: contains
+    argument: "<script"
+    examples: {match: ["<SCRIPT>"], no_match: ["script"]}
+"""
+
+
+def wire_request(cookie: bytes, authorization: bytes | None = None) -> http.Request:
+    fields = [(b"Host", b"127.0.0.1:8080"), (b"Cookie", cookie)]
+    if authorization is not None:
+        fields.append((b"Authorization", authorization))
+    return http.Request(
+        "127.0.0.1",
+        8080,
+        b"GET",
+        b"http",
+        b"",
+        b"/search?q=<script>",
+        b"HTTP/1.1",
+        http.Headers(fields),
+        b"",
+        None,
+        0,
+        0,
+    )
+
+
+# Finding 1 (hypothesis, test_logout_request_cannot_be_steered_or_injected): a cookie or Authorization
+# value with a byte that is not UTF-8 (mitmproxy keeps it as a surrogate escape) made
+# build_logout_request raise UnicodeEncodeError for the body and rewrite_to_logout for the headers,
+# so the application's logout was never sent. Fixed: both encode back with surrogateescape.
+@pytest.mark.parametrize(
+    ("cookie", "authorization", "body_template", "body"),
+    [
+        (b"JSESSIONID=abc; csrftoken=\x80", None, "csrf={csrf}", b"csrf=\x80"),
+        (b"JSESSIONID=ab\xffc", None, "s={session_cookie}", b"s=JSESSIONID=ab\xffc"),
+        (b"JSESSIONID=abc", b"Basic \xc3\x28", "{authorization}", b"Basic \xc3\x28"),
+    ],
+)
+def test_non_utf8_values_survive_the_logout_byte_exact(
+    cookie: bytes, authorization: bytes | None, body_template: str, body: bytes
+) -> None:
+    request = wire_request(cookie, authorization)
+    policy = logout_policy("/logout", "", body_template)
+    session = {"JSESSIONID": request.cookies["JSESSIONID"]}
+    logout = build_logout_request(policy, request, session, UPSTREAM)
+    assert logout.body == body
+    flow = tflow.tflow(req=request)
+    rewrite_to_logout(flow, logout, UPSTREAM)
+    assert flow.request.raw_content == body
+    wire = dict(flow.request.headers.fields)
+    assert wire[b"Cookie"].split(b"; ")[0] == cookie.split(b"; ")[0]
+    if authorization is not None:
+        assert wire[b"Authorization"] == authorization
+    check_logout_request(request, policy, UPSTREAM)
+
+
+async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path) -> None:
+    """Through the hook: the logout still happens (it was 'deny (logout not sent)' before)."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    guard = LogoutGuard()
+    with taddons.context(guard) as tctx:
+        tctx.configure(
+            guard,
+            guard_rules=[str(tmp_path)],
+            guard_policy=str(REPO / "addon" / "demo" / "policy.yaml"),
+            guard_session_store="memory",
+            guard_audit_log="",
+            guard_upstream=f"http://127.0.0.1:{free_port()}",
+        )
+        login = tflow.tflow(req=wire_request(b"a=b"))
+        login.request.path = "/login"
+        await guard.request(login)
+        login.response = http.Response.make(302, b"", {"Set-Cookie": "JSESSIONID=abc; Path=/"})
+        await guard.response(login)
+        attack = tflow.tflow(req=wire_request(b"JSESSIONID=abc; csrftoken=\x80"))
+        await guard.request(attack)
+        record = attack.metadata[META_KEY]
+        assert record["action"] == "logout", record
+        assert attack.request.path == "/logout" and attack.request.raw_content == b"csrf=\x80"
