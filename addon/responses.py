@@ -238,8 +238,14 @@ async def send_logout(logout: LogoutRequest, upstream: Upstream, timeout: float)
     return outcome
 
 
+def _wire(value: str) -> str:
+    """A header value for tornado, which writes headers as latin-1: the request's original bytes as
+    byte text (mitmproxy keeps a non-UTF-8 byte as a surrogate escape, which latin-1 cannot encode)."""
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def _merge(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in headers if k.lower() not in ("content-length",)]
+    return [(k, _wire(v)) for k, v in headers if k.lower() not in ("content-length",)]
 
 
 async def probe_session(upstream: Upstream, policy: Policy, cookie_header: str) -> str:
@@ -249,7 +255,7 @@ async def probe_session(upstream: Upstream, policy: Policy, cookie_header: str) 
         return "not run"
     request = HTTPRequest(
         upstream.url(verify.check_path),
-        headers={"Cookie": cookie_header, "Host": upstream.authority},
+        headers={"Cookie": _wire(cookie_header), "Host": upstream.authority},
         connect_timeout=verify.timeout,
         request_timeout=verify.timeout,
         follow_redirects=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,15 @@ from mitmproxy.test import taddons, tflow
 
 from fuzz.properties import check_logout_request, logout_policy
 from logoutguard.guard import META_KEY, LogoutGuard
-from logoutguard.responses import Upstream, build_logout_request, rewrite_to_logout
-from procs import REPO, free_port
+from logoutguard.policy import Verify
+from logoutguard.responses import (
+    Upstream,
+    build_logout_request,
+    probe_session,
+    rewrite_to_logout,
+    send_logout,
+)
+from procs import REPO, free_port, start_backend
 
 UPSTREAM = Upstream("http", "127.0.0.1", 8080)
 RULES = """
@@ -101,3 +109,26 @@ async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path)
         record = attack.metadata[META_KEY]
         assert record["action"] == "logout", record
         assert attack.request.path == "/logout" and attack.request.raw_content == b"csrf=\x80"
+
+
+# Finding 2 (found while checking finding 1 on the out-of-band path): tornado writes headers as
+# latin-1, so a surrogate-escaped byte made send_logout and probe_session raise UnicodeEncodeError
+# (out of a hook: the logout was lost, the response hook recorded an error). Fixed: headers are
+# handed to tornado as byte text, so the original bytes go out.
+async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> None:
+    backend = start_backend()
+    try:
+        request = wire_request(b"JSESSIONID=ab\xffc; csrftoken=\x80")
+        session = {"JSESSIONID": request.cookies["JSESSIONID"]}
+        upstream = Upstream("http", "127.0.0.1", backend.port)
+        policy = logout_policy("/logout", "", "csrf={csrf}")
+        policy = replace(policy, logout=replace(policy.logout, verify=Verify(check_path="/account")))
+        outcome = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
+        assert outcome.status == 200 and not outcome.error
+        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == "alive"
+        logout, probe = backend.received
+        assert dict(logout.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc; csrftoken=\x80"
+        assert logout.body == b"csrf=\x80"
+        assert dict(probe.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc"
+    finally:
+        backend.stop()
