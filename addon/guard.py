@@ -211,13 +211,15 @@ class LogoutGuard:
             "guard_session_store",
             str,
             DEFAULT_STORE,
-            "Session store: a SQLite file path or sqlite:///path (default), or 'memory'.",
+            "Session store: a SQLite file path or sqlite:///path (default), 'memory', or "
+            "redis://host:port/db (also rediss://, unix://; shared by several proxies, needs guard_session_key).",
         )
         add(
             "guard_session_key",
             str,
             "",
-            "File with the key that hashes session IDs (created 0600 when missing); empty: <store file>.key.",
+            "File with the key that hashes session IDs (created 0600 when missing); empty: <store file>.key. "
+            "Every proxy on one Redis store must use the same file.",
         )
         add(
             "guard_session_ttl", int, int(DEFAULT_TTL_S), "Seconds a session may stay idle before it expires."
