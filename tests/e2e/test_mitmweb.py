@@ -1,0 +1,143 @@
+"""End to end in mitmweb: the addon's marks, comments and metadata read back through mitmweb's own HTTP API.
+
+mitmweb 12 runs the addon in reverse mode in front of the demo app, its web interface bound to
+loopback with a password. The API takes the password as `Authorization: Bearer ...` (or `?token=`);
+POSTs also need tornado's XSRF double submit, as the frontend does it: the `_mitmproxy_xsrf`
+cookie (set by the login page) echoed in an `X-XSRFToken` header. GET /flows lists flows as JSON
+(mark, comment; no metadata); GET /flows/dump returns them as a .mitm stream, metadata included.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from mitmproxy import http as mitmhttp
+from mitmproxy import io as mitmio
+
+from e2e.browser import Browser, Reply
+from e2e.test_forced_logout import DEMO_POLICY, XSS
+from logoutguard.demo.app import DemoApp
+from procs import Mitmdump, free_port, start_mitmdump, wait_port
+
+pytestmark = pytest.mark.e2e
+
+XSRF_COOKIE = "_mitmproxy_xsrf"
+
+
+@dataclass
+class Web:
+    """A client of mitmweb's HTTP API on loopback."""
+
+    port: int
+    password: str
+
+    def call(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            conn.request(
+                method, path, body=body, headers={"Host": f"127.0.0.1:{self.port}", **(headers or {})}
+            )
+            response = conn.getresponse()
+            return Reply(response.status, response.getheaders(), response.read())
+        finally:
+            conn.close()
+
+    def get(self, path: str) -> Reply:
+        return self.call("GET", path, headers={"Authorization": f"Bearer {self.password}"})
+
+    def xsrf_token(self) -> str:
+        """The XSRF cookie, as a browser gets it: from the login page mitmweb shows without a password."""
+        page = self.call("GET", "/")
+        for name, value in page.headers:
+            if name.lower() == "set-cookie" and value.startswith(f"{XSRF_COOKIE}="):
+                return value.split(";", 1)[0].split("=", 1)[1]
+        raise AssertionError(f"mitmweb set no {XSRF_COOKIE} cookie: {page.status} {page.headers}")
+
+    def command(self, name: str, *arguments: str, xsrf: str | None) -> Reply:
+        headers = {"Authorization": f"Bearer {self.password}", "Content-Type": "application/json"}
+        if xsrf is not None:
+            headers |= {"Cookie": f"{XSRF_COOKIE}={xsrf}", "X-XSRFToken": xsrf}
+        return self.call(
+            "POST", f"/commands/{name}", json.dumps({"arguments": list(arguments)}).encode(), headers
+        )
+
+
+@dataclass
+class WebStack:
+    app: DemoApp
+    proxy: Mitmdump
+    web: Web
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[WebStack]:
+    app = DemoApp(port=0).start()
+    web = Web(free_port(), secrets.token_urlsafe(16))
+    try:
+        proxy = start_mitmdump(
+            app.url,
+            tmp_path,
+            f"guard_policy={DEMO_POLICY}",
+            f"guard_session_store={tmp_path / 'sessions.sqlite'}",
+            f"guard_audit_log={tmp_path / 'audit.jsonl'}",
+            "guard_mode=enforce",
+            "web_host=127.0.0.1",
+            f"web_port={web.port}",
+            "web_open_browser=false",
+            f"web_password={web.password}",
+            program="mitmweb",
+        )
+    except BaseException:
+        app.stop()
+        raise
+    try:
+        wait_port(web.port, proc=proxy.proc)
+        yield WebStack(app, proxy, web)
+    finally:
+        proxy.stop()
+        app.stop()
+
+
+def test_mitmweb_shows_the_forced_logout(stack: WebStack) -> None:
+    user = Browser(stack.proxy.port)
+    old = user.login()
+    assert user.get("/account").status == 200
+    assert user.get(XSS).status == 302
+    assert not stack.app.is_session_valid(old)
+
+    assert stack.web.call("GET", "/flows").status == 403  # the API wants the password
+    listed = json.loads(stack.web.get("/flows").body)
+    assert [f["request"]["path"] for f in listed] == ["/login", "/account", "/logout"]
+    login, account, attack = listed
+    assert (login["marked"], login["comment"], account["marked"], account["comment"]) == ("", "", "", "")
+    assert attack["marked"]  # the rewritten attack, shown as the logout it became
+    comment = attack["comment"]
+    assert comment.startswith("LogoutGuard: score") and "[authenticated_over_threshold]" in comment
+    assert "941100" in comment and comment.endswith("-> logout")
+
+    # flow metadata: not in the JSON list, but in the .mitm dump the API serves
+    dump = stack.web.get(f"/flows/dump?filter={quote('~marked')}")
+    assert dump.status == 200
+    flows = [f for f in mitmio.FlowReader(io.BytesIO(dump.body)).stream() if isinstance(f, mitmhttp.HTTPFlow)]
+    assert [f.id for f in flows] == [attack["id"]]
+    record = flows[0].metadata["logoutguard"]
+    assert record["action"] == "logout" and record["logout"]["probe"] == "dead"
+    assert record["original_request"]["path"].startswith("/search?q=")
+
+    # guard.explain through the command API (needs the XSRF double submit, like the frontend)
+    assert stack.web.command("guard.explain", f"@{attack['id']}", xsrf=None).status == 403
+    explained = stack.web.command("guard.explain", f"@{attack['id']}", xsrf=stack.web.xsrf_token())
+    assert explained.status == 200, explained.body
+    text = json.loads(explained.body)["value"]
+    assert "941100" in text and "situation authenticated_over_threshold -> action logout" in text
+    assert old not in text
