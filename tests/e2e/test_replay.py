@@ -112,11 +112,12 @@ OFFLINE: dict[str, list[Expect]] = {
     "defective": [CLEAN_ANON, CLEAN, XSS_LOGOUT, OLD_ID],
 }
 
-# guard.judged_request() drops the original request's redacted Cookie header, so a flow rewritten
-# into the logout is judged without its session (anonymous, no 945140, the session never ends).
+# guard.judged_request() drops the original request's redacted Cookie header, and _judge_request takes the
+# User-Agent from the rewritten request (which has none): a flow rewritten into the logout is judged
+# without its session (anonymous, no 945140) and the application's logout never ends the old ID.
 REWRITTEN_LOSES_SESSION = pytest.mark.xfail(
     strict=True,
-    reason="guard.judged_request drops the redacted Cookie of a rewritten flow's original request",
+    reason="guard.judged_request drops a rewritten flow's session cookie (and its User-Agent is not used)",
 )
 AFFECTED = {("attack", 3), ("attack", 4), ("attack", 6), ("stolen", 4), ("stolen", 5)}
 AFFECTED |= {("defective", 2), ("defective", 3)}
