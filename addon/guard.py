@@ -484,9 +484,11 @@ class LogoutGuard:
         self._audit(flow_, record, pending)
 
     # -- request side --------------------------------------------------------------------------
-    def _transaction(self, flow_: http.HTTPFlow) -> Transaction:
+    def _transaction(self, flow_: http.HTTPFlow, request: http.Request | None = None) -> Transaction:
         peer = flow_.client_conn.peername
-        return from_request(judged_request(flow_), peer[0] if peer else "", ctx.options.guard_body_limit)
+        return from_request(
+            request or judged_request(flow_), peer[0] if peer else "", ctx.options.guard_body_limit
+        )
 
     def _tracker_for(self, flow_: http.HTTPFlow) -> SessionTracker:
         """Live flows use the store; saved flows a private in-memory tracker, so judging them changes nothing."""
@@ -507,9 +509,10 @@ class LogoutGuard:
         assert self.engine is not None
         tracker = self._tracker_for(flow_)
         now = time.time() if flow_.live else flow_.request.timestamp_start
-        tx = self._transaction(flow_)
-        user_agent = flow_.request.headers.get("user-agent")
-        session_ids = request_session_ids(judged_request(flow_).headers.get_all("cookie"), self.matcher)
+        request = judged_request(flow_)
+        tx = self._transaction(flow_, request)
+        user_agent = request.headers.get("user-agent")
+        session_ids = request_session_ids(request.headers.get_all("cookie"), self.matcher)
         try:
             locked = self.policy.lockout.enabled and await tracker.is_locked_out(tx.client_addr, now)
             facts = await tracker.check_request(session_ids, tx.client_addr, user_agent, now)
@@ -763,6 +766,10 @@ class LogoutGuard:
         ):
             flow_.marked = MARK_ACTED if record.get("responded") or record.get("logout") else MARK_DETECTED
             flow_.comment = summary_comment(record)
+        elif flow_.comment.startswith("LogoutGuard:"):  # an earlier verdict of ours (a re-judged flow)
+            flow_.comment = ""
+            if flow_.marked in (MARK_ACTED, MARK_DETECTED):
+                flow_.marked = ""
 
     def _audit(self, flow_: http.HTTPFlow, record: dict[str, Any], pending: Pending | None) -> None:
         if not flow_.live or (pending is not None and pending.audited):
@@ -890,8 +897,11 @@ def judged_request(flow_: http.HTTPFlow) -> http.Request:
     request = flow_.request.copy()
     request.method = original["method"]
     request.path = original["path"]
+    # The secret headers were redacted in the record; the rewritten request carries exactly the
+    # original's session cookies and credentials, so the session is judged as it was.
+    secrets = [(k, v) for k, v in flow_.request.headers.fields if k.lower() in (b"cookie", b"authorization")]
     request.headers = http.Headers(
-        [(k.encode(), v.encode()) for k, v in original["headers"] if v != "[redacted]"]
+        [(k.encode(), v.encode()) for k, v in original["headers"] if v != "[redacted]"] + secrets
     )
     request.content = original["body"].encode("utf-8")
     return request

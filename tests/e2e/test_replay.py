@@ -112,16 +112,6 @@ OFFLINE: dict[str, list[Expect]] = {
     "defective": [CLEAN_ANON, CLEAN, XSS_LOGOUT, OLD_ID],
 }
 
-# guard.judged_request() drops the original request's redacted Cookie header, and _judge_request takes the
-# User-Agent from the rewritten request (which has none): a flow rewritten into the logout is judged
-# without its session (anonymous, no 945140) and the application's logout never ends the old ID.
-REWRITTEN_LOSES_SESSION = pytest.mark.xfail(
-    strict=True,
-    reason="guard.judged_request drops a rewritten flow's session cookie (and its User-Agent is not used)",
-)
-AFFECTED = {("attack", 3), ("attack", 4), ("attack", 6), ("stolen", 4), ("stolen", 5)}
-AFFECTED |= {("defective", 2), ("defective", 3)}
-
 
 @dataclass
 class Judged:
@@ -192,11 +182,7 @@ def test_offline_rejudging_sends_and_revokes_nothing(
 
 @pytest.mark.parametrize(
     ("name", "index"),
-    [
-        pytest.param(name, i, marks=[REWRITTEN_LOSES_SESSION] if (name, i) in AFFECTED else [])
-        for name in NAMES
-        for i in range(len(OFFLINE[name]))
-    ],
+    [pytest.param(name, i) for name in NAMES for i in range(len(OFFLINE[name]))],
 )
 def test_offline_verdict(name: str, index: int, offline: Callable[[str], Judged]) -> None:
     f = offline(name).judged[index]
