@@ -1,4 +1,4 @@
-"""Session tracking and the session store (memory, SQLite; Redis to come); see tracker.py and store.py."""
+"""Session tracking and the session store (memory, SQLite, Redis); see tracker.py and store.py."""
 
 from .cookies import DEFAULT_SESSION_COOKIE_PATTERN, CookieEvent, SessionCookieMatcher, request_session_ids
 from .factory import open_store, parse_store_spec, resolve_key

@@ -1,12 +1,14 @@
 """Redis session store: several proxies share sessions, revocations, scored-request windows and lockouts.
 
 Spec: `redis://[user:password@]host:port/db`, `rediss://...` (TLS) or `unix:///path/redis.sock?db=N`;
-query parameters `socket_timeout`, `socket_connect_timeout` (seconds, default 0.5 each) and
-`prefix` (key prefix, default "logoutguard") are understood. One Redis server (or a primary with
+query parameters `socket_connect_timeout` (seconds, default 0.5), `socket_timeout` (seconds,
+default 1.0: a busy proxy's event loop may be slow to read a prompt reply) and `prefix` (key
+prefix, default "logoutguard") are understood. One Redis server (or a primary with
 replicas/Sentinel), not Redis Cluster: the scripts touch keys of several sessions (eviction).
 
 - Never blocks the event loop: redis.asyncio, and every call is bounded (connect and socket
-  timeouts, no client-side retries, and an overall deadline per call). Every failure is a
+  timeouts, no client-side retries, and an overall deadline per call of connect + 2 x socket
+  timeout, 2.5 s by default, which also bounds waiting for a free pooled connection). Every failure is a
   StoreError naming the server, the operation and the reason. After a connection failure, calls
   fail at once for RETRY_AFTER_S instead of each waiting for a timeout; then the next call tries
   again, so the store recovers by itself when Redis returns (the connection pool reconnects).
@@ -19,7 +21,7 @@ replicas/Sentinel), not Redis Cluster: the scripts touch keys of several session
 - Only keyed hashes of session IDs are stored. Keys (prefix P):
     P:s:<hash>   a hash per session: c cookie, i issued_at, l last_seen, n network, u UA
                  fingerprint, st state, r reason, sc state_changed_at, cs cumulative score,
-                 sr scored requests (about 200 bytes)
+                 sr scored requests (about 300 bytes; 540 per session with the indexes)
     P:live       sorted set of non-revoked hashes by last_seen (for eviction, purge, list)
     P:revoked    sorted set of revoked hashes by revocation time
     P:w:<hash>   sorted set of one session's scored requests within the window (at most
@@ -75,7 +77,8 @@ except ImportError:  # the redis extra is optional: RedisStore() says so
     aioredis = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = "1"
-DEFAULT_TIMEOUT_S = 0.5
+DEFAULT_CONNECT_TIMEOUT_S = 0.5
+DEFAULT_SOCKET_TIMEOUT_S = 1.0
 DEFAULT_PREFIX = "logoutguard"
 RETRY_AFTER_S = 0.5
 MAX_CONNECTIONS = 64
@@ -363,11 +366,13 @@ def parse_url(url: str) -> tuple[str, str, str]:
     return base + (f"?{rest}" if rest else ""), f"{prefix}:", where
 
 
-def describe_error(exc: BaseException, timeout: float) -> str:
+def describe_error(exc: BaseException, socket_timeout: float, deadline: float) -> str:
     """Why a Redis call failed, in words (the exception text plus what it usually means)."""
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError | RedisTimeoutError):
-        return f"no answer within {timeout:g}s ({detail})"
+    if isinstance(exc, RedisTimeoutError):
+        return f"no answer within {socket_timeout:g}s ({detail})"
+    if isinstance(exc, TimeoutError):  # the call's own deadline (asyncio.timeout)
+        return f"no answer within {deadline:g}s (the call's deadline)"
     if isinstance(exc, RedisConnectionError | OSError):
         return f"cannot reach Redis ({detail})"
     if isinstance(exc, ResponseError):
@@ -386,7 +391,8 @@ class RedisStore(SessionStore):
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         revoked_ttl: float = DEFAULT_REVOKED_TTL_S,
         key: bytes | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT_S,
     ) -> None:
         """Validate the URL and set up a connection pool; connects to nothing yet (see the docstring)."""
         if aioredis is None:
@@ -398,7 +404,7 @@ class RedisStore(SessionStore):
         self.keep_revoked = max(revoked_ttl, ttl)
         self.url, self.prefix, self.description = parse_url(url)
         self._key_check = key_check(key) if key is not None else ""
-        self._timeout = timeout
+        self._connect_timeout, self._socket_timeout = connect_timeout, socket_timeout
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
@@ -416,16 +422,16 @@ class RedisStore(SessionStore):
                 self.url,
                 max_connections=MAX_CONNECTIONS,
                 timeout=None,  # waiting for a free connection is bounded by the call's deadline
-                socket_connect_timeout=self._timeout,
-                socket_timeout=self._timeout,
+                socket_connect_timeout=self._connect_timeout,
+                socket_timeout=self._socket_timeout,
                 retry=Retry(NoBackoff(), 0),
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"session store {self.description}: {exc}") from None
         options = pool.connection_kwargs
-        self._deadline = 2 * (
-            float(options.get("socket_connect_timeout") or self._timeout)
-            + float(options.get("socket_timeout") or self._timeout)
+        self._socket_timeout = float(options.get("socket_timeout") or self._socket_timeout)
+        self._deadline = (
+            float(options.get("socket_connect_timeout") or self._connect_timeout) + 2 * self._socket_timeout
         )
         self._client = aioredis.Redis(connection_pool=pool)
         self._scripts = {
@@ -475,7 +481,7 @@ class RedisStore(SessionStore):
         except StoreError:
             raise
         except (RedisError, OSError, EOFError) as exc:  # TimeoutError is an OSError
-            reason = describe_error(exc, self._deadline)
+            reason = describe_error(exc, self._socket_timeout, self._deadline)
             if not isinstance(exc, ResponseError):
                 self._ready = False
                 self._retry_at = time.monotonic() + RETRY_AFTER_S

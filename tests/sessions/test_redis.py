@@ -22,7 +22,13 @@ import redis
 from logoutguard.sessions.cookies import SessionCookieMatcher
 from logoutguard.sessions.factory import open_store
 from logoutguard.sessions.hashing import SessionHasher
-from logoutguard.sessions.redis import DEFAULT_TIMEOUT_S, PURGE_BATCH, RETRY_AFTER_S, RedisStore, parse_url
+from logoutguard.sessions.redis import (
+    DEFAULT_SOCKET_TIMEOUT_S,
+    PURGE_BATCH,
+    RETRY_AFTER_S,
+    RedisStore,
+    parse_url,
+)
 from logoutguard.sessions.store import SessionState, StoreError
 from logoutguard.sessions.tracker import SessionTracker
 from procs import free_port
@@ -182,7 +188,7 @@ def test_expiry_uses_redis_ttls(server: RedisServer) -> None:
     ttls["window"] = client.ttl(f"logoutguard:w:{A}")
     assert abs(ttls["active"] - 2 * day) < 10 and abs(ttls["ended"] - day) < 10
     assert abs(ttls["revoked"] - 30 * day) < 10 and abs(ttls["window"] - 600) < 10
-    assert client.memory_usage(f"logoutguard:s:{A}") < 300  # a small hash per session
+    assert client.memory_usage(f"logoutguard:s:{A}") < 512  # a small hash per session (about 300 bytes)
 
 
 def test_redis_drops_idle_sessions_by_itself(server: RedisServer) -> None:
@@ -219,7 +225,9 @@ def test_concurrent_tasks_lose_nothing(server: RedisServer) -> None:
     """200 concurrent tasks issue, touch, score and revoke one session: every increment counts, the revocation stays."""
 
     async def scenario() -> None:
-        stores = [RedisStore(server.url, key=KEY) for _ in range(4)]  # four "proxies"
+        # four "proxies"; a long socket timeout: 200 tasks on one event loop on a busy machine may
+        # read a prompt reply late, and this test is about atomicity, not timeouts
+        stores = [RedisStore(server.url + "?socket_timeout=10", key=KEY) for _ in range(4)]
         await issue(stores[0], A, 1.0)
 
         async def worker(i: int) -> None:
@@ -354,7 +362,7 @@ def test_unresponsive_redis_times_out(server: RedisServer) -> None:
             started = time.monotonic()
             with pytest.raises(StoreError, match="get failed: no answer within"):
                 await store.get(A)
-            assert time.monotonic() - started < 4 * DEFAULT_TIMEOUT_S + 0.5
+            assert time.monotonic() - started < DEFAULT_SOCKET_TIMEOUT_S + 0.5
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
         await asyncio.sleep(RETRY_AFTER_S + 0.1)
