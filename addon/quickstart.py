@@ -271,7 +271,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         options.append(("guard_policy", str(policy.resolve())))
     try:
-        argv = mitmdump_command(find_mitmdump(), args.upstream, options, extra=args.mitmdump_args)
+        argv = mitmdump_command(
+            find_mitmdump(),
+            args.upstream,
+            options,
+            listen=(args.listen_host, args.listen_port),
+            extra=args.mitmdump_args,
+        )
     except StartError as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
@@ -314,5 +320,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--upstream", required=True, help="the application's URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--policy", help="the application's policy file (YAML)")
+    p.add_argument(
+        "--listen-host",
+        default="127.0.0.1",
+        help="address the proxy listens on (default: 127.0.0.1; use 0.0.0.0 to serve other hosts)",
+    )
+    p.add_argument("--listen-port", type=int, default=8081, help="port the proxy listens on (default: 8081)")
     p.add_argument("mitmdump_args", nargs="*", help="after --: passed to mitmdump unchanged")
     p.set_defaults(func=cmd_run)

@@ -353,11 +353,6 @@ def test_readme_check_catches_a_public_bind(text: str, ok: bool) -> None:
     assert good is ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: `logoutguard run` execs mitmdump without --listen-host, so it binds every interface "
-    "(and on mitmdump's default port 8080, the README's upstream port); addon/quickstart.py cmd_run",
-)
 def test_logoutguard_run_binds_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     from logoutguard import cli
 
