@@ -171,6 +171,9 @@ def test_redis_outages_follow_the_fail_mode(tmp_path: Path, fail_mode: str) -> N
     assert f"fail mode {fail_mode}" in log
     if fail_mode == "open":
         assert "could not record the revocation (store unavailable); the logout still goes on" in log
+    else:
+        refusals = [line for line in audit_lines(tmp_path) if line["situation"] == "store_unavailable"]
+        assert len(refusals) == 4 and {line["action"] for line in refusals} == {"deny"}
     assert "Traceback" not in log
 
 
