@@ -27,7 +27,8 @@ replicas/Sentinel), not Redis Cluster: the scripts touch keys of several session
     P:w:<hash>   sorted set of one session's scored requests within the window (at most
                  MAX_WINDOW_ENTRIES; the count saturates there, far above any threshold)
     P:windows    sorted set of hashes with a window, by their newest entry
-    P:lockouts   sorted set of client networks by the end of their lockout
+    P:lockouts   sorted set of client networks by the end of their lockout (ended ones go at
+                 purge; at most max_sessions entries, the soonest-ending dropped first)
     P:meta       schema version and key check
 - Expiry: each session key carries a Redis TTL equal to what the retention rules of store.py
   give it (active: 2 x ttl after last_seen; ended/expired: ttl after the later of last_seen and
