@@ -16,6 +16,10 @@ from .engine.verdict import Verdict
 
 def cmd_rules_lint(args: argparse.Namespace) -> int:
     ruleset, problems = lint(args.paths)
+    if ruleset is not None:  # a loadable ruleset: also look for regexes that backtrack catastrophically
+        from .engine.regex_lint import lint_ruleset
+
+        problems = lint_ruleset(ruleset, probe=not args.no_probe)
     for problem in problems:
         print(problem)
     if problems:
@@ -78,8 +82,16 @@ def _rules_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     rules = sub.add_parser("rules", help="check rule files").add_subparsers(
         dest="rules_command", required=True
     )
-    p = rules.add_parser("lint", help="validate rule files; report every problem; exit 1 on any")
+    p = rules.add_parser(
+        "lint",
+        help="validate rule files and flag regexes that can backtrack catastrophically; exit 1 on any problem",
+    )
     p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the timed probe of the regexes (the static backtracking check still runs)",
+    )
     p.set_defaults(func=cmd_rules_lint)
     p = rules.add_parser("test", help="run every rule's match/no_match examples; exit 1 on any failure")
     p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
