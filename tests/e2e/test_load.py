@@ -232,7 +232,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def test_load_through_two_workers_behind_haproxy(farm: Farm) -> None:
-    warm = drive(farm.balancer.port, 1000, 120, seed=1)
+    warm = drive(farm.balancer.port, 500, 120, seed=1)
     assert warm.wrong == [], warm.wrong[:10]
     rss_before = [rss_mb(w.proc.pid) for w in farm.workers]
     started = time.monotonic()

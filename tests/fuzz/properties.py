@@ -14,7 +14,14 @@ from mitmproxy.test import tflow
 
 from logoutguard.engine.transaction import Transaction, build_transaction, byte_text, parse_cookie_header
 from logoutguard.engine.transformations import TRANSFORMATIONS
-from logoutguard.policy import FORBIDDEN_IN_VALUES, Logout, Policy, TemplateValueError, render
+from logoutguard.policy import (
+    FORBIDDEN_IN_VALUES,
+    Policy,
+    PolicyError,
+    TemplateValueError,
+    parse_policy,
+    render,
+)
 from logoutguard.responses import Upstream, build_logout_request, rewrite_to_logout
 from logoutguard.sessions.cookies import (
     SessionCookieMatcher,
@@ -184,17 +191,29 @@ def check_render(template: str, cookies: dict[str, str], headers: dict[str, str]
         assert not INJECTION & set(out), f"{template!r} rendered {out!r}"
 
 
-def logout_policy(path: str, header_template: str, body_template: str) -> Policy:
-    return Policy(
-        session_cookies=("JSESSIONID",),
-        csrf_cookie="csrftoken",
-        logout=Logout(method="POST", path=path, headers=(("X-Logout", header_template),), body=body_template),
-    )
+def logout_policy(path: str, header_template: str, body_template: str) -> Policy | None:
+    """A policy with these logout templates, through the real loader; None when it refuses them
+    (a template with CR/LF/NUL or an unknown placeholder never gets as far as a request)."""
+    data = {
+        "session": {"cookies": ["JSESSIONID"], "csrf_cookie": "csrftoken"},
+        "logout": {
+            "method": "POST",
+            "path": path,
+            "headers": {"X-Logout": header_template},
+            "body": body_template,
+        },
+    }
+    try:
+        return parse_policy(data)
+    except PolicyError:
+        return None
 
 
-def check_logout_request(request: http.Request, policy: Policy, upstream: Upstream) -> None:
+def check_logout_request(request: http.Request, policy: Policy | None, upstream: Upstream) -> None:
     """The logout request built from a request and applied to its flow: it goes to the upstream only,
     nothing injects, only the named cookies travel, and the original bytes survive the rewrite."""
+    if policy is None:
+        return
     session = dict(request_session_ids(request.headers.get_all("cookie"), MATCHER))
     try:
         logout = build_logout_request(policy, request, session, upstream)

@@ -132,3 +132,20 @@ async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> Non
         assert dict(probe.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc"
     finally:
         backend.stop()
+
+
+# Harness finding (atheris, fuzz_policy, crash-14563fd9): the target built a Policy by hand with a
+# header template holding a NUL, which the loader never lets through; the harness now builds
+# policies through parse_policy. This pins the load-time guarantee the runtime relies on.
+@pytest.mark.parametrize("bad", ["\x00\udca0", "a\rb", "x\ny", "{cookie:a}\x00"])
+@pytest.mark.parametrize("where", ["header", "body", "path"])
+def test_the_loader_refuses_cr_lf_nul_in_every_template(bad: str, where: str) -> None:
+    header, body, path = ("", "", "/logout")
+    if where == "header":
+        header = bad
+    elif where == "body":
+        body = bad
+    else:
+        path = "/" + bad
+    assert logout_policy(path, header, body) is None
+    assert logout_policy("/logout", "", "") is not None
