@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,6 @@ class Pending:
     live: bool
     logout_cookies: dict[str, str] | None = None  # set when the request was rewritten to the logout
     audited: bool = False
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class LogoutGuard:
