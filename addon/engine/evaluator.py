@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Ruleset, Target, Transformation
 from .state import EvalState
 from .variables import collect
@@ -149,15 +150,23 @@ def transform(state: EvalState, value: str, link: Link) -> str:
 def _transformed(
     state: EvalState, value: str, names: tuple[str, ...], fns: tuple[Transformation, ...]
 ) -> str:
-    """`value` through the chain, computed once per value and chain within the transaction."""
+    """`value` through the chain, computed once per value and chain within the transaction (and kept
+    across transactions for short values: transformations are pure)."""
     key = (value, names)
     cached = state.transform_cache.get(key)
     if cached is None:
-        cached = value
-        for fn in fns:
-            cached = fn(cached)
+        cached = _MEMO.get(key) if len(value) <= MAX_TEXT else None
+        if cached is None:
+            cached = value
+            for fn in fns:
+                cached = fn(cached)
+            if len(value) <= MAX_TEXT:
+                _MEMO.put(key, cached)
         state.transform_cache[key] = cached
     return cached
+
+
+_MEMO = Memo(32768)  # (short value, transformation names) -> result, kept across transactions
 
 
 def _store_captures(state: EvalState, captures: tuple[str, ...]) -> None:

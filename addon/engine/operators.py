@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .memo import MAX_TEXT, Memo
 from .rules import Captures, MacroExpander, Predicate
 from .transformations import lowercase
 
@@ -612,10 +613,30 @@ def detect_sqli(argument: str, context: OperatorContext) -> Predicate:
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
         if not value:
             return None
-        result = libinjection.is_sql_injection(_RawBytes(value))
-        return (str(result["fingerprint"]),) if result["is_sqli"] else None
+        return _remembered(_SQLI_MEMO, value, _sqli)
 
     return predicate
+
+
+def _sqli(value: str) -> Captures | None:
+    result = libinjection.is_sql_injection(_RawBytes(value))
+    return (str(result["fingerprint"]),) if result["is_sqli"] else None
+
+
+def _xss(value: str) -> Captures | None:
+    return (value,) if libinjection.is_xss(_RawBytes(value))["is_xss"] else None
+
+
+def _remembered(table: Memo, value: str, fn: Callable[[str], Captures | None]) -> Captures | None:
+    """fn(value), kept across transactions for short values (libinjection is pure and not cheap)."""
+    if len(value) > MAX_TEXT:
+        return fn(value)
+    if value in table:
+        return table[value]
+    return table.put(value, fn(value))
+
+
+_SQLI_MEMO, _XSS_MEMO = Memo(8192), Memo(8192)
 
 
 def detect_xss(argument: str, context: OperatorContext) -> Predicate:
@@ -624,7 +645,7 @@ def detect_xss(argument: str, context: OperatorContext) -> Predicate:
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
         if not value:
             return None
-        return (value,) if libinjection.is_xss(_RawBytes(value))["is_xss"] else None
+        return _remembered(_XSS_MEMO, value, _xss)
 
     return predicate
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
 from .variables import collect
 
@@ -364,8 +365,7 @@ def _on_match(pid: int, start: int, end: int, flags: int, hits: set[int]) -> Non
 Hits = set[int] | frozenset[int]
 Candidates = Callable[[Link, str, "EvalState"], list[str]]
 _NO_HITS: frozenset[int] = frozenset()
-MEMO_TEXT = 256  # texts up to this length have their scan and signature memoised per engine ...
-MEMO_ENTRIES = 8192  # ... up to this many of them
+MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -386,6 +386,8 @@ class TargetGates:
     target: Target
     plain: dict[int, tuple[tuple[int, int], ...]]  # pattern id -> (rule index, chain mask): the
     # rules a plain value (no bit of the mask in its signature) answers for with its own scan
+    lowered: dict[int, tuple[tuple[int, int], ...]]  # the same for rules that see a plain value
+    # lower-cased (or as it is and lower-cased, with multi_match) through a pattern for raw text
     any_mask: int  # union of the masks below: a value with none of these bits is plain for all
     by_mask: tuple[tuple[int, tuple[ReadChain, ...]], ...]  # chains by mask, transformed when hit
     opaque: tuple[ReadChain, ...]  # chains whose output is always computed (base64_decode, ...)
@@ -425,7 +427,7 @@ class Prefilter:
         self._phases = phases
         self._candidates = candidates  # what the operator sees for one collected value
         self._everything = frozenset(link_pids.values())
-        self._memo: dict[str, tuple[Hits, int]] = {}
+        self._memo = Memo(MEMO_ENTRIES)  # short text -> (scan, signature)
         self._keep = keep  # the links keyed by id() above stay alive with their rules
         self.stats = stats
 
@@ -453,7 +455,7 @@ class Prefilter:
     def scan(self, text: str, state: EvalState) -> Hits:
         """Pattern ids that may match `text`: memoised across transactions for short texts (header
         names and values, argument names repeat from request to request), else per transaction."""
-        if len(text) <= MEMO_TEXT:
+        if len(text) <= MAX_TEXT:
             return self._short(text)[0]
         hits = state.scan_cache.get(text)
         if hits is None:
@@ -464,9 +466,7 @@ class Prefilter:
         """(scan, signature) of a short text, memoised; the memo is emptied when it is full."""
         record = self._memo.get(text)
         if record is None:
-            if len(self._memo) >= MEMO_ENTRIES:
-                self._memo.clear()
-            record = self._memo[text] = (self._scan(text), signature(text))
+            record = self._memo.put(text, (self._scan(text), signature(text)))
         return record
 
     def _scan(self, text: str) -> Hits:
@@ -483,7 +483,7 @@ class Prefilter:
         todo = set(gates.always)
         for tg in gates.targets:
             for value in self._values(tg, state):
-                if len(value) <= MEMO_TEXT:
+                if len(value) <= MAX_TEXT:
                     hits, sig = self._short(value)
                 else:
                     hits, sig = self.scan(value, state), signature(value)
@@ -491,6 +491,12 @@ class Prefilter:
                     for index, mask in tg.plain.get(pid, ()):
                         if not sig & mask:
                             todo.add(index)
+                if tg.lowered:
+                    lowered = value.translate(_LOWER)
+                    for pid in {*hits, *self.scan(lowered, state)} if lowered != value else hits:
+                        for index, mask in tg.lowered.get(pid, ()):
+                            if not sig & mask:
+                                todo.add(index)
                 if sig & tg.any_mask:
                     for mask, chains in tg.by_mask:
                         if sig & mask:
@@ -537,12 +543,15 @@ def _broad(database: Any) -> set[int]:
 class _PhaseBuilder:
     always: list[int]
     plain: dict[Target, dict[int, list[tuple[int, int]]]]
+    lowered: dict[Target, dict[int, list[tuple[int, int]]]]
     chains: dict[Target, dict[tuple[Any, ...], tuple[Link, int, dict[int, list[int]]]]]
 
-    def gate(self, index: int, link: Link, pid: int, chain: Chain, plain_ok: bool) -> None:
-        mask = chain.mask if plain_ok else ALWAYS
+    def gate(self, index: int, link: Link, pid: int, chain: Chain, lowered: bool) -> None:
+        mask = chain.mask
         for target in link.targets:
-            self.plain.setdefault(target, {}).setdefault(pid, []).append((index, mask))
+            table = self.lowered if lowered else self.plain
+            table.setdefault(target, {}).setdefault(pid, []).append((index, mask))
+            self.plain.setdefault(target, {})
             key = (link.transforms, link.multi_match)
             _, _, rules = self.chains.setdefault(target, {}).setdefault(key, (link, mask, {}))
             rules.setdefault(pid, []).append(index)
@@ -563,8 +572,9 @@ class _PhaseBuilder:
             for mask in by_mask:
                 any_mask |= mask
             plain = {pid: tuple(entries) for pid, entries in by_pid.items()}
+            lowered = {pid: tuple(entries) for pid, entries in self.lowered.get(target, {}).items()}
             masks = tuple((mask, tuple(chains)) for mask, chains in by_mask.items())
-            targets.append(TargetGates(key, target, plain, any_mask, masks, tuple(opaque)))
+            targets.append(TargetGates(key, target, plain, lowered, any_mask, masks, tuple(opaque)))
         return PhaseGates(tuple(sorted(self.always)), tuple(targets))
 
 
@@ -601,7 +611,7 @@ def build_prefilter(
         return None
     broad = _broad(database)
     link_pids: dict[int, int] = {}
-    builders = {phase: _PhaseBuilder([], {}, {}) for phase in plans}
+    builders = {phase: _PhaseBuilder([], {}, {}, {}) for phase in plans}
     gated: set[tuple[Phase, int]] = set()
     for phase, index, n, link, pid in links:
         if pid in refused:
@@ -612,8 +622,10 @@ def build_prefilter(
         chain = chain_of(link.transforms)
         # A plain value is scanned as it is: right when the chain leaves it so, or lower-cases it
         # for a pattern compiled for lower-cased text; otherwise the value is always transformed.
-        plain_ok = not chain.lowers or (sets[pid][1] and not link.multi_match)
-        builders[phase].gate(index, link, pid, chain, plain_ok)
+        # A plain value is scanned as it is when the chain leaves it so, or when it lower-cases it
+        # for a pattern compiled for lower-cased text; else also lower-cased (see TargetGates).
+        lowered = chain.lowers and not (sets[pid][1] and not link.multi_match)
+        builders[phase].gate(index, link, pid, chain, lowered)
         gated.add((phase, index))
     for phase, phase_plan in plans.items():
         builders[phase].always.extend(
