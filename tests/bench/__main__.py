@@ -91,6 +91,12 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                 f"e2e {name}: bare {data['bare']['rps']} req/s (p50 {data['bare']['p50_ms']} ms, p99 "
                 f"{data['bare']['p99_ms']} ms), addon {data['addon']['rps']} req/s (p50 {data['addon']['p50_ms']} ms, "
                 f"p99 {data['addon']['p99_ms']} ms) -> {data['throughput_ratio']}"
+                + (
+                    f"; with the memory store {data['addon_memory_store']['rps']} req/s -> "
+                    f"{data['throughput_ratio_memory_store']}"
+                    if "addon_memory_store" in data
+                    else ""
+                )
             )
     sessions = results.get("sessions") or {}
     for backend in ("memory", "sqlite"):
