@@ -40,7 +40,7 @@ def run_target(name: str, args: list[str], corpus: Path) -> tuple[bool, str]:
         command.append(str(seeds))
     done = subprocess.run(command, capture_output=True, text=True, errors="replace")
     lines = done.stderr.splitlines()
-    summary = next((line for line in reversed(lines) if " DONE " in line), "") or next(
+    summary = next((line for line in reversed(lines) if "DONE" in line.split()), "") or next(
         (line for line in reversed(lines) if line.startswith("Done")), ""
     )
     return done.returncode == 0, summary if done.returncode == 0 else done.stderr[-4000:]
