@@ -49,7 +49,7 @@ def targets(results: dict[str, dict[str, object]]) -> dict[str, dict[str, object
     engine = results.get("engine") or {}
     if "pl1" in engine:
         values["engine_median_benign_pl1_us"] = engine["pl1"]["benign"]["median_us"]  # type: ignore[index]
-    if "rules_4x" in engine:
+    if "rules_4x" in engine and engine["rules_4x"]["factor"] == 4:  # type: ignore[index]
         values["engine_4x_rules_cost_ratio"] = engine["rules_4x"]["median_ratio"]  # type: ignore[index]
     e2e = results.get("e2e") or {}
     ratios = [v["throughput_ratio"] for v in e2e.values() if isinstance(v, dict) and "throughput_ratio" in v]
@@ -71,19 +71,19 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
         f"load {machine['load_average']}, calibration {machine['calibration_ms']} ms"
     )
     engine = results.get("engine") or {}
-    for config in ("pl1", "pl4", "pl1_re_only"):
+    for config in [k for k, v in engine.items() if isinstance(v, dict) and "benign" in v]:
         for corpus in ("benign", "attacks"):
             data = (engine.get(config) or {}).get(corpus)  # type: ignore[union-attr]
             if data:
                 lines.append(
-                    f"engine {config:<11} {corpus:<7} median {data['median_us']:>8} us  p99 {data['p99_us']:>8} us  "
+                    f"engine {config:<14} {corpus:<7} median {data['median_us']:>8} us  p99 {data['p99_us']:>8} us  "
                     f"phases {data['phases_median_us']}"
                 )
     if "rules_4x" in engine:
         g = engine["rules_4x"]
         lines.append(
-            f"engine {g['factor']}x rules ({g['rules']}): median {g['multiplied']['median_us']} us vs "  # type: ignore[index]
-            f"{g['shipped']['median_us']} us -> {g['median_ratio']}x"  # type: ignore[index]
+            f"engine {g['factor']}x rules ({g['rules']}): median {g['multiplied_median_us']} us vs "
+            f"{g['shipped_median_us']} us -> {g['median_ratio']}x"
         )
     for name, data in (results.get("e2e") or {}).items():
         if isinstance(data, dict) and "throughput_ratio" in data:
