@@ -153,9 +153,20 @@ def test_http_flood_of_random_session_ids(flood_stack: Stack) -> None:
     warm = run_flood(stack.proxy.port, 30, limit_per_client=150)
     assert warm.unexpected == []
     rss_before = rss_mb(stack.proxy.proc.pid)
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:  # RSS every tenth of the run, to tell a plateau from a leak
+        while not stop.wait(HTTP_SECONDS / 10):
+            samples.append(rss_mb(stack.proxy.proc.pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     started = time.monotonic()
     result = run_flood(stack.proxy.port, HTTP_SECONDS)
     elapsed = time.monotonic() - started
+    stop.set()
+    sampler.join()
     rss_after = rss_mb(stack.proxy.proc.pid)
     rows_after = session_rows(stack.store)
     audit = stack.audit.read_bytes()  # one line per stripped request: it grows with the flood (reported)
@@ -163,7 +174,7 @@ def test_http_flood_of_random_session_ids(flood_stack: Stack) -> None:
     print(
         f"\nHTTP flood: {result.sent} requests with random IDs in {elapsed:.1f}s ({result.sent / elapsed:.0f}/s, "
         f"{CLIENTS} keep-alive clients) after {warm.sent} warm-up; store rows {rows_before} -> {rows_after}; "
-        f"app logouts {counts.logouts}; mitmdump RSS {rss_before:.1f} -> {rss_after:.1f} MB; audit log {audit_lines} lines, {len(audit) / 1e6:.1f} MB"
+        f"app logouts {counts.logouts}; mitmdump RSS {rss_before:.1f} -> {rss_after:.1f} MB (samples {' '.join(f'{x:.1f}' for x in samples)}); audit log {audit_lines} lines, {len(audit) / 1e6:.1f} MB"
     )
     assert result.unexpected == [], result.unexpected[:5]
     assert result.sent > 1000
