@@ -31,8 +31,7 @@ from .engine.verdict import Match, Verdict
 from .policy import Decision, Policy, PolicyError, TemplateValueError, decide, load_policy
 from .responses import (
     Upstream,
-    answer_after_out_of_band,
-    apply_client_response,
+    answer_after_logout,
     build_logout_request,
     confirms_logout,
     deny,
@@ -136,7 +135,6 @@ class Pending:
     client: str
     user_agent: str | None
     live: bool
-    logout_cookies: dict[str, str] | None = None  # set when the request was rewritten to the logout
     audited: bool = False
 
 
@@ -460,10 +458,8 @@ class LogoutGuard:
                 pending = Pending(state, verdict.matches, [], state.tx.client_addr, None, flow_.live)
             if not record.get("responded"):  # the response came from the application
                 await self._learn(flow_, pending)
-            if pending.logout_cookies is not None:
-                await self._verify_logout(flow_, pending, record)
-            elif not record.get("responded") and not record.get("error"):
-                record = self._judge_response(flow_, pending, record)
+                if not record.get("error"):
+                    record = self._judge_response(flow_, pending, record)
         except Exception as exc:
             log.exception(f"LogoutGuard: judging the response to {flow_.request.path} failed")
             record = {**record, "error": f"{type(exc).__name__}: {exc}"}
@@ -473,14 +469,8 @@ class LogoutGuard:
     async def error(self, flow_: http.HTTPFlow) -> None:
         pending = self._pending.pop(flow_.id, None)
         record = flow_.metadata.get(META_KEY)
-        if not isinstance(record, dict):
-            return
-        if pending is not None and pending.logout_cookies is not None:
-            error = flow_.error.msg if flow_.error else "unknown error"
-            record.setdefault("logout", {}).update({"ok": False, "error": f"upstream failed: {error}"})
-            log.warning(f"LogoutGuard: forced logout request failed ({error}); the session stays revoked")
-            self._annotate(flow_, record)
-        self._audit(flow_, record, pending)
+        if isinstance(record, dict):
+            self._audit(flow_, record, pending)
 
     # -- request side --------------------------------------------------------------------------
     def _transaction(self, flow_: http.HTTPFlow, request: http.Request | None = None) -> Transaction:
@@ -659,33 +649,39 @@ class LogoutGuard:
             deny(flow_, self.policy.actions.deny_status)
             return "deny (logout not sent)"
         info.update(method=request.method, path=request.path.split("?", 1)[0])
-        if logout.mode == "rewrite":
+        rewrite = logout.mode == "rewrite"
+        if rewrite:  # the malicious request itself becomes the logout request (kept in the flow)
             record["original_request"] = original_request_record(flow_.request)
             rewrite_to_logout(flow_, request, upstream)
-            pending.logout_cookies = cookies
-            return "logout"
+        # Sent by the addon, bounded by the policy's timeout (mitmproxy has no upstream read timeout).
         outcome = await send_logout(request, upstream, logout.timeout)
         outcome.ok = outcome.status is not None and status_ok(outcome.status, logout)
-        outcome.confirmed = (
-            confirms_logout(outcome.set_cookies, cookies) if outcome.status is not None else None
-        )
         if outcome.status is not None:
+            outcome.confirmed = confirms_logout(outcome.set_cookies, cookies)
+            await self._learn_set_cookies(flow_, pending, outcome.set_cookies)
             outcome.probe = await probe_session(upstream, self.policy, _cookie_header(cookies))
         info.update(outcome.to_json())
         if not outcome.ok:
-            log.warning(
-                f"LogoutGuard: out-of-band logout failed (status {outcome.status}, {outcome.error or 'unexpected status'}); the session stays revoked"
-            )
-        answer_after_out_of_band(flow_, logout.client_response, outcome)
-        return "logout (out-of-band)"
+            reason = outcome.error or f"unexpected status {outcome.status}"
+            log.warning(f"LogoutGuard: forced logout request failed ({reason}); the session stays revoked")
+        answer_after_logout(flow_, logout.client_response, outcome)
+        return "logout" if rewrite else "logout (out-of-band)"
 
     # -- response side -------------------------------------------------------------------------
     async def _learn(self, flow_: http.HTTPFlow, pending: Pending) -> None:
         assert flow_.response is not None
-        set_cookies = flow_.response.headers.get_all("set-cookie")
+        await self._learn_set_cookies(flow_, pending, flow_.response.headers.get_all("set-cookie"))
+
+    async def _learn_set_cookies(
+        self, flow_: http.HTTPFlow, pending: Pending, set_cookies: list[str]
+    ) -> None:
+        """Record what the application's Set-Cookie headers did to the sessions (issued, ended)."""
         if not set_cookies:
             return
-        now = time.time() if flow_.live else (flow_.response.timestamp_start or flow_.request.timestamp_start)
+        if flow_.live:
+            now = time.time()
+        else:
+            now = flow_.response.timestamp_start if flow_.response else flow_.request.timestamp_start
         tracker = self._tracker_for(flow_)
         try:
             await tracker.learn_from_response(
@@ -694,27 +690,6 @@ class LogoutGuard:
             self._store_ok()
         except StoreError as exc:
             self._store_failed(exc)
-
-    async def _verify_logout(self, flow_: http.HTTPFlow, pending: Pending, record: dict[str, Any]) -> None:
-        """Did the application confirm the forced logout, and is the old session dead there?"""
-        assert flow_.response is not None and pending.logout_cookies is not None
-        logout, info = self.policy.logout, record.setdefault("logout", {})
-        status = flow_.response.status_code
-        info.update(
-            status=status,
-            ok=status_ok(status, logout),
-            confirmed=confirms_logout(flow_.response.headers.get_all("set-cookie"), pending.logout_cookies),
-        )
-        upstream = self.upstream(flow_)
-        if flow_.live and upstream is not None:
-            info["probe"] = await probe_session(upstream, self.policy, _cookie_header(pending.logout_cookies))
-        if not info["ok"]:
-            log.warning(
-                f"LogoutGuard: the application answered the forced logout with {status}; the session stays revoked"
-            )
-        if flow_.live:
-            apply_client_response(flow_, logout.client_response)
-        record["responded"] = True
 
     def _judge_response(
         self, flow_: http.HTTPFlow, pending: Pending, record: dict[str, Any]

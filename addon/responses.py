@@ -23,6 +23,7 @@ DENY_PAGE = (
 )
 ORIGINAL_BODY_KEPT = 64 * 1024
 SECRET_HEADERS = ("cookie", "authorization", "proxy-authorization")
+LOGOUT_USER_AGENT = "LogoutGuard (forced logout)"
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ def build_logout_request(
     def fill(template: str) -> str:
         return render(template, cookies, headers, session_header, policy.csrf_cookie)
 
-    out: list[tuple[str, str]] = [("Host", upstream.authority)]
+    # Our own User-Agent, never the request's (it may carry the attack); a policy header may set one.
+    out: list[tuple[str, str]] = [("Host", upstream.authority), ("User-Agent", LOGOUT_USER_AGENT)]
     cookie_value = "; ".join(f"{k}={cookies[k]}" for k in cookies if k in cookie_names)
     for value in (cookie_value, headers.get("authorization", "")):
         if any(c in value for c in "\r\n\x00"):
@@ -190,7 +192,8 @@ class LogoutOutcome:
     probe: str = "not run"  # dead | alive | failed: ... | not run
     elapsed_ms: float = 0.0
     set_cookies: list[str] = field(default_factory=list)
-    body: bytes = b""  # the application's logout response body (out-of-band), bounded
+    body: bytes = b""  # the application's logout response body, bounded
+    headers: list[tuple[str, str]] = field(default_factory=list)  # and its headers
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -222,12 +225,13 @@ async def send_logout(logout: LogoutRequest, upstream: Upstream, timeout: float)
         follow_redirects=False,
         allow_nonstandard_methods=True,
         validate_cert=False,
-        decompress_response=True,
+        decompress_response=False,  # sends no Accept-Encoding: only the policy's headers go out
     )
     try:
         response = await asyncio.wait_for(AsyncHTTPClient().fetch(request, raise_error=False), timeout + 1)
         outcome.status = response.code
         outcome.set_cookies = response.headers.get_list("Set-Cookie")
+        outcome.headers = list(response.headers.get_all())
         outcome.body = (response.body or b"")[:ORIGINAL_BODY_KEPT]
         if response.code == 599:
             outcome.error = str(response.error or "connection failed")
@@ -290,36 +294,41 @@ def confirms_logout(set_cookie_values: list[str], session_cookies: dict[str, str
     return False
 
 
-def answer_after_out_of_band(flow: http.HTTPFlow, client: ClientResponse, outcome: LogoutOutcome) -> None:
-    """Answer the client of an out-of-band logout: the app's logout response, a redirect or a page."""
+HOP_BY_HOP = (
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "upgrade",
+)
+
+
+def answer_after_logout(flow: http.HTTPFlow, client: ClientResponse, outcome: LogoutOutcome) -> None:
+    """Answer the client of a forced logout as the policy says: the application's own logout
+    response (502 when it gave none), a redirect, or a page; the app's Set-Cookie headers are kept."""
     if client.type == "redirect":
         redirect(flow, client.location, outcome.set_cookies)
         return
-    if client.type == "application" and outcome.status is not None:
-        status, body = outcome.status, outcome.body
+    if client.type == "application":
+        if outcome.status is None:
+            deny(flow, 502)
+            return
+        response = http.Response.make(outcome.status, outcome.body)
+        response.headers = http.Headers(
+            [
+                (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+                for k, v in outcome.headers
+                if k.lower() not in HOP_BY_HOP
+            ]
+        )
+        response.headers["Content-Length"] = str(len(outcome.body))
     else:
-        status, body = client.status, client.body.encode("utf-8")
-    response = http.Response.make(
-        status, body, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
-    )
-    for value in outcome.set_cookies:
-        response.headers.add("Set-Cookie", value)
-    flow.response = response
-
-
-def apply_client_response(flow: http.HTTPFlow, client: ClientResponse) -> None:
-    """After a rewrite the app answered the logout; give the client what the policy says instead."""
-    if client.type == "application" or flow.response is None:
-        return
-    set_cookies = flow.response.headers.get_all("Set-Cookie")
-    if client.type == "redirect":
-        redirect(flow, client.location, set_cookies)
-        return
-    response = http.Response.make(
-        client.status,
-        client.body.encode("utf-8"),
-        {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
-    )
-    for value in set_cookies:
-        response.headers.add("Set-Cookie", value)
+        response = http.Response.make(
+            client.status,
+            client.body.encode("utf-8"),
+            {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
+        )
+        for value in outcome.set_cookies:
+            response.headers.add("Set-Cookie", value)
     flow.response = response

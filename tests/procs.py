@@ -52,6 +52,7 @@ class Backend:
     server: ThreadingHTTPServer
     received: list[Received] = field(default_factory=list)
     response_body: bytes = b"<html><body>backend ok</body></html>"
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -80,6 +81,8 @@ def start_backend() -> Backend:
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in backend.response_headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
 

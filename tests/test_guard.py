@@ -13,6 +13,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from logoutguard.engine.engine import Engine
 from logoutguard.guard import META_KEY, LogoutGuard
+from procs import start_backend
 
 RULES = """
 category: test
@@ -344,43 +345,70 @@ AUTH = {
 async def test_attack_on_a_session_becomes_the_logout_request(
     guard: LogoutGuard, rules_dir: Path, tmp_path: Path
 ) -> None:
+    app = start_backend()  # the application: answers the logout with a new session cookie
+    app.response_body = b"logged out"
+    app.response_headers = [("Set-Cookie", "JSESSIONID=NEW; Path=/; HttpOnly")]
+    try:
+        with taddons.context(guard) as tctx:
+            tctx.configure(guard, **session_options(rules_dir, tmp_path, mode=[f"reverse:{app.url}"]))
+            await login(guard)
+            f = flow_for(
+                "http://evil.test/search?q=1 union select pass", headers={**AUTH, "Host": "evil.test"}
+            )
+            await guard.request(f)
+            record = f.metadata[META_KEY]
+            assert record["situation"] == "authenticated_over_threshold" and record["action"] == "logout"
+            # the flow's request is now the logout request, and exactly that reached the application
+            req = f.request
+            assert (req.method, req.path, req.host, req.port) == ("POST", "/logout", "127.0.0.1", app.port)
+            assert req.content == b"csrf=T1"
+            sent = {
+                "Host": f"127.0.0.1:{app.port}",
+                "User-Agent": "LogoutGuard (forced logout)",
+                "Cookie": "JSESSIONID=S1; csrftoken=T1",
+                "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q=",
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Length": "7",
+            }
+            assert dict(req.headers) == sent
+            [got] = app.received
+            assert (got.method, got.path, got.body) == ("POST", "/logout", b"csrf=T1")
+            assert {k: v for k, v in got.headers if k != "Connection"} == sent
+            original = record["original_request"]
+            assert original["path"] == "http://evil.test/search?q=1 union select pass"
+            assert ["Cookie", "[redacted]"] in original["headers"]
+            assert await guard.tracker.store.is_revoked(record["session"]["hash"])
+            # the client gets the policy's redirect, with the application's new cookie
+            assert f.response.status_code == 302 and f.response.headers["Location"] == "/login?bye=1"
+            assert f.response.headers["Set-Cookie"].startswith("JSESSIONID=NEW")
+            logout = record["logout"]
+            assert logout["confirmed"] is True and logout["ok"] is True and logout["status"] == 200
+            assert logout["probe"] == "not run"  # the policy names no check path
+            await guard.response(f)  # our own answer: nothing more happens
+            assert f.response.status_code == 302
+            # the old ID is refused from now on, with the policy's revoked-session action
+            again = flow_for("/account", headers=AUTH)
+            await guard.request(again)
+            assert again.metadata[META_KEY]["situation"] == "revoked_session"
+            assert again.response.status_code == 302 and again.response.headers["Location"] == "/login"
+            audit = (tmp_path / "audit.jsonl").read_text()
+            assert "S1" not in audit.replace("S1=", "") and "Z3Vlc3Q6" not in audit and "logout" in audit
+    finally:
+        app.stop()
+
+
+async def test_logout_to_a_dead_upstream_still_revokes_and_answers(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
     with taddons.context(guard) as tctx:
-        tctx.configure(guard, **session_options(rules_dir, tmp_path))
+        tctx.configure(guard, **session_options(rules_dir, tmp_path))  # nothing listens on port 9
         await login(guard)
-        f = flow_for("http://evil.test/search?q=1 union select pass", headers={**AUTH, "Host": "evil.test"})
+        f = flow_for("/search?q=union select", headers=AUTH)
         await guard.request(f)
-        record = f.metadata[META_KEY]
-        assert record["situation"] == "authenticated_over_threshold" and record["action"] == "logout"
-        req = f.request
-        assert (req.method, req.path, req.host, req.port) == ("POST", "/logout", "127.0.0.1", 9)
-        assert req.content == b"csrf=T1"
-        assert dict(req.headers) == {
-            "Host": "127.0.0.1:9",
-            "Cookie": "JSESSIONID=S1; csrftoken=T1",
-            "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q=",
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Content-Length": "7",
-        }
-        original = record["original_request"]
-        assert original["path"] == "http://evil.test/search?q=1 union select pass"
-        assert ["Cookie", "[redacted]"] in original["headers"]
-        assert await guard.tracker.store.is_revoked(record["session"]["hash"])
-        # the application answers the logout: the client gets the policy's redirect, cookies kept
-        f.response = tutils.tresp(status_code=200, content=b"logged out")
-        f.response.headers["Set-Cookie"] = "JSESSIONID=NEW; Path=/; HttpOnly"
-        await guard.response(f)
-        assert f.response.status_code == 302 and f.response.headers["Location"] == "/login?bye=1"
-        assert f.response.headers["Set-Cookie"].startswith("JSESSIONID=NEW")
         logout = f.metadata[META_KEY]["logout"]
-        assert logout["confirmed"] is True and logout["ok"] is True
-        assert logout["probe"] == "not run"  # the policy names no check path
-        # the old ID is refused from now on, with the policy's revoked-session action
-        again = flow_for("/account", headers=AUTH)
-        await guard.request(again)
-        assert again.metadata[META_KEY]["situation"] == "revoked_session"
-        assert again.response.status_code == 302 and again.response.headers["Location"] == "/login"
-        audit = (tmp_path / "audit.jsonl").read_text()
-        assert "S1" not in audit.replace("S1=", "") and "Z3Vlc3Q6" not in audit and "logout" in audit
+        assert logout["ok"] is False and logout["status"] is None and logout["error"]
+        assert f.response.status_code == 302  # the policy's answer all the same
+        assert await guard.tracker.store.is_revoked(f.metadata[META_KEY]["session"]["hash"])
 
 
 async def test_unknown_session_is_stripped_and_passed_as_anonymous(
