@@ -308,9 +308,9 @@ def readme_commands(text: str) -> list[list[str]]:
     commands = []
     for span in code_spans(text):
         for line in re.sub(r"\\\n\s*", " ", span).splitlines():
-            m = re.search(r"(?:\S*/)?(?:mitmweb|mitmdump) .*", line)
+            m = re.match(r"\s*((?:\S*/)?(?:mitmweb|mitmdump) .*)", line)  # a line that runs it (not prose)
             if m:
-                commands.append(shlex.split(m.group(0).replace("...", "")))
+                commands.append(shlex.split(m.group(1).replace("...", "")))
     return commands
 
 
@@ -341,6 +341,11 @@ def test_readme_commands_bind_to_loopback() -> None:
         ("```sh\n.venv/bin/mitmdump -s addon/main.py \\\n    --listen-host 0.0.0.0\n```", False),
         ("run `mitmdump -s addon/main.py --mode reverse:http://a` and", False),
         ("`mitmdump -n -r saved.mitm -s addon/main.py`; mitmdump with the addon", True),
+        ("```\nclient -> HAProxy :8000 -> mitmdump worker 1 :8081\n```", True),
+        (
+            "```sh\nfor i in 1 2; do\n  mitmdump --mode reverse:http://a --listen-port 808$i &\ndone\n```",
+            False,
+        ),
     ],
 )
 def test_readme_check_catches_a_public_bind(text: str, ok: bool) -> None:
