@@ -155,15 +155,29 @@ def _transformed(
     key = (value, names)
     cached = state.transform_cache.get(key)
     if cached is None:
-        cached = _MEMO.get(key) if len(value) <= MAX_TEXT else None
+        short = len(value) <= MAX_TEXT
+        cached = _MEMO.get(key) if short else None
         if cached is None:
-            cached = value
-            for fn in fns:
+            cached = value if short else _long_steps(state, value, names, fns)
+            for fn in fns if short else ():
                 cached = fn(cached)
-            if len(value) <= MAX_TEXT:
+            if short:
                 _MEMO.put(key, cached)
         state.transform_cache[key] = cached
     return cached
+
+
+def _long_steps(state: EvalState, value: str, names: tuple[str, ...], fns: tuple[Transformation, ...]) -> str:
+    """A long value (a body) step by step, each (text, step) once per transaction: the many chains that
+    start with url_decode_uni decode the body once."""
+    cache = state.transform_cache
+    for name, fn in zip(names, fns, strict=True):
+        step = (value, name)  # a str second item never equals a chain key's tuple
+        result = cache.get(step)
+        if result is None:
+            result = cache[step] = fn(value)
+        value = result
+    return value
 
 
 _MEMO = Memo(32768)  # (short value, transformation names) -> result, kept across transactions

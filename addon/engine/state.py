@@ -33,7 +33,8 @@ class EvalState:
     # Variables a body processor or adapter fills in (XML, MULTIPART_STRICT_ERROR, ...): name -> values
     extra_vars: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # (value, transformation names) -> transformed value; shared by all rules of the transaction
-    transform_cache: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
+    # (evaluator._long_steps also keeps (long text, one transformation name) -> result here)
+    transform_cache: dict[tuple[str, object], str] = field(default_factory=dict)
     # collection -> its (name, value) pairs; variables._keyed also keeps member-name indexes here
     collect_cache: dict[str, Any] = field(default_factory=dict)
     # The engine's prefilter (prefilter.py) and its per-transaction answers: what it derived from the

@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 Transformation = Callable[[str], str]
 
@@ -161,7 +162,17 @@ def url_decode(value: str) -> str:
     """ModSecurity urlDecode: %xx -> byte, + -> space; an invalid or truncated % stays as it is."""
     if "%" not in value and "+" not in value:
         return value
-    return _URL_ESCAPE.sub(_url_char, value)
+    return _unquote(value) or _URL_ESCAPE.sub(_url_char, value)
+
+
+def _unquote(value: str) -> str | None:
+    """url_decode through urllib's C-speed helpers (the same result: valid %xx decoded, + -> space,
+    the rest kept), or None for a value that is not byte text."""
+    try:
+        data = value.replace("+", " ").encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return unquote_to_bytes(data).decode("latin-1")
 
 
 def _url_char_uni(m: re.Match[str]) -> str:
@@ -174,6 +185,8 @@ def url_decode_uni(value: str) -> str:
     """ModSecurity urlDecodeUni: url_decode plus %uXXXX -> low byte (full-width ASCII -> ASCII)."""
     if "%" not in value and "+" not in value:
         return value
+    if "%u" not in value and "%U" not in value:
+        return url_decode(value)
     return _URL_ESCAPE_UNI.sub(_url_char_uni, value)
 
 

@@ -428,3 +428,12 @@ def test_normalize_path_shortcut_never_skips_work(value: str) -> None:
 
     assert TRANSFORMATIONS["normalize_path"](value) == _normalize_path(value, win=False)
     assert TRANSFORMATIONS["normalize_path_win"](value) == _normalize_path(value, win=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("%+aAfF09gu\x00\xff\u0100 "), max_size=14))
+def test_url_decode_fast_path_matches_the_escape_regex(value: str) -> None:
+    from logoutguard.engine import transformations as t
+
+    assert t.url_decode(value) == t._URL_ESCAPE.sub(t._url_char, value)
+    assert t.url_decode_uni(value) == t._URL_ESCAPE_UNI.sub(t._url_char_uni, value)
