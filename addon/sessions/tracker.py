@@ -35,6 +35,9 @@ STATE_NONE = "none"
 STATE_UNKNOWN = "unknown"
 _SEVERITY = {STATE_NONE: 0, "active": 1, STATE_UNKNOWN: 2, "expired": 3, "ended": 4, "revoked": 5}
 ADOPTED_REASON = "adopted during the learning grace period"
+# At most this many unknown IDs are adopted per client network during the grace period: a flood of
+# invented IDs must not fill the store and evict the sessions the application really issued.
+ADOPTIONS_PER_NETWORK = 100
 HASH_PREFIX = "hash:"
 
 
@@ -116,6 +119,7 @@ class SessionTracker:
         self.matcher = matcher
         self.grace_period_s = grace_period_s
         self.started_at = started_at
+        self._adoptions: dict[str, int] = {}  # client network -> IDs adopted during the grace period
 
     def in_grace(self, now: float) -> bool:
         return now < self.started_at + self.grace_period_s
@@ -163,8 +167,9 @@ class SessionTracker:
         in_grace = self.in_grace(now)
         record = await self.store.get(id_hash)
         if record is None:
-            if not in_grace:
+            if not in_grace or self._adoptions.get(network, 0) >= ADOPTIONS_PER_NETWORK:
                 return SessionFacts(STATE_UNKNOWN, in_grace, cookie=name, id_hash=id_hash)
+            self._adoptions[network] = self._adoptions.get(network, 0) + 1
             await self.store.issue(
                 id_hash,
                 cookie_name=name,
