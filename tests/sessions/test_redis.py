@@ -227,7 +227,9 @@ def test_concurrent_tasks_lose_nothing(server: RedisServer) -> None:
     async def scenario() -> None:
         # four "proxies"; a long socket timeout: 200 tasks on one event loop on a busy machine may
         # read a prompt reply late, and this test is about atomicity, not timeouts
-        stores = [RedisStore(server.url + "?socket_timeout=10", key=KEY) for _ in range(4)]
+        stores = [
+            RedisStore(server.url + "?socket_timeout=10&socket_connect_timeout=10", key=KEY) for _ in range(4)
+        ]
         await issue(stores[0], A, 1.0)
 
         async def worker(i: int) -> None:
