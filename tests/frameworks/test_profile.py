@@ -1,0 +1,22 @@
+"""Profiles of the framework apps as data (no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+from frameworks.apps import NAMES, PROFILES
+from frameworks.profile import TokenStore
+
+
+def test_every_profile_is_json_able_and_complete() -> None:
+    assert set(PROFILES) == set(NAMES)
+    for name, profile in PROFILES.items():
+        data = json.loads(json.dumps(profile.as_dict()))
+        assert data["name"] == name and data["session_cookies"]
+        assert data["logout"]["path"].startswith("/") and data["logout"]["method"] in ("GET", "POST")
+        assert data["logged_in"] != data["logged_out"]
+        assert data["csrf"]["store"] in {t.value for t in TokenStore}
+        if profile.csrf.store is TokenStore.COOKIE:
+            assert profile.csrf.cookie
+        if profile.csrf.store is not TokenStore.NONE:
+            assert profile.csrf.form_field
