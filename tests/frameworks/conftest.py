@@ -18,3 +18,8 @@ def django_app(framework_apps: AppPool) -> RunningApp:
 @pytest.fixture
 def django_csrf_sessions_app(framework_apps: AppPool) -> RunningApp:
     return framework_apps.get("django-csrf-sessions")
+
+
+@pytest.fixture
+def flask_app(framework_apps: AppPool) -> RunningApp:
+    return framework_apps.get("flask")

@@ -20,3 +20,10 @@ def test_every_profile_is_json_able_and_complete() -> None:
             assert profile.csrf.cookie
         if profile.csrf.store is not TokenStore.NONE:
             assert profile.csrf.form_field
+
+
+def test_only_flask_has_no_server_store_and_only_flask_a_remember_cookie() -> None:
+    assert [n for n, p in PROFILES.items() if p.store is None] == ["flask"]
+    assert {n: p.remember_cookie for n, p in PROFILES.items() if p.remember_cookie} == {
+        "flask": "remember_token"
+    }
