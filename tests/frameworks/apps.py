@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from frameworks import django_runner, flask_runner
+from frameworks import django_runner, express_runner, flask_runner
 from frameworks.profile import AppProfile
 from frameworks.running import RunningApp
 
@@ -13,12 +13,14 @@ STARTERS: dict[str, Callable[[Path], RunningApp]] = {
     "django": django_runner.start,
     "django-csrf-sessions": lambda folder: django_runner.start(folder, csrf_use_sessions=True),
     "flask": flask_runner.start,
+    "express": express_runner.start,
 }
 
 PROFILES: dict[str, AppProfile] = {
     "django": django_runner.PROFILE,
     "django-csrf-sessions": django_runner.PROFILE_CSRF_IN_SESSION,
     "flask": flask_runner.PROFILE,
+    "express": express_runner.PROFILE,
 }
 
 NAMES = tuple(STARTERS)

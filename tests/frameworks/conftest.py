@@ -23,3 +23,8 @@ def django_csrf_sessions_app(framework_apps: AppPool) -> RunningApp:
 @pytest.fixture
 def flask_app(framework_apps: AppPool) -> RunningApp:
     return framework_apps.get("flask")
+
+
+@pytest.fixture
+def express_app(framework_apps: AppPool) -> RunningApp:
+    return framework_apps.get("express")
