@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from frameworks import django_runner, express_runner, flask_runner
+from frameworks import django_runner, express_runner, flask_runner, php_runner
 from frameworks.profile import AppProfile
 from frameworks.running import RunningApp
 
@@ -14,6 +14,7 @@ STARTERS: dict[str, Callable[[Path], RunningApp]] = {
     "django-csrf-sessions": lambda folder: django_runner.start(folder, csrf_use_sessions=True),
     "flask": flask_runner.start,
     "express": express_runner.start,
+    "php": php_runner.start,
 }
 
 PROFILES: dict[str, AppProfile] = {
@@ -21,6 +22,7 @@ PROFILES: dict[str, AppProfile] = {
     "django-csrf-sessions": django_runner.PROFILE_CSRF_IN_SESSION,
     "flask": flask_runner.PROFILE,
     "express": express_runner.PROFILE,
+    "php": php_runner.PROFILE,
 }
 
 NAMES = tuple(STARTERS)

@@ -28,3 +28,8 @@ def flask_app(framework_apps: AppPool) -> RunningApp:
 @pytest.fixture
 def express_app(framework_apps: AppPool) -> RunningApp:
     return framework_apps.get("express")
+
+
+@pytest.fixture
+def php_app(framework_apps: AppPool) -> RunningApp:
+    return framework_apps.get("php")
