@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from frameworks import django_runner, express_runner, flask_runner, php_runner
+from frameworks import django_runner, express_runner, flask_runner, php_runner, servlet_runner
 from frameworks.profile import AppProfile
 from frameworks.running import RunningApp
 
@@ -15,6 +15,7 @@ STARTERS: dict[str, Callable[[Path], RunningApp]] = {
     "flask": flask_runner.start,
     "express": express_runner.start,
     "php": php_runner.start,
+    "servlet": servlet_runner.start,
 }
 
 PROFILES: dict[str, AppProfile] = {
@@ -23,6 +24,7 @@ PROFILES: dict[str, AppProfile] = {
     "flask": flask_runner.PROFILE,
     "express": express_runner.PROFILE,
     "php": php_runner.PROFILE,
+    "servlet": servlet_runner.PROFILE,
 }
 
 NAMES = tuple(STARTERS)

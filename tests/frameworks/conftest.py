@@ -33,3 +33,8 @@ def express_app(framework_apps: AppPool) -> RunningApp:
 @pytest.fixture
 def php_app(framework_apps: AppPool) -> RunningApp:
     return framework_apps.get("php")
+
+
+@pytest.fixture
+def servlet_app(framework_apps: AppPool) -> RunningApp:
+    return framework_apps.get("servlet")
