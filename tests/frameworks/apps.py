@@ -37,3 +37,29 @@ def start_app(name: str, folder: Path) -> RunningApp:
         raise ValueError(f"unknown framework app {name!r} (known: {', '.join(NAMES)})")
     folder.mkdir(parents=True, exist_ok=True)
     return STARTERS[name](folder)
+
+
+def profile_table() -> str:
+    """The profiles as a Markdown table (README.md in this folder carries it; a test keeps them equal)."""
+    csrf_text = {
+        "cookie": "`{cookie}` cookie, echoed in field `{form_field}`",
+        "server_session": "server-side session only; field `{form_field}` in the page",
+        "signed_session_cookie": "signed session cookie; field `{form_field}` in the page",
+        "none": "no CSRF check",
+    }
+    rows = [
+        "| app | session cookie | remember-me | CSRF token | logout | logged in | logged out | session before login |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in PROFILES.items():
+        csrf = csrf_text[p.csrf.store.value].format(cookie=p.csrf.cookie, form_field=p.csrf.form_field)
+        logged_in = f"`{p.logged_in.path}` {p.logged_in.status} “{p.logged_in.marker}”"
+        logged_out = f"`{p.logged_out.path}` {p.logged_out.status} " + (
+            f"→ `{p.logged_out.location}`" if p.logged_out.location else f"“{p.logged_out.marker}”"
+        )
+        remember = f"`{p.remember_cookie}`" if p.remember_cookie else "—"
+        rows.append(
+            f"| {name} | `{', '.join(p.session_cookies)}` | {remember} | {csrf} | {p.logout.method} "
+            f"`{p.logout.path}` | {logged_in} | {logged_out} | {'yes' if p.session_before_login else 'no'} |"
+        )
+    return "\n".join(rows)

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from frameworks.process import MissingComponent, launch
 from frameworks.profile import USER, AppProfile, Check, Csrf, LoginForm, Logout, TokenStore
-from frameworks.running import RunningApp
+from frameworks.running import NoServerStore, RunningApp, StoredSession
 from procs import free_port
 
 SITE = Path(__file__).resolve().parent / "flask_app"
+NO_STORE = (
+    "flask: no server-side session store, the signed `session` cookie is the session (see decode_cookie)"
+)
 
 PROFILE = AppProfile(
     name="flask",
@@ -47,6 +50,12 @@ class FlaskApp(RunningApp):
     def __init__(self, *args: object, secret_key: str) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
         self.secret_key = secret_key
+
+    def session(self, session_id: str) -> StoredSession | None:
+        raise NoServerStore(NO_STORE)
+
+    def sessions(self) -> dict[str, StoredSession]:
+        raise NoServerStore(NO_STORE)
 
     def decode_cookie(self, value: str) -> dict[str, object]:
         """What a `session` cookie value carries (verified with the app's key, as the app would)."""

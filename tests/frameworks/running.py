@@ -43,12 +43,13 @@ class RunningApp:
         return AppClient(self.profile, base_url or self.url, cookies=cookies)
 
     def session(self, session_id: str) -> StoredSession | None:
-        """Ask the app's own store for the session whose cookie value is `session_id` (None: not there)."""
-        raise NoServerStore(f"{self.profile.name}: {self.profile.notes[0] if self.profile.notes else ''}")
+        """Ask the app's own store for the session whose cookie value is `session_id` (None: not there).
+        Raises NoServerStore when the app keeps none."""
+        raise NotImplementedError
 
     def sessions(self) -> dict[str, StoredSession]:
-        """Every session in the app's own store."""
-        raise NoServerStore(self.profile.name)
+        """Every session in the app's own store (keyed by the store's own key)."""
+        raise NotImplementedError
 
     def log(self) -> str:
         return self.process.log()

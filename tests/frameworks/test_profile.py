@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from frameworks.apps import NAMES, PROFILES
+from frameworks.apps import NAMES, PROFILES, profile_table
 from frameworks.profile import TokenStore
 
 
@@ -27,3 +28,10 @@ def test_only_flask_has_no_server_store_and_only_flask_a_remember_cookie() -> No
     assert {n: p.remember_cookie for n, p in PROFILES.items() if p.remember_cookie} == {
         "flask": "remember_token"
     }
+
+
+def test_the_readme_carries_the_current_profile_table() -> None:
+    readme = (Path(__file__).parent / "README.md").read_text()
+    assert profile_table() in readme, (
+        "tests/frameworks/README.md: paste frameworks.apps.profile_table() again"
+    )
