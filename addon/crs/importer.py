@@ -11,13 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..engine.operators import OPERATORS, OperatorContext, OperatorError
-from ..engine.rules import Action, Link, Marker, Operator, Phase, Rule, Target
+from ..engine.pcre import RegexError, compile_pcre
+from ..engine.rules import SEVERITY_SCORES, Action, Link, Marker, Operator, Phase, Rule, Target, severity_name
+from ..engine.targets import TargetError, target_of
 from ..engine.transformations import TRANSFORMATIONS
-from ..engine.variables import COLLECTIONS
 from .actions import ParseError, parse_generic
 from .modsec import ADAPTER_VARIABLES
-from .operators import FALLBACK
-from .regex import RegexError, compile_pcre
 from .seclang import (
     ActionList,
     Node,
@@ -81,17 +80,6 @@ CTL_IGNORED = {
     "hashengine",
     "hashenforcement",
 }
-SEVERITIES = {
-    "0": "emergency",
-    "1": "alert",
-    "2": "critical",
-    "3": "error",
-    "4": "warning",
-    "5": "notice",
-    "6": "info",
-    "7": "debug",
-}
-SEVERITY_SCORE = {"emergency": 5, "alert": 5, "critical": 5, "error": 4, "warning": 3, "notice": 2}
 TRANSFORMATION_ALIASES = {
     "utf8tounicode": "utf8_to_unicode",
     "normalisepath": "normalize_path",
@@ -350,9 +338,7 @@ def _build_entry(
         return None, info
     for note in dict.fromkeys(notes):  # once per rule and reason
         problems.append(ImportProblem(where.file, where.line, rule_id, note, skipped=False))
-    severity = SEVERITIES.get(
-        _last(head_actions, "severity") or "", (_last(head_actions, "severity") or "").lower()
-    )
+    severity = severity_name(_last(head_actions, "severity") or "")
     rule = Rule(
         id=rule_id,
         msg=_last(head_actions, "msg") or "",
@@ -360,7 +346,7 @@ def _build_entry(
         head=links[0],
         chain=tuple(links[1:]),
         severity=severity or "notice",
-        score=SEVERITY_SCORE.get(severity, 0),
+        score=SEVERITY_SCORES.get(severity, 0),
         paranoia=paranoia,
         category=_category(tags, where.file),
         tags=tags,
@@ -519,27 +505,12 @@ def parse_targets(text: str, notes: list[str]) -> tuple[tuple[Target, ...], tupl
     targets: list[Target] = []
     exclusions: list[Target] = []
     for name, key in items:
-        excluded = name.startswith("!")
-        count = name.startswith("&")
-        collection = name.lstrip("!&").upper()
-        if collection in PERSISTENT_COLLECTIONS:
-            notes.append(f"{collection} is a persistent collection: always empty in LogoutGuard")
-        elif collection not in COLLECTIONS and collection not in ADAPTER_VARIABLES:
-            raise Unsupported(f"variable {collection} is not supported")
-        key_regex = None
-        if (
-            key is not None
-            and len(key) >= 2
-            and key.startswith("/")
-            and key.endswith("/")
-            and collection != "XML"
-        ):
-            try:
-                key_regex = re.compile(compile_pcre(key[1:-1]).pattern, re.IGNORECASE | re.DOTALL | re.ASCII)
-            except (RegexError, re.error) as exc:
-                raise Unsupported(f"bad key regex in {name}:{key}: {exc}") from None
-            key = None
-        target = Target(collection, key or None, key_regex, count=count)
+        try:
+            excluded, target = target_of(name, key, also=ADAPTER_VARIABLES | PERSISTENT_COLLECTIONS)
+        except TargetError as exc:
+            raise Unsupported(str(exc)) from None
+        if target.collection in PERSISTENT_COLLECTIONS:
+            notes.append(f"{target.collection} is a persistent collection: always empty in LogoutGuard")
         (exclusions if excluded else targets).append(target)
     if not targets:
         raise Unsupported(f"no target in {text!r}")
@@ -583,7 +554,7 @@ def build_operator(text: str, rules_dir: Path) -> Operator:
     else:
         raw, argument = "rx", body
     name = operator_name(raw)
-    factory = FALLBACK.get("rx") if name == "rx" else OPERATORS.get(name) or FALLBACK.get(name)
+    factory = OPERATORS.get(name)
     if factory is None:
         if name in ("detect_sqli", "detect_xss"):
             raise Unsupported(f"@{raw} needs libinjection (pip install 'logoutguard[libinjection]')")

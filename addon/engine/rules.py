@@ -18,7 +18,27 @@ class Phase(IntEnum):
 REQUEST_PHASES = (Phase.REQUEST_HEADERS, Phase.REQUEST_BODY)
 RESPONSE_PHASES = (Phase.RESPONSE_HEADERS, Phase.RESPONSE_BODY)
 
-SEVERITY_SCORES: dict[str, int] = {"critical": 5, "error": 4, "warning": 3, "notice": 2}
+# The severities of ModSecurity, by number 0-7, and what a match of each is worth in anomaly points.
+SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
+SEVERITY_SCORES: dict[str, int] = {
+    "emergency": 5,
+    "alert": 5,
+    "critical": 5,
+    "error": 4,
+    "warning": 3,
+    "notice": 2,
+    "info": 0,
+    "debug": 0,
+}
+
+
+def severity_name(text: str) -> str:
+    """`2` or `CRITICAL` -> `critical`: ModSecurity takes a severity's number or its name."""
+    text = text.strip()
+    if text.isdigit() and int(text) < len(SEVERITIES):
+        return SEVERITIES[int(text)]
+    return text.lower()
+
 
 # A predicate gets a transformed value and the macro environment of the transaction and answers
 # None (no match) or the captures: (whole match, group 1, ...) — at least one string.
@@ -36,6 +56,7 @@ class Target:
     key: str | None = None
     key_regex: re.Pattern[str] | None = None
     count: bool = False
+    key_pattern: str | None = field(default=None, compare=False)  # the key regex as written (PCRE)
 
     def selects(self, name: str) -> bool:
         """Does this (key-limited) target select the member `name` of its collection?"""
@@ -48,7 +69,7 @@ class Target:
     def __str__(self) -> str:
         text = self.collection
         if self.key_regex is not None:
-            text += f":/{self.key_regex.pattern}/"
+            text += f":/{self.key_pattern if self.key_pattern is not None else self.key_regex.pattern}/"
         elif self.key is not None:
             text += f":{self.key}"
         return ("&" if self.count else "") + text
