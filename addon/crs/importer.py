@@ -7,12 +7,24 @@ skipped; parts that cannot change a verdict (logging, persistence) are dropped w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.operators import OPERATORS, OperatorContext, OperatorError
 from ..engine.pcre import RegexError, compile_pcre
-from ..engine.rules import SEVERITY_SCORES, Action, Link, Marker, Operator, Phase, Rule, Target, severity_name
+from ..engine.rules import (
+    CTL_SETTINGS,
+    SEVERITY_SCORES,
+    Action,
+    Ctl,
+    Link,
+    Marker,
+    Operator,
+    Phase,
+    Rule,
+    Target,
+    severity_name,
+)
 from ..engine.targets import TargetError, target_of
 from ..engine.transformations import TRANSFORMATIONS
 from .actions import ParseError, parse_generic
@@ -60,15 +72,6 @@ METADATA = {
 # Actions on persistent collections (IP, GLOBAL, SESSION, USER): not kept by LogoutGuard.
 PERSISTENCE = {"initcol", "expirevar", "setsid", "setuid", "setrsc", "deprecatevar"}
 PERSISTENT_COLLECTIONS = {"IP", "GLOBAL", "SESSION", "USER", "RESOURCE", "GEO"}
-CTL_KEPT = {
-    "ruleremovebyid",
-    "ruleremovebytag",
-    "ruleremovetargetbyid",
-    "ruleremovetargetbytag",
-    "forcerequestbodyvariable",
-    "requestbodyprocessor",
-    "ruleengine",
-}
 CTL_IGNORED = {
     "auditengine",
     "auditlogparts",
@@ -189,40 +192,12 @@ def import_nodes(nodes: list[Node], pinned: dict[str, str] | None = None) -> Imp
             items.append(rule)
             if item.node.is_action and len(item.node.parts) == 1:
                 _static_setvars(rule, static_tx)
-    return ImportResult(_expand_ctl_ranges(items), infos, problems, static_tx)
-
-
-_RANGE_CTL = re.compile(r"^\s*ruleRemoveTargetById\s*=\s*(\d+)\s*-\s*(\d+)\s*;(.*)$", re.IGNORECASE)
-
-
-def _expand_ctl_ranges(items: list[Rule | Marker]) -> list[Rule | Marker]:
-    """`ctl:ruleRemoveTargetById=941000-942999;ARGS:x` -> one ctl per loaded rule id in the range."""
-    known = sorted(i.id for i in items if isinstance(i, Rule))
-
-    def expand(action: Action) -> list[Action]:
-        m = _RANGE_CTL.match(action.argument) if action.kind == "ctl" else None
-        if m is None:
-            return [action]
-        low, high = int(m.group(1)), int(m.group(2))
-        return [Action("ctl", f"ruleRemoveTargetById={i};{m.group(3)}") for i in known if low <= i <= high]
-
-    out: list[Rule | Marker] = []
-    for item in items:
-        if isinstance(item, Rule) and any(
-            _RANGE_CTL.match(a.argument) for link in item.links for a in link.actions
-        ):
-            links = [
-                replace(link, actions=tuple(x for a in link.actions for x in expand(a)))
-                for link in item.links
-            ]
-            item = replace(item, head=links[0], chain=tuple(links[1:]))
-        out.append(item)
-    return out
+    return ImportResult(items, infos, problems, static_tx)
 
 
 def _static_setvars(rule: Rule, static_tx: dict[str, str]) -> None:
     for action in rule.head.actions:
-        if action.kind == "setvar" and "%{" not in action.argument and "=" in action.argument:
+        if isinstance(action, Action) and "%{" not in action.argument and "=" in action.argument:
             name, _, value = action.argument.partition("=")
             key = name.strip().lower().removeprefix("tx.")
             if not value.startswith(("+", "-")):
@@ -456,7 +431,7 @@ def _build_link(
     transforms = _transforms(actions)
     fns = tuple(TRANSFORMATIONS[name] for name in transforms)
     operator = build_operator(part.operator, Path(part.where.file).parent)
-    link_actions: list[Action] = []
+    link_actions: list[Action | Ctl] = []
     for key, value in actions:
         key_l = key.lower()
         if key_l == "setvar":
@@ -578,10 +553,10 @@ def _setvar(argument: str, pinned: dict[str, str], notes: list[str]) -> Action |
     return Action("setvar", expression)
 
 
-def _ctl(argument: str, notes: list[str]) -> Action | None:
+def _ctl(argument: str, notes: list[str]) -> Ctl | None:
     name = argument.partition("=")[0].strip().lower()
-    if name in CTL_KEPT:
-        return Action("ctl", argument)
+    if name in CTL_SETTINGS:
+        return Ctl.parse(argument)
     if name in CTL_IGNORED:
         return None
     notes.append(f"ctl:{argument} dropped: not supported")

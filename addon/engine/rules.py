@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from .pcre import RegexError, compile_pcre
+
 
 class Phase(IntEnum):
     REQUEST_HEADERS = 1
@@ -88,14 +90,96 @@ class Operator:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A non-disruptive action run when a rule (or chain link) matches.
-
-    kinds: `setvar` (argument `name=value`, `name=+n`, `name=-n`, `!name`), `ctl` (`name=value`),
-    `capture` is a flag on the rule instead.
-    """
+    """A `setvar` run when a rule (or chain link) matches: `name=value`, `name=+n`, `name=-n`, `!name`.
+    (`capture` is a flag of the link; `ctl:` actions are Ctl.)"""
 
     kind: str
     argument: str
+
+
+# The ctl settings the engine applies (SecLang names, lower-case).
+CTL_SETTINGS = frozenset(
+    {
+        "ruleremovebyid",
+        "ruleremovebytag",
+        "ruleremovetargetbyid",
+        "ruleremovetargetbytag",
+        "forcerequestbodyvariable",
+        "requestbodyprocessor",
+        "ruleengine",
+    }
+)
+IdRanges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ctl:
+    """A `ctl:` action, parsed when its rule is loaded: the setting it changes for this transaction.
+
+    `setting` is one of CTL_SETTINGS; `value` the value as written. What the value says is parsed here
+    once: `ids` (ruleRemoveById: ids and ranges; ruleRemoveTargetById: the rule ids, a range allowed),
+    `target` (ruleRemoveTargetBy*), `tag` (ruleRemoveTargetByTag), `pattern` (ruleRemoveByTag, PCRE; a
+    tag that is no regex is taken literally), `on` (ruleEngine: off? forceRequestBodyVariable: on?) and
+    `processor` (requestBodyProcessor). A value holding a %{macro} is parsed again, expanded, each time
+    the rule matches (`dynamic`)."""
+
+    setting: str
+    value: str
+    ids: IdRanges = ()
+    target: Target | None = None
+    tag: str = ""
+    pattern: re.Pattern[str] | None = None
+    on: bool = False
+    processor: str = ""
+    dynamic: bool = False
+
+    @classmethod
+    def parse(cls, argument: str) -> Ctl:
+        """`ruleRemoveTargetById=942100;ARGS:pwd` -> Ctl. Raises ValueError for a setting not in CTL_SETTINGS."""
+        name, _, value = argument.partition("=")
+        setting, value = name.strip().lower(), value.strip()
+        if setting not in CTL_SETTINGS:
+            raise ValueError(f"ctl:{name.strip()} is not supported")
+        if "%{" in value:
+            return cls(setting, value, dynamic=True)
+        return cls.of(setting, value)
+
+    @classmethod
+    def of(cls, setting: str, value: str) -> Ctl:
+        """The Ctl for a known setting and a (macro-free) value."""
+        if setting == "ruleremovebyid":
+            return cls(setting, value, ids=_id_ranges(value.split()))
+        if setting in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
+            selector, _, text = value.partition(";")
+            collection, _, key = text.strip().partition(":")
+            target = Target(collection.strip().upper(), key.strip() or None)
+            if setting == "ruleremovetargetbytag":
+                return cls(setting, value, target=target, tag=selector.strip())
+            return cls(setting, value, ids=_id_ranges([selector.strip()]), target=target)
+        if setting == "ruleremovebytag":
+            try:
+                pattern = compile_pcre(value)
+            except RegexError:
+                pattern = re.compile(re.escape(value))
+            return cls(setting, value, pattern=pattern)
+        if setting == "ruleengine":
+            return cls(setting, value, on=value.lower() == "off")
+        if setting == "forcerequestbodyvariable":
+            return cls(setting, value, on=value.lower() in ("on", "1", "true"))
+        return cls(setting, value, processor=value.upper())  # requestbodyprocessor
+
+
+def _id_ranges(parts: list[str]) -> IdRanges:
+    """`["942100", "942200-942299"]` -> ((942100, 942100), (942200, 942299)); other parts are ignored."""
+    out = []
+    for part in parts:
+        low, dash, high = part.partition("-")
+        low, high = low.strip(), high.strip()
+        if dash and low.isdigit() and high.isdigit():
+            out.append((int(low), int(high)))
+        elif not dash and low.isdigit():
+            out.append((int(low), int(low)))
+    return tuple(out)
 
 
 # An example is a value placed into the rule's example target, or a request given as a mapping
@@ -121,7 +205,7 @@ class Link:
     operator: Operator
     multi_match: bool = False
     capture: bool = False
-    actions: tuple[Action, ...] = ()
+    actions: tuple[Action | Ctl, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
