@@ -34,8 +34,7 @@ from .seclang import (
     Node,
     Other,
     RemoveById,
-    RemoveByMsg,
-    RemoveByTag,
+    RemoveByPattern,
     RulePart,
     SecDefaultAction,
     SecMarker,
@@ -43,6 +42,7 @@ from .seclang import (
     UpdateAction,
     UpdateTarget,
     Where,
+    parse_id_ranges,
 )
 
 BUILTIN_DEFAULT: ActionList = (("phase", "2"), ("log", None), ("auditlog", None), ("pass", None))
@@ -215,15 +215,14 @@ def _apply_directive(
             rid = entry.node.id
             if rid is not None and any(lo <= rid <= hi for lo, hi in node.ranges):
                 entry.removed = True
-    elif isinstance(node, RemoveByTag | RemoveByMsg):
+    elif isinstance(node, RemoveByPattern):
         try:
             pattern = compile_pcre(node.pattern)
         except RegexError as exc:
             problems.append(ImportProblem(where.file, where.line, None, f"bad pattern: {exc}", False))
             return
-        name = "tag" if isinstance(node, RemoveByTag) else "msg"
         for entry in entries:
-            values = [v or "" for k, v in entry.node.head.actions if k.lower() == name]
+            values = [v or "" for k, v in entry.node.head.actions if k.lower() == node.by]
             if any(pattern.search(v) for v in values):
                 entry.removed = True
     elif isinstance(node, UpdateTarget):
@@ -249,10 +248,7 @@ def _apply_directive(
 def _selected(node: UpdateTarget, entries: list[_Entry], problems: list[ImportProblem]) -> list[_Entry]:
     if node.by == "id":
         try:
-            ranges = [
-                (int(a), int(b or a))
-                for a, _, b in (p.partition("-") for p in node.selector.replace(",", " ").split())
-            ]
+            ranges = parse_id_ranges(node.selector)
         except ValueError:
             problems.append(
                 ImportProblem(node.where.file, node.where.line, None, f"bad rule id {node.selector!r}", False)

@@ -19,13 +19,12 @@ import os
 import posixpath
 import re
 from dataclasses import replace
-from urllib.parse import unquote_to_bytes
 from xml.parsers import expat
 
-from ..engine.bodies import JsonNaming, parse_json, parse_multipart
+from ..engine.bodies import JsonNaming, parse_json, parse_multipart, parse_urlencoded
 from ..engine.rules import Phase
 from ..engine.state import EvalState
-from ..engine.transaction import Pairs, Transaction
+from ..engine.transaction import Transaction
 
 # Variables this module supplies (through state.extra_vars) that the engine itself does not have.
 ADAPTER_VARIABLES = frozenset({"UNIQUE_ID", "DURATION"})
@@ -164,7 +163,7 @@ def request_headers_view(tx: Transaction) -> Transaction:
     return replace(
         tx,
         cookies=tuple(cookies),
-        query_args=parse_arguments(tx.query),
+        query_args=parse_urlencoded(tx.query),
         body_args=(),
         files=(),
         part_headers=(),
@@ -191,7 +190,7 @@ def request_body_view(
     if not tx.body or not processor:
         return replace(tx, body_processor=processor), extra
     if processor == "URLENCODED":
-        return replace(tx, body_processor=processor, body_args=parse_arguments(tx.body)), extra
+        return replace(tx, body_processor=processor, body_args=parse_urlencoded(tx.body)), extra
     if processor == "MULTIPART":
         content_type = tx.header("Content-Type") or ""
         parsed = parse_multipart(content_type, tx.body)
@@ -307,21 +306,6 @@ def parse_cookies_v0(header: str) -> list[tuple[str, str]]:
         if name:
             out.append((name, value if eq else ""))
     return out
-
-
-def _urldecode(text: str) -> str:
-    return unquote_to_bytes(text.replace("+", " ").encode("latin-1", "replace")).decode("latin-1")
-
-
-def parse_arguments(text: str) -> Pairs:
-    """ModSecurity's parse_arguments with `&`: name[=value] pairs, `+` and %xx decoded, empty pieces skipped."""
-    out = []
-    for piece in text.split("&"):
-        if not piece:
-            continue
-        name, _, value = piece.partition("=")
-        out.append((_urldecode(name), _urldecode(value)))
-    return tuple(out)
 
 
 def _bytes_text(text: str) -> str:

@@ -497,47 +497,39 @@ class _RawBytes(str):
         return str.encode(self, "latin-1", "replace")
 
 
-def detect_sqli(argument: str, context: OperatorContext) -> Predicate:
-    """libinjection SQLi detection; the capture is the fingerprint, as in ModSecurity."""
-
-    def predicate(value: str, expand: MacroExpander) -> Captures | None:
-        if not value:
-            return None
-        return _remembered(_SQLI_MEMO, value, _sqli)
-
-    return predicate
-
-
 def _sqli(value: str) -> Captures | None:
+    """libinjection SQLi detection; the capture is the fingerprint, as in ModSecurity."""
     result = libinjection.is_sql_injection(_RawBytes(value))
     return (str(result["fingerprint"]),) if result["is_sqli"] else None
 
 
 def _xss(value: str) -> Captures | None:
+    """libinjection XSS detection; the capture is the value."""
     return (value,) if libinjection.is_xss(_RawBytes(value))["is_xss"] else None
 
 
-def _remembered(table: Memo, value: str, fn: Callable[[str], Captures | None]) -> Captures | None:
-    """fn(value), kept across transactions for short values (libinjection is pure and not cheap)."""
-    if len(value) > MAX_TEXT:
-        return fn(value)
-    if value in table:
-        return table[value]
-    return table.put(value, fn(value))
+def _libinjection_operator(check: Callable[[str], Captures | None]) -> OperatorFactory:
+    """A factory for a libinjection check; results for short values are kept across transactions
+    (libinjection is pure and not cheap)."""
+    memo = Memo(8192)
+
+    def factory(argument: str, context: OperatorContext) -> Predicate:
+        def predicate(value: str, expand: MacroExpander) -> Captures | None:
+            if not value:
+                return None
+            if len(value) > MAX_TEXT:
+                return check(value)
+            if value in memo:
+                return memo[value]
+            return memo.put(value, check(value))
+
+        return predicate
+
+    return factory
 
 
-_SQLI_MEMO, _XSS_MEMO = Memo(8192), Memo(8192)
-
-
-def detect_xss(argument: str, context: OperatorContext) -> Predicate:
-    """libinjection XSS detection; the capture is the value."""
-
-    def predicate(value: str, expand: MacroExpander) -> Captures | None:
-        if not value:
-            return None
-        return _remembered(_XSS_MEMO, value, _xss)
-
-    return predicate
+detect_sqli = _libinjection_operator(_sqli)
+detect_xss = _libinjection_operator(_xss)
 
 
 OPERATORS: dict[str, OperatorFactory] = {

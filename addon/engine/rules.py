@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -148,14 +148,14 @@ class Ctl:
     def of(cls, setting: str, value: str) -> Ctl:
         """The Ctl for a known setting and a (macro-free) value."""
         if setting == "ruleremovebyid":
-            return cls(setting, value, ids=_id_ranges(value.split()))
+            return cls(setting, value, ids=id_ranges(value.split())[0])  # parts that are no id: ignored
         if setting in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
             selector, _, text = value.partition(";")
             collection, _, key = text.strip().partition(":")
             target = Target(collection.strip().upper(), key.strip() or None)
             if setting == "ruleremovetargetbytag":
                 return cls(setting, value, target=target, tag=selector.strip())
-            return cls(setting, value, ids=_id_ranges([selector.strip()]), target=target)
+            return cls(setting, value, ids=id_ranges([selector.strip()])[0], target=target)
         if setting == "ruleremovebytag":
             try:
                 pattern = compile_pcre(value)
@@ -169,17 +169,21 @@ class Ctl:
         return cls(setting, value, processor=value.upper())  # requestbodyprocessor
 
 
-def _id_ranges(parts: list[str]) -> IdRanges:
-    """`["942100", "942200-942299"]` -> ((942100, 942100), (942200, 942299)); other parts are ignored."""
-    out = []
+def id_ranges(parts: Iterable[str]) -> tuple[IdRanges, tuple[str, ...]]:
+    """Rule ids and id ranges: `["942100", "942200-942299", "x"]` -> (((942100, 942100), (942200, 942299)),
+    ("x",)): the ranges, and the parts that are neither."""
+    ranges: list[tuple[int, int]] = []
+    bad: list[str] = []
     for part in parts:
         low, dash, high = part.partition("-")
         low, high = low.strip(), high.strip()
         if dash and low.isdigit() and high.isdigit():
-            out.append((int(low), int(high)))
+            ranges.append((int(low), int(high)))
         elif not dash and low.isdigit():
-            out.append((int(low), int(low)))
-    return tuple(out)
+            ranges.append((int(low), int(low)))
+        else:
+            bad.append(part)
+    return tuple(ranges), tuple(bad)
 
 
 # An example is a value placed into the rule's example target, or a request given as a mapping

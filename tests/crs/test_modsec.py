@@ -7,7 +7,6 @@ import pytest
 from logoutguard.crs.modsec import (
     apache_path,
     check_content_disposition,
-    parse_arguments,
     parse_cookies_v0,
     parse_xml,
     processor_for,
@@ -46,18 +45,6 @@ def test_apache_path(raw, expected):
 )
 def test_parse_cookies_v0(header, pairs):
     assert parse_cookies_v0(header) == pairs
-
-
-@pytest.mark.parametrize(
-    ("text", "pairs"),
-    [
-        ("a=1&b=%41+B&&c", (("a", "1"), ("b", "A B"), ("c", ""))),
-        ("x=%zz%4", (("x", "%zz%4"),)),  # invalid escapes stay
-        ("a=1&a=2", (("a", "1"), ("a", "2"))),
-    ],
-)
-def test_parse_arguments(text, pairs):
-    assert parse_arguments(text) == pairs
 
 
 def test_xml_text_and_attributes():

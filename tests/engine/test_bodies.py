@@ -120,8 +120,19 @@ def test_empty_body_is_nothing() -> None:
     assert parse_body("application/json", "") == ParsedBody()
 
 
-def test_urlencoded_is_byte_exact() -> None:
-    assert parse_urlencoded("a=%C3%A9&b=%FF&c") == (("a", "\xc3\xa9"), ("b", "\xff"), ("c", ""))
+@pytest.mark.parametrize(
+    ("text", "pairs"),
+    [  # as ModSecurity's parse_arguments splits them (the CRS engine's view uses this too)
+        ("a=1&b=%41+B&&c", (("a", "1"), ("b", "A B"), ("c", ""))),
+        ("x=%zz%4", (("x", "%zz%4"),)),  # invalid escapes stay
+        ("a=1&a=2", (("a", "1"), ("a", "2"))),
+        ("a=1;b=2", (("a", "1;b=2"),)),  # only `&` separates
+        ("a=%C3%A9&b=%FF&c", (("a", "\xc3\xa9"), ("b", "\xff"), ("c", ""))),  # byte-exact
+        ("=v&n=", (("", "v"), ("n", ""))),
+    ],
+)
+def test_parse_urlencoded(text: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    assert parse_urlencoded(text) == pairs
 
 
 MULTIPART = (
