@@ -191,7 +191,8 @@ def _store_captures(state: EvalState, captures: tuple[str, ...]) -> None:
 def _run_action(state: EvalState, action: Action | Ctl) -> None:
     if isinstance(action, Ctl):
         apply_ctl(state, action)
-        state.prefilter_cache.clear()  # a ctl may change what a target reads (e.g. REQUEST_BODY)
+        state.collect_cache.clear()  # a ctl may change what a target reads (e.g. REQUEST_BODY)
+        state.prefilter_cache.clear()
     elif action.kind == "setvar":
         state.set_var(action.argument)
 

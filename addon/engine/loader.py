@@ -205,13 +205,15 @@ def _freeze(example: Any) -> Any:
 def _build_link(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: Any) -> Link | None:
     targets: list[Target] = []
     exclusions: list[Target] = []
+    parsed_all = True
     for n, text in enumerate(raw["targets"]):
         parsed = _parse_target(text, f"{prefix}targets[{n}]", problem)
         if parsed is None:
+            parsed_all = False
             continue
         excluded, target = parsed
         (exclusions if excluded else targets).append(target)
-    if not targets:
+    if not targets and parsed_all:
         problem(f"{prefix}targets", "needs at least one target that is not an exclusion")
     fns = []
     for n, name in enumerate(raw.get("transforms", [])):
