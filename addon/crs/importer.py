@@ -7,24 +7,34 @@ skipped; parts that cannot change a verdict (logging, persistence) are dropped w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.operators import OPERATORS, OperatorContext, OperatorError
-from ..engine.rules import Action, Link, Marker, Operator, Phase, Rule, Target
+from ..engine.pcre import RegexError, compile_pcre
+from ..engine.rules import (
+    CTL_SETTINGS,
+    SEVERITY_SCORES,
+    Action,
+    Ctl,
+    Link,
+    Marker,
+    Operator,
+    Phase,
+    Rule,
+    Target,
+    severity_name,
+)
+from ..engine.targets import TargetError, target_of
 from ..engine.transformations import TRANSFORMATIONS
-from ..engine.variables import COLLECTIONS
 from .actions import ParseError, parse_generic
 from .modsec import ADAPTER_VARIABLES
-from .operators import FALLBACK
-from .regex import RegexError, compile_pcre
 from .seclang import (
     ActionList,
     Node,
     Other,
     RemoveById,
-    RemoveByMsg,
-    RemoveByTag,
+    RemoveByPattern,
     RulePart,
     SecDefaultAction,
     SecMarker,
@@ -32,6 +42,7 @@ from .seclang import (
     UpdateAction,
     UpdateTarget,
     Where,
+    parse_id_ranges,
 )
 
 BUILTIN_DEFAULT: ActionList = (("phase", "2"), ("log", None), ("auditlog", None), ("pass", None))
@@ -61,15 +72,6 @@ METADATA = {
 # Actions on persistent collections (IP, GLOBAL, SESSION, USER): not kept by LogoutGuard.
 PERSISTENCE = {"initcol", "expirevar", "setsid", "setuid", "setrsc", "deprecatevar"}
 PERSISTENT_COLLECTIONS = {"IP", "GLOBAL", "SESSION", "USER", "RESOURCE", "GEO"}
-CTL_KEPT = {
-    "ruleremovebyid",
-    "ruleremovebytag",
-    "ruleremovetargetbyid",
-    "ruleremovetargetbytag",
-    "forcerequestbodyvariable",
-    "requestbodyprocessor",
-    "ruleengine",
-}
 CTL_IGNORED = {
     "auditengine",
     "auditlogparts",
@@ -81,17 +83,6 @@ CTL_IGNORED = {
     "hashengine",
     "hashenforcement",
 }
-SEVERITIES = {
-    "0": "emergency",
-    "1": "alert",
-    "2": "critical",
-    "3": "error",
-    "4": "warning",
-    "5": "notice",
-    "6": "info",
-    "7": "debug",
-}
-SEVERITY_SCORE = {"emergency": 5, "alert": 5, "critical": 5, "error": 4, "warning": 3, "notice": 2}
 TRANSFORMATION_ALIASES = {
     "utf8tounicode": "utf8_to_unicode",
     "normalisepath": "normalize_path",
@@ -201,40 +192,12 @@ def import_nodes(nodes: list[Node], pinned: dict[str, str] | None = None) -> Imp
             items.append(rule)
             if item.node.is_action and len(item.node.parts) == 1:
                 _static_setvars(rule, static_tx)
-    return ImportResult(_expand_ctl_ranges(items), infos, problems, static_tx)
-
-
-_RANGE_CTL = re.compile(r"^\s*ruleRemoveTargetById\s*=\s*(\d+)\s*-\s*(\d+)\s*;(.*)$", re.IGNORECASE)
-
-
-def _expand_ctl_ranges(items: list[Rule | Marker]) -> list[Rule | Marker]:
-    """`ctl:ruleRemoveTargetById=941000-942999;ARGS:x` -> one ctl per loaded rule id in the range."""
-    known = sorted(i.id for i in items if isinstance(i, Rule))
-
-    def expand(action: Action) -> list[Action]:
-        m = _RANGE_CTL.match(action.argument) if action.kind == "ctl" else None
-        if m is None:
-            return [action]
-        low, high = int(m.group(1)), int(m.group(2))
-        return [Action("ctl", f"ruleRemoveTargetById={i};{m.group(3)}") for i in known if low <= i <= high]
-
-    out: list[Rule | Marker] = []
-    for item in items:
-        if isinstance(item, Rule) and any(
-            _RANGE_CTL.match(a.argument) for link in item.links for a in link.actions
-        ):
-            links = [
-                replace(link, actions=tuple(x for a in link.actions for x in expand(a)))
-                for link in item.links
-            ]
-            item = replace(item, head=links[0], chain=tuple(links[1:]))
-        out.append(item)
-    return out
+    return ImportResult(items, infos, problems, static_tx)
 
 
 def _static_setvars(rule: Rule, static_tx: dict[str, str]) -> None:
     for action in rule.head.actions:
-        if action.kind == "setvar" and "%{" not in action.argument and "=" in action.argument:
+        if isinstance(action, Action) and "%{" not in action.argument and "=" in action.argument:
             name, _, value = action.argument.partition("=")
             key = name.strip().lower().removeprefix("tx.")
             if not value.startswith(("+", "-")):
@@ -252,15 +215,14 @@ def _apply_directive(
             rid = entry.node.id
             if rid is not None and any(lo <= rid <= hi for lo, hi in node.ranges):
                 entry.removed = True
-    elif isinstance(node, RemoveByTag | RemoveByMsg):
+    elif isinstance(node, RemoveByPattern):
         try:
             pattern = compile_pcre(node.pattern)
         except RegexError as exc:
             problems.append(ImportProblem(where.file, where.line, None, f"bad pattern: {exc}", False))
             return
-        name = "tag" if isinstance(node, RemoveByTag) else "msg"
         for entry in entries:
-            values = [v or "" for k, v in entry.node.head.actions if k.lower() == name]
+            values = [v or "" for k, v in entry.node.head.actions if k.lower() == node.by]
             if any(pattern.search(v) for v in values):
                 entry.removed = True
     elif isinstance(node, UpdateTarget):
@@ -286,10 +248,7 @@ def _apply_directive(
 def _selected(node: UpdateTarget, entries: list[_Entry], problems: list[ImportProblem]) -> list[_Entry]:
     if node.by == "id":
         try:
-            ranges = [
-                (int(a), int(b or a))
-                for a, _, b in (p.partition("-") for p in node.selector.replace(",", " ").split())
-            ]
+            ranges = parse_id_ranges(node.selector)
         except ValueError:
             problems.append(
                 ImportProblem(node.where.file, node.where.line, None, f"bad rule id {node.selector!r}", False)
@@ -350,9 +309,7 @@ def _build_entry(
         return None, info
     for note in dict.fromkeys(notes):  # once per rule and reason
         problems.append(ImportProblem(where.file, where.line, rule_id, note, skipped=False))
-    severity = SEVERITIES.get(
-        _last(head_actions, "severity") or "", (_last(head_actions, "severity") or "").lower()
-    )
+    severity = severity_name(_last(head_actions, "severity") or "")
     rule = Rule(
         id=rule_id,
         msg=_last(head_actions, "msg") or "",
@@ -360,7 +317,7 @@ def _build_entry(
         head=links[0],
         chain=tuple(links[1:]),
         severity=severity or "notice",
-        score=SEVERITY_SCORE.get(severity, 0),
+        score=SEVERITY_SCORES.get(severity, 0),
         paranoia=paranoia,
         category=_category(tags, where.file),
         tags=tags,
@@ -470,7 +427,7 @@ def _build_link(
     transforms = _transforms(actions)
     fns = tuple(TRANSFORMATIONS[name] for name in transforms)
     operator = build_operator(part.operator, Path(part.where.file).parent)
-    link_actions: list[Action] = []
+    link_actions: list[Action | Ctl] = []
     for key, value in actions:
         key_l = key.lower()
         if key_l == "setvar":
@@ -519,27 +476,12 @@ def parse_targets(text: str, notes: list[str]) -> tuple[tuple[Target, ...], tupl
     targets: list[Target] = []
     exclusions: list[Target] = []
     for name, key in items:
-        excluded = name.startswith("!")
-        count = name.startswith("&")
-        collection = name.lstrip("!&").upper()
-        if collection in PERSISTENT_COLLECTIONS:
-            notes.append(f"{collection} is a persistent collection: always empty in LogoutGuard")
-        elif collection not in COLLECTIONS and collection not in ADAPTER_VARIABLES:
-            raise Unsupported(f"variable {collection} is not supported")
-        key_regex = None
-        if (
-            key is not None
-            and len(key) >= 2
-            and key.startswith("/")
-            and key.endswith("/")
-            and collection != "XML"
-        ):
-            try:
-                key_regex = re.compile(compile_pcre(key[1:-1]).pattern, re.IGNORECASE | re.DOTALL | re.ASCII)
-            except (RegexError, re.error) as exc:
-                raise Unsupported(f"bad key regex in {name}:{key}: {exc}") from None
-            key = None
-        target = Target(collection, key or None, key_regex, count=count)
+        try:
+            excluded, target = target_of(name, key, also=ADAPTER_VARIABLES | PERSISTENT_COLLECTIONS)
+        except TargetError as exc:
+            raise Unsupported(str(exc)) from None
+        if target.collection in PERSISTENT_COLLECTIONS:
+            notes.append(f"{target.collection} is a persistent collection: always empty in LogoutGuard")
         (exclusions if excluded else targets).append(target)
     if not targets:
         raise Unsupported(f"no target in {text!r}")
@@ -583,7 +525,7 @@ def build_operator(text: str, rules_dir: Path) -> Operator:
     else:
         raw, argument = "rx", body
     name = operator_name(raw)
-    factory = FALLBACK.get("rx") if name == "rx" else OPERATORS.get(name) or FALLBACK.get(name)
+    factory = OPERATORS.get(name)
     if factory is None:
         if name in ("detect_sqli", "detect_xss"):
             raise Unsupported(f"@{raw} needs libinjection (pip install 'logoutguard[libinjection]')")
@@ -607,10 +549,10 @@ def _setvar(argument: str, pinned: dict[str, str], notes: list[str]) -> Action |
     return Action("setvar", expression)
 
 
-def _ctl(argument: str, notes: list[str]) -> Action | None:
+def _ctl(argument: str, notes: list[str]) -> Ctl | None:
     name = argument.partition("=")[0].strip().lower()
-    if name in CTL_KEPT:
-        return Action("ctl", argument)
+    if name in CTL_SETTINGS:
+        return Ctl.parse(argument)
     if name in CTL_IGNORED:
         return None
     notes.append(f"ctl:{argument} dropped: not supported")

@@ -55,6 +55,7 @@ class CrsLoad:
             tx_defaults=dict(self.tx_defaults),
             prepare=prepare,
             quiet_ids=frozenset(i for i, info in self.infos.items() if not info.logged),
+            prefilter_skip=frozenset({"rx"}),
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")
             else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),

@@ -15,18 +15,16 @@ slashes) and `ap_unescape_url`. `apache_path` reproduces that (and says when Apa
 from __future__ import annotations
 
 import base64
-import json
 import os
 import posixpath
 import re
 from dataclasses import replace
-from urllib.parse import unquote_to_bytes
 from xml.parsers import expat
 
-from ..engine.bodies import JSON_DEPTH_LIMIT, parse_multipart
+from ..engine.bodies import JsonNaming, parse_json, parse_multipart, parse_urlencoded
 from ..engine.rules import Phase
 from ..engine.state import EvalState
-from ..engine.transaction import Pairs, Transaction
+from ..engine.transaction import Transaction
 
 # Variables this module supplies (through state.extra_vars) that the engine itself does not have.
 ADAPTER_VARIABLES = frozenset({"UNIQUE_ID", "DURATION"})
@@ -165,7 +163,7 @@ def request_headers_view(tx: Transaction) -> Transaction:
     return replace(
         tx,
         cookies=tuple(cookies),
-        query_args=parse_arguments(tx.query),
+        query_args=parse_urlencoded(tx.query),
         body_args=(),
         files=(),
         part_headers=(),
@@ -192,7 +190,7 @@ def request_body_view(
     if not tx.body or not processor:
         return replace(tx, body_processor=processor), extra
     if processor == "URLENCODED":
-        return replace(tx, body_processor=processor, body_args=parse_arguments(tx.body)), extra
+        return replace(tx, body_processor=processor, body_args=parse_urlencoded(tx.body)), extra
     if processor == "MULTIPART":
         content_type = tx.header("Content-Type") or ""
         parsed = parse_multipart(content_type, tx.body)
@@ -222,8 +220,8 @@ def request_body_view(
             extra,
         )
     if processor == "JSON":
-        args, error = parse_json_args(tx.body)
-        return replace(tx, body_processor=processor, body_args=args, body_error=error), extra
+        parsed = parse_json(tx.body, JsonNaming.MODSECURITY)
+        return replace(tx, body_processor=processor, body_args=parsed.args, body_error=parsed.error), extra
     if processor == "XML":
         values, error = parse_xml(tx.body)
         extra["XML"] = values
@@ -308,126 +306,6 @@ def parse_cookies_v0(header: str) -> list[tuple[str, str]]:
         if name:
             out.append((name, value if eq else ""))
     return out
-
-
-def _urldecode(text: str) -> str:
-    return unquote_to_bytes(text.replace("+", " ").encode("latin-1", "replace")).decode("latin-1")
-
-
-def parse_arguments(text: str) -> Pairs:
-    """ModSecurity's parse_arguments with `&`: name[=value] pairs, `+` and %xx decoded, empty pieces skipped."""
-    out = []
-    for piece in text.split("&"):
-        if not piece:
-            continue
-        name, _, value = piece.partition("=")
-        out.append((_urldecode(name), _urldecode(value)))
-    return tuple(out)
-
-
-class _JsonObject(list):  # type: ignore[type-arg]
-    """An object's (key, value) pairs in document order, duplicates kept (yajl sees them all)."""
-
-
-def parse_json_args(body: str) -> tuple[Pairs, str]:
-    """ModSecurity 2's msc_json.c naming: `{"a":{"b":1},"c":[2,3]}` -> a.b=1, c.c=2, c.c=3."""
-    try:
-        document = json.loads(
-            body.encode("latin-1"),
-            object_pairs_hook=_JsonObject,
-            parse_float=str,
-            parse_int=str,
-            parse_constant=str,
-        )
-    except RecursionError:
-        return (), "JSON depth limit exceeded"
-    except ValueError as exc:
-        return (), f"JSON parsing error: {exc}"
-    walker = _JsonWalker()
-    try:
-        walker.walk(document, 0)
-    except _DepthExceeded:
-        return tuple(walker.args), "JSON depth limit exceeded"
-    return tuple(walker.args), ""
-
-
-class _DepthExceeded(Exception):
-    pass
-
-
-class _JsonWalker:
-    """Replays yajl's callbacks over a parsed document with msc_json.c's prefix / current_key rules."""
-
-    def __init__(self) -> None:
-        self.prefix: str | None = None
-        self.key: str | None = None
-        self.depth = 0
-        self.args: list[tuple[str, str]] = []
-
-    def walk(self, value: object, level: int) -> None:
-        if isinstance(value, _JsonObject):
-            self._start_map()
-            for key, item in value:
-                self.key = _bytes_text(key)
-                self.walk(item, level + 1)
-            self._end_map()
-        elif isinstance(value, list):
-            self._start_array()
-            for item in value:
-                self.walk(item, level + 1)
-            self._end_array()
-        else:
-            self._scalar(value)
-
-    def _scalar(self, value: object) -> None:
-        text = (
-            ""
-            if value is None
-            else "true"
-            if value is True
-            else "false"
-            if value is False
-            else _bytes_text(str(value))
-        )
-        key = self.key if self.key is not None else ""
-        self.args.append((f"{self.prefix}.{key}" if self.prefix else key, text))
-
-    def _deeper(self) -> None:
-        self.depth += 1
-        if self.depth > JSON_DEPTH_LIMIT:
-            raise _DepthExceeded
-
-    def _start_map(self) -> None:
-        if self.key is None:
-            return
-        self.prefix = f"{self.prefix}.{self.key}" if self.prefix else self.key
-        self._deeper()
-
-    def _end_map(self) -> None:
-        if self.prefix is None:
-            return
-        head, sep, tail = self.prefix.rpartition(".")
-        if sep:
-            self.prefix, self.key = head, tail
-        else:
-            self.key, self.prefix = self.prefix, None
-        self.depth -= 1
-
-    def _start_array(self) -> None:
-        if self.key is None and self.prefix is None:
-            self.prefix = self.key = "array"
-        elif self.prefix:
-            self.prefix = f"{self.prefix}.{self.key}"
-        else:
-            self.prefix = self.key
-        self._deeper()
-
-    def _end_array(self) -> None:
-        if self.prefix is None:
-            return
-        head, sep, _ = self.prefix.rpartition(".")
-        self.prefix = head if sep else None
-        self.depth -= 1
 
 
 def _bytes_text(text: str) -> str:

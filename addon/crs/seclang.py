@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.rules import id_ranges
 from .actions import ParseError, parse_generic
 from .lexer import Directive, directives
 
@@ -92,13 +93,10 @@ class RemoveById:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveByTag:
-    pattern: str
-    where: Where
+class RemoveByPattern:
+    """SecRuleRemoveByTag / ByMsg: the rules whose tag or msg the regex `pattern` finds."""
 
-
-@dataclass(frozen=True, slots=True)
-class RemoveByMsg:
+    by: str  # "tag" | "msg"
     pattern: str
     where: Where
 
@@ -137,8 +135,7 @@ Node = (
     | SecMarker
     | SecDefaultAction
     | RemoveById
-    | RemoveByTag
-    | RemoveByMsg
+    | RemoveByPattern
     | UpdateTarget
     | UpdateAction
     | Other
@@ -261,10 +258,8 @@ def _other_node(directive: Directive, where: Where, result: ParseResult) -> Node
             return SecDefaultAction(tuple(parse_generic(args[0])), where) if need(1) else None
         if name == "secruleremovebyid":
             return RemoveById(tuple(r for a in args for r in parse_id_ranges(a)), where)
-        if name == "secruleremovebytag":
-            return RemoveByTag(args[0], where) if need(1) else None
-        if name == "secruleremovebymsg":
-            return RemoveByMsg(args[0], where) if need(1) else None
+        if name in ("secruleremovebytag", "secruleremovebymsg"):
+            return RemoveByPattern(name.removeprefix("secruleremoveby"), args[0], where) if need(1) else None
         if name in ("secruleupdatetargetbyid", "secruleupdatetargetbytag", "secruleupdatetargetbymsg"):
             if not need((2, 3)):
                 return None
@@ -281,12 +276,9 @@ def _other_node(directive: Directive, where: Where, result: ParseResult) -> Node
 
 
 def parse_id_ranges(text: str) -> list[tuple[int, int]]:
-    """`"942100 942200-942299,1"` -> [(942100, 942100), (942200, 942299), (1, 1)]."""
-    out = []
-    for piece in text.replace(",", " ").split():
-        low, dash, high = piece.partition("-")
-        if dash:
-            out.append((int(low), int(high)))
-        else:
-            out.append((int(low), int(low)))
-    return out
+    """`"942100 942200-942299,1"` -> [(942100, 942100), (942200, 942299), (1, 1)]; ValueError naming
+    a piece that is neither an id nor a range."""
+    ranges, bad = id_ranges(text.replace(",", " ").split())
+    if bad:
+        raise ValueError(f"bad rule id {bad[0]!r}")
+    return list(ranges)

@@ -10,7 +10,9 @@ import email.parser
 import email.policy
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from urllib.parse import parse_qsl
 
 from .transaction import Pairs
@@ -29,8 +31,28 @@ class ParsedBody:
     error: str = ""
 
 
-def parse_body(content_type: str | None, body: str) -> ParsedBody:
-    """Parse `body` according to its Content-Type, falling back to what the bytes look like."""
+class JsonNaming(Enum):
+    """How the values of a JSON body are named as ARGS: the one place where our view of a request and
+    ModSecurity's differ on purpose. Both read a document alike otherwise: every key in document order,
+    duplicates kept; numbers as written; strings as their UTF-8 bytes.
+
+    PATHS (our rules, the default): a value is named by its full path, an array item by its index:
+    `{"user": {"name": "x"}, "items": [1]}` -> `user.name`, `items.0`. An empty object or array is
+    an argument of its own with an empty value, so that its name is inspected. Past JSON_DEPTH_LIMIT
+    levels the deeper values are left out and the rest of the document is read.
+    MODSECURITY (ModSecurity 2.9's msc_json.c, for the CRS): an array item is named after its array
+    (`{"c": [2, 3]}` -> `c.c`, `c.c`; a top-level array is `array`), a key holding a dot moves the
+    prefix as msc_json.c's does, an empty object or array gives nothing, and parsing stops at the
+    depth limit.
+    """
+
+    PATHS = "paths"
+    MODSECURITY = "modsecurity"
+
+
+def parse_body(content_type: str | None, body: str, naming: JsonNaming = JsonNaming.PATHS) -> ParsedBody:
+    """Parse `body` according to its Content-Type, falling back to what the bytes look like; JSON
+    values are named as `naming` says."""
     if not body:
         return ParsedBody()
     mime = (content_type or "").split(";", 1)[0].strip().lower()
@@ -40,20 +62,20 @@ def parse_body(content_type: str | None, body: str) -> ParsedBody:
         parsed = parse_multipart(content_type or "", body)
         if not parsed.error:
             return parsed
-        return _sniff(body, parsed.error)
+        return _sniff(body, parsed.error, naming)
     if mime == "application/json" or mime.endswith("+json"):
-        parsed = parse_json(body)
+        parsed = parse_json(body, naming)
         if not parsed.error:
             return parsed
-        return _sniff(body, parsed.error)
-    return _sniff(body, "")
+        return _sniff(body, parsed.error, naming)
+    return _sniff(body, "", naming)
 
 
-def _sniff(body: str, error: str) -> ParsedBody:
+def _sniff(body: str, error: str, naming: JsonNaming) -> ParsedBody:
     """No (usable) Content-Type: recognise JSON or urlencoded by shape, else inspect it raw."""
     stripped = body.lstrip()
     if stripped[:1] in ("{", "["):
-        parsed = parse_json(body)
+        parsed = parse_json(body, naming)
         if not parsed.error:
             return ParsedBody("JSON", parsed.args, error=error)
     if _looks_urlencoded(body):
@@ -106,48 +128,154 @@ def parse_multipart(content_type: str, body: str) -> ParsedBody:
     return ParsedBody("MULTIPART", tuple(args), tuple(files), tuple(headers), size, error)
 
 
-def parse_json(body: str) -> ParsedBody:
+class _Object(list):  # type: ignore[type-arg]
+    """An object's (key, value) pairs in document order, duplicates kept (as a streaming parser sees them)."""
+
+
+def parse_json(body: str, naming: JsonNaming = JsonNaming.PATHS) -> ParsedBody:
+    """A JSON body -> its values as ARGS, named as `naming` says (error: why it could not be read)."""
     try:
-        document = json.loads(body.encode("latin-1"))
+        document = json.loads(
+            body.encode("latin-1"), object_pairs_hook=_Object, parse_float=str, parse_int=str, parse_constant=str
+        )
     except RecursionError:
-        return ParsedBody("JSON", error="JSON nested too deeply")
+        return ParsedBody("JSON", error=f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded")
     except ValueError as exc:
-        return ParsedBody("JSON", error=f"invalid JSON: {exc}")
-    args, error = flatten_json(document)
+        return ParsedBody("JSON", error=f"JSON parsing error: {exc}")
+    args, error = flatten_json(document, naming)
     return ParsedBody("JSON", args, error=error)
 
 
-def flatten_json(document: object) -> tuple[Pairs, str]:
-    """{"user": {"name": "x"}, "items": [1]} -> (("user.name", "x"), ("items.0", "1")); iterative."""
-    out: list[tuple[str, str]] = []
-    stack: list[tuple[str, object, int]] = [("", document, 0)]
-    error = ""
-    while stack:
-        path, value, depth = stack.pop()
-        if depth > JSON_DEPTH_LIMIT:
-            error = f"JSON deeper than {JSON_DEPTH_LIMIT} levels; deeper values not inspected"
-            continue
-        if isinstance(value, dict):
-            children = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
-        elif isinstance(value, list):
-            children = [(f"{path}.{i}" if path else str(i), v) for i, v in enumerate(value)]
+def flatten_json(document: object, naming: JsonNaming = JsonNaming.PATHS) -> tuple[Pairs, str]:
+    """A parsed document (objects as _Object pairs) -> (name, value) pairs and an error ("" if none).
+    Depth-first, as a streaming parser's callbacks see it; iterative, so depth costs no recursion."""
+    names: _PathNames | _ModSecurityNames = _PathNames() if naming is JsonNaming.PATHS else _ModSecurityNames()
+    stack: list[tuple[bool, Iterator[tuple[str | int, object]], list[bool]]] = []
+
+    def visit(key: str | int | None, value: object) -> None:
+        is_map = isinstance(value, _Object)
+        if not (is_map or isinstance(value, list)):
+            names.scalar(key, _scalar(value))
+        elif names.begin(key, is_map):
+            children = iter(value) if is_map else enumerate(value)  # type: ignore[arg-type]
+            stack.append((is_map, children, [True]))
+
+    try:
+        visit(None, document)
+        while stack:
+            is_map, children, empty = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                names.end(is_map, empty[0])
+                continue
+            empty[0] = False
+            visit(*child)
+    except _DepthExceeded:
+        pass
+    return tuple(names.args), names.error
+
+
+class _DepthExceeded(Exception):
+    pass
+
+
+class _PathNames:
+    """JsonNaming.PATHS: full paths, array items by index."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []  # of the open objects and arrays
+        self.args: list[tuple[str, str]] = []
+        self.error = ""
+
+    def _path(self, key: str | int | None) -> str | None:
+        """The path of a child of the innermost open container, or None when it is too deep."""
+        if len(self.paths) > JSON_DEPTH_LIMIT:
+            self.error = f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded; deeper values not inspected"
+            return None
+        parent = self.paths[-1] if self.paths else ""
+        name = "" if key is None else _text(key) if isinstance(key, str) else str(key)
+        return f"{parent}.{name}" if parent else name
+
+    def begin(self, key: str | int | None, is_map: bool) -> bool:
+        path = self._path(key)
+        if path is not None:
+            self.paths.append(path)
+        return path is not None
+
+    def end(self, is_map: bool, empty: bool) -> None:
+        path = self.paths.pop()
+        if empty and path:
+            self.args.append((path, ""))
+
+    def scalar(self, key: str | int | None, text: str) -> None:
+        path = self._path(key)
+        if path is not None:
+            self.args.append((path, text))
+
+
+class _ModSecurityNames:
+    """JsonNaming.MODSECURITY: msc_json.c's prefix / current_key rules, replayed callback by callback."""
+
+    def __init__(self) -> None:
+        self.prefix: str | None = None
+        self.key: str | None = None
+        self.depth = 0
+        self.args: list[tuple[str, str]] = []
+        self.error = ""
+
+    def _map_key(self, key: str | int | None) -> None:
+        if isinstance(key, str):  # yajl's map_key callback; array items leave the key as it is
+            self.key = _text(key)
+
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > JSON_DEPTH_LIMIT:
+            self.error = f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded"
+            raise _DepthExceeded
+
+    def begin(self, key: str | int | None, is_map: bool) -> bool:
+        self._map_key(key)
+        if is_map:
+            if self.key is not None:
+                self.prefix = f"{self.prefix}.{self.key}" if self.prefix else self.key
+                self._deeper()
         else:
-            out.append((_text(path), _scalar(value)))
-            continue
-        if not children and path:
-            out.append((_text(path), ""))
-        stack.extend((p, v, depth + 1) for p, v in reversed(children))
-    return tuple(out), error
+            if self.key is None and self.prefix is None:
+                self.prefix = self.key = "array"
+            elif self.prefix:
+                self.prefix = f"{self.prefix}.{self.key}"
+            else:
+                self.prefix = self.key
+            self._deeper()
+        return True
+
+    def end(self, is_map: bool, empty: bool) -> None:
+        if self.prefix is None:
+            return
+        head, sep, tail = self.prefix.rpartition(".")
+        if is_map:
+            if sep:
+                self.prefix, self.key = head, tail
+            else:
+                self.key, self.prefix = self.prefix, None
+        else:
+            self.prefix = head if sep else None
+        self.depth -= 1
+
+    def scalar(self, key: str | int | None, text: str) -> None:
+        self._map_key(key)
+        name = self.key if self.key is not None else ""
+        self.args.append((f"{self.prefix}.{name}" if self.prefix else name, text))
 
 
 def _scalar(value: object) -> str:
+    """A JSON scalar as inspected text (numbers come as written: parsed as text)."""
     if isinstance(value, str):
         return _text(value)
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return "true" if value is True else "false"
 
 
 def _text(value: str) -> str:

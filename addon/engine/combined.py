@@ -1,7 +1,8 @@
 """CombinedEngine: several engines (our YAML rules, an imported OWASP CRS) judge one transaction.
 
-Each engine keeps its own state and compares its own total with its own thresholds; the merged
-verdict lists every match, adds up the scores, and is over a threshold when any engine's is.
+Each engine runs its own rules with its own state; the combined verdict lists every match, adds up
+the scores, and is decided once, on those merged totals (scoring.merge): over a threshold when the
+sum is, or when any engine's rule denies. The thresholds are the first engine's.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .engine import Engine
+from .scoring import Thresholds, merge
 from .state import EvalState
 from .transaction import Transaction
 from .verdict import Match, Verdict
@@ -21,25 +23,6 @@ class CombinedState:
     @property
     def tx(self) -> Transaction:
         return self.parts[0][0].tx
-
-
-def merge(verdicts: list[Verdict]) -> Verdict:
-    first = verdicts[0]
-    merged = Verdict(
-        paranoia=first.paranoia,
-        inbound_threshold=first.inbound_threshold,
-        outbound_threshold=first.outbound_threshold,
-    )
-    for v in verdicts:
-        merged.matches.extend(v.matches)
-        merged.inbound_score += v.inbound_score
-        merged.outbound_score += v.outbound_score
-        for category, points in v.scores.items():
-            merged.scores[category] = merged.scores.get(category, 0) + points
-        merged.inbound_blocked = merged.inbound_blocked or v.inbound_blocked
-        merged.outbound_blocked = merged.outbound_blocked or v.outbound_blocked
-    merged.reason = "; ".join(v.reason for v in verdicts if v.reason)
-    return merged
 
 
 @dataclass
@@ -58,6 +41,10 @@ class CombinedEngine:
     def outbound_threshold(self) -> int:
         return self.engines[0].outbound_threshold
 
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.engines[0].thresholds
+
     def inspect_request(self, tx: Transaction) -> tuple[Verdict, CombinedState]:
         state = CombinedState()
         verdicts = []
@@ -65,18 +52,17 @@ class CombinedEngine:
             verdict, part = engine.inspect_request(tx)
             state.parts.append((part, verdict.matches))
             verdicts.append(verdict)
-        return merge(verdicts), state
+        return merge(verdicts, self.thresholds), state
 
     def inspect_response(
         self, state: CombinedState, tx: Transaction, request_matches: list[Match]
     ) -> Verdict:
         """`request_matches` (the merged list) is not needed: each engine continues from its own."""
-        return merge(
-            [
-                engine.inspect_response(part, tx, matches)
-                for engine, (part, matches) in zip(self.engines, state.parts, strict=True)
-            ]
-        )
+        verdicts = [
+            engine.inspect_response(part, tx, matches)
+            for engine, (part, matches) in zip(self.engines, state.parts, strict=True)
+        ]
+        return merge(verdicts, self.thresholds)
 
     def inspect(self, tx: Transaction) -> Verdict:
-        return merge([engine.inspect(tx) for engine in self.engines])
+        return merge([engine.inspect(tx) for engine in self.engines], self.thresholds)

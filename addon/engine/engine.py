@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .evaluator import PhasePlan, inspected_values, plan, run_phase
 from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
-from .scoring import score, tx_scores
+from .scoring import Thresholds, score
 from .state import EvalState
 from .transaction import Transaction
 from .variables import is_dynamic
@@ -32,6 +32,9 @@ class Engine:
     # Skip rules and values that cannot match with one hyperscan scan per value (prefilter.py).
     # Detection is the same either way (tests/engine/test_prefilter.py); False is for comparisons.
     prefilter: bool = True
+    # Operators whose links the prefilter leaves alone (the CRS's hundreds of large regexes would
+    # take seconds to compile into hyperscan at every start for a small gain).
+    prefilter_skip: frozenset[str] = frozenset()
     _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
     _prefilter: Prefilter | None = field(init=False, repr=False, default=None)
 
@@ -40,7 +43,11 @@ class Engine:
             raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
         self._plans = plan(self.ruleset, self.paranoia)
         if self.prefilter:
-            self._prefilter = build_prefilter(self._plans, inspected_values, is_dynamic)
+            self._prefilter = build_prefilter(self._plans, inspected_values, is_dynamic, self.prefilter_skip)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.inbound_threshold, self.outbound_threshold)
 
     def new_state(self, tx: Transaction) -> EvalState:
         state = EvalState(tx=tx, paranoia=self.paranoia, prefilter=self._prefilter)
@@ -48,15 +55,9 @@ class Engine:
         return state
 
     def inspect_request(self, tx: Transaction) -> tuple[Verdict, EvalState]:
+        """Run phases 1 and 2 on `tx`; the state carries on to inspect_response."""
         state = self.new_state(tx)
-        matches: list[Match] = []
-        for phase in REQUEST_PHASES:
-            if state.interrupted or state.engine_off:
-                break
-            if self.prepare is not None:
-                self.prepare(state, phase)
-                state.prefilter_cache.clear()  # prepare may change what targets read
-            matches.extend(run_phase(self._plans, state, phase))
+        matches = self._run_phases(state, REQUEST_PHASES)
         return self.verdict(matches, state), state
 
     def inspect_response(self, state: EvalState, tx: Transaction, request_matches: list[Match]) -> Verdict:
@@ -64,14 +65,7 @@ class Engine:
         state.tx = tx
         state.collect_cache.clear()
         state.prefilter_cache.clear()
-        matches = list(request_matches)
-        for phase in RESPONSE_PHASES:
-            if state.interrupted or state.engine_off:
-                break
-            if self.prepare is not None:
-                self.prepare(state, phase)
-                state.prefilter_cache.clear()  # prepare may change what targets read
-            matches.extend(run_phase(self._plans, state, phase))
+        matches = [*request_matches, *self._run_phases(state, RESPONSE_PHASES)]
         return self.verdict(matches, state)
 
     def inspect(self, tx: Transaction) -> Verdict:
@@ -81,15 +75,25 @@ class Engine:
             return self.inspect_response(state, tx, verdict.matches)
         return verdict
 
+    def _run_phases(self, state: EvalState, phases: tuple[Phase, ...]) -> list[Match]:
+        """The phases in order, each after `prepare`; none after a deny or ctl:ruleEngine=Off."""
+        matches: list[Match] = []
+        for phase in phases:
+            if state.interrupted or state.engine_off:
+                break
+            if self.prepare is not None:
+                self.prepare(state, phase)
+                state.prefilter_cache.clear()  # prepare may change what targets read
+            matches.extend(run_phase(self._plans, state, phase))
+        return matches
+
     def verdict(self, matches: list[Match], state: EvalState | None = None) -> Verdict:
         if self.quiet_ids:
             matches = [m for m in matches if m.id not in self.quiet_ids or m.disruptive == "deny"]
-        verdict = score(
+        return score(
             matches,
             paranoia=self.paranoia,
-            inbound_threshold=self.inbound_threshold,
-            outbound_threshold=self.outbound_threshold,
+            thresholds=self.thresholds,
+            tx_vars=state.vars if state is not None else None,
+            score_vars=self.score_vars,
         )
-        if self.score_vars is not None and state is not None:
-            tx_scores(verdict, state.vars, *self.score_vars)
-        return verdict

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .memo import MAX_TEXT, Memo
-from .rules import Link, Marker, Phase, Rule, Ruleset, Target, Transformation
+from .rules import Action, Ctl, Link, Marker, Phase, Rule, Ruleset, Target, Transformation
 from .state import EvalState
 from .variables import collect
 from .verdict import Match, redact_excerpt
@@ -82,7 +81,7 @@ def evaluate_rule(rule: Rule, state: EvalState) -> Match | None:
             if link.capture:
                 _store_captures(state, captures)
             for action in link.actions:
-                _run_action(state, action.kind, action.argument)
+                _run_action(state, action)
     assert first_hits is not None
     name, value, _ = first_hits[0]
     return Match(
@@ -103,8 +102,7 @@ def evaluate_rule(rule: Rule, state: EvalState) -> Match | None:
 
 def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
     exclusions = link.exclusions
-    removed = state.removed_targets.get(rule.id)
-    if removed or state.removed_targets_by_tag:
+    if state.removed_targets or state.removed_targets_by_tag:
         exclusions = exclusions + _removed_targets(state, rule)
     hits: list[Hit] = []
     for name, value in collect(state, link.targets, exclusions):
@@ -190,52 +188,40 @@ def _store_captures(state: EvalState, captures: tuple[str, ...]) -> None:
         state.vars[str(n)] = text or ""
 
 
-def _run_action(state: EvalState, kind: str, argument: str) -> None:
-    if kind == "setvar":
-        state.set_var(argument)
-    elif kind == "ctl":
-        _run_ctl(state, argument)
-        state.prefilter_cache.clear()  # a ctl may change what a target reads (e.g. REQUEST_BODY)
+def _run_action(state: EvalState, action: Action | Ctl) -> None:
+    if isinstance(action, Ctl):
+        apply_ctl(state, action)
+        state.collect_cache.clear()  # a ctl may change what a target reads (e.g. REQUEST_BODY)
+        state.prefilter_cache.clear()
+    elif action.kind == "setvar":
+        state.set_var(action.argument)
 
 
-def _run_ctl(state: EvalState, argument: str) -> None:
-    name, _, value = argument.partition("=")
-    name = name.strip().lower()
-    value = state.expand(value.strip())
-    if name == "ruleremovebyid":
-        for part in value.split():
-            if "-" in part:
-                low, _, high = part.partition("-")
-                if low.isdigit() and high.isdigit():
-                    state.removed_ids.update(range(int(low), int(high) + 1))
-            elif part.isdigit():
-                state.removed_ids.add(int(part))
-    elif name == "ruleremovetargetbyid":
-        rule_id, _, target = value.partition(";")
-        if rule_id.strip().isdigit():
-            state.removed_targets.setdefault(int(rule_id), []).append(target.strip())
-    elif name == "ruleremovetargetbytag":
-        tag, _, target = value.partition(";")
-        state.removed_targets_by_tag.setdefault(tag.strip(), []).append(target.strip())
-    elif name == "ruleremovebytag":
-        try:
-            state.removed_tags.append(re.compile(value))
-        except re.error:
-            state.removed_tags.append(re.compile(re.escape(value)))
-    elif name == "ruleengine":
-        state.engine_off = value.lower() == "off"
-    elif name == "forcerequestbodyvariable":
-        state.force_request_body = value.lower() in ("on", "1", "true")
-    elif name == "requestbodyprocessor":
-        state.body_processor = value.upper()
+def apply_ctl(state: EvalState, ctl: Ctl) -> None:
+    """Change the transaction's settings as the ctl says (parsed at load; a macro value now)."""
+    if ctl.dynamic:
+        ctl = Ctl.of(ctl.setting, state.expand(ctl.value))
+    setting = ctl.setting
+    if setting == "ruleremovebyid":
+        for low, high in ctl.ids:
+            state.removed_ids.update(range(low, high + 1))
+    elif setting == "ruleremovetargetbyid" and ctl.target is not None:
+        state.removed_targets.extend((low, high, ctl.target) for low, high in ctl.ids)
+    elif setting == "ruleremovetargetbytag" and ctl.target is not None:
+        state.removed_targets_by_tag.setdefault(ctl.tag, []).append(ctl.target)
+    elif setting == "ruleremovebytag" and ctl.pattern is not None:
+        state.removed_tags.append(ctl.pattern)
+    elif setting == "ruleengine":
+        state.engine_off = ctl.on
+    elif setting == "forcerequestbodyvariable":
+        state.force_request_body = ctl.on
+    elif setting == "requestbodyprocessor":
+        state.body_processor = ctl.processor
 
 
 def _removed_targets(state: EvalState, rule: Rule) -> tuple[Target, ...]:
-    texts = list(state.removed_targets.get(rule.id, ()))
+    """The targets ctl actions removed from this rule so far (by its id or one of its tags)."""
+    removed = [target for low, high, target in state.removed_targets if low <= rule.id <= high]
     for tag in rule.tags:
-        texts.extend(state.removed_targets_by_tag.get(tag, ()))
-    out = []
-    for text in texts:
-        collection, _, key = text.partition(":")
-        out.append(Target(collection.strip().upper(), key.strip() or None))
-    return tuple(out)
+        removed.extend(state.removed_targets_by_tag.get(tag, ()))
+    return tuple(removed)

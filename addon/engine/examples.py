@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .engine import Engine
-from .loader import parse_target
 from .rules import Example, Rule, Ruleset, Target
+from .targets import parse_target
 from .transaction import Transaction, build_transaction, byte_text
 
 _NAME_ONLY = {
@@ -51,7 +51,7 @@ def _show(example: Example) -> str:
 
 def example_target(rule: Rule) -> Target:
     if rule.examples.target:
-        return parse_target(rule.examples.target)[1]
+        return parse_target(byte_text(rule.examples.target))[1]
     return rule.head.targets[0]
 
 

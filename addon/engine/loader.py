@@ -1,14 +1,14 @@
 """Loader: YAML rule files -> a validated Ruleset. Every rule-file check lives here.
 
 Problems name the file, the rule id, the field and the reason; `lint` collects all of them,
-`load_ruleset` raises RulesetError carrying all of them.
+`load_ruleset` raises RulesetError carrying all of them. What a rule compares with request data
+(targets, operator arguments, setvar expressions) is handed to the engine as byte text: a non-ASCII
+character as its UTF-8 bytes, as ModSecurity reads a UTF-8 rule file.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,8 +19,9 @@ import yaml
 
 from .operators import OPERATORS, OPTIONAL_OPERATORS, OperatorContext, OperatorError
 from .rules import SEVERITY_SCORES, Action, Examples, Link, Marker, Operator, Phase, Rule, Ruleset, Target
+from .targets import TargetError, did_you_mean, parse_target
+from .transaction import byte_text
 from .transformations import TRANSFORMATIONS
-from .variables import known_collection
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
 # libyaml's parser when PyYAML has it (about ten times faster than the pure-Python one)
@@ -204,13 +205,15 @@ def _freeze(example: Any) -> Any:
 def _build_link(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: Any) -> Link | None:
     targets: list[Target] = []
     exclusions: list[Target] = []
+    parsed_all = True
     for n, text in enumerate(raw["targets"]):
         parsed = _parse_target(text, f"{prefix}targets[{n}]", problem)
         if parsed is None:
+            parsed_all = False
             continue
         excluded, target = parsed
         (exclusions if excluded else targets).append(target)
-    if not targets:
+    if not targets and parsed_all:
         problem(f"{prefix}targets", "needs at least one target that is not an exclusion")
     fns = []
     for n, name in enumerate(raw.get("transforms", [])):
@@ -218,12 +221,12 @@ def _build_link(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: Any)
         if fn is None:
             problem(
                 f"{prefix}transforms[{n}]",
-                f"unknown transformation {name!r}{_did_you_mean(name, TRANSFORMATIONS)}",
+                f"unknown transformation {name!r}{did_you_mean(name, TRANSFORMATIONS)}",
             )
         else:
             fns.append(fn)
     operator = _build_operator(rules_dir, raw, prefix, problem)
-    actions = tuple(Action("setvar", s) for s in raw.get("setvar", []))
+    actions = tuple(Action("setvar", byte_text(s)) for s in raw.get("setvar", []))
     if operator is None or not targets or len(fns) != len(raw.get("transforms", [])):
         return None
     return Link(
@@ -243,9 +246,9 @@ def _build_operator(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: 
     factory = OPERATORS.get(name)
     if factory is None:
         hint = f" (install {OPTIONAL_OPERATORS[name]})" if name in OPTIONAL_OPERATORS else ""
-        problem(f"{prefix}operator", f"unknown operator {name!r}{hint or _did_you_mean(name, OPERATORS)}")
+        problem(f"{prefix}operator", f"unknown operator {name!r}{hint or did_you_mean(name, OPERATORS)}")
         return None
-    argument = str(raw.get("argument", ""))
+    argument = byte_text(str(raw.get("argument", "")))
     try:
         predicate = factory(argument, OperatorContext(rules_dir=rules_dir))
     except OperatorError as exc:
@@ -254,42 +257,9 @@ def _build_operator(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: 
     return Operator(name, argument, bool(raw.get("negate", False)), predicate)
 
 
-_TARGET = re.compile(r"^(?P<flag>[!&]?)(?P<collection>[A-Z_]+)(?::(?P<key>.+))?$")
-
-
-def parse_target(text: str) -> tuple[bool, Target]:
-    """`!REQUEST_COOKIES:/^_ga/` -> (excluded=True, Target). Raises ValueError with the reason."""
-    m = _TARGET.match(text.strip())
-    if m is None:
-        raise ValueError(f"bad target {text!r}: expected [!|&]COLLECTION[:key|:/regex/]")
-    collection = m["collection"]
-    if not known_collection(collection):
-        raise ValueError(f"unknown collection {collection!r}{_did_you_mean(collection, _collections())}")
-    key = m["key"]
-    key_regex = None
-    if key is not None and len(key) >= 2 and key.startswith("/") and key.endswith("/"):
-        try:
-            key_regex = re.compile(key[1:-1], re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"bad key regex {key!r}: {exc}") from None
-        key = None
-    return m["flag"] == "!", Target(collection, key, key_regex, count=m["flag"] == "&")
-
-
 def _parse_target(text: str, field: str, problem: Any) -> tuple[bool, Target] | None:
     try:
-        return parse_target(text)
-    except ValueError as exc:
+        return parse_target(byte_text(text))
+    except TargetError as exc:
         problem(field, str(exc))
         return None
-
-
-def _collections() -> list[str]:
-    from .variables import COLLECTIONS
-
-    return list(COLLECTIONS)
-
-
-def _did_you_mean(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

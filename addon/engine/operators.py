@@ -6,12 +6,11 @@ matched text. A bad argument raises OperatorError with the reason; the loader ad
 
 Semantics follow ModSecurity 2 (apache2/re_operators.c) because an importer maps OWASP CRS `@`
 names onto these:
-- Values are byte text (one char per byte). A non-ASCII argument from a rule file is taken as its
-  UTF-8 bytes, as ModSecurity reads a UTF-8 configuration file.
-- `rx` is PCRE with DOTALL and DOLLAR_ENDONLY, non-UTF: compiled with re.ASCII (\\w \\d \\s \\b and
-  (?i) are ASCII-only), `$` means the very end unless the pattern sets (?m), and the PCRE-only escapes
-  \\z \\Z \\e \\h \\H \\v \\V \\R \\Q..\\E \\x{..} and (?<name>..) are translated. A pattern holding %{..}
-  is expanded per value and compiled as is (ModSecurity 2.9.8+), with a small cache.
+- Values and arguments are byte text (one char per byte): a rule loader hands over arguments as the
+  bytes of its rule file (the YAML loader: a non-ASCII character as its UTF-8 bytes, as ModSecurity
+  reads a UTF-8 configuration file; the SecLang reader: the file's bytes).
+- `rx` is PCRE as ModSecurity 2 compiles it, translated by pcre.py (the one regex dialect). A pattern
+  holding %{..} is expanded per value and compiled as is (ModSecurity 2.9.8+), with a small cache.
 - `pm` / `pm_from_file`: case-insensitive (ASCII) phrase search; ModSecurity's |hex| and \\ escape
   syntax is honoured; the capture is the phrase as written, choosing like ModSecurity's Aho-Corasick
   the match that ends first (the longest one ending there).
@@ -22,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .memo import MAX_TEXT, Memo
+from .pcre import RegexError, compile_pcre
 from .rules import Captures, MacroExpander, Predicate
 from .transformations import lowercase
 
@@ -65,13 +65,6 @@ _C_SPACE_RUN = re.compile("[ \t\n\v\f\r]+")
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _byte_text(argument: str) -> str:
-    """Rule-file text -> byte text (non-ASCII chars become their UTF-8 bytes)."""
-    if argument.isascii():
-        return argument
-    return argument.encode("utf-8", "surrogateescape").decode("latin-1")
-
-
 def gated(predicate: Predicate, *regexes: re.Pattern[str]) -> Predicate:
     """Declare for the prefilter (prefilter.py): wherever `predicate` matches, one of `regexes`
     finds a match in the same value. Operators without this declaration are never skipped."""
@@ -80,114 +73,6 @@ def gated(predicate: Predicate, *regexes: re.Pattern[str]) -> Predicate:
 
 
 # --- regular expressions --------------------------------------------------------------------------
-
-_VERTICAL = "\\n\\x0b\\f\\r\\x85"
-_HORIZONTAL = "\\t \\xa0"
-_ESCAPES = {
-    "z": "\\Z",
-    "Z": "(?=\\n?\\Z)",
-    "e": "\\x1b",
-    "h": f"[{_HORIZONTAL}]",
-    "H": f"[^{_HORIZONTAL}]",
-    "v": f"[{_VERTICAL}]",
-    "V": f"[^{_VERTICAL}]",
-    "R": f"(?:\\r\\n|[{_VERTICAL}])",
-}
-_CLASS_ESCAPES = {"e": "\\x1b", "h": _HORIZONTAL, "v": _VERTICAL}
-_POSIX_CLASSES = {
-    "alpha": "a-zA-Z",
-    "digit": "0-9",
-    "alnum": "a-zA-Z0-9",
-    "upper": "A-Z",
-    "lower": "a-z",
-    "xdigit": "0-9A-Fa-f",
-    "space": "\\t\\n\\x0b\\f\\r ",
-    "blank": " \\t",
-    "word": "\\w",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "print": "\\x20-\\x7e",
-    "graph": "\\x21-\\x7e",
-    "punct": "!-/:-@\\[-`{-~",
-    "ascii": "\\x00-\\x7f",
-}
-_MULTILINE_FLAG = re.compile(r"\(\?[a-zA-Z]*m[a-zA-Z]*[):]")
-
-
-def _hex_brace(pattern: str, i: int) -> tuple[str, int] | None:
-    r"""PCRE \x{HHH} at pattern[i] -> (Python escape, next index), or None if it is not one."""
-    close = pattern.find("}", i + 3)
-    digits = pattern[i + 3 : close]
-    if close < 0 or not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
-        return None
-    code = int(digits, 16)
-    if code > 0x10FFFF:
-        return None
-    return (f"\\x{code:02x}" if code <= 0xFF else f"\\U{code:08x}"), close + 1
-
-
-def _posix_class(pattern: str, i: int) -> tuple[str, int] | None:
-    """PCRE [:name:] inside a class at pattern[i] -> (Python class body, next index), or None."""
-    if not pattern.startswith("[:", i):
-        return None
-    close = pattern.find(":]", i + 2)
-    body = _POSIX_CLASSES.get(pattern[i + 2 : close]) if close > 0 else None
-    return None if body is None else (body, close + 2)
-
-
-def pcre_to_python(pattern: str) -> str:
-    """Translate the PCRE-only parts of a ModSecurity regex (see the module docstring)."""
-    out: list[str] = []
-    multiline = _MULTILINE_FLAG.search(pattern) is not None
-    in_class = class_start = False
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            e = pattern[i + 1]
-            if e == "Q":
-                end = pattern.find("\\E", i + 2)
-                end = n if end < 0 else end
-                out.append(re.escape(pattern[i + 2 : end]))
-                i = end + 2
-            elif e == "x" and pattern.startswith("{", i + 2) and (brace := _hex_brace(pattern, i)):
-                out.append(brace[0])
-                i = brace[1]
-            else:
-                out.append((_CLASS_ESCAPES if in_class else _ESCAPES).get(e, pattern[i : i + 2]))
-                i += 2
-            class_start = False
-            continue
-        if in_class:
-            posix = _posix_class(pattern, i)
-            if posix is not None:
-                out.append(posix[0])
-                i = posix[1]
-                class_start = False
-                continue
-            if c == "]" and not class_start:
-                in_class = False
-            class_start = False
-        elif c == "[":
-            in_class = class_start = True
-            if pattern.startswith("^", i + 1):
-                out.append("[^")
-                i += 2
-                continue
-        elif c == "$" and not multiline:
-            c = "\\Z"
-        elif c == "(" and pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
-            c = "(?P<"
-            i += 2
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def compile_rx(pattern: str) -> re.Pattern[str]:
-    """Compile a ModSecurity regex; raises re.error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "possible nested set" FutureWarnings on PCRE classes
-        return re.compile(pcre_to_python(pattern), re.DOTALL | re.ASCII)
 
 
 def _rx_captures(m: re.Match[str]) -> Captures:
@@ -200,13 +85,12 @@ def _rx_captures(m: re.Match[str]) -> Captures:
 
 
 def rx(argument: str, context: OperatorContext) -> Predicate:
-    argument = _byte_text(argument)
     if "%{" in argument:
         return _rx_with_macros(argument)
     try:
-        pattern = compile_rx(argument)
-    except re.error as exc:
-        raise OperatorError(f"bad regex {argument!r}: {exc}") from None
+        pattern = compile_pcre(argument)
+    except RegexError as exc:
+        raise OperatorError(str(exc)) from None
 
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
         m = pattern.search(value)
@@ -219,8 +103,8 @@ def _rx_with_macros(argument: str) -> Predicate:
     @functools.lru_cache(maxsize=64)
     def compiled(expanded: str) -> re.Pattern[str] | None:
         try:
-            return compile_rx(expanded)
-        except re.error:
+            return compile_pcre(expanded)
+        except RegexError:
             return None  # ModSecurity: a pattern that does not compile after expansion never matches
 
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
@@ -315,7 +199,6 @@ def _phrase_predicate(matcher: PhraseMatcher) -> Predicate:
 
 
 def pm(argument: str, context: OperatorContext) -> Predicate:
-    argument = _byte_text(argument)
     parsed = parse_pm_content(argument)
     phrases = _C_SPACE_RUN.split(argument if parsed is None else parsed)
     phrases = [p for p in phrases if p]
@@ -341,11 +224,19 @@ def _read_phrase_file(path: Path, mtime_ns: int, size: int) -> tuple[str, ...]:
     return tuple(_phrase_file_lines(path.read_bytes()))
 
 
+def _file_name(name: str) -> str:
+    """A file name given as byte text -> the name the file system knows (its bytes, as os decodes them)."""
+    try:
+        return os.fsdecode(name.encode("latin-1"))
+    except UnicodeEncodeError:  # not byte text: taken as it is
+        return name
+
+
 def find_phrase_file(name: str, rules_dir: Path) -> Path:
-    """Resolve a phrase file name: absolute, or under rules_dir, then rules_dir/data."""
+    """Resolve a phrase file name (byte text): absolute, or under rules_dir, then rules_dir/data."""
     if name.startswith(("http://", "https://")):
         raise OperatorError(f"remote phrase file {name!r} is not supported; download it next to the rules")
-    given = Path(name)
+    given = Path(_file_name(name))
     candidates = [given] if given.is_absolute() else [rules_dir / given, rules_dir / "data" / given]
     for candidate in candidates:
         if candidate.is_file():
@@ -379,7 +270,6 @@ def _string_operator(
     `needle_in_value`: the test only passes when the value contains the argument (prefilter)."""
 
     def factory(argument: str, context: OperatorContext) -> Predicate:
-        argument = _byte_text(argument)
         has_macro = "%{" in argument
 
         def predicate(value: str, expand: MacroExpander) -> Captures | None:
@@ -607,47 +497,39 @@ class _RawBytes(str):
         return str.encode(self, "latin-1", "replace")
 
 
-def detect_sqli(argument: str, context: OperatorContext) -> Predicate:
-    """libinjection SQLi detection; the capture is the fingerprint, as in ModSecurity."""
-
-    def predicate(value: str, expand: MacroExpander) -> Captures | None:
-        if not value:
-            return None
-        return _remembered(_SQLI_MEMO, value, _sqli)
-
-    return predicate
-
-
 def _sqli(value: str) -> Captures | None:
+    """libinjection SQLi detection; the capture is the fingerprint, as in ModSecurity."""
     result = libinjection.is_sql_injection(_RawBytes(value))
     return (str(result["fingerprint"]),) if result["is_sqli"] else None
 
 
 def _xss(value: str) -> Captures | None:
+    """libinjection XSS detection; the capture is the value."""
     return (value,) if libinjection.is_xss(_RawBytes(value))["is_xss"] else None
 
 
-def _remembered(table: Memo, value: str, fn: Callable[[str], Captures | None]) -> Captures | None:
-    """fn(value), kept across transactions for short values (libinjection is pure and not cheap)."""
-    if len(value) > MAX_TEXT:
-        return fn(value)
-    if value in table:
-        return table[value]
-    return table.put(value, fn(value))
+def _libinjection_operator(check: Callable[[str], Captures | None]) -> OperatorFactory:
+    """A factory for a libinjection check; results for short values are kept across transactions
+    (libinjection is pure and not cheap)."""
+    memo = Memo(8192)
+
+    def factory(argument: str, context: OperatorContext) -> Predicate:
+        def predicate(value: str, expand: MacroExpander) -> Captures | None:
+            if not value:
+                return None
+            if len(value) > MAX_TEXT:
+                return check(value)
+            if value in memo:
+                return memo[value]
+            return memo.put(value, check(value))
+
+        return predicate
+
+    return factory
 
 
-_SQLI_MEMO, _XSS_MEMO = Memo(8192), Memo(8192)
-
-
-def detect_xss(argument: str, context: OperatorContext) -> Predicate:
-    """libinjection XSS detection; the capture is the value."""
-
-    def predicate(value: str, expand: MacroExpander) -> Captures | None:
-        if not value:
-            return None
-        return _remembered(_XSS_MEMO, value, _xss)
-
-    return predicate
+detect_sqli = _libinjection_operator(_sqli)
+detect_xss = _libinjection_operator(_xss)
 
 
 OPERATORS: dict[str, OperatorFactory] = {

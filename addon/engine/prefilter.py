@@ -579,9 +579,13 @@ class _PhaseBuilder:
 
 
 def build_prefilter(
-    plans: dict[Phase, PhasePlan], candidates: Candidates, is_dynamic: Callable[[str], bool]
+    plans: dict[Phase, PhasePlan],
+    candidates: Candidates,
+    is_dynamic: Callable[[str], bool],
+    skip: frozenset[str] = frozenset(),
 ) -> Prefilter | None:
-    """A prefilter for the planned rules, or None without hyperscan or without anything to gate."""
+    """A prefilter for the planned rules, or None without hyperscan or without anything to gate.
+    Links whose operator is named in `skip` are never gated."""
     if hyperscan is None:
         _warn_once()
         return None
@@ -595,7 +599,7 @@ def build_prefilter(
                 continue
             rules.append(item)
             for n, link in enumerate(item.links):
-                regexes = prefilter_regexes(link)
+                regexes = () if link.operator.name in skip else prefilter_regexes(link)
                 if not regexes:
                     continue
                 fold = chain_of(link.transforms).folded_output and not link.multi_match

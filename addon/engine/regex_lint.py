@@ -60,25 +60,34 @@ def _unbounded(high: Any) -> bool:
     return high is sre.MAXREPEAT or high > BIG_REPEAT
 
 
-def chars(items: Iterable[Node], flags: int) -> frozenset[int]:
+def chars(items: Sequence[Node], flags: int) -> frozenset[int]:
     """Every byte the items may consume."""
+    return _bytes(items, flags, leading=False)
+
+
+def _bytes(items: Sequence[Node], flags: int, leading: bool) -> frozenset[int]:
+    """The bytes the items may consume, or (`leading`) those that can start a match of them."""
     out: set[int] = set()
-    for op, av in items:
+    for index, (op, av) in enumerate(items):
         if op in _CHAR_OPS:
             out |= byte_set((op, av), flags)
         elif op is sre.SUBPATTERN:
-            out |= chars(av[3], (flags | av[1]) & ~av[2])
+            out |= _bytes(av[3], (flags | av[1]) & ~av[2], leading)
         elif op is sre.ATOMIC_GROUP:
-            out |= chars(av, flags)
+            out |= _bytes(av, flags, leading)
         elif op is sre.BRANCH:
             for branch in av[1]:
-                out |= chars(branch, flags)
+                out |= _bytes(branch, flags, leading)
         elif op in _REPEATS:
-            out |= chars(av[2], flags)
+            out |= _bytes(av[2], flags, leading)
         elif op is sre.GROUPREF:
+            if leading:
+                return frozenset(range(256))
             out |= set(range(256))
-        elif op is sre.GROUPREF_EXISTS:
-            out |= chars(av[1], flags) | chars(av[2] or [], flags)
+        elif op is sre.GROUPREF_EXISTS and not leading:
+            out |= _bytes(av[1], flags, leading) | _bytes(av[2] or [], flags, leading)
+        if leading and not nullable(items[index : index + 1]):
+            break
     return frozenset(out)
 
 
@@ -100,24 +109,7 @@ def nullable(items: Iterable[Node]) -> bool:
 
 def first(items: Sequence[Node], flags: int) -> frozenset[int]:
     """Bytes that can start a match of the items."""
-    out: set[int] = set()
-    for index, (op, av) in enumerate(items):
-        if op in _CHAR_OPS:
-            out |= byte_set((op, av), flags)
-        elif op is sre.SUBPATTERN:
-            out |= first(av[3], (flags | av[1]) & ~av[2])
-        elif op is sre.ATOMIC_GROUP:
-            out |= first(av, flags)
-        elif op is sre.BRANCH:
-            for branch in av[1]:
-                out |= first(branch, flags)
-        elif op in _REPEATS:
-            out |= first(av[2], flags)
-        elif op is sre.GROUPREF:
-            return frozenset(range(256))
-        if not nullable(items[index : index + 1]):
-            break
-    return frozenset(out)
+    return _bytes(items, flags, leading=True)
 
 
 def _single_class(items: Sequence[Node]) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from .pcre import RegexError, compile_pcre
 
 
 class Phase(IntEnum):
@@ -18,7 +20,27 @@ class Phase(IntEnum):
 REQUEST_PHASES = (Phase.REQUEST_HEADERS, Phase.REQUEST_BODY)
 RESPONSE_PHASES = (Phase.RESPONSE_HEADERS, Phase.RESPONSE_BODY)
 
-SEVERITY_SCORES: dict[str, int] = {"critical": 5, "error": 4, "warning": 3, "notice": 2}
+# The severities of ModSecurity, by number 0-7, and what a match of each is worth in anomaly points.
+SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
+SEVERITY_SCORES: dict[str, int] = {
+    "emergency": 5,
+    "alert": 5,
+    "critical": 5,
+    "error": 4,
+    "warning": 3,
+    "notice": 2,
+    "info": 0,
+    "debug": 0,
+}
+
+
+def severity_name(text: str) -> str:
+    """`2` or `CRITICAL` -> `critical`: ModSecurity takes a severity's number or its name."""
+    text = text.strip()
+    if text.isdigit() and int(text) < len(SEVERITIES):
+        return SEVERITIES[int(text)]
+    return text.lower()
+
 
 # A predicate gets a transformed value and the macro environment of the transaction and answers
 # None (no match) or the captures: (whole match, group 1, ...) — at least one string.
@@ -36,6 +58,7 @@ class Target:
     key: str | None = None
     key_regex: re.Pattern[str] | None = None
     count: bool = False
+    key_pattern: str | None = field(default=None, compare=False)  # the key regex as written (PCRE)
 
     def selects(self, name: str) -> bool:
         """Does this (key-limited) target select the member `name` of its collection?"""
@@ -48,7 +71,7 @@ class Target:
     def __str__(self) -> str:
         text = self.collection
         if self.key_regex is not None:
-            text += f":/{self.key_regex.pattern}/"
+            text += f":/{self.key_pattern if self.key_pattern is not None else self.key_regex.pattern}/"
         elif self.key is not None:
             text += f":{self.key}"
         return ("&" if self.count else "") + text
@@ -67,14 +90,100 @@ class Operator:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A non-disruptive action run when a rule (or chain link) matches.
-
-    kinds: `setvar` (argument `name=value`, `name=+n`, `name=-n`, `!name`), `ctl` (`name=value`),
-    `capture` is a flag on the rule instead.
-    """
+    """A `setvar` run when a rule (or chain link) matches: `name=value`, `name=+n`, `name=-n`, `!name`.
+    (`capture` is a flag of the link; `ctl:` actions are Ctl.)"""
 
     kind: str
     argument: str
+
+
+# The ctl settings the engine applies (SecLang names, lower-case).
+CTL_SETTINGS = frozenset(
+    {
+        "ruleremovebyid",
+        "ruleremovebytag",
+        "ruleremovetargetbyid",
+        "ruleremovetargetbytag",
+        "forcerequestbodyvariable",
+        "requestbodyprocessor",
+        "ruleengine",
+    }
+)
+IdRanges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ctl:
+    """A `ctl:` action, parsed when its rule is loaded: the setting it changes for this transaction.
+
+    `setting` is one of CTL_SETTINGS; `value` the value as written. What the value says is parsed here
+    once: `ids` (ruleRemoveById: ids and ranges; ruleRemoveTargetById: the rule ids, a range allowed),
+    `target` (ruleRemoveTargetBy*), `tag` (ruleRemoveTargetByTag), `pattern` (ruleRemoveByTag, PCRE; a
+    tag that is no regex is taken literally), `on` (ruleEngine: off? forceRequestBodyVariable: on?) and
+    `processor` (requestBodyProcessor). A value holding a %{macro} is parsed again, expanded, each time
+    the rule matches (`dynamic`)."""
+
+    setting: str
+    value: str
+    ids: IdRanges = ()
+    target: Target | None = None
+    tag: str = ""
+    pattern: re.Pattern[str] | None = None
+    on: bool = False
+    processor: str = ""
+    dynamic: bool = False
+
+    @classmethod
+    def parse(cls, argument: str) -> Ctl:
+        """`ruleRemoveTargetById=942100;ARGS:pwd` -> Ctl. Raises ValueError for a setting not in CTL_SETTINGS."""
+        name, _, value = argument.partition("=")
+        setting, value = name.strip().lower(), value.strip()
+        if setting not in CTL_SETTINGS:
+            raise ValueError(f"ctl:{name.strip()} is not supported")
+        if "%{" in value:
+            return cls(setting, value, dynamic=True)
+        return cls.of(setting, value)
+
+    @classmethod
+    def of(cls, setting: str, value: str) -> Ctl:
+        """The Ctl for a known setting and a (macro-free) value."""
+        if setting == "ruleremovebyid":
+            return cls(setting, value, ids=id_ranges(value.split())[0])  # parts that are no id: ignored
+        if setting in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
+            selector, _, text = value.partition(";")
+            collection, _, key = text.strip().partition(":")
+            target = Target(collection.strip().upper(), key.strip() or None)
+            if setting == "ruleremovetargetbytag":
+                return cls(setting, value, target=target, tag=selector.strip())
+            return cls(setting, value, ids=id_ranges([selector.strip()])[0], target=target)
+        if setting == "ruleremovebytag":
+            try:
+                pattern = compile_pcre(value)
+            except RegexError:
+                pattern = re.compile(re.escape(value))
+            return cls(setting, value, pattern=pattern)
+        if setting == "ruleengine":
+            return cls(setting, value, on=value.lower() == "off")
+        if setting == "forcerequestbodyvariable":
+            return cls(setting, value, on=value.lower() in ("on", "1", "true"))
+        return cls(setting, value, processor=value.upper())  # requestbodyprocessor
+
+
+def id_ranges(parts: Iterable[str]) -> tuple[IdRanges, tuple[str, ...]]:
+    """Rule ids and id ranges: `["942100", "942200-942299", "x"]` -> (((942100, 942100), (942200, 942299)),
+    ("x",)): the ranges, and the parts that are neither."""
+    ranges: list[tuple[int, int]] = []
+    bad: list[str] = []
+    for part in parts:
+        low, dash, high = part.partition("-")
+        low, high = low.strip(), high.strip()
+        if dash and low.isdigit() and high.isdigit():
+            ranges.append((int(low), int(high)))
+        elif not dash and low.isdigit():
+            ranges.append((int(low), int(low)))
+        else:
+            bad.append(part)
+    return tuple(ranges), tuple(bad)
 
 
 # An example is a value placed into the rule's example target, or a request given as a mapping
@@ -100,7 +209,7 @@ class Link:
     operator: Operator
     multi_match: bool = False
     capture: bool = False
-    actions: tuple[Action, ...] = ()
+    actions: tuple[Action | Ctl, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from .transaction import Transaction
 
 if TYPE_CHECKING:
     from .prefilter import Prefilter
+    from .rules import Target
 
 MACRO = re.compile(r"%\{([^}]+)\}")
 
@@ -23,8 +24,9 @@ class EvalState:
     matched_var_name: str = ""
     matched_vars: list[tuple[str, str]] = field(default_factory=list)
     removed_ids: set[int] = field(default_factory=set)
-    removed_targets: dict[int, list[str]] = field(default_factory=dict)  # rule id -> target texts
-    removed_targets_by_tag: dict[str, list[str]] = field(default_factory=dict)
+    # ctl:ruleRemoveTargetById: (first rule id, last rule id, target) ...; ...ByTag: tag -> targets
+    removed_targets: list[tuple[int, int, Target]] = field(default_factory=list)
+    removed_targets_by_tag: dict[str, list[Target]] = field(default_factory=dict)
     force_request_body: bool = False
     body_processor: str | None = None  # ctl:requestBodyProcessor override
     removed_tags: list[re.Pattern[str]] = field(default_factory=list)  # ctl:ruleRemoveByTag patterns

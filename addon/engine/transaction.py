@@ -7,6 +7,10 @@ byte-wise the way ModSecurity does and nothing is lost to a decoding error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bodies import JsonNaming
 
 Pairs = tuple[tuple[str, str], ...]
 
@@ -101,9 +105,15 @@ def build_transaction(
     body: bytes | memoryview | str | None = None,
     client_addr: str = "",
     body_limit: int = DEFAULT_BODY_LIMIT,
+    json_naming: JsonNaming | None = None,
 ) -> Transaction:
-    """Build a Transaction from the raw parts of a request (wire bytes, or text taken as UTF-8)."""
-    from .bodies import parse_body, parse_urlencoded  # local: bodies imports Pairs from here
+    """Build a Transaction from the raw parts of a request (wire bytes, or text taken as UTF-8).
+
+    `json_naming` says how the values of a JSON body are named as ARGS (bodies.JsonNaming: PATHS,
+    `items.0`, the default and what our rules are written for; MODSECURITY, `items.items`, what the
+    OWASP CRS is written for). It is the one point where the two views of a request differ on purpose.
+    """
+    from .bodies import JsonNaming, parse_body, parse_urlencoded  # local: bodies imports Pairs from here
 
     method_t, uri_t, protocol_t = byte_text(method), byte_text(uri), byte_text(protocol)
     header_pairs = tuple((byte_text(k), byte_text(v)) for k, v in headers)
@@ -124,7 +134,7 @@ def build_transaction(
     truncated = body_length > body_limit
     view = memoryview(body)[:body_limit] if truncated else body
     body_text = str(view, "latin-1") if isinstance(view, memoryview) else view.decode("latin-1")
-    parsed = parse_body(content_type, body_text)
+    parsed = parse_body(content_type, body_text, json_naming or JsonNaming.PATHS)
     return Transaction(
         method=method_t,
         uri=uri_t,

@@ -287,23 +287,14 @@ def _entity(value: str, i: int) -> tuple[str, int]:
         if j + 1 >= n:
             return value[i : i + 2], i + 2
         j += 1
-        if value[j] in "xX":
-            if j + 1 >= n:
-                return value[i : i + 3], i + 3
+        hexadecimal = value[j] in "xX"
+        digits, base = (_HEX, 16) if hexadecimal else (_DIGITS, 10)
+        start = j = j + hexadecimal
+        while j < n and value[j] in digits:
             j += 1
-            start = j
-            while j < n and value[j] in _HEX:
-                j += 1
-            if j == start:
-                return value[i : i + 3], i + 3
-            out = chr(_strtol(value[start:j], 16) & 0xFF)
-        else:
-            start = j
-            while j < n and value[j] in _DIGITS:
-                j += 1
-            if j == start:
-                return value[i : i + 2], i + 2
-            out = chr(_strtol(value[start:j], 10) & 0xFF)
+        if j == start:  # `&#` or `&#x` without digits: copied raw
+            return value[i:start], start
+        out = chr(_strtol(value[start:j], base) & 0xFF)
     else:
         start = j
         while j < n and value[j] in _ALNUM:
@@ -322,16 +313,7 @@ def _entity(value: str, i: int) -> tuple[str, int]:
 def html_entity_decode(value: str) -> str:
     """ModSecurity htmlEntityDecode: &#dd; &#xhh; and named entities, the ; optional; numeric ones
     keep the low byte (so the result stays byte text)."""
-    if "&" not in value:
-        return value
-    out: list[str] = []
-    i = 0
-    while (amp := value.find("&", i)) >= 0:
-        out.append(value[i:amp])
-        decoded, i = _entity(value, amp)
-        out.append(decoded)
-    out.append(value[i:])
-    return "".join(out)
+    return _decode_escapes(value, "&", _entity)
 
 
 _JS_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -357,7 +339,7 @@ def _js_escape(value: str, i: int) -> tuple[str, int]:
 def js_decode(value: str) -> str:
     """ModSecurity jsDecode: \\uHHHH (low byte, full-width ASCII -> ASCII), \\xHH, \\OOO (one byte),
     \\a \\b \\f \\n \\r \\t \\v, and \\C -> C for any other C."""
-    return _decode_backslashes(value, _js_escape)
+    return _decode_escapes(value, "\\", _js_escape)
 
 
 def _css_escape(value: str, i: int) -> tuple[str, int]:
@@ -388,7 +370,7 @@ def _css_escape(value: str, i: int) -> tuple[str, int]:
 def css_decode(value: str) -> str:
     """ModSecurity cssDecode: \\ + 1-6 hex digits (last byte used; full-width ASCII -> ASCII; one
     following whitespace eaten), \\newline removed, \\C -> C, a trailing backslash dropped."""
-    return _decode_backslashes(value, _css_escape)
+    return _decode_escapes(value, "\\", _css_escape)
 
 
 _C_SIMPLE = {**_JS_SIMPLE, "\\": "\\", "?": "?", "'": "'", '"': '"'}
@@ -413,17 +395,18 @@ def _c_escape(value: str, i: int) -> tuple[str, int]:
 def escape_seq_decode(value: str) -> str:
     """ModSecurity escapeSeqDecode: ANSI C escapes \\a \\b \\f \\n \\r \\t \\v \\\\ \\? \\' \\" \\xHH \\OOO
     (byte overflow truncated); for an unknown escape the backslash is removed."""
-    return _decode_backslashes(value, _c_escape)
+    return _decode_escapes(value, "\\", _c_escape)
 
 
-def _decode_backslashes(value: str, escape: Callable[[str, int], tuple[str, int]]) -> str:
-    if "\\" not in value:
+def _decode_escapes(value: str, marker: str, escape: Callable[[str, int], tuple[str, int]]) -> str:
+    """`value` with every escape starting at `marker` replaced by what `escape(value, at)` decodes it to."""
+    if marker not in value:
         return value
     out: list[str] = []
     i = 0
-    while (slash := value.find("\\", i)) >= 0:
-        out.append(value[i:slash])
-        decoded, i = escape(value, slash)
+    while (at := value.find(marker, i)) >= 0:
+        out.append(value[i:at])
+        decoded, i = escape(value, at)
         out.append(decoded)
     out.append(value[i:])
     return "".join(out)

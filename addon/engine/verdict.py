@@ -42,6 +42,10 @@ class Match:
 
 @dataclass(slots=True)
 class Verdict:
+    """What the engine decided about one transaction. The blocked flags and the reason are set by
+    scoring.decide, the one place that compares scores with thresholds; what the addon did about the
+    verdict is recorded by the addon, not here."""
+
     inbound_score: int = 0
     outbound_score: int = 0
     scores: dict[str, int] = field(default_factory=dict)  # per category, inbound and outbound
@@ -52,7 +56,6 @@ class Verdict:
     inbound_blocked: bool = False
     outbound_blocked: bool = False
     reason: str = ""
-    action: str = "none"  # what the addon did about it (filled in by the adapter/policy)
 
     @property
     def blocked(self) -> bool:
@@ -61,6 +64,13 @@ class Verdict:
     @property
     def rule_ids(self) -> list[int]:
         return [m.id for m in self.matches]
+
+    def inbound_blocked_without(self, tag: str) -> bool:
+        """Would the request be over the inbound threshold without the matches of rules tagged `tag`
+        (e.g. the session checks)? Decided by scoring.Thresholds like the verdict itself."""
+        from .scoring import inbound_blocked_without  # local: scoring imports this module
+
+        return inbound_blocked_without(self, tag)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -76,5 +86,4 @@ class Verdict:
             "inbound_blocked": self.inbound_blocked,
             "outbound_blocked": self.outbound_blocked,
             "reason": self.reason,
-            "action": self.action,
         }

@@ -151,11 +151,11 @@ def test_pinned_variables_ignore_setvar():
     [
         ('SecRule ARGS "@rx a" "id:7,phase:5,pass"', "phase 5"),
         ('SecRule ARGS "@geoLookup" "id:7,phase:1,pass"', "operator @geoLookup"),
-        ('SecRule NOPE "@rx a" "id:7,phase:1,pass"', "variable NOPE"),
+        ('SecRule NOPE "@rx a" "id:7,phase:1,pass"', "unknown collection 'NOPE'"),
         ('SecRule ARGS "@rx a" "id:7,phase:1,pass,t:nope"', "t:nope"),
         ('SecRule ARGS "@rx a" "id:7,phase:1,allow"', "'allow'"),
         ('SecRule ARGS "@rx a" "id:7,phase:1,pass,skip:1"', "'skip'"),
-        ('SecRule ARGS "@rx (" "id:7,phase:1,pass"', "cannot compile"),
+        ('SecRule ARGS "@rx (" "id:7,phase:1,pass"', "@rx: bad regex '('"),
         ('SecRule ARGS "@rx a" "id:7,phase:1,pass,bogus:1"', "unknown action"),
     ],
 )

@@ -7,9 +7,7 @@ import pytest
 from logoutguard.crs.modsec import (
     apache_path,
     check_content_disposition,
-    parse_arguments,
     parse_cookies_v0,
-    parse_json_args,
     parse_xml,
     processor_for,
 )
@@ -47,37 +45,6 @@ def test_apache_path(raw, expected):
 )
 def test_parse_cookies_v0(header, pairs):
     assert parse_cookies_v0(header) == pairs
-
-
-@pytest.mark.parametrize(
-    ("text", "pairs"),
-    [
-        ("a=1&b=%41+B&&c", (("a", "1"), ("b", "A B"), ("c", ""))),
-        ("x=%zz%4", (("x", "%zz%4"),)),  # invalid escapes stay
-        ("a=1&a=2", (("a", "1"), ("a", "2"))),
-    ],
-)
-def test_parse_arguments(text, pairs):
-    assert parse_arguments(text) == pairs
-
-
-@pytest.mark.parametrize(
-    ("body", "args"),
-    [
-        ('{"a":{"b":"x"},"c":1.50}', [("a.b", "x"), ("c", "1.50")]),
-        ('{"c":[1,2],"d":true,"e":null}', [("c.c", "1"), ("c.c", "2"), ("d", "true"), ("e", "")]),
-        ('[{"q":"v"}]', [("array.array.q", "v")]),  # msc_json.c: top array -> prefix and key "array"
-        ('{"a":{"b":{"c":1}},"z":2}', [("a.b.c", "1"), ("z", "2")]),
-        ('{"k":"\\u00e9"}', [("k", "\xc3\xa9")]),  # values as UTF-8 bytes
-        ('{"a":1,"a":2}', [("a", "1"), ("a", "2")]),
-    ],
-)
-def test_json_names_follow_msc_json(body, args):
-    assert parse_json_args(body) == (tuple(args), "")
-
-
-def test_bad_json_is_an_error():
-    assert parse_json_args('{"a": ')[1].startswith("JSON parsing error")
 
 
 def test_xml_text_and_attributes():

@@ -15,7 +15,7 @@ from logoutguard.engine import prefilter, transformations
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.examples import example_transaction
 from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
-from logoutguard.engine.rules import Action, Marker, Phase, Ruleset
+from logoutguard.engine.rules import Ctl, Marker, Phase, Ruleset
 from logoutguard.engine.transaction import build_transaction
 from logoutguard.engine.verdict import Verdict
 
@@ -200,7 +200,7 @@ def test_ctl_and_skip_after_behave_the_same(ruleset: Ruleset, monkeypatch: pytes
     rules = [ruleset.by_id()[i] for i in ids]
     first, second = rules[0], rules[1]
     remover = replace(
-        first, head=replace(first.head, actions=(Action("ctl", f"ruleRemoveById={second.id}"),))
+        first, head=replace(first.head, actions=(Ctl.parse(f"ruleRemoveById={second.id}"),))
     )
     jumper = replace(rules[2], skip_after="END")
     items = [remover, second, jumper, *rules[3:10], Marker("END", Phase.REQUEST_BODY), *rules[10:]]

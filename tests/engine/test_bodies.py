@@ -1,0 +1,167 @@
+"""bodies: urlencoded, multipart and JSON bodies -> args, and the one JSON naming option (PATHS / MODSECURITY)."""
+
+from __future__ import annotations
+
+import pytest
+
+from logoutguard.engine.bodies import (
+    JSON_DEPTH_LIMIT,
+    JsonNaming,
+    ParsedBody,
+    parse_body,
+    parse_json,
+    parse_multipart,
+    parse_urlencoded,
+)
+
+PATHS, MODSECURITY = JsonNaming.PATHS, JsonNaming.MODSECURITY
+
+# (JSON body, args under PATHS, args under MODSECURITY)
+JSON_NAMES = [
+    ('{"a":{"b":"x"},"c":1.50}', [("a.b", "x"), ("c", "1.50")], [("a.b", "x"), ("c", "1.50")]),
+    (
+        '{"c":[1,2],"d":true,"e":null}',
+        [("c.0", "1"), ("c.1", "2"), ("d", "true"), ("e", "")],
+        [("c.c", "1"), ("c.c", "2"), ("d", "true"), ("e", "")],
+    ),
+    ('[{"q":"v"}]', [("0.q", "v")], [("array.array.q", "v")]),  # msc_json.c: a top array is "array"
+    ('{"a":{"b":{"c":1}},"z":2}', [("a.b.c", "1"), ("z", "2")], [("a.b.c", "1"), ("z", "2")]),
+    ('{"k":"\\u00e9"}', [("k", "\xc3\xa9")], [("k", "\xc3\xa9")]),  # values as UTF-8 bytes
+    ('{"\\u00e9":1}', [("\xc3\xa9", "1")], [("\xc3\xa9", "1")]),  # names too
+    ('{"a":1,"a":2}', [("a", "1"), ("a", "2")], [("a", "1"), ("a", "2")]),  # duplicates kept
+    (
+        '{"n":1e3,"m":-0,"f":NaN}',
+        [("n", "1e3"), ("m", "-0"), ("f", "NaN")],
+        [("n", "1e3"), ("m", "-0"), ("f", "NaN")],
+    ),
+    ('{"p":{},"q":[]}', [("p", ""), ("q", "")], []),  # PATHS: an empty container's name is inspected
+    ('{"__proto__":{}}', [("__proto__", "")], []),
+    (
+        '{"a.b":{"c":1},"d":[5]}',
+        [("a.b.c", "1"), ("d.0", "5")],
+        [("a.b.c", "1"), ("a.d.d", "5")],
+    ),  # msc_json.c's prefix
+    (
+        '{"a":[[1],{"b":2}],"c":3}',
+        [("a.0.0", "1"), ("a.1.b", "2"), ("c", "3")],
+        [("a.a.a", "1"), ("a.a.b", "2"), ("c", "3")],
+    ),
+    ('"top"', [("", "top")], [("", "top")]),
+    ("[]", [], []),
+]
+
+
+@pytest.mark.parametrize(("body", "paths", "modsecurity"), JSON_NAMES)
+def test_json_naming(body: str, paths: list[tuple[str, str]], modsecurity: list[tuple[str, str]]) -> None:
+    assert parse_json(body, PATHS) == ParsedBody("JSON", tuple(paths))
+    assert parse_json(body, MODSECURITY) == ParsedBody("JSON", tuple(modsecurity))
+
+
+@pytest.mark.parametrize("naming", list(JsonNaming))
+def test_bad_json_is_an_error_naming_the_reason(naming: JsonNaming) -> None:
+    parsed = parse_json('{"a": ', naming)
+    assert parsed.args == () and parsed.error.startswith("JSON parsing error: Expecting value")
+
+
+def test_too_deep_json_skips_the_deep_part_with_paths_and_stops_with_modsecurity() -> None:
+    deep = "[" * (JSON_DEPTH_LIMIT + 5) + '"x"' + "]" * (JSON_DEPTH_LIMIT + 5)
+    body = '{"a":1,"deep":' + deep + ',"b":"after"}'
+    paths = parse_json(body, PATHS)
+    assert paths.error == f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded; deeper values not inspected"
+    assert ("a", "1") in paths.args and ("b", "after") in paths.args
+    assert not any(value == "x" for _, value in paths.args)
+    modsecurity = parse_json(body, MODSECURITY)
+    assert modsecurity.error == f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded"
+    assert modsecurity.args == (("a", "1"),)  # parsing stopped: "after" is never seen
+
+
+def test_nesting_beyond_the_parser_is_an_error_not_a_crash() -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    for naming in JsonNaming:
+        parsed = parse_json(body, naming)
+        assert parsed.args == () and "depth limit" in parsed.error
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "processor", "args"),
+    [
+        (
+            "application/x-www-form-urlencoded",
+            "a=1&b=%41+B&a=3",
+            "URLENCODED",
+            [("a", "1"), ("b", "A B"), ("a", "3")],
+        ),
+        ("application/json", '{"q":"x"}', "JSON", [("q", "x")]),
+        ("application/vnd.api+json", '{"q":"x"}', "JSON", [("q", "x")]),
+        (None, '{"q":"x"}', "JSON", [("q", "x")]),  # no Content-Type: JSON by shape
+        ("text/plain", "a=1&b=2", "URLENCODED", [("a", "1"), ("b", "2")]),  # wrong type: urlencoded by shape
+        ("text/plain", "just text\nwith lines", "", []),  # raw only
+    ],
+)
+def test_parse_body_by_type_then_by_shape(
+    content_type: str | None, body: str, processor: str, args: list[tuple[str, str]]
+) -> None:
+    parsed = parse_body(content_type, body)
+    assert (parsed.processor, list(parsed.args), parsed.error) == (processor, args, "")
+
+
+def test_parse_body_names_json_as_asked() -> None:
+    assert parse_body("application/json", '{"c":[1]}').args == (("c.0", "1"),)
+    assert parse_body("application/json", '{"c":[1]}', MODSECURITY).args == (("c.c", "1"),)
+
+
+def test_json_that_does_not_parse_is_still_sniffed_and_the_error_kept() -> None:
+    parsed = parse_body("application/json", "a=1&b={")
+    assert parsed.processor == "URLENCODED" and parsed.args == (("a", "1"), ("b", "{"))
+    assert parsed.error.startswith("JSON parsing error")
+
+
+def test_empty_body_is_nothing() -> None:
+    assert parse_body("application/json", "") == ParsedBody()
+
+
+@pytest.mark.parametrize(
+    ("text", "pairs"),
+    [  # as ModSecurity's parse_arguments splits them (the CRS engine's view uses this too)
+        ("a=1&b=%41+B&&c", (("a", "1"), ("b", "A B"), ("c", ""))),
+        ("x=%zz%4", (("x", "%zz%4"),)),  # invalid escapes stay
+        ("a=1&a=2", (("a", "1"), ("a", "2"))),
+        ("a=1;b=2", (("a", "1;b=2"),)),  # only `&` separates
+        ("a=%C3%A9&b=%FF&c", (("a", "\xc3\xa9"), ("b", "\xff"), ("c", ""))),  # byte-exact
+        ("=v&n=", (("", "v"), ("n", ""))),
+    ],
+)
+def test_parse_urlencoded(text: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    assert parse_urlencoded(text) == pairs
+
+
+MULTIPART = (
+    "--XyZ\r\n"
+    'Content-Disposition: form-data; name="f"; filename="a.php"\r\n'
+    "Content-Type: text/plain\r\n\r\n"
+    "<?php echo 1; ?>\r\n"
+    "--XyZ\r\n"
+    'Content-Disposition: form-data; name="t"\r\n\r\n'
+    "hello\r\n"
+    "--XyZ--\r\n"
+)
+
+
+def test_multipart_fields_files_and_part_headers() -> None:
+    parsed = parse_multipart("multipart/form-data; boundary=XyZ", MULTIPART)
+    assert parsed.processor == "MULTIPART" and parsed.error == ""
+    assert parsed.args == (("t", "hello"),)
+    assert parsed.files == (("f", "a.php"),)
+    assert parsed.files_size == len("<?php echo 1; ?>")
+    assert ("f", "Content-Type: text/plain") in parsed.part_headers
+
+
+@pytest.mark.parametrize(
+    ("content_type", "error"),
+    [
+        ("multipart/form-data", "without a boundary"),
+        ("multipart/form-data; boundary=Other", "could not be split into parts"),
+    ],
+)
+def test_bad_multipart_is_an_error(content_type: str, error: str) -> None:
+    assert error in parse_multipart(content_type, MULTIPART).error

@@ -1,0 +1,133 @@
+"""transaction: the frozen snapshot of one exchange, built from wire bytes as byte text."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from logoutguard.engine.bodies import JsonNaming
+from logoutguard.engine.transaction import (
+    DEFAULT_BODY_LIMIT,
+    Transaction,
+    build_transaction,
+    byte_text,
+    parse_cookie_header,
+    split_uri,
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [(b"a\xff\x00", "a\xff\x00"), ("caf\u00e9", "caf\xc3\xa9"), ("\udcff", "\xff"), (b"", "")],
+)
+def test_byte_text_is_one_character_per_byte(data: bytes | str, text: str) -> None:
+    assert byte_text(data) == text
+
+
+@pytest.mark.parametrize(
+    ("uri", "path", "query"),
+    [
+        ("/a/b?x=1&y", "/a/b", "x=1&y"),
+        ("/a?b?c", "/a", "b?c"),
+        ("http://h.test/p?q=1", "/p", "q=1"),
+        ("https://h.test", "/", ""),
+        ("/x?u=http://h/", "/x", "u=http://h/"),
+        ("*", "*", ""),
+    ],
+)
+def test_split_uri(uri: str, path: str, query: str) -> None:
+    assert split_uri(uri) == (path, query)
+
+
+@pytest.mark.parametrize(
+    ("header", "pairs"),
+    [
+        ("a=1; b=2", [("a", "1"), ("b", "2")]),
+        (" a = 1 ;;b", [("a", "1"), ("b", "")]),
+        ('bad"=1; good=2', [('bad"', "1"), ("good", "2")]),  # a malformed pair hides nothing
+        ("", []),
+    ],
+)
+def test_parse_cookie_header(header: str, pairs: list[tuple[str, str]]) -> None:
+    assert parse_cookie_header(header) == pairs
+
+
+def test_build_transaction_from_wire_parts() -> None:
+    tx = build_transaction(
+        method=b"POST",
+        uri=b"/login?next=%2Fhome",
+        protocol="HTTP/1.0",
+        headers=[
+            (b"Host", b"shop.test"),
+            ("Cookie", "sid=1; pref=\xe9".encode("latin-1")),
+            ("Cookie", "b=2"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Type", "text/plain"),
+        ],
+        body=b"user=ann&pw=%C3%A9",
+        client_addr="192.0.2.1",
+    )
+    assert (tx.method, tx.uri, tx.path, tx.query, tx.protocol) == (
+        "POST",
+        "/login?next=%2Fhome",
+        "/login",
+        "next=%2Fhome",
+        "HTTP/1.0",
+    )
+    assert tx.cookies == (("sid", "1"), ("pref", "\xe9"), ("b", "2"))
+    assert tx.query_args == (("next", "/home"),)
+    assert tx.body_args == (("user", "ann"), ("pw", "\xc3\xa9"))  # the first Content-Type counts
+    assert tx.args == tx.query_args + tx.body_args
+    assert (tx.body_processor, tx.body_length, tx.body_truncated, tx.body_error) == (
+        "URLENCODED",
+        18,
+        False,
+        "",
+    )
+    assert tx.header("host") == "shop.test" and tx.header("missing") is None
+    assert tx.client_addr == "192.0.2.1" and tx.extra == {"files_size": "0"}
+
+
+def test_a_body_over_the_limit_is_inspected_up_to_it() -> None:
+    body = b"a=" + b"x" * 100
+    tx = build_transaction(
+        method="POST",
+        uri="/",
+        body=body,
+        body_limit=10,
+        headers=[("Content-Type", "application/x-www-form-urlencoded")],
+    )
+    assert tx.body == "a=xxxxxxxx" and tx.body_length == 102 and tx.body_truncated
+    assert DEFAULT_BODY_LIMIT == 128 * 1024
+
+
+def test_text_parts_are_taken_as_utf8() -> None:
+    tx = build_transaction(method="GET", uri="/caf\u00e9", headers=[("X", "\u00e9")], body="\u00e9")
+    assert (tx.path, tx.headers, tx.body) == ("/caf\xc3\xa9", (("X", "\xc3\xa9"),), "\xc3\xa9")
+
+
+def test_json_naming_is_one_option_of_the_transaction() -> None:
+    parts = {
+        "method": "POST",
+        "uri": "/api",
+        "headers": [("Content-Type", "application/json")],
+        "body": b'{"c":[1,2]}',
+    }
+    assert build_transaction(**parts).body_args == (("c.0", "1"), ("c.1", "2"))  # type: ignore[arg-type]
+    modsecurity = build_transaction(**parts, json_naming=JsonNaming.MODSECURITY)  # type: ignore[arg-type]
+    assert modsecurity.body_args == (("c.c", "1"), ("c.c", "2"))
+
+
+def test_transactions_are_frozen_and_grow_a_response_and_session_facts() -> None:
+    tx = Transaction()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tx.method = "POST"  # type: ignore[misc]
+    answered = tx.with_response(404, (("Server", "x"),), "nope")
+    assert (answered.response_status, answered.response_headers, answered.response_body) == (
+        404,
+        (("Server", "x"),),
+        "nope",
+    )
+    assert tx.response_status == 0
+    assert tx.with_session((("state", "revoked"),)).session == (("state", "revoked"),)

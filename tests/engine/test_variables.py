@@ -1,0 +1,185 @@
+"""variables: every collection a rule may name -> the (name, value) pairs it selects from a transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from logoutguard.engine.rules import Target
+from logoutguard.engine.state import EvalState
+from logoutguard.engine.targets import parse_target
+from logoutguard.engine.transaction import build_transaction
+from logoutguard.engine.variables import (
+    COLLECTIONS,
+    collect,
+    is_dynamic,
+    known_collection,
+    lookup,
+    member_name,
+)
+
+MULTIPART = (
+    b'--B\r\nContent-Disposition: form-data; name="up"; filename="a.txt"\r\n\r\nhello\r\n'
+    b'--B\r\nContent-Disposition: form-data; name="t"\r\n\r\nv\r\n--B--\r\n'
+)
+
+
+def state(kind: str = "form") -> EvalState:
+    bodies = {
+        "form": ("application/x-www-form-urlencoded", b"b=2&c=3"),
+        "json": ("application/json", b'{"j":"1"}'),
+        "multipart": ("multipart/form-data; boundary=B", MULTIPART),
+    }
+    content_type, body = bodies[kind]
+    tx = build_transaction(
+        method="POST",
+        uri="/dir/file.php?a=1&A2=x",
+        headers=[("Host", "h.test"), ("Cookie", "sid=s1"), ("Content-Type", content_type)],
+        body=body,
+        client_addr="192.0.2.9",
+    )
+    tx = tx.with_session((("state", "active"),)).with_response(200, (("Server", "x"),), "<p>ok</p>")
+    s = EvalState(tx=tx)
+    s.vars["score"] = "5"
+    return s
+
+
+# (collection, the pairs it gives for state("form"))
+FORM = [
+    ("ARGS", [("ARGS:a", "1"), ("ARGS:A2", "x"), ("ARGS:b", "2"), ("ARGS:c", "3")]),
+    (
+        "ARGS_NAMES",
+        [("ARGS_NAMES:a", "a"), ("ARGS_NAMES:A2", "A2"), ("ARGS_NAMES:b", "b"), ("ARGS_NAMES:c", "c")],
+    ),
+    ("ARGS_GET", [("ARGS_GET:a", "1"), ("ARGS_GET:A2", "x")]),
+    ("ARGS_GET_NAMES", [("ARGS_GET_NAMES:a", "a"), ("ARGS_GET_NAMES:A2", "A2")]),
+    ("ARGS_POST", [("ARGS_POST:b", "2"), ("ARGS_POST:c", "3")]),
+    ("ARGS_POST_NAMES", [("ARGS_POST_NAMES:b", "b"), ("ARGS_POST_NAMES:c", "c")]),
+    ("ARGS_COMBINED_SIZE", [("ARGS_COMBINED_SIZE", "9")]),
+    ("REQUEST_COOKIES", [("REQUEST_COOKIES:sid", "s1")]),
+    ("REQUEST_COOKIES_NAMES", [("REQUEST_COOKIES_NAMES:sid", "sid")]),
+    ("REQUEST_METHOD", [("REQUEST_METHOD", "POST")]),
+    ("REQUEST_PROTOCOL", [("REQUEST_PROTOCOL", "HTTP/1.1")]),
+    ("REQUEST_LINE", [("REQUEST_LINE", "POST /dir/file.php?a=1&A2=x HTTP/1.1")]),
+    ("REQUEST_URI", [("REQUEST_URI", "/dir/file.php?a=1&A2=x")]),
+    ("REQUEST_URI_RAW", [("REQUEST_URI_RAW", "/dir/file.php?a=1&A2=x")]),
+    ("REQUEST_FILENAME", [("REQUEST_FILENAME", "/dir/file.php")]),
+    ("REQUEST_BASENAME", [("REQUEST_BASENAME", "file.php")]),
+    ("QUERY_STRING", [("QUERY_STRING", "a=1&A2=x")]),
+    ("REQUEST_BODY", [("REQUEST_BODY", "b=2&c=3")]),
+    ("REQUEST_BODY_LENGTH", [("REQUEST_BODY_LENGTH", "7")]),
+    ("REQUEST_BODY_TRUNCATED", [("REQUEST_BODY_TRUNCATED", "0")]),
+    ("FILES", []),
+    ("FILES_COMBINED_SIZE", [("FILES_COMBINED_SIZE", "0")]),
+    ("REQBODY_PROCESSOR", [("REQBODY_PROCESSOR", "URLENCODED")]),
+    ("REQBODY_ERROR", [("REQBODY_ERROR", "0")]),
+    ("REQBODY_ERROR_MSG", [("REQBODY_ERROR_MSG", "")]),
+    ("REMOTE_ADDR", [("REMOTE_ADDR", "192.0.2.9")]),
+    ("SESSION", [("SESSION:state", "active")]),
+    ("TX", [("TX:score", "5")]),
+    ("MATCHED_VAR", []),
+    ("MATCHED_VARS", []),
+    ("RESPONSE_STATUS", [("RESPONSE_STATUS", "200")]),
+    ("RESPONSE_HEADERS", [("RESPONSE_HEADERS:Server", "x")]),
+    ("RESPONSE_HEADERS_NAMES", [("RESPONSE_HEADERS_NAMES:Server", "Server")]),
+    ("RESPONSE_BODY", [("RESPONSE_BODY", "<p>ok</p>")]),
+    ("XML", []),
+    ("MULTIPART_STRICT_ERROR", [("MULTIPART_STRICT_ERROR", "0")]),
+    ("MULTIPART_UNMATCHED_BOUNDARY", [("MULTIPART_UNMATCHED_BOUNDARY", "0")]),
+]
+
+
+@pytest.mark.parametrize(("collection", "pairs"), FORM)
+def test_collections(collection: str, pairs: list[tuple[str, str]]) -> None:
+    assert lookup(state(), collection, None) == pairs
+
+
+def test_every_collection_is_in_the_table() -> None:
+    tested = {c for c, _ in FORM} | {
+        "REQUEST_HEADERS",
+        "REQUEST_HEADERS_NAMES",
+        "FILES_NAMES",
+        "MULTIPART_PART_HEADERS",
+        "MATCHED_VAR_NAME",
+        "MATCHED_VARS_NAMES",
+    }
+    assert tested == set(COLLECTIONS)
+
+
+def test_headers_and_multipart_collections() -> None:
+    s = state("multipart")
+    assert lookup(s, "REQUEST_HEADERS", "host") == [("REQUEST_HEADERS:Host", "h.test")]
+    assert ("REQUEST_HEADERS_NAMES:Cookie", "Cookie") in lookup(s, "REQUEST_HEADERS_NAMES", None)
+    assert lookup(s, "FILES", None) == [("FILES:up", "a.txt")]
+    assert lookup(s, "FILES_NAMES", None) == [("FILES_NAMES:up", "up")]
+    assert lookup(s, "FILES_COMBINED_SIZE", None) == [("FILES_COMBINED_SIZE", "5")]
+    assert lookup(s, "ARGS_POST", None) == [("ARGS_POST:t", "v")]
+    assert (
+        "MULTIPART_PART_HEADERS:up",
+        'Content-Disposition: form-data; name="up"; filename="a.txt"',
+    ) in lookup(s, "MULTIPART_PART_HEADERS", None)
+
+
+def test_request_body_is_there_for_raw_and_urlencoded_bodies_or_when_forced() -> None:
+    s = state("json")
+    assert lookup(s, "REQUEST_BODY", None) == []  # parsed into ARGS instead
+    assert lookup(s, "ARGS_POST", None) == [("ARGS_POST:j", "1")]
+    s.force_request_body = True  # ctl:forceRequestBodyVariable=On (it empties the cache)
+    s.collect_cache.clear()
+    assert lookup(s, "REQUEST_BODY", None) == [("REQUEST_BODY", '{"j":"1"}')]
+    s = state("json")
+    s.body_processor = "URLENCODED"  # ctl:requestBodyProcessor
+    assert lookup(s, "REQUEST_BODY", None) == [("REQUEST_BODY", '{"j":"1"}')]
+    assert lookup(s, "REQBODY_PROCESSOR", None) == [("REQBODY_PROCESSOR", "URLENCODED")]
+
+
+def test_keys_are_matched_without_regard_to_case() -> None:
+    s = state()
+    assert lookup(s, "ARGS", "a2") == [("ARGS:A2", "x")]
+    assert lookup(s, "TX", "SCORE") == [("TX:score", "5")]
+    assert lookup(s, "TX", "missing") == []
+    assert lookup(s, "NO_SUCH_COLLECTION", None) == []
+
+
+def test_matched_variables_follow_the_state() -> None:
+    s = state()
+    s.matched_var_name, s.matched_var = "ARGS:a", "1"
+    s.matched_vars = [("ARGS:a", "1"), ("ARGS:b", "2")]
+    assert lookup(s, "MATCHED_VAR", None) == [("MATCHED_VAR", "1")]
+    assert lookup(s, "MATCHED_VAR_NAME", None) == [("MATCHED_VAR_NAME", "ARGS:a")]
+    assert lookup(s, "MATCHED_VARS_NAMES", None) == [("ARGS:a", "ARGS:a"), ("ARGS:b", "ARGS:b")]
+    s.matched_vars = [("ARGS:c", "3")]  # dynamic: never cached
+    assert lookup(s, "MATCHED_VARS", None) == [("ARGS:c", "3")]
+
+
+def test_an_adapters_view_overrides_a_collection() -> None:
+    s = state()
+    s.extra_vars = {"REQUEST_FILENAME": [("REQUEST_FILENAME", "/decoded")], "UNIQUE_ID": [("UNIQUE_ID", "u")]}
+    assert lookup(s, "REQUEST_FILENAME", None) == [("REQUEST_FILENAME", "/decoded")]
+    assert lookup(s, "UNIQUE_ID", None) == [("UNIQUE_ID", "u")]
+
+
+def targets(*texts: str) -> tuple[tuple[Target, ...], tuple[Target, ...]]:
+    parsed = [parse_target(t) for t in texts]
+    return tuple(t for x, t in parsed if not x), tuple(t for x, t in parsed if x)
+
+
+@pytest.mark.parametrize(
+    ("texts", "pairs"),
+    [
+        (("ARGS_GET:a", "REQUEST_COOKIES"), [("ARGS_GET:a", "1"), ("REQUEST_COOKIES:sid", "s1")]),
+        (("ARGS", "!ARGS:b", "!ARGS:/^a/"), [("ARGS:c", "3")]),
+        (("ARGS:/^a/",), [("ARGS:a", "1"), ("ARGS:A2", "x")]),
+        (("&ARGS",), [("&ARGS", "4")]),
+        (("&ARGS", "!ARGS:c"), [("&ARGS", "3")]),
+        (("&ARGS:nope",), [("&ARGS:nope", "0")]),
+        (("REQUEST_HEADERS:HOST", "REQUEST_HEADERS:host"), [("REQUEST_HEADERS:Host", "h.test")] * 2),
+    ],
+)
+def test_collect(texts: tuple[str, ...], pairs: list[tuple[str, str]]) -> None:
+    assert collect(state(), *targets(*texts)) == pairs
+
+
+def test_helpers() -> None:
+    assert member_name("ARGS:user.name") == "user.name" and member_name("REQUEST_METHOD") == ""
+    assert is_dynamic("TX") and is_dynamic("MATCHED_VARS") and not is_dynamic("ARGS")
+    assert known_collection("ARGS") and not known_collection("IP")
