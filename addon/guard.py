@@ -19,7 +19,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from .audit import AuditLog, audit_record
+from .audit_log import AuditLog, audit_record
 from .crs.loader import CrsError, load_crs
 from .engine.combined import CombinedEngine, CombinedState
 from .engine.engine import Engine
@@ -28,6 +28,7 @@ from .engine.rules import REQUEST_PHASES, Ruleset
 from .engine.state import EvalState
 from .engine.transaction import Transaction
 from .engine.verdict import Match, Verdict
+from .flow_bridge import from_request, with_response
 from .policy import Decision, Policy, PolicyError, TemplateValueError, decide, load_policy
 from .responses import (
     Upstream,
@@ -51,7 +52,6 @@ from .sessions.hashing import SessionHasher
 from .sessions.memory import MemoryStore
 from .sessions.store import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore, StoreError
 from .sessions.tracker import SessionFacts, SessionTracker
-from .transactions import from_request, with_response
 
 log = logging.getLogger("logoutguard")
 
@@ -607,7 +607,7 @@ class LogoutGuard:
             )
             return [tracker.hasher.hash(value) for _, value in session_ids]
 
-    def upstream(self, flow_: http.HTTPFlow | None = None) -> Upstream | None:
+    def upstream(self) -> Upstream | None:
         """The configured application: guard_upstream, else the first reverse mode. Never the request's host."""
         if ctx.options.guard_upstream:
             return parse_upstream(f"reverse:{ctx.options.guard_upstream}")
@@ -635,7 +635,7 @@ class LogoutGuard:
         record["logout"] = info
         if self.policy.lockout.enabled:
             info["locked_out"] = await tracker.lockout(pending.client, now + self.policy.lockout.duration)
-        upstream = self.upstream(flow_)
+        upstream = self.upstream()
         cookies = dict(pending.session_ids)
         try:
             if upstream is None:

@@ -41,15 +41,6 @@ class Upstream:
         return f"{self.scheme}://{self.authority}{path}"
 
 
-def upstream_of(flow: http.HTTPFlow) -> Upstream | None:
-    """The configured reverse-proxy upstream of the listener that received the flow."""
-    mode = flow.client_conn.proxy_mode
-    if isinstance(mode, mode_specs.ReverseMode):
-        host, port = mode.address
-        return Upstream(mode.scheme if mode.scheme in ("http", "https") else "http", host, port)
-    return None
-
-
 def parse_upstream(spec: str) -> Upstream | None:
     """`reverse:http://127.0.0.1:8080` -> Upstream; None for other modes."""
     try:

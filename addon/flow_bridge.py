@@ -31,14 +31,6 @@ def from_request(
     )
 
 
-def from_flow(flow: http.HTTPFlow, body_limit: int = DEFAULT_BODY_LIMIT) -> Transaction:
-    peer = flow.client_conn.peername
-    tx = from_request(flow.request, peer[0] if peer else "", body_limit)
-    if flow.response is not None:
-        tx = with_response(tx, flow.response, body_limit)
-    return tx
-
-
 def with_response(
     tx: Transaction, response: http.Response, body_limit: int = DEFAULT_BODY_LIMIT
 ) -> Transaction:
