@@ -1,4 +1,4 @@
-"""Audit log: one JSON line per flow that scored or got an action; cookie and credential values never."""
+"""The audit log file: JSON lines appended (one per flow that scored or got an action; see flow_record.py)."""
 
 from __future__ import annotations
 
@@ -42,24 +42,3 @@ class AuditLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def audit_record(*, client: str, method: str, path: str, session_hash: str | None,
-                 verdict: dict[str, object], logout: dict[str, object] | None = None) -> dict[str, object]:
-    """The audit line of a flow: no cookie, no Authorization, no session ID, only its keyed hash."""
-    matches = verdict.get("matches") or []
-    return {
-        "client": client,
-        "method": method,
-        "path": path.split("?", 1)[0],
-        "session": session_hash,
-        "rules": [m["id"] for m in matches],  # type: ignore[index, union-attr]
-        "targets": [m["target"] for m in matches],  # type: ignore[index, union-attr]
-        "inbound_score": verdict.get("inbound_score"),
-        "outbound_score": verdict.get("outbound_score"),
-        "scores": verdict.get("scores"),
-        "situation": verdict.get("situation"),
-        "action": verdict.get("action"),
-        "mode": verdict.get("mode"),
-        "logout": logout,
-    }

@@ -10,15 +10,16 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from fuzz.properties import check_logout_request, logout_policy
-from logoutguard.guard import META_KEY, LogoutGuard
-from logoutguard.policy import Verify
-from logoutguard.responses import (
+from logoutguard.forced_logout import (
+    Probe,
     Upstream,
     build_logout_request,
     probe_session,
     rewrite_to_logout,
     send_logout,
 )
+from logoutguard.guard import META_KEY, LogoutGuard
+from logoutguard.policy import Verify
 from procs import REPO, free_port, start_backend
 
 UPSTREAM = Upstream("http", "127.0.0.1", 8080)
@@ -123,9 +124,9 @@ async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> Non
         upstream = Upstream("http", "127.0.0.1", backend.port)
         policy = logout_policy("/logout", "", "csrf={csrf}")
         policy = replace(policy, logout=replace(policy.logout, verify=Verify(check_path="/account")))
-        outcome = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
-        assert outcome.status == 200 and not outcome.error
-        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == "alive"
+        delivery = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
+        assert delivery.status == 200 and not delivery.error
+        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == (Probe.ALIVE, "")
         logout, probe = backend.received
         assert dict(logout.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc; csrftoken=\x80"
         assert logout.body == b"csrf=\x80"
