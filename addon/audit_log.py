@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,6 +40,8 @@ class AuditLog:
             self._failed = True
 
     def close(self) -> None:
+        """Close the file; lines that could not be written are dropped (the failure was logged)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            with contextlib.suppress(OSError):
+                fh.close()
