@@ -29,13 +29,13 @@ from .assembly import (
 )
 from .flow_record import META_KEY, FlowRecord
 from .forced_logout import configured_upstream, parse_upstream
-from .pipeline import Pipeline, Settings
+from .pipeline import Mode, Pipeline, Settings
 
 __all__ = ["META_KEY", "LogoutGuard"]
 
 log = logging.getLogger("logoutguard")
 
-MODES = ("detect", "enforce")
+MODES = tuple(str(m) for m in Mode)
 FAIL_MODES = ("closed", "open")
 ERROR_ACTIONS = ("deny", "pass")
 DEFAULT_STORE = "~/.logoutguard/sessions.sqlite"
@@ -204,9 +204,9 @@ class LogoutGuard:
             pipeline.audit = open_audit_log(opts.guard_audit_log)
         pipeline.use_settings(
             Settings(
-                mode=opts.guard_mode,
-                fail_mode=opts.guard_fail_mode,
-                error_action=opts.guard_error_action,
+                mode=Mode(opts.guard_mode),
+                fail_closed=opts.guard_fail_mode == "closed",
+                deny_on_error=opts.guard_error_action == "deny",
                 body_limit=opts.guard_body_limit,
                 offline_revoke=opts.guard_offline_revoke,
                 paranoia=opts.guard_paranoia,

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from mitmproxy import http
@@ -44,13 +45,18 @@ MAX_RECENT_SESSIONS = 1_000
 PURGE_EVERY_S = 300.0
 
 
+class Mode(StrEnum):
+    DETECT = "detect"  # score, annotate and log only
+    ENFORCE = "enforce"  # act on judgements
+
+
 @dataclass(frozen=True)
 class Settings:
     """The option values the stages read (set by the adapter from guard_* options)."""
 
-    mode: str = "enforce"  # detect | enforce
-    fail_mode: str = "closed"  # closed | open
-    error_action: str = "deny"  # deny | pass
+    mode: Mode = Mode.ENFORCE
+    fail_closed: bool = True  # a request with a session ID is refused while the store cannot answer
+    deny_on_error: bool = True  # enforce mode denies a flow whose judging failed
     body_limit: int = DEFAULT_BODY_LIMIT
     offline_revoke: bool = False
     paranoia: int = 1
@@ -60,7 +66,7 @@ class Settings:
 
     @property
     def enforce(self) -> bool:
-        return self.mode == "enforce"
+        return self.mode is Mode.ENFORCE
 
 
 @dataclass
@@ -93,7 +99,7 @@ class Pipeline:
 
     def use_settings(self, settings: Settings) -> None:
         self.settings = settings
-        self.health.fail_mode = settings.fail_mode
+        self.health.fail_mode = "closed" if settings.fail_closed else "open"
 
     # -- request -----------------------------------------------------------------------------------
     async def on_request(self, flow: http.HTTPFlow) -> None:
@@ -112,11 +118,11 @@ class Pipeline:
         check = await self._check_session(tracker, seen)
         verdict, state = self.engine.inspect_request(seen.tx.with_session(check.facts.pairs()))
         check = await self._count_scored(tracker, seen, check, verdict)
-        judgement = judge(verdict, check, self.policy, fail_closed=self.settings.fail_mode == "closed")
+        judgement = judge(verdict, check, self.policy, fail_closed=self.settings.fail_closed)
         self.pending[flow.id] = Pending(state, verdict.matches, seen)
         while len(self.pending) > MAX_PENDING:
             self.pending.popitem(last=False)
-        record = FlowRecord.judged(verdict, check.facts, judgement, self.settings.mode)
+        record = FlowRecord.judged(verdict, check.facts, judgement, str(self.settings.mode))
         record.store_error = check.store_error
         record.action = await self._act(Exchange(flow, seen, judgement, tracker), record)
         record.responded = flow.live and flow.response is not None
@@ -210,7 +216,7 @@ class Pipeline:
     def _error_record(self, flow: http.HTTPFlow, exc: Exception) -> FlowRecord:
         settings = self.settings
         action = ActionTaken.NONE
-        if flow.live and settings.enforce and settings.error_action == "deny":
+        if flow.live and settings.enforce and settings.deny_on_error:
             deny(flow)
             action = ActionTaken.DENY_ERROR
         verdict = Verdict(
@@ -218,7 +224,7 @@ class Pipeline:
             inbound_threshold=settings.inbound_threshold,
             outbound_threshold=settings.outbound_threshold,
         )
-        return FlowRecord.failed(exc, action, settings.mode, verdict)
+        return FlowRecord.failed(exc, action, str(settings.mode), verdict)
 
     def _remember_session(self, facts: SessionFacts) -> None:
         if not facts.id_hash:

@@ -14,7 +14,7 @@ from logoutguard.audit_log import AuditLog
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.loader import load_ruleset
 from logoutguard.flow_record import META_KEY
-from logoutguard.pipeline import Pipeline, Settings
+from logoutguard.pipeline import Mode, Pipeline, Settings
 from logoutguard.policy import parse_policy
 from logoutguard.sessions.cookies import SessionCookieMatcher
 from logoutguard.sessions.hashing import SessionHasher
@@ -75,7 +75,7 @@ def flow(path: str, cookie: str = "", live: bool = True) -> http.HTTPFlow:
 
 
 async def test_enforce_denies_detect_logs(make) -> None:  # type: ignore[no-untyped-def]
-    enforcing, detecting = make(), make(mode="detect")
+    enforcing, detecting = make(), make(mode=Mode.DETECT)
     f, g = flow("/?q=union select"), flow("/?q=union select")
     await enforcing.on_request(f)
     await detecting.on_request(g)
@@ -126,20 +126,20 @@ async def test_saved_flows_use_a_private_tracker_and_change_nothing(make) -> Non
 
 
 async def test_store_down_fail_open_judges_the_session_as_valid(make) -> None:  # type: ignore[no-untyped-def]
-    p = make(BrokenStore(), fail_mode="open")
+    p = make(BrokenStore(), fail_closed=False)
     f = flow("/account", cookie="JSESSIONID=S1")
     await p.on_request(f)
     record = f.metadata[META_KEY]
     assert record["session"]["state"] == "active" and "down" in record["store_error"]
     assert f.response is None and p.health.down
-    closed = make(BrokenStore(), fail_mode="closed")
+    closed = make(BrokenStore(), fail_closed=True)
     g = flow("/account", cookie="JSESSIONID=S1")
     await closed.on_request(g)
     assert g.response.status_code == 503 and g.metadata[META_KEY]["situation"] == "store_unavailable"
 
 
 async def test_an_error_still_gives_a_record(make) -> None:  # type: ignore[no-untyped-def]
-    p = make(error_action="deny")
+    p = make(deny_on_error=True)
     p.engine = None  # judging now fails
     f = flow("/")
     await p.on_request(f)
