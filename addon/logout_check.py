@@ -418,7 +418,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     target = parse_target(args.url)
     basic = parse_basic(args.basic) if args.basic is not None else None
     if basic is not None and (args.username is not None or args.password is not None):
-        raise LogoutCheckError("give either --username/--password (form login) or --basic USER:PASSWORD, not both")
+        raise LogoutCheckError(
+            "give either --username/--password (form login) or --basic USER:PASSWORD, not both"
+        )
     if basic is None and (args.username is None or args.password is None):
         raise LogoutCheckError("give --username and --password (form login) or --basic USER:PASSWORD")
     method = args.logout_method.upper()

@@ -622,7 +622,9 @@ class RedisStore(SessionStore):
         return int(count)
 
     async def lockout(self, client_network: str, until: float) -> None:
-        await self._script("lockout", [self.prefix + "lockouts"], [client_network, num(until), self.max_sessions])
+        await self._script(
+            "lockout", [self.prefix + "lockouts"], [client_network, num(until), self.max_sessions]
+        )
 
     async def is_locked_out(self, client_network: str, now: float) -> bool:
         until = await self._run("is_locked_out", lambda c: c.zscore(self.prefix + "lockouts", client_network))

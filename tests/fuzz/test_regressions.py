@@ -131,7 +131,10 @@ async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> Non
         policy = replace(policy, logout=replace(policy.logout, verify=Verify(check_path="/account")))
         delivery = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
         assert delivery.status == 200 and not delivery.error
-        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == (Probe.ALIVE, "")
+        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == (
+            Probe.ALIVE,
+            "",
+        )
         logout, probe = backend.received
         assert dict(logout.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc; csrftoken=\x80"
         assert logout.body == b"csrf=\x80"
