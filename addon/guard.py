@@ -190,9 +190,10 @@ class LogoutGuard:
             pipeline.policy = read_policy(opts.guard_policy)
             pipeline.matcher = cookie_matcher(pipeline.policy)
         if updated & ENGINE_OPTIONS or pipeline.engine is None:
-            if "guard_rules" in updated or self.ruleset is None:
-                self.ruleset = load_rules(opts.guard_rules)
-            pipeline.engine = build_engine(self.ruleset, opts)
+            ruleset = self.ruleset
+            if ruleset is None or "guard_rules" in updated:
+                ruleset = load_rules(opts.guard_rules)
+            pipeline.engine, self.ruleset = build_engine(ruleset, opts), ruleset
         if updated & STORE_OPTIONS or "guard_policy" in updated or first:
             tracker = open_session_store(opts, pipeline.policy, pipeline.matcher)
             old, self.store = self.store, tracker.store
