@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import audit_logout, quickstart
+from . import logout_check, quickstart
 from .engine.engine import Engine
 from .engine.examples import check_ruleset
 from .engine.loader import DEFAULT_RULES_DIR, lint, load_ruleset
@@ -44,7 +44,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .transactions import parse_raw_request  # imports mitmproxy: keep `rules` commands light
+    from .flow_bridge import parse_raw_request  # imports mitmproxy: keep `rules` commands light
 
     data = Path(args.file).read_bytes() if args.file and args.file != "-" else sys.stdin.buffer.read()
     try:
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scan_parser(sub)
     _demo_parser(sub)
     _crs_parser(sub)
-    audit_logout.add_parser(sub)
+    logout_check.add_parser(sub)
     quickstart.add_parsers(sub)
     return parser
 

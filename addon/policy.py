@@ -9,19 +9,45 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-ACTIONS = ("logout", "deny", "redirect", "drop", "log")
-SESSION_ACTIONS = ("deny", "redirect", "strip", "log")
-LOGOUT_MODES = ("rewrite", "out_of_band")
-CLIENT_RESPONSES = ("application", "redirect", "status")
 
-_ACTION = {"enum": list(ACTIONS)}
-_SESSION_ACTION = {"enum": list(SESSION_ACTIONS)}
+class Action(StrEnum):
+    """What to do with a request: the choices a policy names, and NONE (nothing to do)."""
+
+    NONE = "none"
+    LOG = "log"
+    LOGOUT = "logout"
+    DENY = "deny"
+    REDIRECT = "redirect"
+    DROP = "drop"
+    STRIP = "strip"  # remove the session cookie(s) and go on as an anonymous request
+
+
+class LogoutMode(StrEnum):
+    REWRITE = "rewrite"  # the malicious request itself becomes the logout request
+    OUT_OF_BAND = "out_of_band"  # a separate logout request while the client gets the policy's answer
+
+
+class ClientAnswer(StrEnum):
+    """What the client of a forced logout gets."""
+
+    APPLICATION = "application"  # the application's own logout response
+    REDIRECT = "redirect"
+    STATUS = "status"
+
+
+ACTIONS = (Action.LOGOUT, Action.DENY, Action.REDIRECT, Action.DROP, Action.LOG)  # over a threshold
+SESSION_ACTIONS = (Action.DENY, Action.REDIRECT, Action.STRIP, Action.LOG)  # revoked, unknown session
+LOCKED_OUT_ACTIONS = (Action.DENY, Action.REDIRECT, Action.DROP)
+
+_ACTION = {"enum": [str(a) for a in ACTIONS]}
+_SESSION_ACTION = {"enum": [str(a) for a in SESSION_ACTIONS]}
 _TEMPLATE = {"type": "string"}
 
 SCHEMA: dict[str, Any] = {
@@ -45,7 +71,7 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "mode": {"enum": list(LOGOUT_MODES)},
+                "mode": {"enum": [str(m) for m in LogoutMode]},
                 "method": {"type": "string", "pattern": "^[A-Z]+$"},
                 "path": {"type": "string", "pattern": "^/"},
                 "headers": {"type": "object", "additionalProperties": _TEMPLATE},
@@ -61,7 +87,7 @@ SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "type": {"enum": list(CLIENT_RESPONSES)},
+                        "type": {"enum": [str(a) for a in ClientAnswer]},
                         "location": {"type": "string", "minLength": 1},
                         "status": {"type": "integer", "minimum": 200, "maximum": 599},
                         "body": {"type": "string"},
@@ -87,7 +113,7 @@ SCHEMA: dict[str, Any] = {
                 "anonymous_over_threshold": _ACTION,
                 "revoked_session": _SESSION_ACTION,
                 "unknown_session": _SESSION_ACTION,
-                "locked_out": {"enum": ["deny", "redirect", "drop"]},
+                "locked_out": {"enum": [str(a) for a in LOCKED_OUT_ACTIONS]},
                 "redirect_location": {"type": "string", "minLength": 1},
                 "deny_status": {"type": "integer", "minimum": 400, "maximum": 599},
             },
@@ -137,7 +163,7 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class ClientResponse:
-    type: str = "application"  # the application's own logout response passes through
+    type: ClientAnswer = ClientAnswer.APPLICATION  # the application's own logout response passes through
     location: str = "/"
     status: int = 403
     body: str = "<!doctype html><title>Signed out</title><h1>You have been signed out.</h1>\n"
@@ -153,7 +179,7 @@ class Verify:
 
 @dataclass(frozen=True)
 class Logout:
-    mode: str = "rewrite"
+    mode: LogoutMode = LogoutMode.REWRITE
     method: str = "GET"
     path: str = "/logout"
     headers: tuple[tuple[str, str], ...] = ()
@@ -168,11 +194,11 @@ class Logout:
 
 @dataclass(frozen=True)
 class Actions:
-    authenticated_over_threshold: str = "logout"
-    anonymous_over_threshold: str = "deny"
-    revoked_session: str = "deny"
-    unknown_session: str = "strip"
-    locked_out: str = "deny"
+    authenticated_over_threshold: Action = Action.LOGOUT
+    anonymous_over_threshold: Action = Action.DENY
+    revoked_session: Action = Action.DENY
+    unknown_session: Action = Action.STRIP
+    locked_out: Action = Action.DENY
     redirect_location: str = "/login"
     deny_status: int = 403
 
@@ -181,7 +207,7 @@ class Actions:
 class Cumulative:
     scored_requests: int = 0  # 0: off
     window: float = 600.0
-    action: str = "logout"
+    action: Action = Action.LOGOUT
 
 
 @dataclass(frozen=True)
@@ -233,7 +259,10 @@ def parse_policy(data: Any, file: str = "(policy)") -> Policy:
             problems.append(("session.cookie_pattern", f"bad regex: {exc}"))
     if problems:
         raise PolicyError(file, problems)
-    client = ClientResponse(**logout_data.get("client_response", {}))
+    client_data = dict(logout_data.get("client_response", {}))
+    if "type" in client_data:
+        client_data["type"] = ClientAnswer(client_data["type"])
+    client = ClientResponse(**client_data)
     verify_data = dict(logout_data.get("verify", {}))
     if "alive_status" in verify_data:
         verify_data["alive_status"] = tuple(verify_data["alive_status"])
@@ -241,6 +270,15 @@ def parse_policy(data: Any, file: str = "(policy)") -> Policy:
     logout_fields["headers"] = tuple(logout_fields.get("headers", {}).items())
     if "expect_status" in logout_fields:
         logout_fields["expect_status"] = tuple(logout_fields["expect_status"])
+    if "mode" in logout_fields:
+        logout_fields["mode"] = LogoutMode(logout_fields["mode"])
+    actions = {
+        k: v if k in ("redirect_location", "deny_status") else Action(v)
+        for k, v in data.get("actions", {}).items()
+    }
+    cumulative = dict(data.get("cumulative", {}))
+    if "action" in cumulative:
+        cumulative["action"] = Action(cumulative["action"])
     return Policy(
         source=file,
         application=data.get("application", ""),
@@ -249,8 +287,8 @@ def parse_policy(data: Any, file: str = "(policy)") -> Policy:
         grace_period=session.get("grace_period", 60.0),
         csrf_cookie=session.get("csrf_cookie"),
         logout=Logout(**logout_fields, client_response=client, verify=Verify(**verify_data)),
-        actions=Actions(**data.get("actions", {})),
-        cumulative=Cumulative(**data.get("cumulative", {})),
+        actions=Actions(**actions),
+        cumulative=Cumulative(**cumulative),
         lockout=Lockout(**data.get("lockout", {})),
     )
 
@@ -320,78 +358,3 @@ def render(
         return text
 
     return PLACEHOLDER.sub(value, template)
-
-
-# -- decisions ---------------------------------------------------------------------------------
-ENDED_STATES = ("revoked", "ended")
-UNKNOWN_STATES = ("unknown", "expired")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The single action for a request: what situation it is in and what the policy says to do."""
-
-    situation: str  # clean | locked_out | revoked_session | unknown_session | authenticated_over_threshold
-    #                 | anonymous_over_threshold | cumulative_threshold
-    action: str  # none | logout | deny | redirect | drop | log
-    strip_session: bool = False  # remove the session cookie(s) before anything else
-    reason: str = ""
-
-
-def decide(
-    policy: Policy,
-    *,
-    session_state: str,
-    over_threshold: bool,
-    over_threshold_without_session_state: bool,
-    locked_out: bool = False,
-    cumulative_reached: bool = False,
-    store_unavailable: bool = False,
-) -> Decision:
-    """One place that picks the action, from the verdict and the session situation.
-
-    `store_unavailable` is set only in fail-closed mode, for a request carrying a session ID while
-    the session store cannot be asked: it is refused.
-    """
-    actions = policy.actions
-    if store_unavailable:
-        return Decision("store_unavailable", "deny", reason="session store unavailable (fail closed)")
-    if locked_out:
-        return Decision("locked_out", actions.locked_out, reason="client locked out after a forced logout")
-    strip = False
-    authenticated = session_state == "active"
-    for states, situation, choice in (
-        (ENDED_STATES, "revoked_session", actions.revoked_session),
-        (UNKNOWN_STATES, "unknown_session", actions.unknown_session),
-    ):
-        if session_state not in states:
-            continue
-        reason = f"session {session_state}"
-        if choice in ("deny", "redirect"):
-            return Decision(situation, choice, reason=reason)
-        if choice == "strip":  # pass on as anonymous: judged without the session's own rules
-            strip, over_threshold = True, over_threshold_without_session_state
-    if over_threshold:
-        if authenticated:
-            return Decision(
-                "authenticated_over_threshold",
-                actions.authenticated_over_threshold,
-                strip,
-                "inbound score over threshold on an authenticated session",
-            )
-        return Decision(
-            "anonymous_over_threshold",
-            actions.anonymous_over_threshold,
-            strip,
-            "inbound score over threshold",
-        )
-    if cumulative_reached and authenticated:
-        return Decision(
-            "cumulative_threshold",
-            policy.cumulative.action,
-            strip,
-            f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s",
-        )
-    return Decision(
-        "unknown_session" if strip else "clean", "none", strip, "session stripped" if strip else ""
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ADDON_SCRIPT = REPO / "addon" / "main.py"
+
+
+def tool(name: str) -> Path:
+    """A program of this environment: beside the running Python (the repo's .venv), else on PATH."""
+    for candidate in (BIN / name, REPO / ".venv" / "bin" / name):
+        if candidate.is_file():
+            return candidate
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} is neither beside {sys.executable} nor on PATH (run bash .ci/setup)")
+    return Path(found)
 
 
 def free_port() -> int:

@@ -162,10 +162,10 @@ async def test_reload_with_a_broken_file_keeps_the_running_ruleset(
 ) -> None:
     with taddons.context(guard) as tctx:
         tctx.configure(guard, **base_options(rules_dir, tmp_path))
-        running = guard.engine
+        running = guard.pipeline.engine
         (rules_dir / "rules.yaml").write_text(RULES.replace("operator: rx", "operator: rxx"))
         assert "refused" in guard.reload()
-        assert guard.engine is running
+        assert guard.pipeline.engine is running
         f = flow_for("/?q=union select")
         await guard.request(f)
         assert f.response is not None and f.response.status_code == 403
@@ -198,7 +198,7 @@ async def test_internal_error_still_gives_a_verdict(
     with taddons.context(guard) as tctx:
         tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_error_action=error_action)
         assert guard.ruleset is not None
-        guard.engine = FailingEngine(guard.ruleset)
+        guard.pipeline.engine = FailingEngine(guard.ruleset)
         f = flow_for("/")
         await guard.request(f)
         assert (f.response.status_code if f.response else None) == status
@@ -377,7 +377,7 @@ async def test_attack_on_a_session_becomes_the_logout_request(
             original = record["original_request"]
             assert original["path"] == "http://evil.test/search?q=1 union select pass"
             assert ["Cookie", "[redacted]"] in original["headers"]
-            assert await guard.tracker.store.is_revoked(record["session"]["hash"])
+            assert await guard.pipeline.tracker.store.is_revoked(record["session"]["hash"])
             # the client gets the policy's redirect, with the application's new cookie
             assert f.response.status_code == 302 and f.response.headers["Location"] == "/login?bye=1"
             assert f.response.headers["Set-Cookie"].startswith("JSESSIONID=NEW")
@@ -408,7 +408,7 @@ async def test_logout_to_a_dead_upstream_still_revokes_and_answers(
         logout = f.metadata[META_KEY]["logout"]
         assert logout["ok"] is False and logout["status"] is None and logout["error"]
         assert f.response.status_code == 302  # the policy's answer all the same
-        assert await guard.tracker.store.is_revoked(f.metadata[META_KEY]["session"]["hash"])
+        assert await guard.pipeline.tracker.store.is_revoked(f.metadata[META_KEY]["session"]["hash"])
 
 
 async def test_unknown_session_is_stripped_and_passed_as_anonymous(
@@ -456,8 +456,8 @@ async def test_offline_judging_changes_nothing_live(
         record = saved.metadata[META_KEY]
         assert record["action"] == "none (offline)" and record["decision"] == "deny"
         assert record["session"]["state"] == "unknown"  # the offline tracker never saw the login
-        live_hash = guard.tracker.hasher.hash("S1")
-        assert not await guard.tracker.store.is_revoked(live_hash)
+        live_hash = guard.pipeline.tracker.hasher.hash("S1")
+        assert not await guard.pipeline.tracker.store.is_revoked(live_hash)
         assert not (tmp_path / "audit.jsonl").read_text().count("none (offline)")
 
 
@@ -468,7 +468,7 @@ async def test_revoke_command_kills_the_session(guard: LogoutGuard, rules_dir: P
         f = flow_for("/account", headers=AUTH)
         await guard.request(f)
         assert f.response is None
-        assert "S1" not in guard.sessions() and guard.tracker.hasher.hash("S1") in guard.sessions()
+        assert "S1" not in guard.sessions() and guard.pipeline.tracker.hasher.hash("S1") in guard.sessions()
         assert "revoking 1 session" in guard.revoke([f])
         await asyncio.sleep(0.05)
         again = flow_for("/account", headers=AUTH)
@@ -491,7 +491,7 @@ async def test_session_values_cannot_inject_into_the_logout(
         record = f.metadata[META_KEY]
         assert record["action"] == "deny (logout not sent)" and f.response.status_code == 403
         assert "CR, LF or NUL" in record["logout"]["error"]
-        assert await guard.tracker.store.is_revoked(record["session"]["hash"])
+        assert await guard.pipeline.tracker.store.is_revoked(record["session"]["hash"])
 
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])

@@ -3,7 +3,8 @@
 from .cookies import DEFAULT_SESSION_COOKIE_PATTERN, CookieEvent, SessionCookieMatcher, request_session_ids
 from .factory import open_store, parse_store_spec, resolve_key
 from .hashing import SessionHasher
-from .store import SessionRecord, SessionState, SessionStore, StoreError
+from .state import SessionState
+from .store import SessionRecord, SessionStore, StoreError
 from .tracker import SessionFacts, SessionTracker, client_network, ua_fingerprint
 
 __all__ = [

@@ -5,8 +5,9 @@ out here rather than taken from `mitmproxy.net.http.cookies.parse_set_cookie_hea
 strips the quotes around a value, keeps the spaces around names and values, and splits a single
 header at commas, while a browser keeps `"abc"` with its quotes and sends it back verbatim. The ID
 learned from a response must be byte for byte the one the browser will send, or every later
-request would look like an unknown session. Request Cookie headers go through the engine's lenient
-parser, so the tracker and the REQUEST_COOKIES rules see the same pairs.
+request would look like an unknown session. Request cookies arrive here as (name, value) pairs:
+the flow bridge splits the Cookie headers with the parser that builds REQUEST_COOKIES, so the
+tracker and the rules see the same pairs.
 
 Nothing here raises on bad input: garbage yields no event rather than an exception.
 """
@@ -19,8 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Literal
-
-from ..engine.transaction import parse_cookie_header
 
 # Session cookie names of the common platforms (after the list in OWASP CRS rule 943 and the
 # framework defaults): Java, PHP, classic ASP (ASPSESSIONIDxxxxxxxx), ASP.NET, ColdFusion,
@@ -164,16 +163,15 @@ def session_cookie_events(
 
 
 def request_session_ids(
-    cookie_header_values: Iterable[str], matcher: SessionCookieMatcher
+    cookies: Iterable[tuple[str, str]], matcher: SessionCookieMatcher
 ) -> list[tuple[str, str]]:
-    """The (cookie name, ID) pairs of session cookies in a request's Cookie headers, duplicates dropped.
+    """The (cookie name, ID) pairs of session cookies among a request's cookies, duplicates dropped.
 
     Every value is kept, also several for one name (cookie tossing sends two), so that none can hide
     behind another; empty values are no session.
     """
     found: list[tuple[str, str]] = []
-    for header_value in cookie_header_values:
-        for name, value in parse_cookie_header(header_value):
-            if value and matcher.matches(name) and (name, value) not in found:
-                found.append((name, value))
+    for name, value in cookies:
+        if value and matcher.matches(name) and (name, value) not in found:
+            found.append((name, value))
     return found

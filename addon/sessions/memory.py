@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
 from dataclasses import replace
 
+from .state import SessionState
 from .store import (
     DEFAULT_MAX_SESSIONS,
     DEFAULT_REVOKED_TTL_S,
     DEFAULT_TTL_S,
     SessionRecord,
-    SessionState,
     SessionStore,
     check_limits,
     purged,
@@ -109,16 +108,11 @@ class MemoryStore(SessionStore):
         self._put(record)
         return record
 
-    async def set_state(
-        self, id_hash: str, state: SessionState, reason: str, now: float | None = None
-    ) -> bool:
-        if state is SessionState.REVOKED:
-            raise ValueError("use revoke() to revoke a session: it must be durable")
+    async def _write_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
         record = self._find(id_hash)
         if record is None or record.state is SessionState.REVOKED:
             return False
-        when = time.time() if now is None else now
-        self._put(replace(record, state=state, state_reason=reason, state_changed_at=when))
+        self._put(replace(record, state=state, state_reason=reason, state_changed_at=now))
         return True
 
     async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:

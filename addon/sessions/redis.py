@@ -55,13 +55,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
 from .hashing import key_check
+from .state import SessionState
 from .store import (
     DEFAULT_MAX_SESSIONS,
     DEFAULT_REVOKED_TTL_S,
     DEFAULT_TTL_S,
     EXPIRED_REASON,
     SessionRecord,
-    SessionState,
     SessionStore,
     StoreError,
     check_limits,
@@ -491,10 +491,18 @@ class RedisStore(SessionStore):
         self._retry_at = 0.0
         return result
 
-    async def _script(self, operation: str, name: str, keys: list[str], args: list[Any]) -> Any:
+    async def _script(self, name: str, keys: list[str], args: list[Any], operation: str = "") -> Any:
+        """Run one of SCRIPTS (str arguments encoded); failures name `operation` (default: the script)."""
         script = self._scripts[name]
         encoded = [a.encode(*ENCODING) if isinstance(a, str) else a for a in args]
-        return await self._run(operation, lambda client: script(keys=keys, args=encoded, client=client))
+        return await self._run(
+            operation or name, lambda client: script(keys=keys, args=encoded, client=client)
+        )
+
+    async def _record_script(self, name: str, id_hash: str, args: list[Any]) -> SessionRecord | None:
+        """Run a script on one session's key that answers with the record (its HGETALL), or nil."""
+        flat = await self._script(name, [self._session_key(id_hash)], args)
+        return None if flat is None else record_from(id_hash, pairs(flat))
 
     def _session_key(self, id_hash: str) -> str:
         return f"{self.prefix}s:{id_hash}"
@@ -515,10 +523,9 @@ class RedisStore(SessionStore):
         ua_fingerprint: str,
         reason: str = "issued",
     ) -> SessionRecord:
-        flat = await self._script(
+        record = await self._record_script(
             "issue",
-            "issue",
-            [self._session_key(id_hash)],
+            id_hash,
             [
                 self.prefix,
                 id_hash,
@@ -532,38 +539,28 @@ class RedisStore(SessionStore):
                 self.max_sessions,
             ],
         )
-        record = record_from(id_hash, pairs(flat))
         assert record is not None
         return record
 
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
-        flat = await self._script(
+        return await self._record_script(
             "touch",
-            "touch",
-            [self._session_key(id_hash)],
+            id_hash,
             [self.prefix, id_hash, num(now), int(score_delta), num(self.ttl), num(self.keep_revoked)],
         )
-        return None if flat is None else record_from(id_hash, pairs(flat))
 
-    async def set_state(
-        self, id_hash: str, state: SessionState, reason: str, now: float | None = None
-    ) -> bool:
-        if state is SessionState.REVOKED:
-            raise ValueError("use revoke() to revoke a session: it must be durable")
-        when = time.time() if now is None else now
+    async def _write_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
         changed = await self._script(
             "set_state",
-            "set_state",
             [self._session_key(id_hash)],
-            [str(SessionState(state)), reason, num(when), num(self.ttl), num(self.keep_revoked)],
+            [str(state), reason, num(now), num(self.ttl), num(self.keep_revoked)],
         )
         return bool(changed)
 
     async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
-        flat = await self._script(
+        record = await self._record_script(
             "revoke",
-            "revoke",
-            [self._session_key(id_hash)],
+            id_hash,
             [
                 self.prefix,
                 id_hash,
@@ -574,7 +571,6 @@ class RedisStore(SessionStore):
                 self.max_sessions,
             ],
         )
-        record = record_from(id_hash, pairs(flat))
         assert record is not None
         return record
 
@@ -609,7 +605,6 @@ class RedisStore(SessionStore):
     async def record_scored_request(self, id_hash: str, now: float, score: int, window_s: float) -> int:
         count = await self._script(
             "record_scored_request",
-            "record_scored_request",
             [f"{self.prefix}w:{id_hash}", self._session_key(id_hash)],
             [
                 self.prefix,
@@ -628,7 +623,7 @@ class RedisStore(SessionStore):
 
     async def lockout(self, client_network: str, until: float) -> None:
         await self._script(
-            "lockout", "lockout", [self.prefix + "lockouts"], [client_network, num(until), self.max_sessions]
+            "lockout", [self.prefix + "lockouts"], [client_network, num(until), self.max_sessions]
         )
 
     async def is_locked_out(self, client_network: str, now: float) -> bool:
@@ -639,7 +634,7 @@ class RedisStore(SessionStore):
         """Run a purge script batch after batch until a batch comes back short; returns how many went."""
         deleted, offset = 0, 0
         while True:
-            result = await self._script("purge_expired", name, keys, args(offset))
+            result = await self._script(name, keys, args(offset), operation="purge_expired")
             deleted += int(result[0])
             offset += int(result[2]) if len(result) > 2 else 0
             if int(result[1]) < PURGE_BATCH:

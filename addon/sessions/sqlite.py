@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from .hashing import key_check
+from .state import SessionState
 from .store import (
     DEFAULT_MAX_SESSIONS,
     DEFAULT_REVOKED_TTL_S,
     DEFAULT_TTL_S,
     EXPIRED_REASON,
     SessionRecord,
-    SessionState,
     SessionStore,
     StoreError,
     check_limits,
@@ -411,13 +411,8 @@ class SqliteStore(SessionStore):
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
         return await self._call("touch", self._touch, id_hash, now, score_delta)
 
-    async def set_state(
-        self, id_hash: str, state: SessionState, reason: str, now: float | None = None
-    ) -> bool:
-        if state is SessionState.REVOKED:
-            raise ValueError("use revoke() to revoke a session: it must be durable")
-        when = time.time() if now is None else now
-        return await self._call("set_state", self._set_state, id_hash, SessionState(state), reason, when)
+    async def _write_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
+        return await self._call("set_state", self._set_state, id_hash, state, reason, now)
 
     async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
         return await self._call("revoke", self._revoke, id_hash, reason, now)

@@ -19,19 +19,14 @@ and never less than `ttl`), because the application may still accept a revoked I
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, replace
-from enum import StrEnum
+
+from .state import SessionState
 
 
 class StoreError(Exception):
     """A store that cannot be opened, read or written; the message names the store (path) and the reason."""
-
-
-class SessionState(StrEnum):
-    ACTIVE = "active"
-    ENDED = "ended"
-    REVOKED = "revoked"
-    EXPIRED = "expired"
 
 
 DEFAULT_TTL_S = 24 * 3600.0
@@ -114,14 +109,24 @@ class SessionStore(abc.ABC):
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
         """Note a request on this session: last_seen = now, cumulative_score += score_delta."""
 
-    @abc.abstractmethod
     async def set_state(
         self, id_hash: str, state: SessionState, reason: str, now: float | None = None
     ) -> bool:
         """Change the state of a known, non-revoked record; False when unknown or revoked.
 
-        Revoking goes through revoke() (ValueError here), because it must be durable.
+        Revoking goes through revoke() (ValueError here), because it must be durable; NONE and
+        UNKNOWN describe requests, not records (ValueError too). `now` None: the wall clock.
         """
+        state = SessionState(state)
+        if state is SessionState.REVOKED:
+            raise ValueError("use revoke() to revoke a session: it must be durable")
+        if not state.stored:
+            raise ValueError(f"a session record cannot be in state {state!s}")
+        return await self._write_state(id_hash, state, reason, time.time() if now is None else now)
+
+    @abc.abstractmethod
+    async def _write_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
+        """set_state() after its checks: the backend's own update."""
 
     @abc.abstractmethod
     async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:

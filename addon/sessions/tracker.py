@@ -1,6 +1,6 @@
 """Session tracking: learn sessions from responses and give each request its SESSION facts for the rules.
 
-The addon calls `learn_from_response` in the response hook and `check_request` before the rule
+The pipeline calls `learn_from_response` for every response and `check_request` before the rule
 engine; `SessionFacts.pairs()` is what rules inspect as the SESSION collection:
 
     state            none (no session cookie) | unknown (never issued by the application)
@@ -29,11 +29,18 @@ from dataclasses import dataclass, replace
 
 from .cookies import CookieEvent, SessionCookieMatcher, session_cookie_events
 from .hashing import SessionHasher, looks_like_hash
-from .store import EXPIRED_REASON, SessionState, SessionStore, effective_state
+from .state import SessionState
+from .store import EXPIRED_REASON, SessionStore, effective_state
 
-STATE_NONE = "none"
-STATE_UNKNOWN = "unknown"
-_SEVERITY = {STATE_NONE: 0, "active": 1, STATE_UNKNOWN: 2, "expired": 3, "ended": 4, "revoked": 5}
+# The order in which the states of several IDs in one request count: the worst one describes it.
+_SEVERITY = {
+    SessionState.NONE: 0,
+    SessionState.ACTIVE: 1,
+    SessionState.UNKNOWN: 2,
+    SessionState.EXPIRED: 3,
+    SessionState.ENDED: 4,
+    SessionState.REVOKED: 5,
+}
 ADOPTED_REASON = "adopted during the learning grace period"
 # At most this many unknown IDs are adopted per client network during the grace period: a flood of
 # invented IDs must not fill the store and evict the sessions the application really issued.
@@ -67,7 +74,7 @@ def flag(value: bool) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionFacts:
-    state: str = STATE_NONE
+    state: SessionState = SessionState.NONE
     in_grace: bool = False
     ua_changed: bool = False
     network_changed: bool = False
@@ -79,7 +86,7 @@ class SessionFacts:
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """The SESSION collection as (name, value) pairs."""
         return (
-            ("state", self.state),
+            ("state", str(self.state)),
             ("in_grace", flag(self.in_grace)),
             ("ua_changed", flag(self.ua_changed)),
             ("network_changed", flag(self.network_changed)),
@@ -92,10 +99,32 @@ class SessionFacts:
     def to_json(self) -> dict[str, object]:
         return dict(self.pairs())
 
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> SessionFacts:
+        """The facts back from `to_json` (as kept in flow metadata); missing or odd values: defaults."""
+
+        def text(key: str) -> str:
+            return str(data.get(key, ""))
+
+        try:
+            state = SessionState(text("state") or SessionState.NONE)
+        except ValueError:
+            state = SessionState.NONE
+        return cls(
+            state,
+            in_grace=text("in_grace") == "1",
+            ua_changed=text("ua_changed") == "1",
+            network_changed=text("network_changed") == "1",
+            adopted=text("adopted") == "1",
+            count=int(text("count")) if text("count").isdigit() else 0,
+            cookie=text("cookie"),
+            id_hash=text("hash"),
+        )
+
 
 def worst(facts: Sequence[SessionFacts]) -> SessionFacts:
     """The facts of the most serious session, with the change flags of all of them."""
-    chosen = max(facts, key=lambda f: _SEVERITY.get(f.state, 0))  # first of equals
+    chosen = max(facts, key=lambda f: _SEVERITY[f.state])  # first of equals
     return replace(
         chosen,
         ua_changed=any(f.ua_changed for f in facts),
@@ -168,7 +197,7 @@ class SessionTracker:
         record = await self.store.get(id_hash)
         if record is None:
             if not in_grace or self._adoptions.get(network, 0) >= ADOPTIONS_PER_NETWORK:
-                return SessionFacts(STATE_UNKNOWN, in_grace, cookie=name, id_hash=id_hash)
+                return SessionFacts(SessionState.UNKNOWN, in_grace, cookie=name, id_hash=id_hash)
             self._adoptions[network] = self._adoptions.get(network, 0) + 1
             await self.store.issue(
                 id_hash,
@@ -178,13 +207,13 @@ class SessionTracker:
                 ua_fingerprint=ua,
                 reason=ADOPTED_REASON,
             )
-            return SessionFacts("active", in_grace, adopted=True, cookie=name, id_hash=id_hash)
+            return SessionFacts(SessionState.ACTIVE, in_grace, adopted=True, cookie=name, id_hash=id_hash)
         state = effective_state(record, now, self.store.ttl)
         if state is not record.state:  # active but idle too long: persist the expiry
             await self.store.set_state(id_hash, state, EXPIRED_REASON, record.last_seen + self.store.ttl)
         await self.store.touch(id_hash, now)
         return SessionFacts(
-            str(state),
+            state,
             in_grace,
             ua_changed=bool(record.ua_fingerprint and ua and record.ua_fingerprint != ua),
             network_changed=bool(record.client_network and network and record.client_network != network),

@@ -12,17 +12,16 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from email.message import Message
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
 from logoutguard.demo.app import DemoApp, basic_credentials, parse_cookies
+from procs import tool
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 SESSION_COOKIE_RE = re.compile(r"^JSESSIONID=([A-Za-z0-9_-]{20,}); Path=/; HttpOnly$")
 CSRF_COOKIE_RE = re.compile(r"^csrftoken=([A-Za-z0-9_-]{20,}); Path=/$")
-LOGOUTGUARD = Path("/work/venv/bin/logoutguard")
 
 
 class Reply:
@@ -438,7 +437,7 @@ def read_line(stream: object, timeout: float) -> str:
 @pytest.mark.e2e
 def test_cli_serves_until_sigterm() -> None:
     process = subprocess.Popen(
-        [str(LOGOUTGUARD), "demo-app", "--port", "0", "--quiet"],
+        [str(tool("logoutguard")), "demo-app", "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

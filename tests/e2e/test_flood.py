@@ -279,7 +279,7 @@ def test_hook_flood_of_random_session_ids(tmp_path: Path, kind: str) -> None:
         assert set(driver.actions) == {"strip", "none"} and driver.actions["none"] == 1
         assert driver.rewritten == 0
         assert legit_state == "none"
-        assert len(guard._pending) == 0 and len(guard.recent) <= 1000
+        assert len(guard.pipeline.pending) == 0 and len(guard.pipeline.recent) <= 1000
         assert rss_after - rss_before < RSS_GROWTH_LIMIT_MB
         loop.run_until_complete(guard.done())
 
@@ -321,7 +321,7 @@ def test_grace_period_flood_does_not_evict_real_sessions(tmp_path: Path, grace_p
         legit = random_id()
         loop.run_until_complete(driver.one("x", set_cookie=f"JSESSIONID={legit}; Path=/"))
         loop.run_until_complete(driver.flood(GRACE_MAX_SESSIONS * 2))
-        record = loop.run_until_complete(guard.store.get(guard.tracker.hasher.hash(legit)))  # type: ignore[union-attr]
+        record = loop.run_until_complete(guard.store.get(guard.pipeline.tracker.hasher.hash(legit)))  # type: ignore[union-attr]
         loop.run_until_complete(guard.done())
         assert record is not None, "the real session was evicted by the flood"
 

@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
 
-    /work/venv/bin/python tests/flows/record.py [--out DIR] [NAME ...]
+    .venv/bin/python tests/flows/record.py [--out DIR] [NAME ...]
 
 NAME is one or more of benign, attack, stolen, defective (default: all four); each becomes
 DIR/NAME.mitm (default DIR: tests/flows/). For every NAME a fresh demo app (with the defective

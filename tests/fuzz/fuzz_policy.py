@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports(include=["logoutguard"]):
     from fuzz.properties import check_logout_request, check_render, logout_policy
-    from logoutguard.responses import Upstream
+    from logoutguard.forced_logout import Upstream
 
 from mitmproxy import http
 

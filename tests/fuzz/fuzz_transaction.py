@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports(include=["logoutguard"]):
     from fuzz.properties import CONTENT_TYPES, check_transaction
-    from logoutguard.transactions import parse_raw_request
+    from logoutguard.flow_bridge import parse_raw_request
 
 
 def split_request(data: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]:

@@ -14,6 +14,8 @@ from mitmproxy.test import tflow
 
 from logoutguard.engine.transaction import Transaction, build_transaction, byte_text, parse_cookie_header
 from logoutguard.engine.transformations import TRANSFORMATIONS
+from logoutguard.flow_bridge import carried_session_ids
+from logoutguard.forced_logout import Upstream, build_logout_request, rewrite_to_logout
 from logoutguard.policy import (
     FORBIDDEN_IN_VALUES,
     Policy,
@@ -22,11 +24,9 @@ from logoutguard.policy import (
     parse_policy,
     render,
 )
-from logoutguard.responses import Upstream, build_logout_request, rewrite_to_logout
 from logoutguard.sessions.cookies import (
     SessionCookieMatcher,
     parse_set_cookie,
-    request_session_ids,
     session_cookie_events,
 )
 
@@ -169,7 +169,7 @@ def check_set_cookie(header_value: str, now: float) -> None:
 
 def check_cookie_header(header_values: list[str]) -> None:
     """Request Cookie parsing never raises; session IDs are non-empty, unique, of session cookies."""
-    ids = request_session_ids(header_values, MATCHER)
+    ids = carried_session_ids(header_values, MATCHER)
     assert len(ids) == len(set(ids))
     for name, value in ids:
         assert value and MATCHER.matches(name) and ";" not in value
@@ -214,7 +214,7 @@ def check_logout_request(request: http.Request, policy: Policy | None, upstream:
     nothing injects, only the named cookies travel, and the original bytes survive the rewrite."""
     if policy is None:
         return
-    session = dict(request_session_ids(request.headers.get_all("cookie"), MATCHER))
+    session = dict(carried_session_ids(request.headers.get_all("cookie"), MATCHER))
     try:
         logout = build_logout_request(policy, request, session, upstream)
     except TemplateValueError:

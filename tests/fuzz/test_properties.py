@@ -21,7 +21,7 @@ from fuzz.properties import (
     logout_policy,
 )
 from logoutguard.engine.transformations import TRANSFORMATIONS
-from logoutguard.responses import Upstream
+from logoutguard.forced_logout import Upstream
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

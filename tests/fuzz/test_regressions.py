@@ -1,4 +1,7 @@
-"""Regression tests for what the fuzzers found; each case names the finding."""
+"""Regression tests for what the fuzzers found; each test's docstring names the finding, how it was
+found and the fix. (Long runs so far, 240 s per target on 2 busy cores: fuzz_transaction 530,441
+inputs, fuzz_transformations 709,550, fuzz_cookies 185,116, all clean; fuzz_policy: the harness
+finding below, then clean.)"""
 
 from __future__ import annotations
 
@@ -10,15 +13,16 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from fuzz.properties import check_logout_request, logout_policy
-from logoutguard.guard import META_KEY, LogoutGuard
-from logoutguard.policy import Verify
-from logoutguard.responses import (
+from logoutguard.forced_logout import (
+    Probe,
     Upstream,
     build_logout_request,
     probe_session,
     rewrite_to_logout,
     send_logout,
 )
+from logoutguard.guard import META_KEY, LogoutGuard
+from logoutguard.policy import Verify
 from procs import REPO, free_port, start_backend
 
 UPSTREAM = Upstream("http", "127.0.0.1", 8080)
@@ -56,10 +60,6 @@ def wire_request(cookie: bytes, authorization: bytes | None = None) -> http.Requ
     )
 
 
-# Finding 1 (hypothesis, test_logout_request_cannot_be_steered_or_injected): a cookie or Authorization
-# value with a byte that is not UTF-8 (mitmproxy keeps it as a surrogate escape) made
-# build_logout_request raise UnicodeEncodeError for the body and rewrite_to_logout for the headers,
-# so the application's logout was never sent. Fixed: both encode back with surrogateescape.
 @pytest.mark.parametrize(
     ("cookie", "authorization", "body_template", "body"),
     [
@@ -71,6 +71,12 @@ def wire_request(cookie: bytes, authorization: bytes | None = None) -> http.Requ
 def test_non_utf8_values_survive_the_logout_byte_exact(
     cookie: bytes, authorization: bytes | None, body_template: str, body: bytes
 ) -> None:
+    """Finding 1 (hypothesis, test_logout_request_cannot_be_steered_or_injected): a cookie or
+    Authorization value with a byte that is not UTF-8 (mitmproxy keeps it as a surrogate escape) made
+    build_logout_request raise UnicodeEncodeError for the body and rewrite_to_logout for the headers,
+    so the application's logout was never sent ("deny (logout not sent)", or an internal error).
+    Fixed (now in forced_logout.py): both encode back with surrogateescape, so the application gets
+    the exact bytes the browser sent."""
     request = wire_request(cookie, authorization)
     policy = logout_policy("/logout", "", body_template)
     session = {"JSESSIONID": request.cookies["JSESSIONID"]}
@@ -111,11 +117,11 @@ async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path)
         assert attack.request.path == "/logout" and attack.request.raw_content == b"csrf=\x80"
 
 
-# Finding 2 (found while checking finding 1 on the out-of-band path): tornado writes headers as
-# latin-1, so a surrogate-escaped byte made send_logout and probe_session raise UnicodeEncodeError
-# (out of a hook: the logout was lost, the response hook recorded an error). Fixed: headers are
-# handed to tornado as byte text, so the original bytes go out.
 async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> None:
+    """Finding 2 (found while checking finding 1 on the out-of-band path): tornado writes headers
+    as latin-1, so a surrogate-escaped byte made send_logout and probe_session raise
+    UnicodeEncodeError (out of a hook: the logout was lost, the response hook recorded an error).
+    Fixed: headers are handed to tornado as byte text, so the original bytes go out."""
     backend = start_backend()
     try:
         request = wire_request(b"JSESSIONID=ab\xffc; csrftoken=\x80")
@@ -123,9 +129,12 @@ async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> Non
         upstream = Upstream("http", "127.0.0.1", backend.port)
         policy = logout_policy("/logout", "", "csrf={csrf}")
         policy = replace(policy, logout=replace(policy.logout, verify=Verify(check_path="/account")))
-        outcome = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
-        assert outcome.status == 200 and not outcome.error
-        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == "alive"
+        delivery = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
+        assert delivery.status == 200 and not delivery.error
+        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == (
+            Probe.ALIVE,
+            "",
+        )
         logout, probe = backend.received
         assert dict(logout.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc; csrftoken=\x80"
         assert logout.body == b"csrf=\x80"
@@ -134,12 +143,13 @@ async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> Non
         backend.stop()
 
 
-# Harness finding (atheris, fuzz_policy, crash-14563fd9): the target built a Policy by hand with a
-# header template holding a NUL, which the loader never lets through; the harness now builds
-# policies through parse_policy. This pins the load-time guarantee the runtime relies on.
 @pytest.mark.parametrize("bad", ["\x00\udca0", "a\rb", "x\ny", "{cookie:a}\x00"])
 @pytest.mark.parametrize("where", ["header", "body", "path"])
 def test_the_loader_refuses_cr_lf_nul_in_every_template(bad: str, where: str) -> None:
+    """Harness finding (atheris, fuzz_policy, crash-14563fd9, after 9,817 inputs of a 240 s run):
+    the target built a Policy by hand with a header template holding a NUL, which the loader never
+    lets through; the harness now builds policies through parse_policy (it then ran 31,845 inputs
+    in 300 s clean). This pins the load-time guarantee the runtime relies on."""
     header, body, path = ("", "", "/logout")
     if where == "header":
         header = bad

@@ -124,7 +124,13 @@ def test_session_cookie_events(headers: list[str], expected: list[CookieEvent]) 
 def test_garbage_never_raises(headers: list[str]) -> None:
     events = session_cookie_events(headers, NOW, MATCHER)
     assert all(event.kind in ("issued", "ended") for event in events)
-    assert isinstance(request_session_ids(headers, MATCHER), list)
+
+
+@given(st.lists(st.tuples(st.text(max_size=20), st.text(max_size=40)), max_size=6))
+def test_session_ids_are_unique_non_empty_session_cookies(cookies: list[tuple[str, str]]) -> None:
+    ids = request_session_ids(cookies, MATCHER)
+    assert len(ids) == len(set(ids)) and all(value and MATCHER.matches(name) for name, value in ids)
+    assert ids == list(dict.fromkeys(p for p in cookies if p[1] and MATCHER.matches(p[0])))  # in order
 
 
 @pytest.mark.parametrize(
@@ -186,17 +192,16 @@ def test_bad_pattern_names_itself() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "expected"),
+    ("cookies", "expected"),
     [
         ([], []),
-        (["lang=en; theme=dark"], []),
-        (["sid=abc; lang=en"], [("sid", "abc")]),
-        (["sid=abc", "JSESSIONID=j1"], [("sid", "abc"), ("JSESSIONID", "j1")]),
-        (["sid=a; sid=b; sid=a"], [("sid", "a"), ("sid", "b")]),  # cookie tossing: both kept, once each
-        (["  sid = abc ;;; ; =x; junk"], [("sid", "abc")]),
-        (['sid="quoted"'], [("sid", '"quoted"')]),  # as the browser sends what it was given
-        (["sid=; lang=en"], []),
+        ([("lang", "en"), ("theme", "dark")], []),
+        ([("sid", "abc"), ("lang", "en")], [("sid", "abc")]),
+        ([("sid", "abc"), ("JSESSIONID", "j1")], [("sid", "abc"), ("JSESSIONID", "j1")]),
+        ([("sid", "a"), ("sid", "b"), ("sid", "a")], [("sid", "a"), ("sid", "b")]),  # cookie tossing
+        ([("sid", '"quoted"')], [("sid", '"quoted"')]),  # as the browser sends what it was given
+        ([("sid", ""), ("lang", "en")], []),  # an empty value is no session
     ],
 )
-def test_request_session_ids(headers: list[str], expected: list[tuple[str, str]]) -> None:
-    assert request_session_ids(headers, MATCHER) == expected
+def test_request_session_ids(cookies: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
+    assert request_session_ids(cookies, MATCHER) == expected

@@ -29,7 +29,7 @@ USER_AGENT = "logoutguard-audit-logout/1"
 BODY_KEPT = 64 * 1024
 
 
-class AuditError(Exception):
+class LogoutCheckError(Exception):
     """The check could not be completed (bad arguments, login failed, network error)."""
 
 
@@ -121,16 +121,16 @@ class Result:
 
 # -- pure helpers ---------------------------------------------------------------------------------
 def parse_target(url: str) -> Target:
-    """`http://127.0.0.1:8080/app` -> Target; AuditError for anything but an http(s) URL with a host."""
+    """`http://127.0.0.1:8080/app` -> Target; LogoutCheckError for anything but an http(s) URL with a host."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise AuditError(f"URL {url!r}: {exc}") from None
+        raise LogoutCheckError(f"URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise AuditError(f"URL {url!r}: expected http://HOST[:PORT][/PATH] or https://...")
+        raise LogoutCheckError(f"URL {url!r}: expected http://HOST[:PORT][/PATH] or https://...")
     if parts.query or parts.fragment:
-        raise AuditError(f"URL {url!r}: give the application's base URL, without ?query or #fragment")
+        raise LogoutCheckError(f"URL {url!r}: give the application's base URL, without ?query or #fragment")
     default = 443 if parts.scheme == "https" else 80
     return Target(parts.scheme, parts.hostname, port or default, parts.path.rstrip("/"))
 
@@ -138,7 +138,7 @@ def parse_target(url: str) -> Target:
 def parse_basic(text: str) -> tuple[str, str]:
     user, sep, password = text.partition(":")
     if not sep or not user:
-        raise AuditError(f"--basic {text!r}: expected USER:PASSWORD")
+        raise LogoutCheckError(f"--basic {text!r}: expected USER:PASSWORD")
     return user, password
 
 
@@ -150,7 +150,7 @@ def check_form_template(template: str) -> None:
     """Only {cookie:NAME}, {session_cookie} and {authorization} make sense in a logout form."""
     for m in PLACEHOLDER.finditer(template):
         if m.group(1) not in FORM_PLACEHOLDERS or (m.group(1) == "cookie") != (m.group(2) is not None):
-            raise AuditError(
+            raise LogoutCheckError(
                 f"--logout-form: placeholder {m.group(0)!r} is not supported; use {{cookie:NAME}}, "
                 "{session_cookie} or {authorization}"
             )
@@ -211,7 +211,7 @@ def describe(reply: Reply, config: Config) -> str:
 def send(
     config: Config, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
 ) -> Reply:
-    """One request, no redirects followed; AuditError names the address on network problems."""
+    """One request, no redirects followed; LogoutCheckError names the address on network problems."""
     target = config.target
     all_headers = {"Host": target.authority, "User-Agent": USER_AGENT, "Accept": "text/html,*/*"}
     all_headers.update(headers or {})
@@ -229,7 +229,7 @@ def send(
         return Reply(response.status, tuple(response.getheaders()), response.read(BODY_KEPT))
     except (OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise AuditError(
+        raise LogoutCheckError(
             f"{method} {target.scheme}://{target.authority}{target.path(path)} failed: {reason}"
         ) from None
     finally:
@@ -252,7 +252,7 @@ def log_in(config: Config, result: Result, jar: dict[str, str]) -> str:
         name = find_session_cookie(reply.set_cookies(), config.cookie_name)
         record(result, "login", "GET", config.check_path, reply, f"HTTP Basic as {config.basic[0]}")
         if reply.status in (401, 403):
-            raise AuditError(f"login failed: HTTP Basic as {config.basic[0]!r} answered {reply.status}")
+            raise LogoutCheckError(f"login failed: HTTP Basic as {config.basic[0]!r} answered {reply.status}")
         return _remember(result, jar, name)
     form = urlencode(
         {config.username_field: config.username or "", config.password_field: config.password or ""}
@@ -277,7 +277,7 @@ def _remember(result: Result, jar: dict[str, str], name: str | None) -> str:
             if result.session_cookie is None
             else f"the cookie {result.session_cookie!r}"
         )
-        raise AuditError(
+        raise LogoutCheckError(
             f"login failed: the login response set no session cookie (looked for {wanted}; "
             "wrong credentials, or name the cookie with --cookie-name)"
         )
@@ -287,24 +287,24 @@ def _remember(result: Result, jar: dict[str, str], name: str | None) -> str:
     return name
 
 
-def run_audit(config: Config) -> Result:
+def run_check(config: Config) -> Result:
     """The whole check; never raises: problems become the `error` verdict with a message."""
     result = Result(f"{config.target.scheme}://{config.target.authority}{config.target.base_path}")
     result.session_cookie = config.cookie_name
     try:
-        _audit(config, result)
-    except AuditError as exc:
+        _check(config, result)
+    except LogoutCheckError as exc:
         result.verdict, result.message = ERROR, str(exc)
     return result
 
 
-def _audit(config: Config, result: Result) -> None:
+def _check(config: Config, result: Result) -> None:
     if config.logout_form is not None:
         check_form_template(config.logout_form)
     anonymous = send(config, "GET", config.check_path)
     record(result, "anonymous", "GET", config.check_path, anonymous, describe(anonymous, config))
     if is_alive(anonymous, config):
-        raise AuditError(
+        raise LogoutCheckError(
             f"{config.check_path} answers {anonymous.status} without any session too: give a protected "
             "page with --check-path, or a text only logged-in users see with --alive-text"
         )
@@ -333,13 +333,13 @@ def confirm_session(config: Config, result: Result, jar: dict[str, str], name: s
         result, "confirm", "GET", config.check_path, confirm, f"with the session: {describe(confirm, config)}"
     )
     if not is_alive(confirm, config):
-        raise AuditError(
+        raise LogoutCheckError(
             f"login failed: {config.check_path} with the new session answered {confirm.status}"
             + (f" -> {confirm.header('Location')}" if confirm.header("Location") else "")
             + " (wrong credentials, or a check path/alive status that does not fit this application)"
         )
     if name not in jar:
-        raise AuditError(f"{config.check_path} deleted the {name} cookie right after the login")
+        raise LogoutCheckError(f"{config.check_path} deleted the {name} cookie right after the login")
 
 
 def conclude(config: Config, result: Result, name: str, logout: Reply, replay: Reply) -> None:
@@ -376,7 +376,7 @@ def send_logout(config: Config, result: Result, jar: dict[str, str], name: str) 
     if config.logout_form is not None:
         missing = missing_cookies(config.logout_form, jar)
         if missing:
-            raise AuditError(
+            raise LogoutCheckError(
                 f"--logout-form needs the cookie(s) {', '.join(missing)}, which the application did not set"
                 f" (it set: {', '.join(jar) or 'none'})"
             )
@@ -384,7 +384,7 @@ def send_logout(config: Config, result: Result, jar: dict[str, str], name: str) 
         try:
             body = render(config.logout_form, jar, lowered, f"{name}={jar[name]}").encode("utf-8")
         except TemplateValueError as exc:
-            raise AuditError(f"--logout-form: {exc}") from None
+            raise LogoutCheckError(f"--logout-form: {exc}") from None
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         note = f"form {config.logout_form!r}; "
     old_id = jar[name]
@@ -399,7 +399,7 @@ def send_logout(config: Config, result: Result, jar: dict[str, str], name: str) 
     )
     record(result, "logout", config.logout_method, config.logout_path, reply, note)
     if reply.status >= 400:
-        raise AuditError(
+        raise LogoutCheckError(
             f"the logout request was refused: {config.logout_method} {config.logout_path} answered "
             f"{reply.status} (check --logout-method, --logout-path and --logout-form)"
         )
@@ -409,35 +409,37 @@ def send_logout(config: Config, result: Result, jar: dict[str, str], name: str) 
 # -- command line ---------------------------------------------------------------------------------
 def _path(option: str, value: str) -> str:
     if not value.startswith("/") or any(c in value for c in "\r\n\x00 "):
-        raise AuditError(f"{option} {value!r}: expected a path starting with '/' (no spaces)")
+        raise LogoutCheckError(f"{option} {value!r}: expected a path starting with '/' (no spaces)")
     return value
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """Command-line arguments -> Config; AuditError says which argument is wrong and why."""
+    """Command-line arguments -> Config; LogoutCheckError says which argument is wrong and why."""
     target = parse_target(args.url)
     basic = parse_basic(args.basic) if args.basic is not None else None
     if basic is not None and (args.username is not None or args.password is not None):
-        raise AuditError("give either --username/--password (form login) or --basic USER:PASSWORD, not both")
+        raise LogoutCheckError(
+            "give either --username/--password (form login) or --basic USER:PASSWORD, not both"
+        )
     if basic is None and (args.username is None or args.password is None):
-        raise AuditError("give --username and --password (form login) or --basic USER:PASSWORD")
+        raise LogoutCheckError("give --username and --password (form login) or --basic USER:PASSWORD")
     method = args.logout_method.upper()
     if not method.isascii() or not method.isalpha():
-        raise AuditError(
+        raise LogoutCheckError(
             f"--logout-method {args.logout_method!r}: expected an HTTP method such as GET or POST"
         )
     try:
         alive = tuple(int(s) for s in args.alive_status.split(",") if s.strip())
     except ValueError:
-        raise AuditError(
+        raise LogoutCheckError(
             f"--alive-status {args.alive_status!r}: expected status codes such as 200,204"
         ) from None
     if not alive:
-        raise AuditError("--alive-status: give at least one status code")
+        raise LogoutCheckError("--alive-status: give at least one status code")
     if args.timeout <= 0:
-        raise AuditError(f"--timeout {args.timeout}: must be more than 0 seconds")
+        raise LogoutCheckError(f"--timeout {args.timeout}: must be more than 0 seconds")
     if args.logout_form is not None and method in ("GET", "HEAD"):
-        raise AuditError("--logout-form needs a --logout-method that sends a body, such as POST")
+        raise LogoutCheckError("--logout-form needs a --logout-method that sends a body, such as POST")
     return Config(
         target=target,
         username=args.username,
@@ -469,8 +471,8 @@ def format_result(result: Result) -> str:
 
 def cmd_audit_logout(args: argparse.Namespace) -> int:
     try:
-        result = run_audit(config_from_args(args))
-    except AuditError as exc:
+        result = run_check(config_from_args(args))
+    except LogoutCheckError as exc:
         result = Result(args.url, ERROR, str(exc))
     if args.json:
         print(json.dumps(result.to_json()))

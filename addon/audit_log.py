@@ -1,7 +1,8 @@
-"""Audit log: one JSON line per flow that scored or got an action; cookie and credential values never."""
+"""The audit log file: JSON lines appended (one per flow that scored or got an action; see flow_record.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,27 +40,8 @@ class AuditLog:
             self._failed = True
 
     def close(self) -> None:
+        """Close the file; lines that could not be written are dropped (the failure was logged)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
-def audit_record(*, client: str, method: str, path: str, session_hash: str | None,
-                 verdict: dict[str, object], logout: dict[str, object] | None = None) -> dict[str, object]:
-    """The audit line of a flow: no cookie, no Authorization, no session ID, only its keyed hash."""
-    matches = verdict.get("matches") or []
-    return {
-        "client": client,
-        "method": method,
-        "path": path.split("?", 1)[0],
-        "session": session_hash,
-        "rules": [m["id"] for m in matches],  # type: ignore[index, union-attr]
-        "targets": [m["target"] for m in matches],  # type: ignore[index, union-attr]
-        "inbound_score": verdict.get("inbound_score"),
-        "outbound_score": verdict.get("outbound_score"),
-        "scores": verdict.get("scores"),
-        "situation": verdict.get("situation"),
-        "action": verdict.get("action"),
-        "mode": verdict.get("mode"),
-        "logout": logout,
-    }
+            fh, self._fh = self._fh, None
+            with contextlib.suppress(OSError):
+                fh.close()

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from logoutguard.audit_logout import (
-    AuditError,
+from logoutguard.cli import main
+from logoutguard.demo.app import DemoApp
+from logoutguard.logout_check import (
+    LogoutCheckError,
     Target,
     check_form_template,
     find_session_cookie,
@@ -18,8 +20,6 @@ from logoutguard.audit_logout import (
     parse_target,
     update_jar,
 )
-from logoutguard.cli import main
-from logoutguard.demo.app import DemoApp
 from procs import BIN, free_port
 
 GET_LOGOUT = ["--logout-path", "/attack?Logout=true"]
@@ -76,7 +76,7 @@ def test_parse_target(url: str, target: Target) -> None:
     ],
 )
 def test_parse_target_refuses(url: str, reason: str) -> None:
-    with pytest.raises(AuditError, match=reason):
+    with pytest.raises(LogoutCheckError, match=reason):
         parse_target(url)
 
 
@@ -92,7 +92,7 @@ def test_parse_basic(text: str, pair: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("text", ["guest", ":pw", ""])
 def test_parse_basic_refuses(text: str) -> None:
-    with pytest.raises(AuditError, match="USER:PASSWORD"):
+    with pytest.raises(LogoutCheckError, match="USER:PASSWORD"):
         parse_basic(text)
 
 
@@ -144,7 +144,7 @@ def test_find_session_cookie(headers: list[str], name: str | None, found: str | 
     ["csrf={csrf}", "x={cookie}", "x={header:Referer}", "x={session_cookie:JSESSIONID}", "x={nope}"],
 )
 def test_check_form_template_refuses(template: str) -> None:
-    with pytest.raises(AuditError, match="not supported"):
+    with pytest.raises(LogoutCheckError, match="not supported"):
         check_form_template(template)
 
 

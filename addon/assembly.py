@@ -1,0 +1,116 @@
+"""Assembly: option values -> the parts the pipeline runs with (rules and engine, policy, session store, audit log).
+
+Everything that reads a file or opens a store at configure time is here; each failure is an
+OptionsError that names the option, so a bad value stops the start (or leaves a reload undone).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import exceptions
+
+from .audit_log import AuditLog
+from .crs.loader import CrsError, load_crs
+from .engine.combined import CombinedEngine
+from .engine.engine import Engine
+from .engine.loader import DEFAULT_RULES_DIR, RulesetError, load_ruleset
+from .engine.rules import Ruleset
+from .policy import Policy, PolicyError, load_policy
+from .sessions.cookies import SessionCookieMatcher
+from .sessions.factory import open_store, parse_store_spec, resolve_key
+from .sessions.hashing import SessionHasher
+from .sessions.store import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore, StoreError
+from .sessions.tracker import SessionTracker
+
+__all__ = [
+    "DEFAULT_MAX_SESSIONS",
+    "DEFAULT_RULES_DIR",
+    "DEFAULT_TTL_S",
+    "Ruleset",
+    "SessionStore",
+    "build_engine",
+    "cookie_matcher",
+    "load_rules",
+    "open_audit_log",
+    "open_session_store",
+    "read_policy",
+]
+
+log = logging.getLogger("logoutguard")
+
+
+def load_rules(paths: Sequence[str]) -> Ruleset:
+    try:
+        return load_ruleset([Path(p) for p in paths])
+    except RulesetError as exc:
+        raise exceptions.OptionsError(f"guard_rules: {exc}") from None
+
+
+def build_engine(ruleset: Ruleset, opts: Any) -> Engine | CombinedEngine:
+    """Our rules, and beside them the OWASP CRS when guard_crs names an installation."""
+    engine = Engine(
+        ruleset,
+        paranoia=opts.guard_paranoia,
+        inbound_threshold=opts.guard_inbound_threshold,
+        outbound_threshold=opts.guard_outbound_threshold,
+    )
+    if not opts.guard_crs:
+        return engine
+    try:
+        crs = load_crs(
+            None if opts.guard_crs == "debian" else opts.guard_crs,
+            extra_confs=list(opts.guard_crs_confs),
+            paranoia=opts.guard_paranoia,
+            inbound_threshold=opts.guard_inbound_threshold,
+            outbound_threshold=opts.guard_outbound_threshold,
+        )
+    except (CrsError, OSError) as exc:
+        raise exceptions.OptionsError(f"guard_crs: {exc}") from None
+    log.info(
+        f"LogoutGuard: OWASP CRS {crs.version}: {len(crs.ruleset)} rules from {crs.rules_dir} in "
+        f"{crs.seconds:.1f}s; {len(crs.problems)} skipped or changed (see: logoutguard crs report)"
+    )
+    return CombinedEngine([engine, crs.engine()])
+
+
+def read_policy(path: str) -> Policy:
+    if not path:
+        return Policy()
+    try:
+        return load_policy(Path(path).expanduser())
+    except PolicyError as exc:
+        raise exceptions.OptionsError(f"guard_policy: {exc}") from None
+
+
+def cookie_matcher(policy: Policy) -> SessionCookieMatcher:
+    return SessionCookieMatcher(policy.cookie_pattern, policy.session_cookies)
+
+
+def open_session_store(opts: Any, policy: Policy, matcher: SessionCookieMatcher) -> SessionTracker:
+    """The session store the options name, and a tracker on it (its grace period starts now)."""
+    try:
+        spec = parse_store_spec(opts.guard_session_store)
+        if spec.backend == "sqlite":
+            Path(spec.location).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = resolve_key(opts.guard_session_store, opts.guard_session_key or None)
+        store: SessionStore = open_store(
+            opts.guard_session_store,
+            ttl=opts.guard_session_ttl,
+            max_sessions=opts.guard_max_sessions,
+            key=key,
+        )
+    except (ValueError, OSError, StoreError) as exc:
+        raise exceptions.OptionsError(f"guard_session_store: {exc}") from None
+    return SessionTracker(store, SessionHasher(key), matcher, policy.grace_period, time.time())
+
+
+def open_audit_log(path: str) -> AuditLog:
+    try:
+        return AuditLog(path or None)
+    except OSError as exc:
+        raise exceptions.OptionsError(f"guard_audit_log: cannot open {path!r}: {exc}") from None

@@ -1,0 +1,155 @@
+"""The flow bridge: mitmproxy requests and responses -> engine Transactions, and the session IDs a request carries.
+
+The one place that reads mitmproxy's request objects for judging. A live flow is judged on its
+request as it arrived; a saved flow that LogoutGuard rewrote into a logout request is judged on its
+original request, which the rewrite kept (secrets redacted) in the flow's metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mitmproxy import http
+from mitmproxy.net.http.http1 import read_request_head
+
+from .engine.transaction import (
+    DEFAULT_BODY_LIMIT,
+    Transaction,
+    build_transaction,
+    byte_text,
+    parse_cookie_header,
+)
+from .sessions.cookies import SessionCookieMatcher, request_session_ids
+
+META_KEY = "logoutguard"  # flow.metadata[META_KEY]: LogoutGuard's record of the flow (see flow_record.py)
+ORIGINAL_BODY_KEPT = 64 * 1024
+SECRET_HEADERS = ("cookie", "authorization", "proxy-authorization")
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """A request as the pipeline judges it: its Transaction and what the session side needs."""
+
+    tx: Transaction
+    session_ids: tuple[tuple[str, str], ...]  # (cookie name, ID), every one the request carries
+    user_agent: str | None
+    at: float  # when: the wall clock for a live flow, the recorded time for a saved one
+    live: bool
+
+    @property
+    def client(self) -> str:
+        return self.tx.client_addr
+
+
+def read_request(flow: http.HTTPFlow, matcher: SessionCookieMatcher, body_limit: int) -> SeenRequest:
+    """The request of a flow as the pipeline judges it (see request_to_judge)."""
+    request = request_to_judge(flow)
+    return SeenRequest(
+        tx=from_request(request, client_address(flow), body_limit),
+        session_ids=tuple(carried_session_ids(request.headers.get_all("cookie"), matcher)),
+        user_agent=request.headers.get("user-agent"),
+        at=time.time() if flow.live else flow.request.timestamp_start,
+        live=flow.live,
+    )
+
+
+def client_address(flow: http.HTTPFlow) -> str:
+    peer = flow.client_conn.peername
+    return peer[0] if peer else ""
+
+
+def carried_session_ids(
+    cookie_headers: Iterable[str], matcher: SessionCookieMatcher
+) -> list[tuple[str, str]]:
+    """The session IDs in a request's Cookie headers, split as the rules' REQUEST_COOKIES are."""
+    return request_session_ids(
+        (pair for value in cookie_headers for pair in parse_cookie_header(value)), matcher
+    )
+
+
+def request_body(request: http.Request) -> bytes:
+    """The body as the application will read it: content-encoding undone when possible, else raw."""
+    if request.raw_content is None:
+        return b""
+    if "content-encoding" not in request.headers:
+        return request.raw_content
+    return request.get_content(strict=False) or b""
+
+
+def from_request(
+    request: http.Request, client_addr: str = "", body_limit: int = DEFAULT_BODY_LIMIT
+) -> Transaction:
+    return build_transaction(
+        method=request.data.method,
+        uri=request.data.path,
+        protocol=request.data.http_version,
+        headers=list(request.data.headers.fields),
+        body=request_body(request),
+        client_addr=client_addr,
+        body_limit=body_limit,
+    )
+
+
+def with_response(
+    tx: Transaction, response: http.Response, body_limit: int = DEFAULT_BODY_LIMIT
+) -> Transaction:
+    body = response.get_content(strict=False) or b""
+    return tx.with_response(
+        response.status_code,
+        tuple((byte_text(k), byte_text(v)) for k, v in response.headers.fields),
+        byte_text(body[:body_limit]),
+    )
+
+
+def parse_raw_request(data: bytes, body_limit: int = DEFAULT_BODY_LIMIT) -> Transaction:
+    """A raw HTTP/1 request (head, blank line, body) as found in a file -> Transaction.
+
+    Bare LF line ends are accepted. Raises ValueError for a malformed request line or header.
+    """
+    data = data.lstrip(b"\r\n")
+    if b"\r\n\r\n" in data:
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+    else:
+        head, _, body = data.partition(b"\n\n")
+        lines = head.split(b"\n")
+    request = read_request_head([line + b"\r\n" for line in lines])
+    request.data.content = body
+    return from_request(request, "", body_limit)
+
+
+def original_request_record(request: http.Request) -> dict[str, object]:
+    """What a request was before it was rewritten, for flow metadata: secrets redacted, body bounded."""
+    body = request.raw_content or b""
+    return {
+        "method": request.method,
+        "path": request.path,
+        "http_version": request.http_version,
+        "headers": [
+            [k, REDACTED if k.lower() in SECRET_HEADERS else v] for k, v in request.headers.items(multi=True)
+        ],
+        "body": body[:ORIGINAL_BODY_KEPT].decode("utf-8", "replace"),
+        "body_length": len(body),
+    }
+
+
+def request_to_judge(flow: http.HTTPFlow) -> http.Request:
+    """The request to judge: a saved flow that was rewritten into a logout is judged on its original
+    request (kept in its metadata; its secret headers were redacted and stay out)."""
+    original = (flow.metadata.get(META_KEY) or {}).get("original_request") if not flow.live else None
+    if not original:
+        return flow.request
+    request = flow.request.copy()
+    request.method = original["method"]
+    request.path = original["path"]
+    # The secret headers were redacted in the record; the rewritten request carries exactly the
+    # original's session cookies and credentials, so the session is judged as it was.
+    secrets = [(k, v) for k, v in flow.request.headers.fields if k.lower() in (b"cookie", b"authorization")]
+    request.headers = http.Headers(
+        [(k.encode(), v.encode()) for k, v in original["headers"] if v != REDACTED] + secrets
+    )
+    request.content = original["body"].encode("utf-8")
+    return request

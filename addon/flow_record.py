@@ -1,0 +1,262 @@
+"""The flow record: what LogoutGuard found and did for one flow -> flow.metadata, mark + comment, explanation, audit line.
+
+The record is typed here and turned into text and plain JSON-able data only at these edges:
+`flow.metadata["logoutguard"]` (kept in saved flows, read back by `from_json`), the flow's mark and
+comment (mitmweb filters `~marked`, `~comment LogoutGuard`), `guard.explain`, and the audit line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mitmproxy import http
+
+from .engine.verdict import Match, Verdict
+from .flow_bridge import META_KEY, client_address
+from .forced_logout import LogoutOutcome
+from .judge import Judgement, Situation
+from .policy import Action
+from .sessions.state import SessionState
+from .sessions.tracker import SessionFacts
+
+__all__ = ["META_KEY", "ActionTaken", "FlowRecord"]
+
+MARK_ACTED = ":no_entry:"
+MARK_DETECTED = ":warning:"
+COMMENT_PREFIX = "LogoutGuard:"
+COMMENT_RULES = 12  # rule ids named in a comment at most
+
+
+class ActionTaken(StrEnum):
+    """What was done with the flow (the judgement's action as carried out, or why not)."""
+
+    NONE = "none"
+    LOG = "log"  # detect mode: the judgement asked for something, nothing was done
+    STRIP = "strip"  # the session cookie was removed, the request passed on as anonymous
+    DENY = "deny"
+    REDIRECT = "redirect"
+    DROP = "drop"
+    LOGOUT = "logout"  # the request was rewritten into the application's logout
+    LOGOUT_OUT_OF_BAND = (
+        "logout (out-of-band)"  # a separate logout request; the client got the policy's answer
+    )
+    DENY_LOGOUT_NOT_SENT = "deny (logout not sent)"  # revoked, but no logout request could be built
+    DENY_OUTBOUND = "deny (outbound)"  # the response was over the outbound threshold
+    DENY_ERROR = "deny (error)"  # judging failed (guard_error_action deny)
+    OFFLINE = "none (offline)"  # a saved flow, judged only
+    REVOKED_OFFLINE = "revoked (offline)"  # a saved flow whose sessions were revoked (guard_offline_revoke)
+
+
+_QUIET = (ActionTaken.NONE, ActionTaken.OFFLINE)  # actions that leave a clean flow unmarked
+
+
+@dataclass
+class FlowRecord:
+    verdict: Verdict
+    mode: str  # detect | enforce
+    session: SessionFacts | None = None  # None: not judged that far (an internal error)
+    situation: Situation = Situation.CLEAN
+    decision: Action | None = None  # the judgement's action (None: no judgement)
+    action: ActionTaken = ActionTaken.NONE
+    blocked: bool = False  # over a threshold, or the judgement acts on the flow
+    reason: str = ""
+    responded: bool = False  # LogoutGuard answered the flow itself (no response from the application)
+    logout: LogoutOutcome | None = None
+    original_request: dict[str, Any] | None = None  # the request as it was before the logout rewrite
+    stripped_session: bool = False
+    store_error: str = ""
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of another version, kept as they were
+
+    @classmethod
+    def judged(cls, verdict: Verdict, facts: SessionFacts, judgement: Judgement, mode: str) -> FlowRecord:
+        return cls(
+            verdict,
+            mode,
+            session=facts,
+            situation=judgement.situation,
+            decision=judgement.action,
+            blocked=verdict.blocked or judgement.acts,
+            reason=judgement.reason or verdict.reason,
+        )
+
+    @classmethod
+    def failed(cls, exc: Exception, action: ActionTaken, mode: str, verdict: Verdict) -> FlowRecord:
+        """The record of a flow whose judging raised: no match, the error, what was done about it."""
+        return cls(
+            verdict,
+            mode,
+            situation=Situation.ERROR,
+            action=action,
+            blocked=action is not ActionTaken.NONE,
+            reason="internal error while judging",
+            responded=action is not ActionTaken.NONE,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    def add_response_verdict(self, verdict: Verdict) -> None:
+        """The verdict of the whole exchange (request and response phases) replaces the request's."""
+        self.verdict = verdict
+        self.reason = verdict.reason
+        self.blocked = self.blocked or verdict.blocked
+
+    # -- JSON (flow.metadata) ----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        data = {**self.extra}
+        data.update({k: v for k, v in self.verdict.to_json().items() if k != "action"})
+        data.update(blocked=self.blocked, reason=self.reason, mode=self.mode)
+        if self.session is not None:
+            data["session"] = self.session.to_json()
+        data["situation"] = str(self.situation)
+        if self.decision is not None:
+            data["decision"] = str(self.decision)
+        data.update(action=str(self.action), responded=self.responded)
+        if self.logout is not None:
+            data["logout"] = self.logout.to_json()
+        if self.original_request is not None:
+            data["original_request"] = self.original_request
+        if self.stripped_session:
+            data["stripped_session"] = True
+        if self.store_error:
+            data["store_error"] = self.store_error
+        if self.error:
+            data["error"] = self.error
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FlowRecord:
+        """A record back from flow metadata (ours, or another version's: unknown keys are kept)."""
+        verdict = Verdict(
+            inbound_score=int(data.get("inbound_score") or 0),
+            outbound_score=int(data.get("outbound_score") or 0),
+            scores=dict(data.get("scores") or {}),
+            matches=[match_from_json(m) for m in data.get("matches") or []],
+            paranoia=int(data.get("paranoia") or 1),
+            inbound_threshold=int(data.get("inbound_threshold") or 5),
+            outbound_threshold=int(data.get("outbound_threshold") or 4),
+            inbound_blocked=bool(data.get("inbound_blocked")),
+            outbound_blocked=bool(data.get("outbound_blocked")),
+            reason=str(data.get("reason") or ""),
+        )
+        session, logout = data.get("session"), data.get("logout")
+        return cls(
+            verdict,
+            str(data.get("mode", "")),
+            session=SessionFacts.from_json(session) if isinstance(session, dict) else None,
+            situation=_enum(Situation, data.get("situation"), Situation.CLEAN),
+            decision=_enum(Action, data.get("decision"), None),
+            action=_enum(ActionTaken, data.get("action"), ActionTaken.NONE),
+            blocked=bool(data.get("blocked")),
+            reason=verdict.reason,
+            responded=bool(data.get("responded")),
+            logout=LogoutOutcome.from_json(logout) if isinstance(logout, dict) else None,
+            original_request=data.get("original_request"),
+            stripped_session=bool(data.get("stripped_session")),
+            store_error=str(data.get("store_error") or ""),
+            error=str(data.get("error") or ""),
+            extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
+        )
+
+    # -- the flow's mark and comment -------------------------------------------------------------
+    def write_to(self, flow: http.HTTPFlow) -> None:
+        """Keep the record in the flow's metadata; mark and comment it when it scored or got an action."""
+        flow.metadata[META_KEY] = self.to_json()
+        if self.blocked or self.error or self.action not in _QUIET:
+            flow.marked = MARK_ACTED if self.responded or self.logout is not None else MARK_DETECTED
+            flow.comment = self.comment()
+        elif flow.comment.startswith(COMMENT_PREFIX):  # an earlier verdict of ours (a re-judged flow)
+            flow.comment = ""
+            if flow.marked in (MARK_ACTED, MARK_DETECTED):
+                flow.marked = ""
+
+    def comment(self) -> str:
+        """One line for flow comments: score, rule ids, situation, action."""
+        ids = ",".join(str(m.id) for m in self.verdict.matches[:COMMENT_RULES])
+        text = f"{COMMENT_PREFIX} score {self.verdict.inbound_score}"
+        if self.verdict.outbound_score:
+            text += f" out {self.verdict.outbound_score}"
+        if ids:
+            text += f" rules {ids}"
+        if self.situation is not Situation.CLEAN:
+            text += f" [{self.situation}]"
+        text += f" -> {self.action}"
+        if self.error:
+            text += f" (error: {self.error})"
+        return text
+
+    def explain(self) -> str:
+        """The scoring of the flow, rule by rule, and the decision (guard.explain)."""
+        v = self.verdict
+        lines = [
+            f"  {m.id:>7} PL{m.paranoia} +{m.score if m.scoring else 0:<3} {m.category:<16} {m.target}: "
+            f"{m.msg} [{m.excerpt}]"
+            for m in v.matches
+        ]
+        lines.append(
+            f"  total inbound {v.inbound_score} (threshold {v.inbound_threshold}),"
+            f" outbound {v.outbound_score} (threshold {v.outbound_threshold}),"
+            f" PL{v.paranoia}, mode {self.mode}"
+        )
+        if self.session is not None and self.session.state is not SessionState.NONE:
+            s = self.session
+            lines.append(f"  session {s.id_hash} ({s.cookie}): {s.state}")
+        lines.append(f"  situation {self.situation} -> action {self.action}")
+        if self.logout is not None:
+            lines.append(f"  logout: {self.logout.to_json()}")
+        for key, text in (("reason", self.reason), ("error", self.error)):
+            if text:
+                lines.append(f"  {key}: {text}")
+        return "\n".join(lines)
+
+    # -- the audit line --------------------------------------------------------------------------
+    @property
+    def worth_auditing(self) -> bool:
+        """Flows that scored, got an action or failed are audited; clean ones are not."""
+        return bool(self.verdict.matches or self.action is not ActionTaken.NONE or self.error)
+
+    def audit_line(self, flow: http.HTTPFlow) -> dict[str, object]:
+        """The audit line of the flow: no cookie, no Authorization, no session ID, only its keyed hash."""
+        original = self.original_request or {}
+        path = str(original.get("path", flow.request.path))
+        return {
+            "client": client_address(flow),
+            "method": original.get("method", flow.request.method),
+            "path": path.split("?", 1)[0],
+            "session": (self.session.id_hash if self.session else "") or None,
+            "rules": [m.id for m in self.verdict.matches],
+            "targets": [m.target for m in self.verdict.matches],
+            "inbound_score": self.verdict.inbound_score,
+            "outbound_score": self.verdict.outbound_score,
+            "scores": dict(self.verdict.scores),
+            "situation": str(self.situation),
+            "action": str(self.action),
+            "mode": self.mode,
+            "logout": self.logout.to_json() if self.logout is not None else None,
+        }
+
+
+_MATCH_FIELDS = {f.name for f in dataclasses.fields(Match)}
+_KNOWN_KEYS = frozenset(
+    (
+        *("score", "inbound_score", "outbound_score", "scores", "matches", "paranoia"),
+        *("inbound_threshold", "outbound_threshold", "blocked", "inbound_blocked", "outbound_blocked"),
+        *("reason", "mode", "session", "situation", "decision", "action", "responded", "logout"),
+        *("original_request", "stripped_session", "store_error", "error"),
+    )
+)
+
+
+def match_from_json(data: dict[str, Any]) -> Match:
+    values = {k: v for k, v in data.items() if k in _MATCH_FIELDS}
+    values["tags"] = tuple(values.get("tags", ()))
+    return Match(**values)
+
+
+def _enum(kind: Any, value: object, default: Any) -> Any:
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        return default

@@ -1,0 +1,341 @@
+"""The pipeline: a flow through the stages once each: flow bridge, session check, rules, judge, actions, record.
+
+    request  -> flow_bridge.read_request -> session check (tracker) -> engine -> cumulative window
+             -> judge.judge -> actions (responses / forced_logout) -> FlowRecord -> flow metadata
+    response -> learn sessions from Set-Cookie -> outbound rules -> FlowRecord -> audit line
+
+No mitmproxy options here: the adapter (guard.py) builds the parts and the Settings from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from mitmproxy import http
+
+from .audit_log import AuditLog
+from .engine.combined import CombinedEngine, CombinedState
+from .engine.engine import Engine
+from .engine.state import EvalState
+from .engine.verdict import Match, Verdict
+from .exchange import Exchange
+from .flow_bridge import DEFAULT_BODY_LIMIT, META_KEY, SeenRequest, read_request, with_response
+from .flow_record import ActionTaken, FlowRecord
+from .forced_logout import Upstream, force_logout, revoke_sessions
+from .judge import SessionCheck, Situation, assumed_facts, counts_toward_window, judge
+from .policy import Action, LogoutMode, Policy
+from .responses import deny, drop, redirect, strip_cookies
+from .sessions.cookies import SessionCookieMatcher
+from .sessions.health import StoreHealth
+from .sessions.memory import MemoryStore
+from .sessions.state import SessionState
+from .sessions.store import StoreError
+from .sessions.tracker import SessionFacts, SessionTracker
+
+log = logging.getLogger("logoutguard")
+
+MAX_PENDING = 10_000
+MAX_RECENT_SESSIONS = 1_000
+PURGE_EVERY_S = 300.0
+
+
+class Mode(StrEnum):
+    DETECT = "detect"  # score, annotate and log only
+    ENFORCE = "enforce"  # act on judgements
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The option values the stages read (set by the adapter from guard_* options)."""
+
+    mode: Mode = Mode.ENFORCE
+    fail_closed: bool = True  # a request with a session ID is refused while the store cannot answer
+    deny_on_error: bool = True  # enforce mode denies a flow whose judging failed
+    body_limit: int = DEFAULT_BODY_LIMIT
+    offline_revoke: bool = False
+    paranoia: int = 1
+    inbound_threshold: int = 5
+    outbound_threshold: int = 4
+    upstream: Upstream | None = None
+
+    @property
+    def enforce(self) -> bool:
+        return self.mode is Mode.ENFORCE
+
+
+@dataclass
+class Pending:
+    """What the request stage knows that the response stage needs."""
+
+    state: EvalState | CombinedState
+    matches: list[Match]
+    seen: SeenRequest
+    audited: bool = False
+
+
+class Pipeline:
+    """The parts a flow passes through, and the little state kept between a request and its response."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | CombinedEngine | None = None
+        self.policy = Policy()
+        self.matcher = SessionCookieMatcher()
+        self.tracker: SessionTracker | None = None
+        self.audit = AuditLog(None)
+        self.settings = Settings()
+        self.health = StoreHealth()
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # session hash -> last facts
+        self._offline: SessionTracker | None = None
+
+    def use_tracker(self, tracker: SessionTracker) -> None:
+        self.tracker, self._offline = tracker, None
+
+    def use_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self.health.fail_mode = "closed" if settings.fail_closed else "open"
+
+    # -- request -----------------------------------------------------------------------------------
+    async def on_request(self, flow: http.HTTPFlow) -> None:
+        """Judge the request, act on it, record it; never raises (an error gets a record too)."""
+        try:
+            record = await self.judge_request(flow)
+        except Exception as exc:  # a hook must never raise: the flow still gets a verdict
+            log.exception(f"LogoutGuard: judging {flow.request.method} {flow.request.path} failed")
+            record = self._error_record(flow, exc)
+        record.write_to(flow)
+
+    async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
+        assert self.engine is not None
+        seen = read_request(flow, self.matcher, self.settings.body_limit)
+        tracker = self._tracker_for(flow)
+        check = await self._check_session(tracker, seen)
+        verdict, state = self.engine.inspect_request(seen.tx.with_session(check.facts.pairs()))
+        check = await self._count_scored(tracker, seen, check, verdict)
+        judgement = judge(verdict, check, self.policy, fail_closed=self.settings.fail_closed)
+        self.pending[flow.id] = Pending(state, verdict.matches, seen)
+        while len(self.pending) > MAX_PENDING:
+            self.pending.popitem(last=False)
+        record = FlowRecord.judged(verdict, check.facts, judgement, str(self.settings.mode))
+        record.store_error = check.store_error
+        record.action = await self._act(Exchange(flow, seen, judgement, tracker), record)
+        record.responded = flow.live and flow.response is not None
+        return record
+
+    def _tracker_for(self, flow: http.HTTPFlow) -> SessionTracker:
+        """Live flows use the store; saved flows a private in-memory tracker, so judging them changes nothing."""
+        assert self.tracker is not None
+        if flow.live:
+            return self.tracker
+        if self._offline is None:
+            self._offline = SessionTracker(
+                MemoryStore(),
+                self.tracker.hasher,
+                self.matcher,
+                self.policy.grace_period,
+                flow.request.timestamp_start,
+            )
+        return self._offline
+
+    async def _check_session(self, tracker: SessionTracker, seen: SeenRequest) -> SessionCheck:
+        """Ask the tracker about the request's sessions (and its client's lockout); a store failure
+        is noted and the sessions are assumed valid (see judge.assumed_facts)."""
+        lockout = self.policy.lockout.enabled
+        try:
+            locked = lockout and await tracker.is_locked_out(seen.client, seen.at)
+            facts = await tracker.check_request(seen.session_ids, seen.client, seen.user_agent, seen.at)
+            if seen.session_ids or lockout:  # only a store that answered is "reachable again"
+                self.health.ok()
+            store_error = ""
+        except StoreError as exc:
+            store_error = self.health.failed(exc)
+            locked = False
+            facts = assumed_facts(seen.session_ids, tracker.hasher.hash)
+        self._remember_session(facts)
+        return SessionCheck(facts, bool(seen.session_ids), locked, 0, store_error)
+
+    async def _count_scored(
+        self, tracker: SessionTracker, seen: SeenRequest, check: SessionCheck, verdict: Verdict
+    ) -> SessionCheck:
+        """Note a scored request of an authenticated session in its cumulative window."""
+        if not counts_toward_window(check.facts, verdict, self.policy):
+            return check
+        try:
+            count = await tracker.note_score(
+                check.facts.id_hash, verdict.inbound_score, seen.at, self.policy.cumulative.window
+            )
+        except StoreError as exc:
+            return replace(check, store_error=self.health.failed(exc))
+        return replace(check, scored_in_window=count)
+
+    async def _act(self, exchange: Exchange, record: FlowRecord) -> ActionTaken:
+        """Carry out the judgement as the mode allows: saved flows and detect mode change nothing."""
+        judgement, seen = exchange.judgement, exchange.seen
+        if not seen.live:
+            if judgement.action is Action.LOGOUT and self.settings.offline_revoke:
+                assert self.tracker is not None
+                reason = f"offline re-judging: {judgement.situation}"
+                await revoke_sessions(self.tracker, seen.session_ids, reason, seen.at, self.health)
+                return ActionTaken.REVOKED_OFFLINE
+            return ActionTaken.OFFLINE
+        if not self.settings.enforce:
+            asked = judgement.action is not Action.NONE or judgement.strip_session
+            return ActionTaken.LOG if asked else ActionTaken.NONE
+        flow, actions = exchange.flow, self.policy.actions
+        if judgement.strip_session:
+            strip_cookies(flow.request, {name for name, _ in seen.session_ids})
+            record.stripped_session = True
+        match judgement.action:
+            case Action.DENY:
+                store_down = judgement.situation is Situation.STORE_UNAVAILABLE
+                deny(flow, 503 if store_down else actions.deny_status)
+                return ActionTaken.DENY
+            case Action.REDIRECT:
+                redirect(flow, actions.redirect_location)
+                return ActionTaken.REDIRECT
+            case Action.DROP:
+                drop(flow)
+                return ActionTaken.DROP
+            case Action.LOGOUT:
+                outcome = await force_logout(exchange, self.policy, self.settings.upstream, self.health)
+                record.logout, record.original_request = outcome, outcome.original_request
+                if not outcome.sent:
+                    return ActionTaken.DENY_LOGOUT_NOT_SENT
+                rewritten = outcome.mode is LogoutMode.REWRITE
+                return ActionTaken.LOGOUT if rewritten else ActionTaken.LOGOUT_OUT_OF_BAND
+            case Action.LOG:
+                return ActionTaken.LOG
+        return ActionTaken.STRIP if judgement.strip_session else ActionTaken.NONE
+
+    def _error_record(self, flow: http.HTTPFlow, exc: Exception) -> FlowRecord:
+        settings = self.settings
+        action = ActionTaken.NONE
+        if flow.live and settings.enforce and settings.deny_on_error:
+            deny(flow)
+            action = ActionTaken.DENY_ERROR
+        verdict = Verdict(
+            paranoia=settings.paranoia,
+            inbound_threshold=settings.inbound_threshold,
+            outbound_threshold=settings.outbound_threshold,
+        )
+        return FlowRecord.failed(exc, action, str(settings.mode), verdict)
+
+    def _remember_session(self, facts: SessionFacts) -> None:
+        if not facts.id_hash:
+            return
+        self.recent[facts.id_hash] = {"cookie": facts.cookie, "state": str(facts.state), "seen": time.time()}
+        self.recent.move_to_end(facts.id_hash)
+        while len(self.recent) > MAX_RECENT_SESSIONS:
+            self.recent.popitem(last=False)
+
+    # -- response ----------------------------------------------------------------------------------
+    async def on_response(self, flow: http.HTTPFlow) -> None:
+        """Learn sessions from the application's answer, judge it, record and audit the flow."""
+        pending = self.pending.pop(flow.id, None)
+        data = flow.metadata.get(META_KEY)
+        if self.engine is None or flow.response is None or not isinstance(data, dict):
+            return
+        try:
+            record = FlowRecord.from_json(data)
+        except Exception:  # not a record we can read: leave it as it is
+            log.exception(f"LogoutGuard: the record of {flow.request.path} cannot be read")
+            return
+        try:
+            if pending is None:  # judged by another process or ruleset: judge the request again
+                pending = self._rejudged(flow)
+            if not record.responded:  # the response came from the application
+                await self._learn(flow, pending, flow.response.headers.get_all("set-cookie"))
+                if not record.error:
+                    self._judge_response(flow, pending, record)
+        except Exception as exc:
+            log.exception(f"LogoutGuard: judging the response to {flow.request.path} failed")
+            record.error = f"{type(exc).__name__}: {exc}"
+        record.write_to(flow)
+        self._audit(flow, record, pending)
+
+    async def on_error(self, flow: http.HTTPFlow) -> None:
+        pending = self.pending.pop(flow.id, None)
+        data = flow.metadata.get(META_KEY)
+        if isinstance(data, dict):
+            try:
+                record = FlowRecord.from_json(data)
+            except Exception:
+                log.exception(f"LogoutGuard: the record of {flow.request.path} cannot be read")
+                return
+            self._audit(flow, record, pending)
+
+    def _rejudged(self, flow: http.HTTPFlow) -> Pending:
+        assert self.engine is not None
+        seen = read_request(flow, self.matcher, self.settings.body_limit)
+        seen = replace(seen, session_ids=(), user_agent=None)  # the request's own sessions are not known
+        verdict, state = self.engine.inspect_request(seen.tx)
+        return Pending(state, verdict.matches, seen)
+
+    async def _learn(self, flow: http.HTTPFlow, pending: Pending, set_cookies: list[str]) -> None:
+        """Record what the application's Set-Cookie headers did to the sessions (issued, ended)."""
+        if not set_cookies:
+            return
+        if flow.live:
+            now = time.time()
+        else:
+            now = flow.response.timestamp_start if flow.response else flow.request.timestamp_start
+        seen = pending.seen
+        await self.health.attempt(
+            self._tracker_for(flow).learn_from_response(
+                set_cookies, seen.session_ids, seen.client, seen.user_agent, now
+            )
+        )
+
+    def _judge_response(self, flow: http.HTTPFlow, pending: Pending, record: FlowRecord) -> None:
+        assert self.engine is not None and flow.response is not None
+        tx = with_response(pending.state.tx, flow.response, self.settings.body_limit)
+        verdict = self.engine.inspect_response(pending.state, tx, pending.matches)
+        if verdict.outbound_blocked and flow.live:
+            if self.settings.enforce:
+                deny(flow, self.policy.actions.deny_status)
+                record.action = ActionTaken.DENY_OUTBOUND
+            elif record.action is ActionTaken.NONE:
+                record.action = ActionTaken.LOG
+        record.add_response_verdict(verdict)
+
+    def _audit(self, flow: http.HTTPFlow, record: FlowRecord, pending: Pending | None) -> None:
+        if not flow.live or (pending is not None and pending.audited) or not record.worth_auditing:
+            return
+        if pending is not None:
+            pending.audited = True
+        self.audit.write(record.audit_line(flow))
+
+    # -- store upkeep and operator commands --------------------------------------------------------
+    async def purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_EVERY_S)
+            try:
+                if self.tracker is not None:
+                    purged = await self.tracker.store.purge_expired(time.time())
+                    if purged:
+                        log.info(f"LogoutGuard: purged {purged} expired session records")
+            except StoreError as exc:
+                log.error(f"LogoutGuard: purging the session store failed: {exc}")
+
+    async def revoke_hashes(self, hashes: list[str]) -> None:
+        """Revoke sessions by their keyed hashes (an operator's command)."""
+        assert self.tracker is not None
+        for h in hashes:
+            await self.tracker.revoke(f"hash:{h}", "revoked by an operator (guard.revoke)")
+            if h in self.recent:
+                self.recent[h]["state"] = str(SessionState.REVOKED)
+        log.info(f"LogoutGuard: revoked {len(hashes)} session(s): {', '.join(hashes)}")
+
+    def recent_sessions(self) -> str:
+        """The sessions seen most recently (keyed hashes only), newest first."""
+        lines = [
+            f"{h}  {v['cookie']:<16} {v['state']:<8} {time.strftime('%H:%M:%S', time.localtime(v['seen']))}"
+            for h, v in reversed(self.recent.items())
+        ]
+        return "\n".join(lines) or "no sessions seen yet"

@@ -1,0 +1,123 @@
+"""The flow bridge: flows -> Transactions and the session IDs they carry; the original of a rewritten saved flow."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
+from logoutguard.flow_bridge import (
+    META_KEY,
+    REDACTED,
+    carried_session_ids,
+    from_request,
+    original_request_record,
+    parse_raw_request,
+    read_request,
+    request_body,
+    request_to_judge,
+    with_response,
+)
+from logoutguard.sessions.cookies import SessionCookieMatcher
+
+MATCHER = SessionCookieMatcher(None, ("JSESSIONID",))
+
+
+def flow_with(
+    path: str = "/", headers: dict[str, str] | None = None, body: bytes = b"", live: bool = True
+) -> http.HTTPFlow:
+    request = tutils.treq(method=b"POST" if body else b"GET", path=path.encode(), content=body)
+    request.headers.clear()
+    request.headers.update({"Host": "app.test", **(headers or {})})
+    flow = tflow.tflow(req=request, live=live)
+    flow.client_conn.peername = ("192.0.2.10", 40000)
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], []),
+        (["lang=en; theme=dark"], []),
+        (["sid=abc; lang=en"], [("sid", "abc")]),
+        (["sid=abc", "JSESSIONID=j1"], [("sid", "abc"), ("JSESSIONID", "j1")]),
+        (["sid=a; sid=b; sid=a"], [("sid", "a"), ("sid", "b")]),  # cookie tossing: both kept, once each
+        (["  sid = abc ;;; ; =x; junk"], [("sid", "abc")]),
+        (['sid="quoted"'], [("sid", '"quoted"')]),  # as the browser sends what it was given
+        (["sid=; lang=en"], []),
+    ],
+)
+def test_carried_session_ids(headers: list[str], expected: list[tuple[str, str]]) -> None:
+    assert carried_session_ids(headers, SessionCookieMatcher()) == expected
+
+
+def test_the_tracker_and_the_rules_see_the_same_cookie_pairs() -> None:
+    flow = flow_with("/", {"Cookie": " JSESSIONID = a b ;x=1;;JSESSIONID=c"})
+    seen = read_request(flow, MATCHER, 1024)
+    assert list(seen.session_ids) == [(n, v) for n, v in seen.tx.cookies if n == "JSESSIONID"]
+
+
+def test_read_request() -> None:
+    flow = flow_with("/a?q=1", {"Cookie": "JSESSIONID=S1", "User-Agent": "ua/1"}, b"x=2")
+    seen = read_request(flow, MATCHER, 1024)
+    assert (seen.client, seen.user_agent, seen.live, seen.session_ids) == (
+        "192.0.2.10",
+        "ua/1",
+        True,
+        (("JSESSIONID", "S1"),),
+    )
+    assert (seen.tx.method, seen.tx.path, seen.tx.query_args, seen.tx.body) == (
+        "POST",
+        "/a",
+        (("q", "1"),),
+        "x=2",
+    )
+    saved = flow_with(live=False)
+    assert read_request(saved, MATCHER, 1024).at == saved.request.timestamp_start
+
+
+def test_the_body_is_read_as_the_application_reads_it() -> None:
+    request = tutils.treq(content=b"")
+    request.headers["Content-Encoding"] = "gzip"
+    request.content = b"a=union select"  # mitmproxy encodes it
+    assert request.raw_content != b"a=union select" and request_body(request) == b"a=union select"
+    request.headers["Content-Encoding"] = "gzip"
+    request.raw_content = b"not gzip"
+    assert request_body(request) == b"not gzip"
+    assert from_request(request, "", 4).body_length == len(b"not gzip")
+
+
+def test_with_response() -> None:
+    tx = from_request(tutils.treq())
+    response = tutils.tresp(content=b"0123456789")
+    out = with_response(tx, response, body_limit=4)
+    assert out.response_status == 200 and out.response_body == "0123"
+
+
+def test_parse_raw_request_accepts_bare_lf_and_refuses_garbage() -> None:
+    tx = parse_raw_request(b"GET /x?a=1 HTTP/1.1\nHost: h\n\nbody")
+    assert (tx.method, tx.path, tx.body) == ("GET", "/x", "body")
+    with pytest.raises(ValueError):
+        parse_raw_request(b"not http at all")
+
+
+def test_a_rewritten_saved_flow_is_judged_on_its_original_request() -> None:
+    attack = flow_with(
+        "/search?q=<script>", {"Cookie": "JSESSIONID=S1", "Authorization": "Basic eA==", "X-A": "1"}
+    )
+    original = original_request_record(attack.request)
+    assert ["Cookie", REDACTED] in original["headers"] and ["Authorization", REDACTED] in original["headers"]
+    saved = flow_with("/logout", {"Cookie": "JSESSIONID=S1", "Authorization": "Basic eA=="}, live=False)
+    saved.metadata[META_KEY] = {"original_request": original}
+    judged = request_to_judge(saved)
+    assert judged.path == "/search?q=<script>" and judged.headers["X-A"] == "1"
+    assert judged.headers["Cookie"] == "JSESSIONID=S1" and judged.headers["Authorization"] == "Basic eA=="
+    assert saved.request.path == "/logout"  # the saved flow itself is not changed
+    live = flow_with("/logout", live=True)
+    live.metadata[META_KEY] = {"original_request": original}
+    assert request_to_judge(live) is live.request  # a live flow is judged as it arrived
+
+
+def test_original_request_body_is_bounded() -> None:
+    record = original_request_record(tutils.treq(content=b"x" * 70_000))
+    assert record["body_length"] == 70_000 and len(record["body"]) == 64 * 1024

@@ -1,0 +1,367 @@
+"""The judge (pure): verdict + session check + policy -> Judgement, table-driven over situations and policies."""
+
+from __future__ import annotations
+
+import pytest
+
+from logoutguard.engine.verdict import Match, Verdict
+from logoutguard.judge import (
+    SESSION_STATE_TAG,
+    Judgement,
+    SessionCheck,
+    Situation,
+    assumed_facts,
+    counts_toward_window,
+    judge,
+)
+from logoutguard.policy import Action, parse_policy
+from logoutguard.sessions.state import SessionState
+from logoutguard.sessions.tracker import SessionFacts
+
+S = SessionState
+DEFAULTS = parse_policy({})  # logout / deny / deny / strip / deny, cumulative off, lockout off
+STRICT = parse_policy(
+    {
+        "actions": {
+            "authenticated_over_threshold": "redirect",
+            "anonymous_over_threshold": "drop",
+            "revoked_session": "redirect",
+            "unknown_session": "deny",
+            "locked_out": "redirect",
+        },
+        "cumulative": {"scored_requests": 3, "window": 60, "action": "deny"},
+        "lockout": {"enabled": True},
+    }
+)
+LENIENT = parse_policy({"actions": {"revoked_session": "strip", "unknown_session": "log"}})
+
+
+def match(rule_id: int, score: int, *tags: str, phase: int = 2, disruptive: str = "pass") -> Match:
+    return Match(rule_id, "m", phase, "sqli", "critical", score, 1, "ARGS:q", "x", True, disruptive, tags)
+
+
+def verdict(*matches: Match, threshold: int = 5) -> Verdict:
+    """A verdict scored as the engine scores it: request-phase totals against the threshold."""
+    inbound = sum(m.score for m in matches if m.phase <= 2)
+    blocked = inbound >= threshold or any(m.disruptive == "deny" and m.phase <= 2 for m in matches)
+    reason = f"inbound score {inbound} >= threshold {threshold}" if inbound >= threshold else ""
+    return Verdict(
+        inbound_score=inbound,
+        matches=list(matches),
+        inbound_threshold=threshold,
+        inbound_blocked=blocked,
+        reason=reason,
+    )
+
+
+CLEAN = verdict()
+ATTACK = verdict(match(942100, 5))
+SCORED = verdict(match(942100, 3))
+REVOKED_RULE = verdict(match(945110, 5, SESSION_STATE_TAG))  # the session rule alone crosses
+REVOKED_AND_ATTACK = verdict(match(945110, 5, SESSION_STATE_TAG), match(942100, 5))
+
+
+def check(state: SessionState = S.NONE, **kw: object) -> SessionCheck:
+    facts = SessionFacts(
+        state, cookie="sid" if state is not S.NONE else "", id_hash="h" if state is not S.NONE else ""
+    )
+    return SessionCheck(facts, carries_session=state is not S.NONE, **kw)  # type: ignore[arg-type]
+
+
+CASES = [
+    # (name, verdict, check, policy, fail_closed, situation, action, strip)
+    ("clean anonymous", CLEAN, check(), DEFAULTS, True, Situation.CLEAN, Action.NONE, False),
+    ("clean session", CLEAN, check(S.ACTIVE), DEFAULTS, True, Situation.CLEAN, Action.NONE, False),
+    (
+        "attack anonymous",
+        ATTACK,
+        check(),
+        DEFAULTS,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        False,
+    ),
+    (
+        "attack on a session",
+        ATTACK,
+        check(S.ACTIVE),
+        DEFAULTS,
+        True,
+        Situation.AUTHENTICATED_OVER_THRESHOLD,
+        Action.LOGOUT,
+        False,
+    ),
+    (
+        "attack on a session, strict",
+        ATTACK,
+        check(S.ACTIVE),
+        STRICT,
+        True,
+        Situation.AUTHENTICATED_OVER_THRESHOLD,
+        Action.REDIRECT,
+        False,
+    ),
+    (
+        "attack anonymous, strict",
+        ATTACK,
+        check(),
+        STRICT,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DROP,
+        False,
+    ),
+    (
+        "revoked",
+        REVOKED_RULE,
+        check(S.REVOKED),
+        DEFAULTS,
+        True,
+        Situation.REVOKED_SESSION,
+        Action.DENY,
+        False,
+    ),
+    (
+        "ended by the app",
+        CLEAN,
+        check(S.ENDED),
+        STRICT,
+        True,
+        Situation.REVOKED_SESSION,
+        Action.REDIRECT,
+        False,
+    ),
+    (
+        "unknown: stripped, passes",
+        verdict(match(945100, 5, SESSION_STATE_TAG)),
+        check(S.UNKNOWN),
+        DEFAULTS,
+        True,
+        Situation.UNKNOWN_SESSION,
+        Action.NONE,
+        True,
+    ),
+    (
+        "expired counts as unknown",
+        CLEAN,
+        check(S.EXPIRED),
+        STRICT,
+        True,
+        Situation.UNKNOWN_SESSION,
+        Action.DENY,
+        False,
+    ),
+    (
+        "unknown + attack: stripped, then as anonymous",
+        verdict(match(945100, 5, SESSION_STATE_TAG), match(942100, 5)),
+        check(S.UNKNOWN),
+        DEFAULTS,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        True,
+    ),
+    (
+        "revoked stripped: its own rule does not count",
+        REVOKED_RULE,
+        check(S.REVOKED),
+        LENIENT,
+        True,
+        Situation.UNKNOWN_SESSION,
+        Action.NONE,
+        True,
+    ),
+    (
+        "revoked stripped + attack",
+        REVOKED_AND_ATTACK,
+        check(S.REVOKED),
+        LENIENT,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        True,
+    ),
+    (
+        "unknown, log: judged as is",
+        ATTACK,
+        check(S.UNKNOWN),
+        LENIENT,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        False,
+    ),
+    ("unknown, log, clean", CLEAN, check(S.UNKNOWN), LENIENT, True, Situation.CLEAN, Action.NONE, False),
+    (
+        "store down, fail closed",
+        ATTACK,
+        check(S.ACTIVE, store_error="down"),
+        DEFAULTS,
+        True,
+        Situation.STORE_UNAVAILABLE,
+        Action.DENY,
+        False,
+    ),
+    (
+        "store down, fail open",
+        ATTACK,
+        check(S.ACTIVE, store_error="down"),
+        DEFAULTS,
+        False,
+        Situation.AUTHENTICATED_OVER_THRESHOLD,
+        Action.LOGOUT,
+        False,
+    ),
+    (
+        "store down, no session: rules alone",
+        ATTACK,
+        check(store_error="down"),
+        DEFAULTS,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        False,
+    ),
+    ("locked out", CLEAN, check(locked_out=True), STRICT, True, Situation.LOCKED_OUT, Action.REDIRECT, False),
+    (
+        "locked out but lockout off",
+        CLEAN,
+        check(locked_out=True),
+        DEFAULTS,
+        True,
+        Situation.CLEAN,
+        Action.NONE,
+        False,
+    ),
+    (
+        "cumulative reached",
+        SCORED,
+        check(S.ACTIVE, scored_in_window=3),
+        STRICT,
+        True,
+        Situation.CUMULATIVE_THRESHOLD,
+        Action.DENY,
+        False,
+    ),
+    (
+        "cumulative not yet",
+        SCORED,
+        check(S.ACTIVE, scored_in_window=2),
+        STRICT,
+        True,
+        Situation.CLEAN,
+        Action.NONE,
+        False,
+    ),
+    (
+        "cumulative off",
+        SCORED,
+        check(S.ACTIVE, scored_in_window=99),
+        DEFAULTS,
+        True,
+        Situation.CLEAN,
+        Action.NONE,
+        False,
+    ),
+    (
+        "cumulative needs a session",
+        SCORED,
+        check(scored_in_window=3),
+        STRICT,
+        True,
+        Situation.CLEAN,
+        Action.NONE,
+        False,
+    ),
+    (
+        "threshold before cumulative",
+        ATTACK,
+        check(S.ACTIVE, scored_in_window=3),
+        STRICT,
+        True,
+        Situation.AUTHENTICATED_OVER_THRESHOLD,
+        Action.REDIRECT,
+        False,
+    ),
+    (
+        "a denying rule counts as over",
+        verdict(match(1, 0, disruptive="deny")),
+        check(S.ACTIVE),
+        DEFAULTS,
+        True,
+        Situation.AUTHENTICATED_OVER_THRESHOLD,
+        Action.LOGOUT,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("v", "c", "policy", "fail_closed", "situation", "action", "strip"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_judge(
+    v: Verdict,
+    c: SessionCheck,
+    policy: object,
+    fail_closed: bool,
+    situation: Situation,
+    action: Action,
+    strip: bool,
+) -> None:
+    judgement = judge(v, c, policy, fail_closed=fail_closed)  # type: ignore[arg-type]
+    assert (judgement.situation, judgement.action, judgement.strip_session) == (situation, action, strip)
+    assert judgement.action is not Action.STRIP
+    assert judgement.acts == (action not in (Action.NONE, Action.LOG))
+
+
+def test_reasons_start_with_the_verdicts_and_name_the_situation() -> None:
+    j = judge(ATTACK, check(S.ACTIVE), DEFAULTS, fail_closed=True)
+    assert j.reasons == (
+        "inbound score 5 >= threshold 5",
+        "inbound score over threshold on an authenticated session",
+    )
+    assert j.reason == "; ".join(j.reasons)
+    assert judge(CLEAN, check(S.REVOKED), DEFAULTS, fail_closed=True).reasons == ("session revoked",)
+    assert judge(CLEAN, check(), DEFAULTS, fail_closed=True).reasons == ()
+    cumulative = judge(SCORED, check(S.ACTIVE, scored_in_window=3), STRICT, fail_closed=True)
+    assert cumulative.reason == "3 scored requests within 60s"
+    stripped = judge(CLEAN, check(S.UNKNOWN), DEFAULTS, fail_closed=True)
+    assert stripped.reason == "session stripped"
+
+
+def test_the_judgement_is_a_value() -> None:
+    one = judge(ATTACK, check(S.ACTIVE), DEFAULTS, fail_closed=True)
+    assert one == judge(ATTACK, check(S.ACTIVE), DEFAULTS, fail_closed=True)
+    assert isinstance(one, Judgement)
+    with pytest.raises(AttributeError):
+        one.action = Action.NONE  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("facts", "v", "policy", "counts"),
+    [
+        (SessionFacts(S.ACTIVE), SCORED, STRICT, True),
+        (SessionFacts(S.ACTIVE), CLEAN, STRICT, False),  # only scored requests
+        (SessionFacts(S.UNKNOWN), SCORED, STRICT, False),  # only authenticated sessions
+        (SessionFacts(S.NONE), SCORED, STRICT, False),
+        (SessionFacts(S.ACTIVE), SCORED, DEFAULTS, False),  # cumulative off
+    ],
+)
+def test_counts_toward_window(facts: SessionFacts, v: Verdict, policy: object, counts: bool) -> None:
+    assert counts_toward_window(facts, v, policy) is counts  # type: ignore[arg-type]
+
+
+def test_assumed_facts_take_a_session_cookie_as_authenticated() -> None:
+    assert assumed_facts([], str.upper) == SessionFacts()
+    facts = assumed_facts([("sid", "abc"), ("sid", "def")], str.upper)
+    assert (facts.state, facts.cookie, facts.id_hash, facts.count) == (S.ACTIVE, "sid", "ABC", 2)
+
+
+def test_threshold_comes_from_the_verdict() -> None:
+    """The judge compares no score itself: a higher threshold in the verdict passes the same match."""
+    lenient = verdict(match(942100, 5), threshold=10)
+    assert not lenient.inbound_blocked
+    assert judge(lenient, check(S.ACTIVE), DEFAULTS, fail_closed=True).situation is Situation.CLEAN
