@@ -100,7 +100,6 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
 }
 
 # Collections whose names are looked up without regard to case (ModSecurity does the same).
-_KEYED = {c for c in COLLECTIONS if c not in {"REQUEST_METHOD", "REQUEST_PROTOCOL"}}
 
 
 def member_name(full_name: str) -> str:

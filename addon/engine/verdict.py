@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .rules import REQUEST_PHASES
-
 REDACTED_COOKIE_HEADERS = ("cookie", "authorization", "proxy-authorization", "set-cookie")
 EXCERPT_LENGTH = 80
 
@@ -62,13 +60,6 @@ class Verdict:
     @property
     def blocked(self) -> bool:
         return self.inbound_blocked or self.outbound_blocked
-
-    def inbound_blocked_without(self, tag: str) -> bool:
-        """Over the inbound threshold counting only the request-phase matches without `tag` (their
-        score, or a denying one among them)."""
-        kept = [m for m in self.matches if m.phase in REQUEST_PHASES and tag not in m.tags]
-        score = sum(m.score for m in kept if m.scoring)
-        return score >= self.inbound_threshold or any(m.disruptive == "deny" for m in kept)
 
     @property
     def rule_ids(self) -> list[int]:
