@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import replace
 
 from .state import SessionState
@@ -13,6 +14,7 @@ from .store import (
     SessionRecord,
     SessionStore,
     check_limits,
+    merged_links,
     purged,
 )
 
@@ -71,6 +73,8 @@ class MemoryStore(SessionStore):
         client_network: str,
         ua_fingerprint: str,
         reason: str = "issued",
+        authenticated: bool = False,
+        reinstate: bool = False,
     ) -> SessionRecord:
         record = self._find(id_hash)
         if record is None:
@@ -84,17 +88,27 @@ class MemoryStore(SessionStore):
                 SessionState.ACTIVE,
                 reason,
                 now,
+                authenticated=authenticated,
             )
-        elif record.state is not SessionState.REVOKED:
+        elif record.state is not SessionState.REVOKED or reinstate:
+            if record.state is SessionState.REVOKED:  # issued again by the application at a fresh login
+                self._revoked.pop(id_hash, None)
+                record = replace(record, cookie_name=cookie_name or record.cookie_name)
             record = replace(
                 record,
                 last_seen=max(record.last_seen, now),
                 state=SessionState.ACTIVE,
                 state_reason=reason,
                 state_changed_at=now,
+                authenticated=record.authenticated or authenticated,
             )
         self._put(record)
         return record
+
+    async def link(self, id_hash: str, others: Sequence[str]) -> None:
+        record = self._find(id_hash)
+        if record is not None:
+            self._put(replace(record, linked=merged_links(record.linked, others, id_hash)))
 
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
         record = self._find(id_hash)

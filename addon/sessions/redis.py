@@ -21,7 +21,9 @@ replicas/Sentinel), not Redis Cluster: the scripts touch keys of several session
 - Only keyed hashes of session IDs are stored. Keys (prefix P):
     P:s:<hash>   a hash per session: c cookie, i issued_at, l last_seen, n network, u UA
                  fingerprint, st state, r reason, sc state_changed_at, cs cumulative score,
-                 sr scored requests (about 300 bytes; 540 per session with the indexes)
+                 sr scored requests, a authenticated (1/0), k linked hashes (space-separated;
+                 fields added after version 1, read as 0 and '' when absent) (about 300 bytes;
+                 540 per session with the indexes)
     P:live       sorted set of non-revoked hashes by last_seen (for eviction, purge, list)
     P:revoked    sorted set of revoked hashes by revocation time
     P:w:<hash>   sorted set of one session's scored requests within the window (at most
@@ -61,6 +63,7 @@ from .store import (
     DEFAULT_REVOKED_TTL_S,
     DEFAULT_TTL_S,
     EXPIRED_REASON,
+    MAX_LINKS,
     SessionRecord,
     SessionStore,
     StoreError,
@@ -129,24 +132,48 @@ local function evict(prefix, self, max)
 end
 """
 
-# KEYS: session. ARGV: prefix, hash, cookie, now, network, ua, reason, ttl, keep, max
+# KEYS: session. ARGV: prefix, hash, cookie, now, network, ua, reason, ttl, keep, max, authenticated
+# (1/0), reinstate (1/0)
 ISSUE = """
 local k, prefix, h, now = KEYS[1], ARGV[1], ARGV[2], ARGV[4]
-local f = redis.call('HMGET', k, 'st', 'l')
-if f[1] == 'revoked' then return redis.call('HGETALL', k) end
+local f = redis.call('HMGET', k, 'st', 'l', 'a', 'c')
+if f[1] == 'revoked' and ARGV[12] ~= '1' then return redis.call('HGETALL', k) end
 if not f[1] then
   redis.call('HSET', k, 'c', ARGV[3], 'i', now, 'l', now, 'n', ARGV[5], 'u', ARGV[6],
-             'st', 'active', 'r', ARGV[7], 'sc', now, 'cs', 0, 'sr', 0)
+             'st', 'active', 'r', ARGV[7], 'sc', now, 'cs', 0, 'sr', 0, 'a', ARGV[11], 'k', '')
   redis.call('ZADD', prefix .. 'live', now, h)
   evict(prefix, h, tonumber(ARGV[10]))
 else
   local l = f[2]
   if tonumber(now) > tonumber(l) then l = now end
-  redis.call('HSET', k, 'l', l, 'st', 'active', 'r', ARGV[7], 'sc', now)
+  local a = ARGV[11]
+  if f[3] == '1' then a = '1' end
+  local c = f[4]
+  if not c or c == '' then c = ARGV[3] end
+  redis.call('HSET', k, 'l', l, 'st', 'active', 'r', ARGV[7], 'sc', now, 'a', a, 'c', c)
+  redis.call('ZREM', prefix .. 'revoked', h)
   redis.call('ZADD', prefix .. 'live', l, h)
 end
 retain(k, tonumber(now), tonumber(ARGV[8]), tonumber(ARGV[9]))
 return redis.call('HGETALL', k)
+"""
+
+# KEYS: session. ARGV: hashes to add (space-separated), own hash, most kept
+LINK = """
+if not redis.call('HGET', KEYS[1], 'st') then return 0 end
+local current, seen, out = redis.call('HGET', KEYS[1], 'k') or '', {}, {}
+local adding = {}
+for m in string.gmatch(ARGV[1], '%S+') do adding[m] = true end
+for m in string.gmatch(current, '%S+') do
+  if not adding[m] and not seen[m] then seen[m] = true; table.insert(out, m) end
+end
+for m in string.gmatch(ARGV[1], '%S+') do
+  if m ~= ARGV[2] and not seen[m] then seen[m] = true; table.insert(out, m) end
+end
+local most = tonumber(ARGV[3])
+while #out > most do table.remove(out, 1) end
+redis.call('HSET', KEYS[1], 'k', table.concat(out, ' '))
+return 1
 """
 
 # KEYS: session. ARGV: prefix, hash, now, delta, ttl, keep
@@ -289,6 +316,7 @@ return redis.call('HMGET', KEYS[1], 'schema_version', 'key_check')
 
 SCRIPTS = {
     "issue": ISSUE,
+    "link": LINK,
     "touch": TOUCH,
     "set_state": SET_STATE,
     "revoke": REVOKE,
@@ -336,6 +364,8 @@ def record_from(id_hash: str, fields: dict[str, str]) -> SessionRecord | None:
         state_changed_at=float(fields.get("sc", 0.0)),
         cumulative_score=int(fields.get("cs", 0)),
         scored_requests=int(fields.get("sr", 0)),
+        authenticated=fields.get("a") == "1",
+        linked=tuple(fields.get("k", "").split()),
     )
 
 
@@ -522,6 +552,8 @@ class RedisStore(SessionStore):
         client_network: str,
         ua_fingerprint: str,
         reason: str = "issued",
+        authenticated: bool = False,
+        reinstate: bool = False,
     ) -> SessionRecord:
         record = await self._record_script(
             "issue",
@@ -537,10 +569,15 @@ class RedisStore(SessionStore):
                 num(self.ttl),
                 num(self.keep_revoked),
                 self.max_sessions,
+                "1" if authenticated else "0",
+                "1" if reinstate else "0",
             ],
         )
         assert record is not None
         return record
+
+    async def link(self, id_hash: str, others: Sequence[str]) -> None:
+        await self._script("link", [self._session_key(id_hash)], [" ".join(others), id_hash, MAX_LINKS])
 
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
         return await self._record_script(

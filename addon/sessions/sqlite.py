@@ -8,7 +8,8 @@
   Revocations and lockouts are committed with synchronous=FULL (the WAL is fsynced before revoke()
   returns), so not even a power loss undoes them.
 - Schema created on open, with its version in the `meta` table, next to a check value of the hash
-  key: a database opened with another key (every stored hash meaningless) is refused.
+  key: a database opened with another key (every stored hash meaningless) is refused. A version 1
+  file (before `authenticated` and `linked`) is upgraded in place on open.
 - Bounded: beyond `max_sessions` rows the least recently seen non-revoked rows go first.
 - Every failure is a StoreError naming the file and the reason; all SQL takes parameters.
 """
@@ -20,7 +21,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,9 +38,10 @@ from .store import (
     SessionStore,
     StoreError,
     check_limits,
+    merged_links,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sessions (
@@ -53,7 +55,9 @@ CREATE TABLE sessions (
     state_reason TEXT NOT NULL,
     state_changed_at REAL NOT NULL,
     cumulative_score INTEGER NOT NULL DEFAULT 0,
-    scored_requests INTEGER NOT NULL DEFAULT 0
+    scored_requests INTEGER NOT NULL DEFAULT 0,
+    authenticated INTEGER NOT NULL DEFAULT 0,
+    linked TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX sessions_by_eviction ON sessions ((state = 'revoked'), last_seen);
 CREATE INDEX sessions_by_last_seen ON sessions (last_seen);
@@ -64,8 +68,14 @@ CREATE TABLE lockouts (network TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 COLUMNS = (
     "id_hash, cookie_name, issued_at, last_seen, client_network, ua_fingerprint, "
-    "state, state_reason, state_changed_at, cumulative_score, scored_requests"
+    "state, state_reason, state_changed_at, cumulative_score, scored_requests, authenticated, linked"
 )
+UPGRADES = {  # from version N to N + 1
+    1: (
+        "ALTER TABLE sessions ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sessions ADD COLUMN linked TEXT NOT NULL DEFAULT ''",
+    ),
+}
 _HINTS = {
     "SQLITE_READONLY": "the file or its directory is not writable by this process",
     "SQLITE_FULL": "free some disk space",
@@ -98,6 +108,8 @@ def row_record(row: tuple[Any, ...]) -> SessionRecord:
         state_changed_at=row[8],
         cumulative_score=row[9],
         scored_requests=row[10],
+        authenticated=bool(row[11]),
+        linked=tuple(row[12].split()),
     )
 
 
@@ -195,6 +207,7 @@ class SqliteStore(SessionStore):
                     f"session store {self.path}: open failed: not a LogoutGuard session database "
                     f"(it has tables {', '.join(sorted(tables))})"
                 )
+            self._upgrade_schema()
             self._check_schema_version()
             if key is not None:
                 self._check_key(key_check(key))
@@ -210,6 +223,14 @@ class SqliteStore(SessionStore):
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
+
+    def _upgrade_schema(self) -> None:
+        version = self._meta("schema_version")
+        while version is not None and version.isdigit() and int(version) in UPGRADES:
+            for statement in UPGRADES[int(version)]:
+                self._db.execute(statement)
+            version = str(int(version) + 1)
+            self._set_meta("schema_version", version)
 
     def _check_schema_version(self) -> None:
         version = self._meta("schema_version")
@@ -243,7 +264,7 @@ class SqliteStore(SessionStore):
 
     def _insert(self, record: SessionRecord) -> None:
         self._db.execute(
-            f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id_hash,
                 record.cookie_name,
@@ -256,6 +277,8 @@ class SqliteStore(SessionStore):
                 record.state_changed_at,
                 record.cumulative_score,
                 record.scored_requests,
+                int(record.authenticated),
+                " ".join(record.linked),
             ),
         )
         self._rows += 1
@@ -268,25 +291,52 @@ class SqliteStore(SessionStore):
             self._rows -= cursor.rowcount
 
     def _issue(
-        self, id_hash: str, cookie_name: str, now: float, network: str, ua: str, reason: str
+        self,
+        id_hash: str,
+        cookie_name: str,
+        now: float,
+        network: str,
+        ua: str,
+        reason: str,
+        authenticated: bool,
+        reinstate: bool,
     ) -> SessionRecord:
-        with transaction(self._db):
+        with transaction(self._db, durable=reinstate):
             record = self._select(id_hash)
             if record is None:
                 new = SessionRecord(
-                    id_hash, cookie_name, now, now, network, ua, SessionState.ACTIVE, reason, now
+                    id_hash,
+                    cookie_name,
+                    now,
+                    now,
+                    network,
+                    ua,
+                    SessionState.ACTIVE,
+                    reason,
+                    now,
+                    authenticated=authenticated,
                 )
                 self._insert(new)
                 return new
-            if record.state is not SessionState.REVOKED:
+            if record.state is not SessionState.REVOKED or reinstate:
                 self._db.execute(
                     "UPDATE sessions SET last_seen = max(last_seen, ?), state = ?, state_reason = ?, "
-                    "state_changed_at = ? WHERE id_hash = ?",
-                    (now, str(SessionState.ACTIVE), reason, now, id_hash),
+                    "state_changed_at = ?, authenticated = max(authenticated, ?), "
+                    "cookie_name = CASE WHEN cookie_name = '' THEN ? ELSE cookie_name END WHERE id_hash = ?",
+                    (now, str(SessionState.ACTIVE), reason, now, int(authenticated), cookie_name, id_hash),
                 )
                 record = self._select(id_hash)
             assert record is not None
             return record
+
+    def _link(self, id_hash: str, others: list[str]) -> None:
+        with transaction(self._db):
+            record = self._select(id_hash)
+            if record is not None:
+                linked = merged_links(record.linked, others, id_hash)
+                self._db.execute(
+                    "UPDATE sessions SET linked = ? WHERE id_hash = ?", (" ".join(linked), id_hash)
+                )
 
     def _touch(self, id_hash: str, now: float, score_delta: int) -> SessionRecord | None:
         with transaction(self._db):
@@ -403,10 +453,24 @@ class SqliteStore(SessionStore):
         client_network: str,
         ua_fingerprint: str,
         reason: str = "issued",
+        authenticated: bool = False,
+        reinstate: bool = False,
     ) -> SessionRecord:
         return await self._call(
-            "issue", self._issue, id_hash, cookie_name, now, client_network, ua_fingerprint, reason
+            "issue",
+            self._issue,
+            id_hash,
+            cookie_name,
+            now,
+            client_network,
+            ua_fingerprint,
+            reason,
+            authenticated,
+            reinstate,
         )
+
+    async def link(self, id_hash: str, others: Sequence[str]) -> None:
+        await self._call("link", self._link, id_hash, list(others))
 
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
         return await self._call("touch", self._touch, id_hash, now, score_delta)

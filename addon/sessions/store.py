@@ -6,8 +6,15 @@ Life of a record (`state`):
 - active: issued by the application (learned from Set-Cookie) or adopted during the grace period.
 - ended: the application deleted or replaced the cookie (logout, login rotation).
 - expired: not seen for `ttl` seconds (an active record turns expired when read or purged).
-- revoked: revoked by LogoutGuard. Terminal: nothing turns a revoked record back (not issue(), not
-  set_state()), and it is written durably before revoke() returns.
+- revoked: revoked by LogoutGuard, written durably before revoke() returns. Nothing turns a revoked
+  record back (not touch(), not set_state(), not an ordinary issue()), with one exception: the
+  application itself issuing that very value again in answer to a fresh login (issue(...,
+  reinstate=True)); the tracker asks for it only then, and never for a value the login request carried.
+
+Besides its state a record says whether the application showed the session authenticated (issued or
+rotated by a login response: `authenticated`) and which other identifiers belong to the same login
+(`linked`: the keyed hashes of e.g. the remember-me cookie issued with the session), so that they
+are revoked together.
 
 Retention (purge_expired): ended and expired records are deleted `ttl` seconds after they were
 last seen or changed state (so a replayed old ID is reported as ended/expired for a while, then as
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .state import SessionState
@@ -32,6 +40,7 @@ class StoreError(Exception):
 DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_REVOKED_TTL_S = 30 * 24 * 3600.0
 DEFAULT_MAX_SESSIONS = 100_000
+MAX_LINKS = 8  # linked identifiers kept per record (a login issues a session and a remember-me cookie)
 EXPIRED_REASON = "idle for longer than the session ttl"
 
 
@@ -48,6 +57,8 @@ class SessionRecord:
     state_changed_at: float = 0.0
     cumulative_score: int = 0
     scored_requests: int = 0
+    authenticated: bool = False  # the application showed it authenticated (a login response issued it)
+    linked: tuple[str, ...] = ()  # hashes of identifiers issued with it (revoked with it)
 
     def to_json(self) -> dict[str, object]:
         """Plain JSON-able data (for `guard.sessions`, audit records and flow metadata)."""
@@ -63,7 +74,15 @@ class SessionRecord:
             "state_changed_at": self.state_changed_at,
             "cumulative_score": self.cumulative_score,
             "scored_requests": self.scored_requests,
+            "authenticated": self.authenticated,
+            "linked": list(self.linked),
         }
+
+
+def merged_links(current: tuple[str, ...], others: Sequence[str], own: str) -> tuple[str, ...]:
+    """`current` plus `others` (never `own`, no duplicates), the most recent MAX_LINKS kept."""
+    links = [h for h in current if h not in others] + [h for h in dict.fromkeys(others) if h != own]
+    return tuple(links[-MAX_LINKS:])
 
 
 def check_limits(ttl: float, max_sessions: int, revoked_ttl: float) -> None:
@@ -98,12 +117,20 @@ class SessionStore(abc.ABC):
         client_network: str,
         ua_fingerprint: str,
         reason: str = "issued",
+        authenticated: bool = False,
+        reinstate: bool = False,
     ) -> SessionRecord:
         """Record an issued (or adopted) ID as active.
 
-        A known non-revoked record becomes active again and keeps its issued_at, fingerprints and
-        counters; a revoked record stays revoked (returned unchanged). May evict to stay bounded.
+        A known non-revoked record becomes active again and keeps its issued_at, fingerprints,
+        counters and links; it stays authenticated once it was. A revoked record stays revoked
+        (returned unchanged) unless `reinstate`: the application issued this very value again at a
+        fresh login, so it becomes active (authenticated as given). May evict to stay bounded.
         """
+
+    @abc.abstractmethod
+    async def link(self, id_hash: str, others: Sequence[str]) -> None:
+        """Add `others` to the record's linked hashes (see merged_links); nothing when it is unknown."""
 
     @abc.abstractmethod
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:

@@ -200,8 +200,39 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     open_db(path).close_sync()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=r"schema version '99'.*reads version 1"):
+    with pytest.raises(StoreError, match=rf"schema version '99'.*reads version {SCHEMA_VERSION}"):
         open_db(path)
+
+
+VERSION_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY, cookie_name TEXT NOT NULL, issued_at REAL NOT NULL, last_seen REAL NOT NULL,
+    client_network TEXT NOT NULL, ua_fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+    state_reason TEXT NOT NULL, state_changed_at REAL NOT NULL,
+    cumulative_score INTEGER NOT NULL DEFAULT 0, scored_requests INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE scored_requests (id_hash TEXT NOT NULL, at REAL NOT NULL, score INTEGER NOT NULL);
+CREATE TABLE lockouts (network TEXT PRIMARY KEY, until REAL NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO sessions VALUES ('{h}', 'sid', 1.0, 2.0, '', '', 'revoked', 'attack', 2.0, 0, 0);
+"""
+
+
+def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A store written before `authenticated` and `linked` opens, keeps its revocations, and is version 2."""
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(VERSION_1.format(h="a" * 32))
+    store = open_db(path)
+    try:
+        record = asyncio.run(store.get("a" * 32))
+        assert record is not None and record.state is SessionState.REVOKED
+        assert (record.authenticated, record.linked) == (False, ())
+    finally:
+        store.close_sync()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
 
 
 def test_other_key_refused(tmp_path: Path) -> None:

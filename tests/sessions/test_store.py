@@ -9,10 +9,12 @@ import pytest
 
 from logoutguard.sessions.store import (
     EXPIRED_REASON,
+    MAX_LINKS,
     SessionRecord,
     SessionState,
     SessionStore,
     effective_state,
+    merged_links,
     purged,
 )
 
@@ -146,6 +148,81 @@ def test_revoked_is_terminal(make_store: StoreFactory) -> None:
         assert unknown.state is SessionState.REVOKED and await store.is_revoked(B)
 
     run(scenario())
+
+
+def test_authenticated_is_kept_once_shown(make_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        assert (await issue(store, A, 10.0)).authenticated is False
+        login = await store.issue(
+            A, cookie_name="sid", now=20.0, client_network="", ua_fingerprint="", authenticated=True
+        )
+        assert login.authenticated is True
+        assert (await issue(store, A, 30.0)).authenticated is True  # a later ordinary issue keeps it
+        assert (await store.get(A)).authenticated is True  # type: ignore[union-attr]
+
+    run(scenario())
+
+
+def test_reinstate_only_when_asked(make_store: StoreFactory) -> None:
+    """A revoked value stays revoked, except when the application issues it again at a fresh login."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await issue(store, A, 10.0)
+        await store.revoke(A, "attack", 20.0)
+        assert (await issue(store, A, 30.0)).state is SessionState.REVOKED
+        again = await store.issue(
+            A,
+            cookie_name="sid",
+            now=40.0,
+            client_network="",
+            ua_fingerprint="",
+            reason="issued again at a login",
+            authenticated=True,
+            reinstate=True,
+        )
+        assert (again.state, again.state_reason, again.authenticated) == (
+            SessionState.ACTIVE,
+            "issued again at a login",
+            True,
+        )
+        assert not await store.is_revoked(A)
+        assert [r.id_hash for r in await store.list()] == [A]
+        await store.revoke(A, "attack again", 50.0)
+        assert await store.is_revoked(A)
+        # a revoked hash never issued (revoked pre-emptively) can be reinstated too, and gets its cookie name
+        await store.revoke(B, "pre-emptive", 60.0)
+        b = await store.issue(
+            B, cookie_name="sid", now=70.0, client_network="", ua_fingerprint="", reinstate=True
+        )
+        assert b.state is SessionState.ACTIVE and b.cookie_name == "sid"
+
+    run(scenario())
+
+
+def test_links_are_merged_bounded_and_kept_through_revocation(make_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await issue(store, A, 10.0)
+        await store.link(A, [B, A, B])
+        assert (await store.get(A)).linked == (B,)  # type: ignore[union-attr]
+        await store.link(A, [C])
+        await store.link(A, [B])  # moved to the most recent end
+        assert (await store.get(A)).linked == (C, B)  # type: ignore[union-attr]
+        await store.link(D, [A])  # unknown: nothing stored
+        assert await store.get(D) is None
+        await store.link(A, [f"{i:032x}" for i in range(20)])
+        linked = (await store.get(A)).linked  # type: ignore[union-attr]
+        assert len(linked) == MAX_LINKS and linked[-1] == f"{19:032x}"
+        assert (await store.revoke(A, "attack", 20.0)).linked == linked
+
+    run(scenario())
+
+
+def test_merged_links() -> None:
+    assert merged_links((A, B), [B, C, A], A) == (B, C)
+    assert merged_links((), [A], A) == ()
 
 
 def test_list_most_recent_first(make_store: StoreFactory) -> None:
