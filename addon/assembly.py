@@ -24,6 +24,7 @@ from .policy import Policy, PolicyError, load_policy
 from .sessions.cookies import SessionCookieMatcher
 from .sessions.factory import open_store, parse_store_spec, resolve_key
 from .sessions.hashing import SessionHasher
+from .sessions.identifiers import IdentifierRules
 from .sessions.store import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore, StoreError
 from .sessions.tracker import SessionTracker
 
@@ -35,6 +36,7 @@ __all__ = [
     "SessionStore",
     "build_engine",
     "cookie_matcher",
+    "identifier_rules",
     "load_rules",
     "open_audit_log",
     "open_session_store",
@@ -91,7 +93,24 @@ def cookie_matcher(policy: Policy) -> SessionCookieMatcher:
     return SessionCookieMatcher(policy.cookie_pattern, policy.session_cookies)
 
 
-def open_session_store(opts: Any, policy: Policy, matcher: SessionCookieMatcher) -> SessionTracker:
+def identifier_rules(policy: Policy) -> IdentifierRules:
+    """Which parts of a request carry the session, as the policy's `session` section says."""
+    remember = IdentifierRules().remember
+    return IdentifierRules(
+        sessions=cookie_matcher(policy),
+        remember=SessionCookieMatcher(
+            remember.pattern if policy.remember_pattern is None else policy.remember_pattern,
+            policy.remember_cookies,
+        ),
+        path_parameters=dict(policy.path_parameters),
+        bearer=policy.bearer,
+        basic=policy.basic,
+    )
+
+
+def open_session_store(
+    opts: Any, policy: Policy, matcher: SessionCookieMatcher | IdentifierRules
+) -> SessionTracker:
     """The session store the options name, and a tracker on it (its grace period starts now)."""
     try:
         spec = parse_store_spec(opts.guard_session_store)

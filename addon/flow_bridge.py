@@ -22,6 +22,7 @@ from .engine.transaction import (
     parse_cookie_header,
 )
 from .sessions.cookies import SessionCookieMatcher, request_session_ids
+from .sessions.identifiers import IdentifierRules, SessionId, redact_path, request_identifiers
 
 META_KEY = "logoutguard"  # flow.metadata[META_KEY]: LogoutGuard's record of the flow (see flow_record.py)
 ORIGINAL_BODY_KEPT = 64 * 1024
@@ -34,7 +35,7 @@ class SeenRequest:
     """A request as the pipeline judges it: its Transaction and what the session side needs."""
 
     tx: Transaction
-    session_ids: tuple[tuple[str, str], ...]  # (cookie name, ID), every one the request carries
+    session_ids: tuple[SessionId, ...]  # every session identifier the request carries
     user_agent: str | None
     at: float  # when: the wall clock for a live flow, the recorded time for a saved one
     live: bool
@@ -44,12 +45,12 @@ class SeenRequest:
         return self.tx.client_addr
 
 
-def read_request(flow: http.HTTPFlow, matcher: SessionCookieMatcher, body_limit: int) -> SeenRequest:
+def read_request(flow: http.HTTPFlow, rules: IdentifierRules, body_limit: int) -> SeenRequest:
     """The request of a flow as the pipeline judges it (see request_to_judge)."""
     request = request_to_judge(flow)
     return SeenRequest(
         tx=from_request(request, client_address(flow), body_limit),
-        session_ids=tuple(carried_session_ids(request.headers.get_all("cookie"), matcher)),
+        session_ids=tuple(carried_identifiers(request, rules)),
         user_agent=request.headers.get("user-agent"),
         at=time.time() if flow.live else flow.request.timestamp_start,
         live=flow.live,
@@ -68,6 +69,14 @@ def carried_session_ids(
     return request_session_ids(
         (pair for value in cookie_headers for pair in parse_cookie_header(value)), matcher
     )
+
+
+def carried_identifiers(request: http.Request, rules: IdentifierRules) -> list[SessionId]:
+    """Every session identifier of a request: identifier cookies (split as the rules' REQUEST_COOKIES
+    are), session path parameters (`;jsessionid=`), and the Authorization credential."""
+    pairs = [pair for value in request.headers.get_all("cookie") for pair in parse_cookie_header(value)]
+    authorization = request.headers.get("authorization")
+    return request_identifiers(pairs, request.data.path.decode("latin-1"), authorization, rules)
 
 
 def request_body(request: http.Request) -> bytes:
@@ -121,12 +130,13 @@ def parse_raw_request(data: bytes, body_limit: int = DEFAULT_BODY_LIMIT) -> Tran
     return from_request(request, "", body_limit)
 
 
-def original_request_record(request: http.Request) -> dict[str, object]:
-    """What a request was before it was rewritten, for flow metadata: secrets redacted, body bounded."""
+def original_request_record(request: http.Request, rules: IdentifierRules | None = None) -> dict[str, object]:
+    """What a request was before it was rewritten, for flow metadata: secrets (session path
+    parameters included) redacted, body bounded."""
     body = request.raw_content or b""
     return {
         "method": request.method,
-        "path": request.path,
+        "path": redact_path(request.path, rules or IdentifierRules()),
         "http_version": request.http_version,
         "headers": [
             [k, REDACTED if k.lower() in SECRET_HEADERS else v] for k, v in request.headers.items(multi=True)

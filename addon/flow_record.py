@@ -44,6 +44,7 @@ class ActionTaken(StrEnum):
         "logout (out-of-band)"  # a separate logout request; the client got the policy's answer
     )
     DENY_LOGOUT_NOT_SENT = "deny (logout not sent)"  # revoked, but no logout request could be built
+    LOGOUT_PROXY_ONLY = "logout (proxy only)"  # revoked at the proxy; nothing the application can log out
     DENY_OUTBOUND = "deny (outbound)"  # the response was over the outbound threshold
     DENY_ERROR = "deny (error)"  # judging failed (guard_error_action deny)
     OFFLINE = "none (offline)"  # a saved flow, judged only
@@ -69,6 +70,7 @@ class FlowRecord:
     stripped_session: bool = False
     store_error: str = ""
     error: str = ""
+    request_path: str = ""  # the request's path as recorded (session path parameters redacted)
     extra: dict[str, Any] = field(default_factory=dict)  # keys of another version, kept as they were
 
     @classmethod
@@ -124,6 +126,8 @@ class FlowRecord:
             data["store_error"] = self.store_error
         if self.error:
             data["error"] = self.error
+        if self.request_path:
+            data["request_path"] = self.request_path
         return data
 
     @classmethod
@@ -157,6 +161,7 @@ class FlowRecord:
             stripped_session=bool(data.get("stripped_session")),
             store_error=str(data.get("store_error") or ""),
             error=str(data.get("error") or ""),
+            request_path=str(data.get("request_path") or ""),
             extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
         )
 
@@ -183,6 +188,10 @@ class FlowRecord:
         if self.situation is not Situation.CLEAN:
             text += f" [{self.situation}]"
         text += f" -> {self.action}"
+        if self.logout is not None:
+            text += f" [logout {self.logout.result}]"
+            if self.logout.warning:
+                text += f" WARNING: {self.logout.summary()}"
         if self.error:
             text += f" (error: {self.error})"
         return text
@@ -220,8 +229,8 @@ class FlowRecord:
     def audit_line(self, flow: http.HTTPFlow) -> dict[str, object]:
         """The audit line of the flow: no cookie, no Authorization, no session ID, only its keyed hash."""
         original = self.original_request or {}
-        path = str(original.get("path", flow.request.path))
-        return {
+        path = str(original.get("path") or self.request_path or flow.request.path)
+        line: dict[str, object] = {
             "client": client_address(flow),
             "method": original.get("method", flow.request.method),
             "path": path.split("?", 1)[0],
@@ -236,6 +245,9 @@ class FlowRecord:
             "mode": self.mode,
             "logout": self.logout.to_json() if self.logout is not None else None,
         }
+        if self.logout is not None and self.logout.warning:
+            line["warning"] = self.logout.summary()
+        return line
 
 
 _MATCH_FIELDS = {f.name for f in dataclasses.fields(Match)}
@@ -244,7 +256,7 @@ _KNOWN_KEYS = frozenset(
         *("score", "inbound_score", "outbound_score", "scores", "matches", "paranoia"),
         *("inbound_threshold", "outbound_threshold", "blocked", "inbound_blocked", "outbound_blocked"),
         *("reason", "mode", "session", "situation", "decision", "action", "responded", "logout"),
-        *("original_request", "stripped_session", "store_error", "error"),
+        *("original_request", "stripped_session", "store_error", "error", "request_path"),
     )
 )
 

@@ -1,182 +1,126 @@
-"""The forced logout: revoke the session, send the application's own logout request (bounded), verify, outcome.
+"""The forced logout: revoke the identifiers, run the application's own logout recipe (bounded), verify, and say truthfully what happened.
 
+Revocation comes first and is durable (the session, the identifiers issued with it at its login such
+as a remember-me cookie, a bearer token; Basic credentials are locked out for a while), so the old
+identifiers stay refused at the proxy whatever the application does. Then the policy's recipe runs
+(logout_recipe.py: steps that take the tokens the application issues, then the logout request) and
+the old session is probed (logout_probe.py). The typed `LogoutOutcome` says which of these it was:
+
+    ended         the application ended the session (probed dead)
+    failed        the application's logout failed: no answer, or a status that is not a success
+    defective     the logout answered with success, but the session is still alive at the application
+    unverifiable  the logout answered with success; whether the session ended cannot be told (why)
+    proxy_only    nothing the application can end: a session kept in a signed cookie, a bearer token
+                  without a revocation endpoint, Basic credentials; the proxy's refusal is the defence
+
+`failed` and `defective` are warnings: in mitmdump's log, the audit line and the flow's record.
 The logout request is built from the policy alone and goes to the configured upstream only: no
-host, path or header of the malicious request can steer it. Only the session cookie(s), the CSRF
-cookie and (when the policy keeps it) the Authorization header travel with it. The session is
-revoked in the store first, durably, so it stays refused whatever the application does.
+host, path or header of the malicious request can steer it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
 from mitmproxy import http
-from mitmproxy.proxy import mode_specs
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .exchange import Exchange
 from .flow_bridge import original_request_record
-from .policy import ClientAnswer, ClientResponse, Logout, LogoutMode, Policy, TemplateValueError, render
+from .logout_probe import Probe, baseline, classify, snapshot
+from .logout_recipe import (
+    CookieJar,
+    LogoutRequest,
+    StepRecord,
+    build_logout_request,
+    rewrite_to_logout,
+    run_steps,
+)
+from .policy import ClientAnswer, ClientResponse, KeptIn, LogoutMode, Policy, RevocationEndpoint
 from .responses import deny, page, redirect, relay
 from .sessions.cookies import parse_set_cookie
 from .sessions.health import StoreHealth
+from .sessions.identifiers import IdKind, SessionId
 from .sessions.store import StoreError
 from .sessions.tracker import SessionTracker
+from .upstream_http import (
+    ANSWER_BODY_KEPT,
+    USER_AGENT,
+    Delivery,
+    Upstream,
+    configured_upstream,
+    parse_upstream,
+    send,
+)
+
+__all__ = [
+    "ANSWER_BODY_KEPT",
+    "Delivery",
+    "LogoutOutcome",
+    "LogoutRequest",
+    "LogoutResult",
+    "Probe",
+    "Upstream",
+    "build_logout_request",
+    "configured_upstream",
+    "force_logout",
+    "parse_upstream",
+    "revoke_sessions",
+    "rewrite_to_logout",
+]
 
 log = logging.getLogger("logoutguard")
-
-LOGOUT_USER_AGENT = "LogoutGuard (forced logout)"
-ANSWER_BODY_KEPT = 64 * 1024  # of the application's logout response, passed on to the client
+LOGOUT_USER_AGENT = USER_AGENT
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """The protected application: where logout requests and verification probes go."""
+class LogoutResult(StrEnum):
+    """What a forced logout achieved at the application (see the module docstring)."""
 
-    scheme: str
-    host: str
-    port: int
+    ENDED = "ended"
+    FAILED = "failed"
+    DEFECTIVE = "defective"
+    UNVERIFIABLE = "unverifiable"
+    PROXY_ONLY = "proxy_only"
 
     @property
-    def authority(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
-
-    def url(self, path: str) -> str:
-        return f"{self.scheme}://{self.authority}{path}"
+    def warning(self) -> bool:
+        return self in (LogoutResult.FAILED, LogoutResult.DEFECTIVE)
 
 
-def parse_upstream(spec: str) -> Upstream | None:
-    """`reverse:http://127.0.0.1:8080` -> Upstream; None for other modes."""
-    try:
-        mode = mode_specs.ProxyMode.parse(spec)
-    except ValueError:
-        return None
-    if isinstance(mode, mode_specs.ReverseMode):
-        return Upstream(mode.scheme if mode.scheme in ("http", "https") else "http", *mode.address)
-    return None
-
-
-def configured_upstream(base_url: str, modes: Sequence[str]) -> Upstream | None:
-    """The application: `base_url` (guard_upstream) when set, else the first reverse mode. Never a request's host."""
-    if base_url:
-        return parse_upstream(f"reverse:{base_url}")
-    for spec in modes:
-        upstream = parse_upstream(spec)
-        if upstream is not None:
-            return upstream
-    return None
-
-
-@dataclass(frozen=True)
-class LogoutRequest:
-    method: str
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-
-def build_logout_request(
-    policy: Policy, request: http.Request, session_cookies: dict[str, str], upstream: Upstream
-) -> LogoutRequest:
-    """The application's own logout request for this session, from the policy's templates.
-
-    Raises TemplateValueError when a request value would inject (CR, LF, NUL).
-    """
-    logout: Logout = policy.logout
-    cookies = {k: v for k, v in request.cookies.items(multi=True)}
-    headers = {k.lower(): v for k, v in request.headers.items(multi=True)}
-    cookie_names = set(session_cookies)
-    if policy.csrf_cookie and policy.csrf_cookie in cookies:
-        cookie_names.add(policy.csrf_cookie)
-    session_header = cookie_header(session_cookies)
-
-    def fill(template: str) -> str:
-        return render(template, cookies, headers, session_header, policy.csrf_cookie)
-
-    # Our own User-Agent, never the request's (it may carry the attack); a policy header may set one.
-    out: list[tuple[str, str]] = [("Host", upstream.authority), ("User-Agent", LOGOUT_USER_AGENT)]
-    cookie_value = "; ".join(f"{k}={cookies[k]}" for k in cookies if k in cookie_names)
-    for value in (cookie_value, headers.get("authorization", "")):
-        if any(c in value for c in "\r\n\x00"):
-            raise TemplateValueError("a session cookie or credential carries CR, LF or NUL")
-    if cookie_value:
-        out.append(("Cookie", cookie_value))
-    if logout.keep_authorization and "authorization" in headers:
-        out.append(("Authorization", headers["authorization"]))
-    for name, template in logout.headers:
-        out = [(k, v) for k, v in out if k.lower() != name.lower()]
-        value = fill(template)
-        if value:
-            out.append((name, value))
-    # mitmproxy decodes header bytes as UTF-8 with surrogateescape: encode back to the exact bytes.
-    body = fill(logout.body).encode("utf-8", "surrogateescape") if logout.body else b""
-    if body:
-        out.append(("Content-Type", logout.content_type))
-    out.append(("Content-Length", str(len(body))))
-    return LogoutRequest(logout.method, fill(logout.path), tuple(out), body)
-
-
-def rewrite_to_logout(flow: http.HTTPFlow, logout: LogoutRequest, upstream: Upstream) -> None:
-    """Turn the flow's request itself into the logout request to the configured upstream."""
-    request = flow.request
-    request.scheme = upstream.scheme
-    request.host = upstream.host
-    request.port = upstream.port
-    request.method = logout.method
-    request.path = logout.path
-    request.headers = http.Headers(
-        [
-            (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
-            for k, v in logout.headers
-        ]
-    )
-    request.content = logout.body
-    request.trailers = None
-
-
-class Probe(StrEnum):
-    """What asking the application with the old session cookie showed."""
-
-    NOT_RUN = "not run"  # the policy names no check path, or the logout got no answer
-    DEAD = "dead"
-    ALIVE = "alive"  # the application's logout left the session alive
-    FAILED = "failed"  # the probe itself got no usable answer
-
-
-@dataclass
-class Delivery:
-    """What became of one logout request sent to the application."""
-
-    status: int | None = None  # None: no answer (see error)
-    error: str = ""
-    elapsed_ms: float = 0.0
-    set_cookies: list[str] = field(default_factory=list)
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""  # bounded (ANSWER_BODY_KEPT)
+_LOG_TEXT = {
+    LogoutResult.ENDED: "forced logout: session ended at the application",
+    LogoutResult.FAILED: "forced logout request failed",
+    LogoutResult.DEFECTIVE: "application logout defective",
+    LogoutResult.UNVERIFIABLE: "forced logout not verifiable",
+    LogoutResult.PROXY_ONLY: "forced logout: refused at the proxy only",
+}
 
 
 @dataclass
 class LogoutOutcome:
-    """What a forced logout did: revoked, (maybe) sent and how it went, verified. Recorded as JSON."""
+    """What a forced logout did: revoked, (maybe) sent and how it went, verified, and the result. Recorded as JSON."""
 
     mode: LogoutMode
-    revoked: list[str]  # keyed hashes of the revoked session IDs
+    revoked: list[str]  # keyed hashes of the revoked identifiers (linked ones included)
     locked_out: str | None = None  # the client network locked out (None: lockout off)
-    method: str = ""  # of the logout request; "" when it could not be built (nothing sent)
+    credentials_locked: str | None = None  # keyed hash of Basic credentials refused for a while
+    result: LogoutResult = LogoutResult.FAILED
+    reason: str = ""
+    method: str = ""  # of the logout request; "" when it was not built (nothing sent)
     path: str = ""  # without the query
     delivery: Delivery | None = None  # None: not sent
-    ok: bool = False  # the application answered with a status the policy expects
+    accepted: bool = False  # the application answered with a status that means success
     error: str = ""
-    confirmed: bool | None = None  # the application replaced or deleted the session cookie
+    cookie_replaced: bool | None = None  # the application's answer replaced or deleted the session cookie
     probe: Probe = Probe.NOT_RUN
-    probe_error: str = ""
+    probe_reason: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    builtin: bool = False  # the logout was the built-in guess (the policy names none)
     original_request: dict[str, Any] | None = None  # the flow's request before the rewrite
 
     @property
@@ -188,57 +132,95 @@ class LogoutOutcome:
         return self.delivery.status if self.delivery else None
 
     @property
+    def ok(self) -> bool:
+        """The session is ended, or refused at the proxy as the policy expects: nothing to fix."""
+        return self.result in (LogoutResult.ENDED, LogoutResult.PROXY_ONLY)
+
+    @property
+    def warning(self) -> bool:
+        return self.result.warning
+
+    @property
     def session_dead(self) -> bool | None:
         """Whether probing showed the old session dead at the application (None: not known)."""
         return {Probe.DEAD: True, Probe.ALIVE: False}.get(self.probe)
 
     @property
     def defective_app_logout(self) -> bool:
-        """The application answered its logout but kept the session alive."""
-        return self.probe is Probe.ALIVE
+        return self.result is LogoutResult.DEFECTIVE
+
+    def summary(self) -> str:
+        """One line: the result and why (log lines, flow comments)."""
+        return f"{_LOG_TEXT[self.result]}: {self.reason}" if self.reason else _LOG_TEXT[self.result]
 
     def probe_text(self) -> str:
-        return f"failed: {self.probe_error}" if self.probe is Probe.FAILED else str(self.probe)
+        if self.probe in (Probe.FAILED, Probe.UNCLEAR) and self.probe_reason:
+            return f"{self.probe}: {self.probe_reason}"
+        return str(self.probe)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {"mode": str(self.mode), "revoked": list(self.revoked)}
         if self.locked_out is not None:
             data["locked_out"] = self.locked_out
+        if self.credentials_locked is not None:
+            data["credentials_locked"] = self.credentials_locked
+        data.update(result=str(self.result), reason=self.reason, warning=self.warning, ok=self.ok)
+        if self.builtin:
+            data["builtin"] = True
         if not self.method:
-            return {**data, "ok": self.ok, "error": self.error}
+            return {**data, "error": self.error}
         return {
             **data,
             "method": self.method,
             "path": self.path,
             "sent": self.sent,
             "status": self.status,
-            "ok": self.ok,
+            "accepted": self.accepted,
             "error": self.error,
-            "confirmed": self.confirmed,
+            "cookie_replaced": self.cookie_replaced,
             "probe": self.probe_text(),
+            "steps": [s.to_json() for s in self.steps],
             "elapsed_ms": round(self.delivery.elapsed_ms, 1) if self.delivery else 0.0,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LogoutOutcome:
         """Back from `to_json` (flow metadata, maybe written by another version): tolerant of gaps."""
-        try:
-            mode = LogoutMode(data.get("mode", LogoutMode.REWRITE))
-        except ValueError:
-            mode = LogoutMode.REWRITE
-        probe_text = str(data.get("probe", Probe.NOT_RUN))
-        probe, _, why = probe_text.partition(": ")
+
+        def enum(kind: Any, value: object, default: Any) -> Any:
+            try:
+                return kind(value)
+            except ValueError:
+                return default
+
+        probe, _, why = str(data.get("probe", Probe.NOT_RUN)).partition(": ")
         outcome = cls(
-            mode,
+            enum(LogoutMode, data.get("mode", LogoutMode.REWRITE), LogoutMode.REWRITE),
             list(data.get("revoked") or []),
             locked_out=data.get("locked_out"),
+            credentials_locked=data.get("credentials_locked"),
+            result=enum(LogoutResult, data.get("result"), LogoutResult.FAILED),
+            reason=str(data.get("reason", "")),
             method=str(data.get("method", "")),
             path=str(data.get("path", "")),
-            ok=bool(data.get("ok", False)),
+            accepted=bool(data.get("accepted", data.get("ok", False))),
             error=str(data.get("error", "")),
-            confirmed=data.get("confirmed"),
-            probe=Probe(probe) if probe in Probe._value2member_map_ else Probe.NOT_RUN,
-            probe_error=why,
+            cookie_replaced=data.get("cookie_replaced"),
+            probe=enum(Probe, probe, Probe.NOT_RUN),
+            probe_reason=why,
+            steps=[
+                StepRecord(
+                    str(s.get("method", "")),
+                    str(s.get("path", "")),
+                    s.get("status"),
+                    str(s.get("error", "")),
+                    list(s.get("took", [])),
+                    list(s.get("missing", [])),
+                )
+                for s in data.get("steps") or []
+                if isinstance(s, dict)
+            ],
+            builtin=bool(data.get("builtin")),
         )
         if data.get("sent"):
             outcome.delivery = Delivery(
@@ -247,76 +229,53 @@ class LogoutOutcome:
         return outcome
 
 
-def status_ok(status: int, logout: Logout) -> bool:
-    return status in logout.expect_status if logout.expect_status else status < 500
-
-
-def cookie_header(cookies: dict[str, str]) -> str:
-    return "; ".join(f"{k}={v}" for k, v in cookies.items())
-
-
-def _wire(value: str) -> str:
-    """A header value for tornado, which writes headers as latin-1: the request's original bytes as
-    byte text (mitmproxy keeps a non-UTF-8 byte as a surrogate escape, which latin-1 cannot encode)."""
-    return value.encode("utf-8", "surrogateescape").decode("latin-1")
-
-
-async def send_logout(logout: LogoutRequest, upstream: Upstream, timeout: float) -> Delivery:
-    """Send the logout request out of band; never raises, never blocks the event loop."""
-    started = time.monotonic()
-    delivery = Delivery()
-    request = HTTPRequest(
-        upstream.url(logout.path),
-        method=logout.method,
-        headers={k: _wire(v) for k, v in logout.headers if k.lower() != "content-length"},
-        body=logout.body if logout.method not in ("GET", "HEAD") or logout.body else None,
-        connect_timeout=timeout,
-        request_timeout=timeout,
-        follow_redirects=False,
-        allow_nonstandard_methods=True,
-        validate_cert=False,
-        decompress_response=False,  # sends no Accept-Encoding: only the policy's headers go out
-    )
-    try:
-        response = await asyncio.wait_for(AsyncHTTPClient().fetch(request, raise_error=False), timeout + 1)
-        delivery.status = response.code
-        delivery.set_cookies = response.headers.get_list("Set-Cookie")
-        delivery.headers = list(response.headers.get_all())
-        delivery.body = (response.body or b"")[:ANSWER_BODY_KEPT]
-        if response.code == 599:
-            delivery.error = str(response.error or "connection failed")
-            delivery.status = None
-    except (TimeoutError, HTTPClientError, OSError) as exc:
-        delivery.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    delivery.elapsed_ms = (time.monotonic() - started) * 1000
-    return delivery
-
-
-async def probe_session(upstream: Upstream, policy: Policy, session_cookie: str) -> tuple[Probe, str]:
-    """Ask the application directly whether the old session still works: (DEAD | ALIVE | NOT_RUN | FAILED, why)."""
-    verify = policy.logout.verify
-    if not verify.check_path:
-        return Probe.NOT_RUN, ""
-    request = HTTPRequest(
-        upstream.url(verify.check_path),
-        headers={"Cookie": _wire(session_cookie), "Host": upstream.authority},
-        connect_timeout=verify.timeout,
-        request_timeout=verify.timeout,
-        follow_redirects=False,
-        validate_cert=False,
-    )
-    try:
-        response = await asyncio.wait_for(
-            AsyncHTTPClient().fetch(request, raise_error=False), verify.timeout + 1
+def conclude(
+    outcome: LogoutOutcome, policy: Policy, problems: Sequence[str] = ()
+) -> tuple[LogoutResult, str]:
+    """The result of a forced logout, and why, from what was sent, answered and probed (pure)."""
+    logout = policy.logout
+    notes = "".join(f"; {p}" for p in problems)
+    if outcome.builtin:
+        notes += (
+            "; the built-in logout (GET /logout) is only a guess: name the application's own "
+            "(logout.method, logout.path, logout.steps) in the policy"
         )
-    except (TimeoutError, HTTPClientError, OSError) as exc:
-        return Probe.FAILED, type(exc).__name__
-    if response.code == 599:
-        return Probe.FAILED, str(response.error)
-    alive = response.code in verify.alive_status
-    if alive and verify.alive_body is not None:
-        alive = verify.alive_body.encode() in (response.body or b"")
-    return (Probe.ALIVE if alive else Probe.DEAD), ""
+    request = f"{outcome.method} {outcome.path}".strip()
+    if not outcome.sent:
+        return LogoutResult.FAILED, (outcome.error or "the logout request was not sent") + notes
+    status = outcome.status
+    if status is None:
+        return LogoutResult.FAILED, f"{request}: no answer from the application ({outcome.error})" + notes
+    if not outcome.accepted:
+        expected = ", ".join(str(s) for s in logout.expect_status)
+        return LogoutResult.FAILED, (
+            f"{request} answered {status}, not a status that means success ({expected}): the "
+            "session may still be alive at the application" + notes
+        )
+    why = outcome.probe_reason
+    match outcome.probe:
+        case Probe.DEAD:
+            return LogoutResult.ENDED, f"{request} answered {status}; {why}"
+        case Probe.ALIVE if policy.kept_in is KeptIn.COOKIE:
+            return LogoutResult.PROXY_ONLY, (
+                f"{request} answered {status}, but the application keeps the session in its cookie "
+                f"(session.kept_in: cookie), so a copy of the old cookie still works there ({why}); "
+                "the proxy refuses it"
+            )
+        case Probe.ALIVE:
+            return LogoutResult.DEFECTIVE, (
+                f"{request} answered {status}, but the session is still alive at the application ({why}); "
+                "the proxy refuses it" + notes
+            )
+        case Probe.NOT_RUN:
+            return (
+                LogoutResult.UNVERIFIABLE,
+                f"{request} answered {status}; verification is off (logout.verify)",
+            )
+    return (
+        LogoutResult.UNVERIFIABLE,
+        f"{request} answered {status}, but it cannot be told whether the session ended: {why}" + notes,
+    )
 
 
 def confirms_logout(set_cookie_values: list[str], session_cookies: dict[str, str]) -> bool:
@@ -348,66 +307,216 @@ def answer_client(flow: http.HTTPFlow, client: ClientResponse, delivery: Deliver
 
 async def revoke_sessions(
     tracker: SessionTracker,
-    session_ids: Sequence[tuple[str, str]],
+    session_ids: Sequence[SessionId],
     reason: str,
     now: float,
     health: StoreHealth,
 ) -> list[str]:
-    """Revoke every session ID; a store failure is logged and the hashes are still returned."""
+    """Revoke every identifier (and those linked to it) but Basic credentials; a store failure is
+    logged, the hashes are still returned and this worker still refuses them (its local cache)."""
+    values = [sid.value for sid in session_ids if sid.kind is not IdKind.BASIC]
     try:
-        hashes = [await tracker.revoke(value, reason, now) for _, value in session_ids]
+        hashes = await tracker.revoke_with_links(values, reason, now)
     except StoreError as exc:
         health.failed(exc)
         log.error(
             "LogoutGuard: could not record the revocation (store unavailable); the logout still goes on"
         )
-        return [tracker.hasher.hash(value) for _, value in session_ids]
-    health.ok()
+        return [tracker.hasher.hash(value) for value in dict.fromkeys(values)]
+    if values:
+        health.ok()
     return hashes
+
+
+def session_jar(ids: Sequence[SessionId]) -> dict[str, str]:
+    """The recipe's first cookies: the session's identifier cookies (a path parameter as the cookie it
+    stands for); a cookie wins over a path parameter for the same cookie name."""
+    jar: dict[str, str] = {}
+    for sid in sorted(ids, key=lambda s: s.kind is IdKind.PATH):
+        if sid.kind.issued_by_set_cookie:
+            jar.setdefault(sid.cookie, sid.value)
+    return jar
+
+
+def probe_identity(ids: Sequence[SessionId]) -> list[tuple[str, str]]:
+    """What the verification sends as the old session: its session cookies (no remember-me cookie,
+    which would log in anew) and its bearer token."""
+    cookies = session_jar([sid for sid in ids if sid.kind in (IdKind.COOKIE, IdKind.PATH)])
+    headers = [("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()))] if cookies else []
+    bearer = next((sid for sid in ids if sid.kind is IdKind.BEARER), None)
+    if bearer is not None:
+        headers.append(("Authorization", f"Bearer {bearer.value}"))
+    return headers
+
+
+async def _lockouts(exchange: Exchange, policy: Policy, outcome: LogoutOutcome, health: StoreHealth) -> None:
+    seen, tracker = exchange.seen, exchange.tracker
+    try:
+        if policy.lockout.enabled:
+            outcome.locked_out = await tracker.lockout(seen.client, seen.at + policy.lockout.duration)
+        basic = next((sid for sid in seen.session_ids if sid.kind is IdKind.BASIC), None)
+        if basic is not None and policy.lockout.credentials:
+            outcome.credentials_locked = await tracker.lock_credentials(
+                basic, seen.at + policy.lockout.credentials
+            )
+    except StoreError as exc:
+        health.failed(exc)
+
+
+def revocation_request(endpoint: RevocationEndpoint, token: str) -> LogoutRequest:
+    body = urlencode({"token": token, "token_type_hint": endpoint.token_type_hint}).encode()
+    headers = (
+        ("User-Agent", USER_AGENT),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        *endpoint.headers,
+        ("Content-Length", str(len(body))),
+    )
+    return LogoutRequest("POST", endpoint.path, headers, body)
 
 
 async def force_logout(
     exchange: Exchange, policy: Policy, upstream: Upstream | None, health: StoreHealth
 ) -> LogoutOutcome:
-    """Revoke first (durably), then the application's own logout request, verified; the flow is
-    rewritten into it (mode rewrite) or answered as the policy says (and denied if it cannot be sent)."""
+    """Revoke first (durably), then the application's own logout recipe, verified; the flow is
+    rewritten into the logout (mode rewrite) or answered as the policy says (and denied when no
+    logout could be sent)."""
     flow, seen, tracker = exchange.flow, exchange.seen, exchange.tracker
     logout = policy.logout
-    revoked = await revoke_sessions(
-        tracker, seen.session_ids, f"forced logout: {exchange.judgement.situation}", seen.at, health
+    ids = seen.session_ids
+    outcome = LogoutOutcome(logout.mode, [], builtin=not logout.from_policy)
+    outcome.revoked = await revoke_sessions(
+        tracker, ids, f"forced logout: {exchange.judgement.situation}", seen.at, health
     )
-    outcome = LogoutOutcome(logout.mode, revoked)
-    if policy.lockout.enabled:
-        outcome.locked_out = await tracker.lockout(seen.client, seen.at + policy.lockout.duration)
-    cookies = dict(seen.session_ids)
-    try:
-        if upstream is None:
-            raise ValueError("no reverse-proxy upstream is configured (guard_upstream or --mode reverse:URL)")
-        request = build_logout_request(policy, flow.request, cookies, upstream)
-    except ValueError as exc:  # TemplateValueError among them
-        outcome.error = f"logout request not sent: {exc}"
-        log.warning(f"LogoutGuard: forced logout: {outcome.error}; the session stays revoked")
-        deny(flow, policy.actions.deny_status)
-        return outcome
+    await _lockouts(exchange, policy, outcome, health)
+    jar = CookieJar(session_jar(ids))
+    bearer = next((sid for sid in ids if sid.kind is IdKind.BEARER), None)
+    if not jar.cookies and (bearer is None or logout.revocation_endpoint is None):
+        return _proxy_only(flow, policy, outcome, bearer)
+    if upstream is None:
+        outcome.error = "logout request not sent: no reverse-proxy upstream is configured (guard_upstream or --mode reverse:URL)"
+        return _not_sent(flow, policy, outcome)
+    verify = logout.verify
+    identity = probe_identity(ids)
+    before, anonymous = await baseline(upstream, verify, identity) if verify.enabled else (None, None)
+    deadline = time.monotonic() + logout.timeout
+    authorization = flow.request.headers.get("authorization") if logout.keep_authorization else None
+    problems: list[str] = []
+    if jar.cookies:
+        run = await run_steps(logout.steps, upstream, jar, authorization, deadline)
+        outcome.steps, problems = run.steps, list(run.problems)
+        await _revoke_issued_during_steps(tracker, jar, seen.session_ids, seen.at, health, outcome)
+        try:
+            request = build_logout_request(policy, flow.request, jar, upstream, run.tokens)
+        except ValueError as exc:  # TemplateValueError: a value would inject
+            outcome.error = f"logout request not sent: {exc}"
+            return _not_sent(flow, policy, outcome)
+        problems.extend(f"cookie {name} left out of the logout (its value)" for name in jar.refused())
+    else:
+        assert bearer is not None and logout.revocation_endpoint is not None
+        request = revocation_request(logout.revocation_endpoint, bearer.value)
     outcome.method, outcome.path = request.method, request.path.split("?", 1)[0]
     if logout.mode is LogoutMode.REWRITE:  # the malicious request itself becomes the logout request
-        outcome.original_request = original_request_record(flow.request)
+        outcome.original_request = original_request_record(flow.request, tracker.rules)
         rewrite_to_logout(flow, request, upstream)
     # Sent by the addon, bounded by the policy's timeout (mitmproxy has no upstream read timeout).
-    delivery = outcome.delivery = await send_logout(request, upstream, logout.timeout)
+    remaining = max(deadline - time.monotonic(), 0.001)
+    delivery = outcome.delivery = await send(
+        upstream, request.method, request.path, request.headers, request.body, remaining
+    )
     outcome.error = delivery.error
-    outcome.ok = delivery.status is not None and status_ok(delivery.status, logout)
+    outcome.accepted = delivery.status is not None and logout.accepts(delivery.status)
     if delivery.status is not None:
-        outcome.confirmed = confirms_logout(delivery.set_cookies, cookies)
+        outcome.cookie_replaced = confirms_logout(delivery.set_cookies, session_jar(ids))
         if delivery.set_cookies:  # what the application's answer did to the sessions
             await health.attempt(
                 tracker.learn_from_response(
-                    delivery.set_cookies, seen.session_ids, seen.client, seen.user_agent, time.time()
+                    delivery.set_cookies, ids, seen.client, seen.user_agent, time.time(), logout=True
                 )
             )
-        outcome.probe, outcome.probe_error = await probe_session(upstream, policy, cookie_header(cookies))
-    if not outcome.ok:
-        reason = delivery.error or f"unexpected status {delivery.status}"
-        log.warning(f"LogoutGuard: forced logout request failed ({reason}); the session stays revoked")
+    if jar.cookies and bearer is not None and logout.revocation_endpoint is not None:
+        outcome.steps.append(await _revoke_token(upstream, logout.revocation_endpoint, bearer, deadline))
+    if outcome.accepted and verify.enabled:
+        after = await snapshot(upstream, verify.check_path, identity, verify.timeout)
+        outcome.probe, outcome.probe_reason = classify(verify, after, before, anonymous)
+    outcome.result, outcome.reason = conclude(outcome, policy, problems)
+    _log(outcome)
     answer_client(flow, logout.client_response, delivery)
     return outcome
+
+
+async def _revoke_token(
+    upstream: Upstream, endpoint: RevocationEndpoint, bearer: SessionId, deadline: float
+) -> StepRecord:
+    request = revocation_request(endpoint, bearer.value)
+    answer = await send(
+        upstream,
+        request.method,
+        request.path,
+        request.headers,
+        request.body,
+        max(deadline - time.monotonic(), 0.001),
+    )
+    return StepRecord(request.method, request.path, answer.status, answer.error)
+
+
+async def _revoke_issued_during_steps(
+    tracker: SessionTracker,
+    jar: CookieJar,
+    carried: Sequence[SessionId],
+    now: float,
+    health: StoreHealth,
+    outcome: LogoutOutcome,
+) -> None:
+    """An identifier the application issued to the attacker's session during the steps (a rotated
+    session cookie) belongs to that session: revoked with it."""
+    values = {sid.value for sid in carried}
+    issued = [
+        SessionId(kind, name, jar.cookies[name], name)
+        for name in jar.set_by_app
+        if name in jar.cookies
+        and jar.cookies[name] not in values
+        and (kind := tracker.rules.cookie_kind(name))
+    ]
+    if issued:
+        reason = "forced logout: issued to the session during the logout steps"
+        outcome.revoked.extend(await revoke_sessions(tracker, issued, reason, now, health))
+
+
+def _proxy_only(
+    flow: http.HTTPFlow, policy: Policy, outcome: LogoutOutcome, bearer: SessionId | None
+) -> LogoutOutcome:
+    """Nothing the application can log out: a bearer token without a revocation endpoint, Basic credentials."""
+    outcome.result = LogoutResult.PROXY_ONLY
+    parts = []
+    if bearer is not None:
+        parts.append(
+            "the bearer token is revoked at the proxy (the policy names no logout.revocation_endpoint)"
+        )
+    if outcome.credentials_locked is not None:
+        parts.append(
+            f"the Basic credentials are refused at the proxy for {policy.lockout.credentials:g}s (lockout.credentials)"
+        )
+    if not parts:
+        parts.append(
+            "the request's credentials have no application logout; lockout.credentials is 0, so nothing is refused after this request"
+        )
+    outcome.reason = "; ".join(parts)
+    _log(outcome)
+    deny(flow, policy.actions.deny_status)
+    return outcome
+
+
+def _not_sent(flow: http.HTTPFlow, policy: Policy, outcome: LogoutOutcome) -> LogoutOutcome:
+    outcome.result, outcome.reason = conclude(outcome, policy)
+    _log(outcome)
+    deny(flow, policy.actions.deny_status)
+    return outcome
+
+
+def _log(outcome: LogoutOutcome) -> None:
+    sessions = ", ".join(outcome.revoked) or "none"
+    text = f"LogoutGuard: {outcome.summary()} [revoked: {sessions}]"
+    if outcome.warning:
+        log.warning(text)
+    else:
+        log.info(text)

@@ -21,7 +21,6 @@ from .assembly import (
     Ruleset,
     SessionStore,
     build_engine,
-    cookie_matcher,
     load_rules,
     open_audit_log,
     open_session_store,
@@ -187,15 +186,14 @@ class LogoutGuard:
         self._validate(updated)
         first = pipeline.tracker is None
         if "guard_policy" in updated or first:
-            pipeline.policy = read_policy(opts.guard_policy)
-            pipeline.matcher = cookie_matcher(pipeline.policy)
+            pipeline.use_policy(read_policy(opts.guard_policy))
         if updated & ENGINE_OPTIONS or pipeline.engine is None:
             ruleset = self.ruleset
             if ruleset is None or "guard_rules" in updated:
                 ruleset = load_rules(opts.guard_rules)
             pipeline.engine, self.ruleset = build_engine(ruleset, opts), ruleset
         if updated & STORE_OPTIONS or "guard_policy" in updated or first:
-            tracker = open_session_store(opts, pipeline.policy, pipeline.matcher)
+            tracker = open_session_store(opts, pipeline.policy, pipeline.rules)
             old, self.store = self.store, tracker.store
             pipeline.use_tracker(tracker)
             if old is not None:
@@ -309,7 +307,8 @@ class LogoutGuard:
         except exceptions.OptionsError as exc:
             log.error(f"LogoutGuard: reload refused, the running ruleset and policy stay in force: {exc}")
             return f"reload refused: {exc}"
-        self.ruleset, self.pipeline.policy, self.pipeline.engine = ruleset, policy, engine
+        self.ruleset, self.pipeline.engine = ruleset, engine
+        self.pipeline.use_policy(policy)
         log.info(f"LogoutGuard: reloaded {len(ruleset)} rules and policy {policy.source}")
         return f"reloaded {len(ruleset)} rules"
 

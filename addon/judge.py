@@ -2,22 +2,28 @@
 
 No I/O and no mitmproxy: the pipeline asks the session store and the rule engine first and hands
 the judge their answers. Everything that turns those answers into a decision lives here, in one
-place: which situation the request is in (store unavailable, locked-out client, revoked or
-unknown session, over the inbound threshold with or without an authenticated session, the
-cumulative threshold of a session), which threshold applies (the Verdict compares scores with
-them), what counts toward a session's cumulative window, and the single action the policy names.
+place: which situation the request is in (store unavailable, locked-out client or credentials,
+revoked or unknown session, over the inbound threshold on an authenticated session, an anonymous
+one or none, sent cross-site by another site, the cumulative threshold of a session), which
+threshold applies (the Verdict compares scores with them), what counts toward a session's
+cumulative window, and the single action the policy names.
+
+Only a session the application showed authenticated (facts.authenticated) is ever logged out; an
+attack on an anonymous session is the anonymous situation (denied by default). A request another
+site made the browser send (cross-site) is not turned into a logout by default: any page on the
+internet could otherwise log any user out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .engine.verdict import Verdict
 from .policy import Action, Policy
+from .sessions.identifiers import SessionId
 from .sessions.state import SessionState
-from .sessions.tracker import SessionFacts
+from .sessions.tracker import SessionFacts, SessionLookup
 
 # Rules tagged so inspect the SESSION state itself (945100 unknown ID, 945110 revoked, ...): a
 # request whose session cookie is stripped is judged without them, as the anonymous request it becomes.
@@ -29,11 +35,14 @@ UNKNOWN_STATES = frozenset({SessionState.UNKNOWN, SessionState.EXPIRED})
 class Situation(StrEnum):
     CLEAN = "clean"
     STORE_UNAVAILABLE = "store_unavailable"  # a request with a session ID, store down, fail mode closed
-    LOCKED_OUT = "locked_out"  # the client's network is locked out after a forced logout
+    LOCKED_OUT = "locked_out"  # the client's network (or its Basic credentials) locked out after an attack
     REVOKED_SESSION = "revoked_session"  # revoked by LogoutGuard or ended by the application
     UNKNOWN_SESSION = "unknown_session"  # never issued by the application, or expired
     AUTHENTICATED_OVER_THRESHOLD = "authenticated_over_threshold"
-    ANONYMOUS_OVER_THRESHOLD = "anonymous_over_threshold"
+    CROSS_SITE_OVER_THRESHOLD = (
+        "cross_site_over_threshold"  # an attack on an authenticated session sent by another site
+    )
+    ANONYMOUS_OVER_THRESHOLD = "anonymous_over_threshold"  # no session, or one never shown authenticated
     CUMULATIVE_THRESHOLD = "cumulative_threshold"  # N scored requests of one session within a window
     ERROR = "error"  # judging failed (not the judge's answer: the pipeline's, when something raised)
 
@@ -43,10 +52,33 @@ class SessionCheck:
     """What the session side found out about a request: the judge's input besides the verdict."""
 
     facts: SessionFacts = field(default_factory=SessionFacts)
-    carries_session: bool = False  # the request carries at least one session ID
+    carries_session: bool = False  # the request carries at least one session identifier
     locked_out: bool = False  # its client's network is locked out (asked only when lockout is on)
     scored_in_window: int = 0  # its session's scored requests within the cumulative window, this one included
     store_error: str = ""  # the session store failed while being asked ("" when it answered)
+    credentials_locked: bool = False  # its Basic credentials are refused after an attack (ASR-K)
+    states: tuple[tuple[SessionId, SessionState], ...] = ()  # each identifier's state
+
+    @classmethod
+    def of(cls, lookup: SessionLookup, **values: object) -> SessionCheck:
+        return cls(
+            lookup.facts,
+            carries_session=bool(lookup.states),
+            credentials_locked=lookup.credentials_locked,
+            states=lookup.states,
+            **values,  # type: ignore[arg-type]
+        )
+
+    def in_states(self, states: frozenset[SessionState]) -> tuple[SessionId, ...]:
+        return tuple(sid for sid, state in self.states if state in states)
+
+
+@dataclass(frozen=True)
+class RequestSignals:
+    """What the request says about itself (request_signals.py), for the judge."""
+
+    cross_site: bool = False  # another site made the browser send it
+    asks_redirect_target: bool = False  # it asks for the page `redirect` sends to (redirecting would loop)
 
 
 @dataclass(frozen=True)
@@ -55,8 +87,9 @@ class Judgement:
 
     situation: Situation
     action: Action  # NONE, LOG, LOGOUT, DENY, REDIRECT or DROP (never STRIP: see strip_session)
-    strip_session: bool = False  # remove the session cookie(s) first, whatever the action
+    strip_session: bool = False  # remove the refused identifiers first, whatever the action
     reasons: tuple[str, ...] = ()  # the verdict's reason, then the judge's own
+    refused: tuple[SessionId, ...] = ()  # identifiers refused (stripped or expired in the browser)
 
     @property
     def reason(self) -> str:
@@ -68,20 +101,14 @@ class Judgement:
         return self.action not in (Action.NONE, Action.LOG)
 
 
-def assumed_facts(session_ids: Sequence[tuple[str, str]], hash_id: Callable[[str], str]) -> SessionFacts:
-    """Facts for a request whose sessions could not be looked up (store down, fail open): a request
-    with a session cookie is taken as authenticated, so an attack still forces the app's logout."""
-    if not session_ids:
-        return SessionFacts()
-    name, value = session_ids[0]
-    return SessionFacts(SessionState.ACTIVE, cookie=name, id_hash=hash_id(value), count=len(session_ids))
+def authenticated(facts: SessionFacts) -> bool:
+    """An active session the application showed authenticated."""
+    return facts.state is SessionState.ACTIVE and facts.authenticated
 
 
 def counts_toward_window(facts: SessionFacts, verdict: Verdict, policy: Policy) -> bool:
     """Whether this request is a scored request of an authenticated session for the cumulative window."""
-    return bool(
-        policy.cumulative.scored_requests and facts.state is SessionState.ACTIVE and verdict.inbound_score > 0
-    )
+    return bool(policy.cumulative.scored_requests and authenticated(facts) and verdict.inbound_score > 0)
 
 
 def cumulative_reached(check: SessionCheck, policy: Policy) -> bool:
@@ -89,17 +116,32 @@ def cumulative_reached(check: SessionCheck, policy: Policy) -> bool:
     return bool(needed) and check.scored_in_window >= needed
 
 
-def judge(verdict: Verdict, check: SessionCheck, policy: Policy, *, fail_closed: bool) -> Judgement:
-    """The one place that picks the action, from the verdict and the session situation.
+def judge(
+    verdict: Verdict,
+    check: SessionCheck,
+    policy: Policy,
+    *,
+    fail_closed: bool,
+    signals: RequestSignals = RequestSignals(),
+) -> Judgement:
+    """The one place that picks the action, from the verdict, the session situation and the request's signals.
 
-    fail_closed: a request carrying a session ID while the store could not be asked is refused.
+    fail_closed: a request carrying a session ID while the store could not be asked is refused
+    (unless this worker's own cache already knows an ID of it as revoked or ended: refused as such).
     """
     actions = policy.actions
 
-    def judgement(situation: Situation, action: Action, strip: bool = False, reason: str = "") -> Judgement:
-        return Judgement(situation, action, strip, tuple(r for r in (verdict.reason, reason) if r))
+    def judgement(
+        situation: Situation,
+        action: Action,
+        strip: bool = False,
+        reason: str = "",
+        refused: tuple[SessionId, ...] = (),
+    ) -> Judgement:
+        return Judgement(situation, action, strip, tuple(r for r in (verdict.reason, reason) if r), refused)
 
-    if check.store_error and check.carries_session and fail_closed:
+    state = check.facts.state
+    if check.store_error and check.carries_session and fail_closed and state not in ENDED_STATES:
         return judgement(
             Situation.STORE_UNAVAILABLE, Action.DENY, reason="session store unavailable (fail closed)"
         )
@@ -107,40 +149,56 @@ def judge(verdict: Verdict, check: SessionCheck, policy: Policy, *, fail_closed:
         return judgement(
             Situation.LOCKED_OUT, actions.locked_out, reason="client locked out after a forced logout"
         )
-    state = check.facts.state
-    over_threshold, strip = verdict.inbound_blocked, False
+    over_threshold, strip, refused = verdict.inbound_blocked, False, ()
     for states, situation, choice in (
         (ENDED_STATES, Situation.REVOKED_SESSION, actions.revoked_session),
         (UNKNOWN_STATES, Situation.UNKNOWN_SESSION, actions.unknown_session),
     ):
         if state not in states:
             continue
+        ids = check.in_states(ENDED_STATES | UNKNOWN_STATES)
+        if choice is Action.REDIRECT and signals.asks_redirect_target:
+            choice = Action.STRIP  # redirecting to the page asked for would loop: let it through anonymous
         if choice in (Action.DENY, Action.REDIRECT):
-            return judgement(situation, choice, reason=f"session {state}")
+            return judgement(situation, choice, reason=f"session {state}", refused=ids)
         if choice is Action.STRIP:  # pass on as anonymous: judged without the session's own rules
             strip, over_threshold = True, verdict.inbound_blocked_without(SESSION_STATE_TAG)
-    authenticated = state is SessionState.ACTIVE
+            refused = ids
+    if check.credentials_locked:
+        return judgement(
+            Situation.LOCKED_OUT,
+            actions.locked_out,
+            strip,
+            "Basic credentials refused after an attack",
+            refused,
+        )
     if over_threshold:
-        if authenticated:
+        if authenticated(check.facts) and not strip:
+            if signals.cross_site:
+                return judgement(
+                    Situation.CROSS_SITE_OVER_THRESHOLD,
+                    actions.cross_site,
+                    reason="inbound score over threshold on an authenticated session, sent by another site",
+                )
             return judgement(
                 Situation.AUTHENTICATED_OVER_THRESHOLD,
                 actions.authenticated_over_threshold,
-                strip,
-                "inbound score over threshold on an authenticated session",
+                reason="inbound score over threshold on an authenticated session",
             )
         return judgement(
             Situation.ANONYMOUS_OVER_THRESHOLD,
             actions.anonymous_over_threshold,
             strip,
-            "inbound score over threshold",
+            "inbound score over threshold"
+            + ("" if not check.carries_session or strip else " on an anonymous session"),
+            refused,
         )
-    if authenticated and cumulative_reached(check, policy):
+    if authenticated(check.facts) and not strip and cumulative_reached(check, policy):
         return judgement(
             Situation.CUMULATIVE_THRESHOLD,
             policy.cumulative.action,
-            strip,
-            f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s",
+            reason=f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s",
         )
     if strip:
-        return judgement(Situation.UNKNOWN_SESSION, Action.NONE, True, "session stripped")
+        return judgement(Situation.UNKNOWN_SESSION, Action.NONE, True, "session stripped", refused)
     return judgement(Situation.CLEAN, Action.NONE)

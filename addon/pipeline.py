@@ -1,8 +1,10 @@
 """The pipeline: a flow through the stages once each: flow bridge, session check, rules, judge, actions, record.
 
     request  -> flow_bridge.read_request -> session check (tracker) -> engine -> cumulative window
-             -> judge.judge -> actions (responses / forced_logout) -> FlowRecord -> flow metadata
-    response -> learn sessions from Set-Cookie -> outbound rules -> FlowRecord -> audit line
+             -> request signals (cross-site?) -> judge.judge -> actions (responses / forced_logout)
+             -> FlowRecord -> flow metadata
+    response -> learn sessions from Set-Cookie (a login's IDs authenticated) -> expire refused
+             cookies in the browser -> outbound rules -> FlowRecord -> audit line
 
 No mitmproxy options here: the adapter (guard.py) builds the parts and the Settings from them.
 """
@@ -19,6 +21,7 @@ from typing import Any
 
 from mitmproxy import http
 
+from .assembly import identifier_rules
 from .audit_log import AuditLog
 from .engine.combined import CombinedEngine, CombinedState
 from .engine.engine import Engine
@@ -27,12 +30,14 @@ from .engine.verdict import Match, Verdict
 from .exchange import Exchange
 from .flow_bridge import DEFAULT_BODY_LIMIT, META_KEY, SeenRequest, read_request, with_response
 from .flow_record import ActionTaken, FlowRecord
-from .forced_logout import Upstream, force_logout, revoke_sessions
-from .judge import SessionCheck, Situation, assumed_facts, counts_toward_window, judge
+from .forced_logout import LogoutResult, Upstream, force_logout, revoke_sessions
+from .judge import RequestSignals, SessionCheck, Situation, counts_toward_window, judge
 from .policy import Action, LogoutMode, Policy
-from .responses import deny, drop, redirect, strip_cookies
-from .sessions.cookies import SessionCookieMatcher
+from .request_signals import is_cross_site, is_login, is_logout
+from .responses import add_set_cookies, deny, drop, redirect, signed_out, strip_identifiers
+from .sessions.cookies import SessionCookieMatcher, expiring_set_cookie
 from .sessions.health import StoreHealth
+from .sessions.identifiers import IdentifierRules, SessionId, redact_path, redact_values
 from .sessions.memory import MemoryStore
 from .sessions.state import SessionState
 from .sessions.store import StoreError
@@ -77,6 +82,8 @@ class Pending:
     matches: list[Match]
     seen: SeenRequest
     audited: bool = False
+    authenticated: bool = False  # the request carried a session the application showed authenticated
+    expire: tuple[str, ...] = ()  # Set-Cookie values deleting refused cookies, added to the response
 
 
 class Pipeline:
@@ -85,7 +92,7 @@ class Pipeline:
     def __init__(self) -> None:
         self.engine: Engine | CombinedEngine | None = None
         self.policy = Policy()
-        self.matcher = SessionCookieMatcher()
+        self.rules = IdentifierRules()
         self.tracker: SessionTracker | None = None
         self.audit = AuditLog(None)
         self.settings = Settings()
@@ -93,6 +100,14 @@ class Pipeline:
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # session hash -> last facts
         self._offline: SessionTracker | None = None
+
+    @property
+    def matcher(self) -> SessionCookieMatcher:
+        return self.rules.sessions
+
+    def use_policy(self, policy: Policy) -> None:
+        """The policy, and the identifier rules that follow from it (see assembly.identifier_rules)."""
+        self.policy, self.rules = policy, identifier_rules(policy)
 
     def use_tracker(self, tracker: SessionTracker) -> None:
         self.tracker, self._offline = tracker, None
@@ -113,20 +128,39 @@ class Pipeline:
 
     async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
         assert self.engine is not None
-        seen = read_request(flow, self.matcher, self.settings.body_limit)
+        seen = read_request(flow, self.rules, self.settings.body_limit)
         tracker = self._tracker_for(flow)
         check = await self._check_session(tracker, seen)
         verdict, state = self.engine.inspect_request(seen.tx.with_session(check.facts.pairs()))
+        redact_matches(verdict, seen.session_ids)
         check = await self._count_scored(tracker, seen, check, verdict)
-        judgement = judge(verdict, check, self.policy, fail_closed=self.settings.fail_closed)
-        self.pending[flow.id] = Pending(state, verdict.matches, seen)
+        judgement = judge(
+            verdict,
+            check,
+            self.policy,
+            fail_closed=self.settings.fail_closed,
+            signals=self._signals(flow, seen),
+        )
+        pending = self.pending[flow.id] = Pending(
+            state, verdict.matches, seen, authenticated=check.facts.authenticated
+        )
         while len(self.pending) > MAX_PENDING:
             self.pending.popitem(last=False)
         record = FlowRecord.judged(verdict, check.facts, judgement, str(self.settings.mode))
         record.store_error = check.store_error
-        record.action = await self._act(Exchange(flow, seen, judgement, tracker), record)
+        record.request_path = redact_path(seen.tx.uri, self.rules).split("?", 1)[0]
+        record.action = await self._act(Exchange(flow, seen, judgement, tracker), record, pending)
         record.responded = flow.live and flow.response is not None
         return record
+
+    def _signals(self, flow: http.HTTPFlow, seen: SeenRequest) -> RequestSignals:
+        sockname = flow.client_conn.sockname
+        listening = [f"{sockname[0]}:{sockname[1]}"] if sockname and len(sockname) >= 2 else []
+        location = self.policy.actions.redirect_location.split("?", 1)[0].split("#", 1)[0]
+        return RequestSignals(
+            cross_site=is_cross_site(seen.tx, self.policy, listening),
+            asks_redirect_target=seen.tx.path.split(";", 1)[0] == location,
+        )
 
     def _tracker_for(self, flow: http.HTTPFlow) -> SessionTracker:
         """Live flows use the store; saved flows a private in-memory tracker, so judging them changes nothing."""
@@ -137,28 +171,28 @@ class Pipeline:
             self._offline = SessionTracker(
                 MemoryStore(),
                 self.tracker.hasher,
-                self.matcher,
+                self.rules,
                 self.policy.grace_period,
                 flow.request.timestamp_start,
             )
         return self._offline
 
     async def _check_session(self, tracker: SessionTracker, seen: SeenRequest) -> SessionCheck:
-        """Ask the tracker about the request's sessions (and its client's lockout); a store failure
-        is noted and the sessions are assumed valid (see judge.assumed_facts)."""
+        """Ask the tracker about the request's identifiers (and its client's lockout); a store failure
+        is noted and the tracker's local cache answers (see SessionTracker.lookup_without_store)."""
         lockout = self.policy.lockout.enabled
         try:
             locked = lockout and await tracker.is_locked_out(seen.client, seen.at)
-            facts = await tracker.check_request(seen.session_ids, seen.client, seen.user_agent, seen.at)
+            lookup = await tracker.lookup(seen.session_ids, seen.client, seen.user_agent, seen.at)
             if seen.session_ids or lockout:  # only a store that answered is "reachable again"
                 self.health.ok()
             store_error = ""
         except StoreError as exc:
             store_error = self.health.failed(exc)
             locked = False
-            facts = assumed_facts(seen.session_ids, tracker.hasher.hash)
-        self._remember_session(facts)
-        return SessionCheck(facts, bool(seen.session_ids), locked, 0, store_error)
+            lookup = tracker.lookup_without_store(seen.session_ids, seen.at)
+        self._remember_session(lookup.facts)
+        return SessionCheck.of(lookup, locked_out=locked, store_error=store_error)
 
     async def _count_scored(
         self, tracker: SessionTracker, seen: SeenRequest, check: SessionCheck, verdict: Verdict
@@ -174,8 +208,11 @@ class Pipeline:
             return replace(check, store_error=self.health.failed(exc))
         return replace(check, scored_in_window=count)
 
-    async def _act(self, exchange: Exchange, record: FlowRecord) -> ActionTaken:
-        """Carry out the judgement as the mode allows: saved flows and detect mode change nothing."""
+    async def _act(self, exchange: Exchange, record: FlowRecord, pending: Pending) -> ActionTaken:
+        """Carry out the judgement as the mode allows: saved flows and detect mode change nothing.
+
+        Refused identifiers (revoked, ended, unknown) are deleted in the browser with the refusal, or
+        with the application's answer when they are stripped, so their owner is not locked out."""
         judgement, seen = exchange.judgement, exchange.seen
         if not seen.live:
             if judgement.action is Action.LOGOUT and self.settings.offline_revoke:
@@ -188,16 +225,24 @@ class Pipeline:
             asked = judgement.action is not Action.NONE or judgement.strip_session
             return ActionTaken.LOG if asked else ActionTaken.NONE
         flow, actions = exchange.flow, self.policy.actions
+        expire = self._expiring(exchange.tracker, judgement.refused)
         if judgement.strip_session:
-            strip_cookies(flow.request, {name for name, _ in seen.session_ids})
+            strip_identifiers(flow.request, judgement.refused)
             record.stripped_session = True
+            pending.expire = expire
         match judgement.action:
+            case Action.DENY if judgement.situation is Situation.STORE_UNAVAILABLE:
+                deny(flow, 503)
+                return ActionTaken.DENY
+            case Action.DENY if judgement.situation in (Situation.REVOKED_SESSION, Situation.UNKNOWN_SESSION):
+                signed_out(flow, actions.deny_status, actions.redirect_location, expire)
+                return ActionTaken.DENY
             case Action.DENY:
-                store_down = judgement.situation is Situation.STORE_UNAVAILABLE
-                deny(flow, 503 if store_down else actions.deny_status)
+                deny(flow, actions.deny_status)
+                add_set_cookies(flow.response, expire)  # type: ignore[arg-type]
                 return ActionTaken.DENY
             case Action.REDIRECT:
-                redirect(flow, actions.redirect_location)
+                redirect(flow, actions.redirect_location, expire)
                 return ActionTaken.REDIRECT
             case Action.DROP:
                 drop(flow)
@@ -206,12 +251,18 @@ class Pipeline:
                 outcome = await force_logout(exchange, self.policy, self.settings.upstream, self.health)
                 record.logout, record.original_request = outcome, outcome.original_request
                 if not outcome.sent:
-                    return ActionTaken.DENY_LOGOUT_NOT_SENT
+                    proxy_only = outcome.result is LogoutResult.PROXY_ONLY
+                    return ActionTaken.LOGOUT_PROXY_ONLY if proxy_only else ActionTaken.DENY_LOGOUT_NOT_SENT
                 rewritten = outcome.mode is LogoutMode.REWRITE
                 return ActionTaken.LOGOUT if rewritten else ActionTaken.LOGOUT_OUT_OF_BAND
             case Action.LOG:
                 return ActionTaken.LOG
         return ActionTaken.STRIP if judgement.strip_session else ActionTaken.NONE
+
+    def _expiring(self, tracker: SessionTracker, refused: tuple[SessionId, ...]) -> tuple[str, ...]:
+        """Set-Cookie values deleting the refused identifier cookies where the browser keeps them."""
+        names = dict.fromkeys(sid.cookie for sid in refused if sid.is_cookie)
+        return tuple(expiring_set_cookie(name, tracker.cookie_scope(name)) for name in names)
 
     def _error_record(self, flow: http.HTTPFlow, exc: Exception) -> FlowRecord:
         settings = self.settings
@@ -251,6 +302,8 @@ class Pipeline:
                 pending = self._rejudged(flow)
             if not record.responded:  # the response came from the application
                 await self._learn(flow, pending, flow.response.headers.get_all("set-cookie"))
+                if pending.expire and flow.live:
+                    add_set_cookies(flow.response, pending.expire)
                 if not record.error:
                     self._judge_response(flow, pending, record)
         except Exception as exc:
@@ -272,7 +325,7 @@ class Pipeline:
 
     def _rejudged(self, flow: http.HTTPFlow) -> Pending:
         assert self.engine is not None
-        seen = read_request(flow, self.matcher, self.settings.body_limit)
+        seen = read_request(flow, self.rules, self.settings.body_limit)
         seen = replace(seen, session_ids=(), user_agent=None)  # the request's own sessions are not known
         verdict, state = self.engine.inspect_request(seen.tx)
         return Pending(state, verdict.matches, seen)
@@ -288,7 +341,14 @@ class Pipeline:
         seen = pending.seen
         await self.health.attempt(
             self._tracker_for(flow).learn_from_response(
-                set_cookies, seen.session_ids, seen.client, seen.user_agent, now
+                set_cookies,
+                seen.session_ids,
+                seen.client,
+                seen.user_agent,
+                now,
+                login=is_login(seen.tx, self.policy),
+                logout=is_logout(seen.tx, self.policy),
+                carried_authenticated=pending.authenticated,
             )
         )
 
@@ -339,3 +399,10 @@ class Pipeline:
             for h, v in reversed(self.recent.items())
         ]
         return "\n".join(lines) or "no sessions seen yet"
+
+
+def redact_matches(verdict: Verdict, identifiers: tuple[SessionId, ...]) -> None:
+    """Session identifier values never reach a record: excerpts that show one (a path parameter, a
+    bearer token in a header rule) get it replaced by [redacted]."""
+    if identifiers:
+        verdict.matches = [replace(m, excerpt=redact_values(m.excerpt, identifiers)) for m in verdict.matches]

@@ -1,20 +1,31 @@
-"""Policy: the per-application file that says which session cookies, how to log out, what to do when.
+"""Policy: the per-application file that says which identifiers carry the session, how the application logs out, what to do when.
 
-Loaded and validated once (errors name the file, the field and the reason); the hooks only read
-the frozen Policy. Templates (`{cookie:NAME}`, `{header:NAME}`, `{authorization}`, `{csrf}`) are
-checked at load time and filled per request by `render`, which refuses CR, LF and NUL.
+Loaded and validated once against `policy-schema.json` (the documented schema: every field, with its
+meaning; a learner writes the same data), then checked further here; every problem names the
+file, the field and the reason. The hooks only read the frozen Policy.
+
+The logout is a recipe (`logout.steps`, then the logout request): steps fetch pages with the
+session and take the tokens the application issues; templates (`{token:NAME}`, `{csrf}`,
+`{cookie:NAME}`, `{session_cookie}`, `{authorization}`, `{header:NAME}`) are checked at load time and
+filled per logout by `render`, which refuses CR, LF and NUL. Tokens never come from the attacking
+request: `{csrf}` and `{token:NAME}` need a step that can take them.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from .sessions.identifiers import DEFAULT_PATH_PARAMETERS
 
 
 class Action(StrEnum):
@@ -26,7 +37,7 @@ class Action(StrEnum):
     DENY = "deny"
     REDIRECT = "redirect"
     DROP = "drop"
-    STRIP = "strip"  # remove the session cookie(s) and go on as an anonymous request
+    STRIP = "strip"  # remove the refused identifiers and go on as an anonymous request
 
 
 class LogoutMode(StrEnum):
@@ -42,113 +53,44 @@ class ClientAnswer(StrEnum):
     STATUS = "status"
 
 
+class KeptIn(StrEnum):
+    """Where the application keeps a session."""
+
+    SERVER = "server"  # a server-side store: the ID in the cookie names it; the logout can end it
+    COOKIE = "cookie"  # the (signed) cookie is the session: the logout cannot end a copy of it
+
+
+class SourceKind(StrEnum):
+    """Where in an answer the application issues a token."""
+
+    COOKIE = "cookie"
+    FORM_FIELD = "form_field"
+    META = "meta"
+    HEADER = "header"
+    JSON = "json"
+    REGEX = "regex"
+
+
 ACTIONS = (Action.LOGOUT, Action.DENY, Action.REDIRECT, Action.DROP, Action.LOG)  # over a threshold
 SESSION_ACTIONS = (Action.DENY, Action.REDIRECT, Action.STRIP, Action.LOG)  # revoked, unknown session
 LOCKED_OUT_ACTIONS = (Action.DENY, Action.REDIRECT, Action.DROP)
+SUCCESS_STATUSES = (200, 201, 202, 204, 302, 303)  # a logout answered with one of these succeeded
+DEFAULT_PASSWORD_FIELDS = r"(?i)^(?:j_)?(?:pass(?:word|wd)?|pwd)$|password"
 
-_ACTION = {"enum": [str(a) for a in ACTIONS]}
-_SESSION_ACTION = {"enum": [str(a) for a in SESSION_ACTIONS]}
-_TEMPLATE = {"type": "string"}
-
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "application": {"type": "string"},
-        "description": {"type": "string"},
-        "session": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "cookies": {"type": "array", "items": {"type": "string", "minLength": 1}},
-                "cookie_pattern": {"type": ["string", "null"]},
-                "grace_period": {"type": "number", "minimum": 0},
-                "csrf_cookie": {"type": "string", "minLength": 1},
-            },
-        },
-        "logout": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "mode": {"enum": [str(m) for m in LogoutMode]},
-                "method": {"type": "string", "pattern": "^[A-Z]+$"},
-                "path": {"type": "string", "pattern": "^/"},
-                "headers": {"type": "object", "additionalProperties": _TEMPLATE},
-                "body": _TEMPLATE,
-                "content_type": {"type": "string"},
-                "keep_authorization": {"type": "boolean"},
-                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
-                "expect_status": {
-                    "type": "array",
-                    "items": {"type": "integer", "minimum": 100, "maximum": 599},
-                },
-                "client_response": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": {"enum": [str(a) for a in ClientAnswer]},
-                        "location": {"type": "string", "minLength": 1},
-                        "status": {"type": "integer", "minimum": 200, "maximum": 599},
-                        "body": {"type": "string"},
-                    },
-                },
-                "verify": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "check_path": {"type": "string", "pattern": "^/"},
-                        "alive_status": {"type": "array", "items": {"type": "integer"}},
-                        "alive_body": {"type": "string"},
-                        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
-                    },
-                },
-            },
-        },
-        "actions": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "authenticated_over_threshold": _ACTION,
-                "anonymous_over_threshold": _ACTION,
-                "revoked_session": _SESSION_ACTION,
-                "unknown_session": _SESSION_ACTION,
-                "locked_out": {"enum": [str(a) for a in LOCKED_OUT_ACTIONS]},
-                "redirect_location": {"type": "string", "minLength": 1},
-                "deny_status": {"type": "integer", "minimum": 400, "maximum": 599},
-            },
-        },
-        "cumulative": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "scored_requests": {"type": "integer", "minimum": 1},
-                "window": {"type": "number", "exclusiveMinimum": 0},
-                "action": _ACTION,
-            },
-        },
-        "lockout": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "enabled": {"type": "boolean"},
-                "duration": {"type": "number", "exclusiveMinimum": 0},
-                "scope": {"enum": ["address", "network"]},
-            },
-        },
-    },
-}
+SCHEMA: dict[str, Any] = json.loads(resources.files(__package__).joinpath("policy-schema.json").read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([^{}]+))?\}")
-PLACEHOLDER_KINDS = {
+PLACEHOLDER_KINDS = {  # kind -> takes a name
     "cookie": True,
     "header": True,
+    "token": True,
     "authorization": False,
     "csrf": False,
     "session_cookie": False,
 }
 FORBIDDEN_IN_VALUES = re.compile(r"[\r\n\x00]")
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 class PolicyError(ValueError):
@@ -170,37 +112,107 @@ class ClientResponse:
 
 
 @dataclass(frozen=True)
+class PageCheck:
+    """How an answer looks in one state (logged in, logged out): every given part must hold."""
+
+    status: tuple[int, ...] = ()  # empty: any
+    marker: str | None = None  # text in the body
+    location: str | None = None  # what the Location header starts with
+
+    def matches(self, status: int, location: str, body: bytes) -> bool:
+        if self.status and status not in self.status:
+            return False
+        if self.marker is not None and self.marker.encode("utf-8") not in body:
+            return False
+        return self.location is None or location.startswith(self.location)
+
+
+@dataclass(frozen=True)
 class Verify:
-    check_path: str | None = None
-    alive_status: tuple[int, ...] = (200,)
-    alive_body: str | None = None
+    """After the logout, the check page is fetched with the old session and compared (see logout_probe.py)."""
+
+    enabled: bool = True
+    check_path: str = "/"
+    logged_in: PageCheck | None = None  # None: compared with the page before the logout and an anonymous one
+    logged_out: PageCheck | None = None
     timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    kind: SourceKind
+    name: str  # cookie, field, meta or header name; JSON path; regex
+    form_action: str | None = None  # form_field: the form whose action has this path
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of the logout recipe before the logout itself: sent with the session, tokens taken."""
+
+    path: str
+    method: str = "GET"
+    expect_status: tuple[int, ...] = ()  # empty: any 2xx
+    take: tuple[tuple[str, TokenSource], ...] = ()
+
+    def accepts(self, status: int) -> bool:
+        return status in self.expect_status if self.expect_status else 200 <= status < 300
+
+
+@dataclass(frozen=True)
+class RevocationEndpoint:
+    """RFC 7009 token revocation: POST token=...&token_type_hint=... (the logout of a bearer token)."""
+
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    token_type_hint: str = "access_token"
 
 
 @dataclass(frozen=True)
 class Logout:
     mode: LogoutMode = LogoutMode.REWRITE
+    steps: tuple[Step, ...] = ()
     method: str = "GET"
     path: str = "/logout"
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
     content_type: str = "application/x-www-form-urlencoded"
     keep_authorization: bool = True
-    timeout: float = 5.0
-    expect_status: tuple[int, ...] = ()  # empty: any status below 500 counts as done
+    timeout: float = 5.0  # the steps and the logout request together
+    expect_status: tuple[int, ...] = SUCCESS_STATUSES
+    revocation_endpoint: RevocationEndpoint | None = None
     client_response: ClientResponse = field(default_factory=ClientResponse)
     verify: Verify = field(default_factory=Verify)
+    from_policy: bool = False  # the policy names the logout (False: the built-in GET /logout guess)
+
+    def accepts(self, status: int) -> bool:
+        return status in self.expect_status
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """When the application showed a session authenticated: the ID was issued in answer to a login."""
+
+    login_paths: tuple[str, ...] = ()
+    password_fields: str | None = DEFAULT_PASSWORD_FIELDS  # None: not used
+    every_issued: bool = False
 
 
 @dataclass(frozen=True)
 class Actions:
     authenticated_over_threshold: Action = Action.LOGOUT
     anonymous_over_threshold: Action = Action.DENY
+    cross_site: Action = Action.DENY
     revoked_session: Action = Action.DENY
     unknown_session: Action = Action.STRIP
     locked_out: Action = Action.DENY
     redirect_location: str = "/login"
     deny_status: int = 403
+
+
+@dataclass(frozen=True)
+class Attribution:
+    origins: tuple[str, ...] = ()  # besides the request's own Host
+    same_site_is_own: bool = True
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,7 @@ class Lockout:
     enabled: bool = False
     duration: float = 900.0
     scope: str = "address"
+    credentials: float = 900.0  # seconds Basic credentials used in an attack are refused; 0: off
 
 
 @dataclass(frozen=True)
@@ -223,10 +236,18 @@ class Policy:
     application: str = ""
     session_cookies: tuple[str, ...] = ()
     cookie_pattern: str | None = None  # None: the default pattern
+    remember_cookies: tuple[str, ...] = ()
+    remember_pattern: str | None = None  # None: the default pattern
+    path_parameters: tuple[tuple[str, str], ...] = tuple(DEFAULT_PATH_PARAMETERS.items())
+    kept_in: KeptIn = KeptIn.SERVER
+    bearer: bool = True
+    basic: bool = True
     grace_period: float = 60.0
     csrf_cookie: str | None = None
+    authentication: Authentication = field(default_factory=Authentication)
     logout: Logout = field(default_factory=Logout)
     actions: Actions = field(default_factory=Actions)
+    attribution: Attribution = field(default_factory=Attribution)
     cumulative: Cumulative = field(default_factory=Cumulative)
     lockout: Lockout = field(default_factory=Lockout)
 
@@ -251,57 +272,190 @@ def parse_policy(data: Any, file: str = "(policy)") -> Policy:
         raise PolicyError(file, problems)
     session = data.get("session", {})
     logout_data = data.get("logout", {})
+    problems.extend(_regex_problems(data))
+    problems.extend(_step_problems(logout_data.get("steps", [])))
     problems.extend(_template_problems(logout_data, session))
-    if session.get("cookie_pattern"):
-        try:
-            re.compile(session["cookie_pattern"])
-        except re.error as exc:
-            problems.append(("session.cookie_pattern", f"bad regex: {exc}"))
     if problems:
         raise PolicyError(file, problems)
-    client_data = dict(logout_data.get("client_response", {}))
-    if "type" in client_data:
-        client_data["type"] = ClientAnswer(client_data["type"])
-    client = ClientResponse(**client_data)
-    verify_data = dict(logout_data.get("verify", {}))
-    if "alive_status" in verify_data:
-        verify_data["alive_status"] = tuple(verify_data["alive_status"])
-    logout_fields = {k: v for k, v in logout_data.items() if k not in ("client_response", "verify")}
-    logout_fields["headers"] = tuple(logout_fields.get("headers", {}).items())
-    if "expect_status" in logout_fields:
-        logout_fields["expect_status"] = tuple(logout_fields["expect_status"])
-    if "mode" in logout_fields:
-        logout_fields["mode"] = LogoutMode(logout_fields["mode"])
-    actions = {
-        k: v if k in ("redirect_location", "deny_status") else Action(v)
-        for k, v in data.get("actions", {}).items()
-    }
-    cumulative = dict(data.get("cumulative", {}))
-    if "action" in cumulative:
-        cumulative["action"] = Action(cumulative["action"])
+    auth = session.get("authenticated", {})
+    attribution = data.get("attribution", {})
     return Policy(
         source=file,
         application=data.get("application", ""),
         session_cookies=tuple(session.get("cookies", ())),
         cookie_pattern=session.get("cookie_pattern"),
+        remember_cookies=tuple(session.get("remember_cookies", ())),
+        remember_pattern=session.get("remember_pattern"),
+        path_parameters=tuple(session.get("path_parameters", DEFAULT_PATH_PARAMETERS).items()),
+        kept_in=KeptIn(session.get("kept_in", KeptIn.SERVER)),
+        bearer=session.get("bearer", True),
+        basic=session.get("basic", True),
         grace_period=session.get("grace_period", 60.0),
         csrf_cookie=session.get("csrf_cookie"),
-        logout=Logout(**logout_fields, client_response=client, verify=Verify(**verify_data)),
-        actions=Actions(**actions),
-        cumulative=Cumulative(**cumulative),
+        authentication=Authentication(
+            login_paths=tuple(auth.get("login_paths", ())),
+            password_fields=auth.get("password_fields", DEFAULT_PASSWORD_FIELDS),
+            every_issued=auth.get("every_issued", False),
+        ),
+        logout=_logout(logout_data),
+        actions=Actions(
+            **{
+                k: v if k in ("redirect_location", "deny_status") else Action(v)
+                for k, v in data.get("actions", {}).items()
+            }
+        ),
+        attribution=Attribution(
+            origins=tuple(o.lower() for o in attribution.get("origins", ())),
+            same_site_is_own=attribution.get("same_site", "own") == "own",
+        ),
+        cumulative=_cumulative(data.get("cumulative", {})),
         lockout=Lockout(**data.get("lockout", {})),
     )
+
+
+def _statuses(value: Any) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def _page_check(data: dict[str, Any] | None) -> PageCheck | None:
+    if data is None:
+        return None
+    return PageCheck(_statuses(data.get("status", ())), data.get("marker"), data.get("location"))
+
+
+def _verify(data: dict[str, Any]) -> Verify:
+    logged_in = _page_check(data.get("logged_in"))
+    if logged_in is None and ("alive_status" in data or "alive_body" in data):  # the old spelling
+        logged_in = PageCheck(tuple(data.get("alive_status", (200,))), data.get("alive_body"))
+    return Verify(
+        enabled=data.get("enabled", True),
+        check_path=data.get("check_path", "/"),
+        logged_in=logged_in,
+        logged_out=_page_check(data.get("logged_out")),
+        timeout=data.get("timeout", 3.0),
+    )
+
+
+def _source(data: dict[str, Any]) -> TokenSource:
+    kind = next(k for k in SourceKind if k.value in data)
+    return TokenSource(kind, data[kind.value], data.get("form_action"))
+
+
+def _logout(data: dict[str, Any]) -> Logout:
+    client_data = dict(data.get("client_response", {}))
+    if "type" in client_data:
+        client_data["type"] = ClientAnswer(client_data["type"])
+    steps = tuple(
+        Step(
+            path=step["path"],
+            method=step.get("method", "GET"),
+            expect_status=tuple(step.get("expect_status", ())),
+            take=tuple((name, _source(source)) for name, source in step.get("take", {}).items()),
+        )
+        for step in data.get("steps", ())
+    )
+    revocation = data.get("revocation_endpoint")
+    fields = {
+        k: v
+        for k, v in data.items()
+        if k not in ("client_response", "verify", "steps", "revocation_endpoint")
+    }
+    fields["headers"] = tuple(fields.get("headers", {}).items())
+    if "expect_status" in fields:
+        fields["expect_status"] = tuple(fields["expect_status"])
+    if "mode" in fields:
+        fields["mode"] = LogoutMode(fields["mode"])
+    return Logout(
+        **fields,
+        steps=steps,
+        revocation_endpoint=RevocationEndpoint(
+            revocation["path"],
+            tuple(revocation.get("headers", {}).items()),
+            revocation.get("token_type_hint", "access_token"),
+        )
+        if revocation
+        else None,
+        client_response=ClientResponse(**client_data),
+        verify=_verify(data.get("verify", {})),
+        from_policy="path" in data,
+    )
+
+
+def _cumulative(data: dict[str, Any]) -> Cumulative:
+    values = dict(data)
+    if "action" in values:
+        values["action"] = Action(values["action"])
+    return Cumulative(**values)
+
+
+def _regex_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    session = data.get("session", {})
+    found = [
+        ("session.cookie_pattern", session.get("cookie_pattern")),
+        ("session.remember_pattern", session.get("remember_pattern")),
+        ("session.authenticated.password_fields", session.get("authenticated", {}).get("password_fields")),
+    ]
+    for i, step in enumerate(data.get("logout", {}).get("steps", ())):
+        for name, source in step.get("take", {}).items():
+            found.append((f"logout.steps.{i}.take.{name}.regex", source.get("regex")))
+    problems = []
+    for name, pattern in found:
+        if not pattern:
+            continue
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            problems.append((name, f"bad regex: {exc}"))
+            continue
+        if name.endswith(".regex") and compiled.groups < 1:
+            problems.append((name, "needs a group: the token is what its first group matches"))
+    return problems
+
+
+def _step_problems(steps: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    problems = []
+    for i, step in enumerate(steps):
+        for name, source in step.get("take", {}).items():
+            where = f"logout.steps.{i}.take.{name}"
+            kinds = [k.value for k in SourceKind if k.value in source]
+            if len(kinds) != 1:
+                problems.append(
+                    (
+                        where,
+                        f"names {len(kinds)} sources ({', '.join(kinds) or 'none'}); exactly one of "
+                        + ", ".join(k.value for k in SourceKind)
+                        + " is needed",
+                    )
+                )
+            elif "form_action" in source and kinds != ["form_field"]:
+                problems.append((where, "form_action goes with form_field only"))
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                problems.append((where, f"{name!r} is not a token name (letters, digits, _ . -)"))
+    return problems
+
+
+def _tokens_taken(logout: dict[str, Any], session: dict[str, Any]) -> set[str]:
+    taken = {name for step in logout.get("steps", ()) for name in step.get("take", {})}
+    if session.get("csrf_cookie") and logout.get("steps"):
+        taken.add("csrf")  # the cookie the application sets during the steps
+    return taken
 
 
 def _template_problems(logout: dict[str, Any], session: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     templates = [(f"logout.headers.{k}", v) for k, v in logout.get("headers", {}).items()]
+    header_count = len(templates)
     templates.append(("logout.body", logout.get("body", "")))
     templates.append(("logout.path", logout.get("path", "/")))
-    for name, _ in templates[:-2]:
+    revocation = logout.get("revocation_endpoint") or {}
+    templates.extend(
+        (f"logout.revocation_endpoint.headers.{k}", v) for k, v in revocation.get("headers", {}).items()
+    )
+    for name, _ in templates[:header_count] + templates[header_count + 2 :]:
         header = name.rsplit(".", 1)[1]
-        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+        if not HEADER_NAME.fullmatch(header):
             problems.append((name, f"{header!r} is not a valid header name"))
+    taken = _tokens_taken(logout, session)
     for name, template in templates:
         for m in PLACEHOLDER.finditer(template):
             kind, arg = m.group(1), m.group(2)
@@ -315,9 +469,19 @@ def _template_problems(logout: dict[str, Any], session: dict[str, Any]) -> list[
                         + ("needs a name" if arg is None else "takes no name"),
                     )
                 )
-            elif kind == "csrf" and not session.get("csrf_cookie"):
+            elif kind in ("csrf", "token") and (arg or "csrf") not in taken:
+                token = arg or "csrf"
+                how = (
+                    "a step that takes it (logout.steps[].take) or session.csrf_cookie with a step"
+                    if kind == "csrf"
+                    else "a step that takes it (logout.steps[].take)"
+                )
                 problems.append(
-                    (name, "{csrf} needs session.csrf_cookie (the cookie that carries the token)")
+                    (
+                        name,
+                        f"{m.group(0)} needs {how}: the token {token!r} is taken from the application's "
+                        "answer to a request sent with the session, never from the attacking request",
+                    )
                 )
         if FORBIDDEN_IN_VALUES.search(template):
             problems.append((name, "CR, LF and NUL are not allowed in templates"))
@@ -334,12 +498,16 @@ class TemplateValueError(ValueError):
 
 def render(
     template: str,
-    cookies: dict[str, str],
-    headers: dict[str, str],
+    cookies: Mapping[str, str],
+    headers: Mapping[str, str],
     session_cookie: str = "",
     csrf_cookie: str | None = None,
+    tokens: Mapping[str, str] | None = None,
 ) -> str:
-    """Fill a template from the request; values carrying CR, LF or NUL are refused."""
+    """Fill a template: `cookies` (the recipe's jar), `headers` (lower-cased names), the session cookie
+    text and the tokens the steps took; `{csrf}` is the token "csrf", else the cookie `csrf_cookie`
+    of the jar. Values carrying CR, LF or NUL are refused (TemplateValueError)."""
+    tokens = tokens or {}
 
     def value(m: re.Match[str]) -> str:
         kind, arg = m.group(1), m.group(2)
@@ -349,8 +517,10 @@ def render(
             text = headers.get((arg or "").lower(), "")
         elif kind == "authorization":
             text = headers.get("authorization", "")
+        elif kind == "token":
+            text = tokens.get(arg or "", "")
         elif kind == "csrf":
-            text = cookies.get(csrf_cookie or "", "")
+            text = tokens.get("csrf", cookies.get(csrf_cookie or "", ""))
         else:
             text = session_cookie
         if FORBIDDEN_IN_VALUES.search(text):

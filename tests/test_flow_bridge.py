@@ -19,8 +19,10 @@ from logoutguard.flow_bridge import (
     with_response,
 )
 from logoutguard.sessions.cookies import SessionCookieMatcher
+from logoutguard.sessions.identifiers import IdentifierRules, IdKind, SessionId
 
 MATCHER = SessionCookieMatcher(None, ("JSESSIONID",))
+RULES = IdentifierRules(sessions=MATCHER)
 
 
 def flow_with(
@@ -53,18 +55,20 @@ def test_carried_session_ids(headers: list[str], expected: list[tuple[str, str]]
 
 def test_the_tracker_and_the_rules_see_the_same_cookie_pairs() -> None:
     flow = flow_with("/", {"Cookie": " JSESSIONID = a b ;x=1;;JSESSIONID=c"})
-    seen = read_request(flow, MATCHER, 1024)
-    assert list(seen.session_ids) == [(n, v) for n, v in seen.tx.cookies if n == "JSESSIONID"]
+    seen = read_request(flow, RULES, 1024)
+    assert [(s.name, s.value) for s in seen.session_ids] == [
+        (n, v) for n, v in seen.tx.cookies if n == "JSESSIONID"
+    ]
 
 
 def test_read_request() -> None:
     flow = flow_with("/a?q=1", {"Cookie": "JSESSIONID=S1", "User-Agent": "ua/1"}, b"x=2")
-    seen = read_request(flow, MATCHER, 1024)
+    seen = read_request(flow, RULES, 1024)
     assert (seen.client, seen.user_agent, seen.live, seen.session_ids) == (
         "192.0.2.10",
         "ua/1",
         True,
-        (("JSESSIONID", "S1"),),
+        (SessionId(IdKind.COOKIE, "JSESSIONID", "S1", "JSESSIONID"),),
     )
     assert (seen.tx.method, seen.tx.path, seen.tx.query_args, seen.tx.body) == (
         "POST",
@@ -73,7 +77,20 @@ def test_read_request() -> None:
         "x=2",
     )
     saved = flow_with(live=False)
-    assert read_request(saved, MATCHER, 1024).at == saved.request.timestamp_start
+    assert read_request(saved, RULES, 1024).at == saved.request.timestamp_start
+
+
+def test_every_kind_of_identifier_is_read() -> None:
+    flow = flow_with(
+        "/account;jsessionid=P1/x;v=2?q=;jsessionid=NOT-IN-THE-QUERY",
+        {"Cookie": "JSESSIONID=C1; remember_token=R1; theme=dark", "Authorization": "Bearer T1"},
+    )
+    assert read_request(flow, RULES, 1024).session_ids == (
+        SessionId(IdKind.COOKIE, "JSESSIONID", "C1", "JSESSIONID"),
+        SessionId(IdKind.REMEMBER, "remember_token", "R1", "remember_token"),
+        SessionId(IdKind.PATH, "jsessionid", "P1", "JSESSIONID"),
+        SessionId(IdKind.BEARER, "authorization", "T1"),
+    )
 
 
 def test_the_body_is_read_as_the_application_reads_it() -> None:
@@ -107,6 +124,8 @@ def test_a_rewritten_saved_flow_is_judged_on_its_original_request() -> None:
     )
     original = original_request_record(attack.request)
     assert ["Cookie", REDACTED] in original["headers"] and ["Authorization", REDACTED] in original["headers"]
+    with_parameter = original_request_record(flow_with("/a;jsessionid=SECRET1?x=1").request)
+    assert with_parameter["path"] == "/a;jsessionid=[redacted]?x=1"
     saved = flow_with("/logout", {"Cookie": "JSESSIONID=S1", "Authorization": "Basic eA=="}, live=False)
     saved.metadata[META_KEY] = {"original_request": original}
     judged = request_to_judge(saved)

@@ -9,7 +9,7 @@ from mitmproxy.test import tflow
 
 from logoutguard.engine.verdict import Match, Verdict
 from logoutguard.flow_record import MARK_ACTED, MARK_DETECTED, META_KEY, ActionTaken, FlowRecord
-from logoutguard.forced_logout import Delivery, LogoutOutcome, Probe
+from logoutguard.forced_logout import Delivery, LogoutOutcome, LogoutResult, Probe
 from logoutguard.judge import Judgement, Situation
 from logoutguard.policy import Action, LogoutMode
 from logoutguard.sessions.state import SessionState
@@ -48,11 +48,21 @@ def logged_out() -> FlowRecord:
         method="GET",
         path="/logout",
         delivery=Delivery(200),
-        ok=True,
-        confirmed=True,
+        accepted=True,
+        cookie_replaced=True,
         probe=Probe.DEAD,
+        result=LogoutResult.ENDED,
+        reason="GET /logout answered 200; the check page looks logged out",
     )
     record.original_request = {"method": "GET", "path": "/search?q=1 union select", "headers": []}
+    return record
+
+
+def defective() -> FlowRecord:
+    record = logged_out()
+    assert record.logout is not None
+    record.logout.probe, record.logout.result = Probe.ALIVE, LogoutResult.DEFECTIVE
+    record.logout.reason = "GET /logout answered 200, but the session is still alive at the application"
     return record
 
 
@@ -125,7 +135,14 @@ def test_response_verdict_replaces_the_requests_and_keeps_blocked() -> None:
         (
             logged_out(),
             MARK_ACTED,
-            "LogoutGuard: score 5 rules 942100 [authenticated_over_threshold] -> logout",
+            "LogoutGuard: score 5 rules 942100 [authenticated_over_threshold] -> logout [logout ended]",
+        ),
+        (
+            defective(),
+            MARK_ACTED,
+            "LogoutGuard: score 5 rules 942100 [authenticated_over_threshold] -> logout [logout defective]"
+            " WARNING: application logout defective: GET /logout answered 200, but the session is still"
+            " alive at the application",
         ),
         (
             FlowRecord.judged(
@@ -172,6 +189,16 @@ def test_explain() -> None:
     assert "situation authenticated_over_threshold -> action logout" in text and "'probe': 'dead'" in text
 
 
+def test_the_audit_path_is_the_recorded_one_with_path_parameters_redacted() -> None:
+    flow = tflow.tflow()
+    flow.request.path = "/account;jsessionid=SECRET0123?x=1"
+    record = FlowRecord.judged(VERDICT, FACTS, Judgement(Situation.REVOKED_SESSION, Action.DENY), "enforce")
+    record.request_path = "/account;jsessionid=[redacted]"
+    line = record.audit_line(flow)
+    assert line["path"] == "/account;jsessionid=[redacted]" and "SECRET" not in json.dumps(line)
+    assert FlowRecord.from_json(record.to_json()).request_path == "/account;jsessionid=[redacted]"
+
+
 def test_audit_line_names_the_original_request_and_no_secret() -> None:
     flow = tflow.tflow()
     flow.client_conn.peername = ("198.51.100.7", 4000)
@@ -180,7 +207,10 @@ def test_audit_line_names_the_original_request_and_no_secret() -> None:
     assert line["client"] == "198.51.100.7" and (line["method"], line["path"]) == ("GET", "/search")
     assert (line["session"], line["rules"], line["targets"]) == ("abc123", [942100], ["ARGS:q"])
     assert (line["situation"], line["action"]) == ("authenticated_over_threshold", "logout")
-    assert line["logout"]["ok"] is True
+    assert line["logout"]["ok"] is True and line["logout"]["result"] == "ended" and "warning" not in line
+    warned = defective().audit_line(flow)
+    assert warned["logout"]["result"] == "defective" and warned["logout"]["warning"] is True
+    assert str(warned["warning"]).startswith("application logout defective: GET /logout answered 200")
     assert logged_out().worth_auditing
     clean = FlowRecord.judged(Verdict(), SessionFacts(), Judgement(Situation.CLEAN, Action.NONE), "enforce")
     assert not clean.worth_auditing and clean.audit_line(flow)["session"] is None

@@ -297,6 +297,9 @@ async def test_truncated_json_is_still_inspected_raw(
 POLICY = """
 session: {cookies: [JSESSIONID], csrf_cookie: csrftoken, grace_period: 0}
 logout:
+  steps:
+    - path: /account
+      take: {csrf: {form_field: csrf, form_action: /logout}}
   method: POST
   path: /logout
   body: "csrf={csrf}"
@@ -346,7 +349,7 @@ async def test_attack_on_a_session_becomes_the_logout_request(
     guard: LogoutGuard, rules_dir: Path, tmp_path: Path
 ) -> None:
     app = start_backend()  # the application: answers the logout with a new session cookie
-    app.response_body = b"logged out"
+    app.response_body = b'<form method="post" action="/logout"><input name="csrf" value="T1"></form>'
     app.response_headers = [("Set-Cookie", "JSESSIONID=NEW; Path=/; HttpOnly")]
     try:
         with taddons.context(guard) as tctx:
@@ -365,25 +368,33 @@ async def test_attack_on_a_session_becomes_the_logout_request(
             sent = {
                 "Host": f"127.0.0.1:{app.port}",
                 "User-Agent": "LogoutGuard (forced logout)",
-                "Cookie": "JSESSIONID=S1; csrftoken=T1",
+                # this backend sets JSESSIONID=NEW on every answer, the step's too: the recipe's jar
+                # follows the application as a browser would; the attacker's csrftoken never travels
+                "Cookie": "JSESSIONID=NEW",
                 "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q=",
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Content-Length": "7",
             }
             assert dict(req.headers) == sent
-            [got] = app.received
+            [got] = [r for r in app.received if r.method == "POST"]
             assert (got.method, got.path, got.body) == ("POST", "/logout", b"csrf=T1")
             assert {k: v for k, v in got.headers if k != "Connection"} == sent
+            # before it, the recipe's step: the page fetched with the session only (its token taken)
+            [step] = [r for r in app.received if r.path == "/account"]
+            assert dict(step.headers)["Cookie"] == "JSESSIONID=S1"
             original = record["original_request"]
             assert original["path"] == "http://evil.test/search?q=1 union select pass"
             assert ["Cookie", "[redacted]"] in original["headers"]
             assert await guard.pipeline.tracker.store.is_revoked(record["session"]["hash"])
+            # the ID issued to the attacker's session during the step is revoked with it
+            assert await guard.pipeline.tracker.store.is_revoked(guard.pipeline.tracker.hasher.hash("NEW"))
             # the client gets the policy's redirect, with the application's new cookie
             assert f.response.status_code == 302 and f.response.headers["Location"] == "/login?bye=1"
             assert f.response.headers["Set-Cookie"].startswith("JSESSIONID=NEW")
             logout = record["logout"]
-            assert logout["confirmed"] is True and logout["ok"] is True and logout["status"] == 200
-            assert logout["probe"] == "not run"  # the policy names no check path
+            assert logout["cookie_replaced"] is True and logout["accepted"] is True and logout["status"] == 200
+            # this backend answers every page alike: whether the session ended cannot be told
+            assert logout["result"] == "unverifiable" and logout["probe"].startswith("unclear: GET / looks the same")
             await guard.response(f)  # our own answer: nothing more happens
             assert f.response.status_code == 302
             # the old ID is refused from now on, with the policy's revoked-session action
@@ -407,6 +418,7 @@ async def test_logout_to_a_dead_upstream_still_revokes_and_answers(
         await guard.request(f)
         logout = f.metadata[META_KEY]["logout"]
         assert logout["ok"] is False and logout["status"] is None and logout["error"]
+        assert logout["result"] == "failed" and logout["warning"] is True
         assert f.response.status_code == 302  # the policy's answer all the same
         assert await guard.pipeline.tracker.store.is_revoked(f.metadata[META_KEY]["session"]["hash"])
 
@@ -476,17 +488,16 @@ async def test_revoke_command_kills_the_session(guard: LogoutGuard, rules_dir: P
         assert again.metadata[META_KEY]["situation"] == "revoked_session"
 
 
-@pytest.mark.parametrize("evil", ["S1\r\nX-Injected: 1", "S1\x00"])
+@pytest.mark.parametrize("evil", ["Basic x\r\nX-Injected: 1", "Basic x\x00"])
 async def test_session_values_cannot_inject_into_the_logout(
     guard: LogoutGuard, rules_dir: Path, tmp_path: Path, evil: str
 ) -> None:
+    """The credentials the logout keeps (Authorization) carry CR/LF/NUL: no logout is built. (The
+    CSRF cookie of the attacking request, used here before issue 10, no longer travels at all.)"""
     with taddons.context(guard) as tctx:
         tctx.configure(guard, **session_options(rules_dir, tmp_path))
         await login(guard)
-        f = flow_for(
-            "/search?q=union select",
-            headers={**AUTH, "Cookie": "JSESSIONID=S1; csrftoken=" + evil.replace("S1", "T1")},
-        )
+        f = flow_for("/search?q=union select", headers={**AUTH, "Authorization": evil})
         await guard.request(f)
         record = f.metadata[META_KEY]
         assert record["action"] == "deny (logout not sent)" and f.response.status_code == 403

@@ -8,13 +8,14 @@ from logoutguard.engine.verdict import Match, Verdict
 from logoutguard.judge import (
     SESSION_STATE_TAG,
     Judgement,
+    RequestSignals,
     SessionCheck,
     Situation,
-    assumed_facts,
     counts_toward_window,
     judge,
 )
 from logoutguard.policy import Action, parse_policy
+from logoutguard.sessions.identifiers import IdKind, SessionId
 from logoutguard.sessions.state import SessionState
 from logoutguard.sessions.tracker import SessionFacts
 
@@ -34,6 +35,10 @@ STRICT = parse_policy(
     }
 )
 LENIENT = parse_policy({"actions": {"revoked_session": "strip", "unknown_session": "log"}})
+REDIRECTING = parse_policy({"actions": {"revoked_session": "redirect", "cross_site": "logout"}})
+CROSS = RequestSignals(cross_site=True)
+AT_LOGIN = RequestSignals(asks_redirect_target=True)
+SID = SessionId(IdKind.COOKIE, "sid", "v", "sid")
 
 
 def match(rule_id: int, score: int, *tags: str, phase: int = 2, disruptive: str = "pass") -> Match:
@@ -61,15 +66,20 @@ REVOKED_RULE = verdict(match(945110, 5, SESSION_STATE_TAG))  # the session rule 
 REVOKED_AND_ATTACK = verdict(match(945110, 5, SESSION_STATE_TAG), match(942100, 5))
 
 
-def check(state: SessionState = S.NONE, **kw: object) -> SessionCheck:
+def check(state: SessionState = S.NONE, authenticated: bool = True, **kw: object) -> SessionCheck:
+    """A session check; an active session is authenticated unless said otherwise."""
+    some = state is not S.NONE
     facts = SessionFacts(
-        state, cookie="sid" if state is not S.NONE else "", id_hash="h" if state is not S.NONE else ""
+        state, cookie="sid" if some else "", id_hash="h" if some else "", authenticated=authenticated and some
     )
-    return SessionCheck(facts, carries_session=state is not S.NONE, **kw)  # type: ignore[arg-type]
+    states = ((SID, state),) if some else ()
+    return SessionCheck(facts, carries_session=some, states=states, **kw)  # type: ignore[arg-type]
 
+
+ANONYMOUS_SESSION = check(S.ACTIVE, authenticated=False)
 
 CASES = [
-    # (name, verdict, check, policy, fail_closed, situation, action, strip)
+    # (name, verdict, check, policy, fail_closed, situation, action, strip[, signals])
     ("clean anonymous", CLEAN, check(), DEFAULTS, True, Situation.CLEAN, Action.NONE, False),
     ("clean session", CLEAN, check(S.ACTIVE), DEFAULTS, True, Situation.CLEAN, Action.NONE, False),
     (
@@ -285,6 +295,111 @@ CASES = [
         False,
     ),
     (
+        "attack on an anonymous session (pre-login ID): denied, not logged out",
+        ATTACK,
+        ANONYMOUS_SESSION,
+        DEFAULTS,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        False,
+    ),
+    (
+        "cumulative needs an authenticated session",
+        SCORED,
+        check(S.ACTIVE, authenticated=False, scored_in_window=3),
+        STRICT,
+        True,
+        Situation.CLEAN,
+        Action.NONE,
+        False,
+    ),
+    (
+        "cross-site attack on a session: denied, not logged out",
+        ATTACK,
+        check(S.ACTIVE),
+        DEFAULTS,
+        True,
+        Situation.CROSS_SITE_OVER_THRESHOLD,
+        Action.DENY,
+        False,
+        CROSS,
+    ),
+    (
+        "cross-site attack, the policy chooses logout",
+        ATTACK,
+        check(S.ACTIVE),
+        REDIRECTING,
+        True,
+        Situation.CROSS_SITE_OVER_THRESHOLD,
+        Action.LOGOUT,
+        False,
+        CROSS,
+    ),
+    (
+        "cross-site attack without a session: anonymous",
+        ATTACK,
+        check(),
+        DEFAULTS,
+        True,
+        Situation.ANONYMOUS_OVER_THRESHOLD,
+        Action.DENY,
+        False,
+        CROSS,
+    ),
+    ("cross-site, clean", CLEAN, check(S.ACTIVE), DEFAULTS, True, Situation.CLEAN, Action.NONE, False, CROSS),
+    (
+        "revoked, redirect",
+        CLEAN,
+        check(S.REVOKED),
+        REDIRECTING,
+        True,
+        Situation.REVOKED_SESSION,
+        Action.REDIRECT,
+        False,
+    ),
+    (
+        "revoked, redirect to the very page asked for: stripped instead (no loop)",
+        CLEAN,
+        check(S.REVOKED),
+        REDIRECTING,
+        True,
+        Situation.UNKNOWN_SESSION,
+        Action.NONE,
+        True,
+        AT_LOGIN,
+    ),
+    (
+        "store down, fail closed, but this worker knows it revoked",
+        CLEAN,
+        check(S.REVOKED, store_error="down"),
+        DEFAULTS,
+        True,
+        Situation.REVOKED_SESSION,
+        Action.DENY,
+        False,
+    ),
+    (
+        "store down, fail open, known revoked",
+        ATTACK,
+        check(S.REVOKED, store_error="down"),
+        DEFAULTS,
+        False,
+        Situation.REVOKED_SESSION,
+        Action.DENY,
+        False,
+    ),
+    (
+        "Basic credentials locked out",
+        CLEAN,
+        check(S.ACTIVE, credentials_locked=True),
+        DEFAULTS,
+        True,
+        Situation.LOCKED_OUT,
+        Action.DENY,
+        False,
+    ),
+    (
         "a denying rule counts as over",
         verdict(match(1, 0, disruptive="deny")),
         check(S.ACTIVE),
@@ -298,9 +413,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("v", "c", "policy", "fail_closed", "situation", "action", "strip"),
-    [case[1:] for case in CASES],
-    ids=[case[0] for case in CASES],
+    ("v", "c", "policy", "fail_closed", "situation", "action", "strip", "signals"),
+    [case[1:] if len(case) == 9 else (*case[1:], RequestSignals()) for case in CASES],
+    ids=[str(case[0]) for case in CASES],
 )
 def test_judge(
     v: Verdict,
@@ -310,8 +425,9 @@ def test_judge(
     situation: Situation,
     action: Action,
     strip: bool,
+    signals: RequestSignals,
 ) -> None:
-    judgement = judge(v, c, policy, fail_closed=fail_closed)  # type: ignore[arg-type]
+    judgement = judge(v, c, policy, fail_closed=fail_closed, signals=signals)  # type: ignore[arg-type]
     assert (judgement.situation, judgement.action, judgement.strip_session) == (situation, action, strip)
     assert judgement.action is not Action.STRIP
     assert judgement.acts == (action not in (Action.NONE, Action.LOG))
@@ -343,21 +459,36 @@ def test_the_judgement_is_a_value() -> None:
 @pytest.mark.parametrize(
     ("facts", "v", "policy", "counts"),
     [
-        (SessionFacts(S.ACTIVE), SCORED, STRICT, True),
-        (SessionFacts(S.ACTIVE), CLEAN, STRICT, False),  # only scored requests
-        (SessionFacts(S.UNKNOWN), SCORED, STRICT, False),  # only authenticated sessions
+        (SessionFacts(S.ACTIVE, authenticated=True), SCORED, STRICT, True),
+        (SessionFacts(S.ACTIVE, authenticated=True), CLEAN, STRICT, False),  # only scored requests
+        (SessionFacts(S.ACTIVE), SCORED, STRICT, False),  # only authenticated sessions
+        (SessionFacts(S.UNKNOWN), SCORED, STRICT, False),
         (SessionFacts(S.NONE), SCORED, STRICT, False),
-        (SessionFacts(S.ACTIVE), SCORED, DEFAULTS, False),  # cumulative off
+        (SessionFacts(S.ACTIVE, authenticated=True), SCORED, DEFAULTS, False),  # cumulative off
     ],
 )
 def test_counts_toward_window(facts: SessionFacts, v: Verdict, policy: object, counts: bool) -> None:
     assert counts_toward_window(facts, v, policy) is counts  # type: ignore[arg-type]
 
 
-def test_assumed_facts_take_a_session_cookie_as_authenticated() -> None:
-    assert assumed_facts([], str.upper) == SessionFacts()
-    facts = assumed_facts([("sid", "abc"), ("sid", "def")], str.upper)
-    assert (facts.state, facts.cookie, facts.id_hash, facts.count) == (S.ACTIVE, "sid", "ABC", 2)
+def test_refused_identifiers_are_named_for_the_actions() -> None:
+    """Only the refused identifiers are stripped or expired: a fresh one beside them stays."""
+    fresh = SessionId(IdKind.COOKIE, "sid", "fresh", "sid")
+    both = SessionCheck(
+        SessionFacts(S.REVOKED, cookie="sid", id_hash="h"),
+        carries_session=True,
+        states=((SID, S.REVOKED), (fresh, S.ACTIVE)),
+    )
+    assert judge(CLEAN, both, DEFAULTS, fail_closed=True).refused == (SID,)
+    assert judge(CLEAN, both, LENIENT, fail_closed=True).refused == (SID,)
+    assert judge(ATTACK, check(S.ACTIVE), DEFAULTS, fail_closed=True).refused == ()
+
+
+def test_an_anonymous_session_attack_says_so() -> None:
+    j = judge(ATTACK, ANONYMOUS_SESSION, DEFAULTS, fail_closed=True)
+    assert j.reasons[-1] == "inbound score over threshold on an anonymous session"
+    cross = judge(ATTACK, check(S.ACTIVE), DEFAULTS, fail_closed=True, signals=CROSS)
+    assert cross.reasons[-1].endswith("sent by another site")
 
 
 def test_threshold_comes_from_the_verdict() -> None:

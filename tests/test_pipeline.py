@@ -13,10 +13,10 @@ from logoutguard import pipeline as pipeline_module
 from logoutguard.audit_log import AuditLog
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.loader import load_ruleset
+from logoutguard.flow_bridge import read_request
 from logoutguard.flow_record import META_KEY
 from logoutguard.pipeline import Mode, Pipeline, Settings
 from logoutguard.policy import parse_policy
-from logoutguard.sessions.cookies import SessionCookieMatcher
 from logoutguard.sessions.hashing import SessionHasher
 from logoutguard.sessions.memory import MemoryStore
 from logoutguard.sessions.store import StoreError
@@ -52,12 +52,12 @@ def make(tmp_path: Path):  # type: ignore[no-untyped-def]
     (tmp_path / "r.yaml").write_text(RULES)
     ruleset = load_ruleset([tmp_path / "r.yaml"])
 
-    def build(store: MemoryStore | None = None, **settings: object) -> Pipeline:
+    def build(store: MemoryStore | None = None, policy: dict | None = None, **settings: object) -> Pipeline:
+        policy = policy or {}
         p = Pipeline()
         p.engine = Engine(ruleset)
-        p.policy = parse_policy({"session": {"grace_period": 0}})
-        p.matcher = SessionCookieMatcher(None, ("JSESSIONID",))
-        p.use_tracker(SessionTracker(store or MemoryStore(), SessionHasher(b"k" * 32), p.matcher, 0, 0))
+        p.use_policy(parse_policy({"session": {"grace_period": 0, "cookies": ["JSESSIONID"]}, **policy}))
+        p.use_tracker(SessionTracker(store or MemoryStore(), SessionHasher(b"k" * 32), p.rules, 0, 0))
         p.audit = AuditLog(tmp_path / "audit.jsonl")
         p.use_settings(Settings(**settings))  # type: ignore[arg-type]
         return p
@@ -65,13 +65,29 @@ def make(tmp_path: Path):  # type: ignore[no-untyped-def]
     return build
 
 
-def flow(path: str, cookie: str = "", live: bool = True) -> http.HTTPFlow:
+def flow(path: str, cookie: str = "", live: bool = True, **headers: str) -> http.HTTPFlow:
     request = tutils.treq(path=path.encode())
     request.headers.clear()
     request.headers["Host"] = "app.test"
+    request.headers.update(headers)
     if cookie:
         request.headers["Cookie"] = cookie
     return tflow.tflow(req=request, live=live)
+
+
+async def issue(
+    p: Pipeline, set_cookies: list[str], path: str = "/login", cookie: str = "", **kw: str
+) -> None:
+    """A response of the application that sets cookies (a login: POST with a password field)."""
+    login = flow(path, cookie, **kw)
+    login.request.method = "POST"
+    login.request.headers["Content-Type"] = "application/x-www-form-urlencoded"
+    login.request.content = b"username=u&password=p"
+    await p.on_request(login)
+    login.response = tutils.tresp(status_code=302, content=b"")
+    for value in set_cookies:
+        login.response.headers.add("Set-Cookie", value)
+    await p.on_response(login)
 
 
 async def test_enforce_denies_detect_logs(make) -> None:  # type: ignore[no-untyped-def]
@@ -162,3 +178,95 @@ async def test_pending_and_recent_sessions_are_bounded(make, monkeypatch: pytest
     await p.revoke_hashes([p.tracker.hasher.hash("S4")])
     assert await p.tracker.store.is_revoked(p.tracker.hasher.hash("S4"))
     assert p.recent[p.tracker.hasher.hash("S4")]["state"] == "revoked"
+
+
+async def test_only_a_session_shown_authenticated_is_logged_out(make) -> None:  # type: ignore[no-untyped-def]
+    """An ID issued outside a login (PHP's pre-login PHPSESSID) is anonymous: an attack is denied."""
+    p = make()
+    anonymous = flow("/login-page")
+    await p.on_request(anonymous)
+    anonymous.response = tutils.tresp(content=b"form")
+    anonymous.response.headers["Set-Cookie"] = "JSESSIONID=PRE; Path=/"
+    await p.on_response(anonymous)
+    attack = flow("/?q=union select", cookie="JSESSIONID=PRE")
+    await p.on_request(attack)
+    record = attack.metadata[META_KEY]
+    assert (record["situation"], record["action"]) == ("anonymous_over_threshold", "deny")
+    assert record["session"]["authenticated"] == "0" and "logout" not in record
+    assert not await p.tracker.store.is_revoked(p.tracker.hasher.hash("PRE"))
+    await issue(p, ["JSESSIONID=IN; Path=/"], cookie="JSESSIONID=PRE")
+    facts = await p.tracker.check_request(
+        read_request(flow("/", cookie="JSESSIONID=IN"), p.rules, 1024).session_ids, "", None, 5.0
+    )
+    assert facts.authenticated
+
+
+async def test_a_cross_site_attack_is_denied_without_a_logout(make) -> None:  # type: ignore[no-untyped-def]
+    p = make()
+    await issue(p, ["JSESSIONID=S1; Path=/"])
+    attack = flow("/?q=union select", cookie="JSESSIONID=S1", **{"Sec-Fetch-Site": "cross-site"})
+    await p.on_request(attack)
+    record = attack.metadata[META_KEY]
+    assert (record["situation"], record["action"]) == ("cross_site_over_threshold", "deny")
+    assert attack.response.status_code == 403 and "logout" not in record
+    assert not await p.tracker.store.is_revoked(p.tracker.hasher.hash("S1"))
+
+
+async def test_a_refused_session_is_deleted_in_the_browser(make) -> None:  # type: ignore[no-untyped-def]
+    """Deny: a page leading to the login page, and a Set-Cookie that deletes exactly that cookie
+    where the application keeps it; so the next request, the login page's, goes through."""
+    p = make()
+    await issue(p, ["JSESSIONID=S1; Path=/app; HttpOnly"])
+    await p.tracker.revoke("S1", "forced logout")
+    refused = flow("/app/account", cookie="JSESSIONID=S1; theme=dark")
+    await p.on_request(refused)
+    response = refused.response
+    assert response.status_code == 403 and b'href="/login"' in response.content
+    assert response.headers.get_all("Set-Cookie") == [
+        "JSESSIONID=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/app"
+    ]
+
+
+async def test_redirect_for_a_refused_session_does_not_loop(make) -> None:  # type: ignore[no-untyped-def]
+    p = make(policy={"actions": {"revoked_session": "redirect", "redirect_location": "/login?next=x"}})
+    await issue(p, ["JSESSIONID=S1; Path=/"])
+    await p.tracker.revoke("S1", "forced logout")
+    page = flow("/account", cookie="JSESSIONID=S1")
+    await p.on_request(page)
+    assert page.response.status_code == 302 and page.response.headers["Location"] == "/login?next=x"
+    assert page.response.headers["Set-Cookie"].startswith("JSESSIONID=; Max-Age=0")
+    login_page = flow("/login", cookie="JSESSIONID=S1")  # the browser kept the cookie after all
+    await p.on_request(login_page)
+    assert login_page.response is None and "Cookie" not in login_page.request.headers  # passes, stripped
+    login_page.response = tutils.tresp(content=b"login form")
+    await p.on_response(login_page)
+    assert login_page.response.headers["Set-Cookie"].startswith("JSESSIONID=; Max-Age=0")
+
+
+async def test_strip_removes_only_the_refused_identifier(make) -> None:  # type: ignore[no-untyped-def]
+    p = make(policy={"actions": {"revoked_session": "strip"}})
+    await issue(p, ["JSESSIONID=OLD; Path=/"])
+    await p.tracker.revoke("OLD", "forced logout")
+    await issue(p, ["JSESSIONID=FRESH; Path=/"])
+    both = flow("/account;jsessionid=OLD", cookie="JSESSIONID=OLD; JSESSIONID=FRESH; theme=dark")
+    await p.on_request(both)
+    assert both.response is None and both.metadata[META_KEY]["action"] == "strip"
+    assert both.request.headers["Cookie"] == "JSESSIONID=FRESH; theme=dark"
+    assert both.request.path == "/account"
+    both.response = tutils.tresp(content=b"page")
+    both.response.headers["Set-Cookie"] = "JSESSIONID=ROTATED; Path=/"  # the app's own cookie wins
+    await p.on_response(both)
+    assert both.response.headers.get_all("Set-Cookie") == ["JSESSIONID=ROTATED; Path=/"]
+
+
+async def test_session_ids_in_the_path_never_reach_the_record(make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p = make()
+    await issue(p, ["JSESSIONID=SECRETID42; Path=/"])
+    attack = flow("/a;jsessionid=SECRETID42?q=union select")
+    await p.on_request(attack)
+    attack.response = tutils.tresp(content=b"x")
+    await p.on_response(attack)
+    record = attack.metadata[META_KEY]
+    assert record["request_path"] == "/a;jsessionid=[redacted]" and "SECRETID42" not in json.dumps(record)
+    audit = (tmp_path / "audit.jsonl").read_text()
+    assert "SECRETID42" not in audit and '"path":"/a;jsessionid=[redacted]"' in audit

@@ -3,16 +3,21 @@
 from .cookies import DEFAULT_SESSION_COOKIE_PATTERN, CookieEvent, SessionCookieMatcher, request_session_ids
 from .factory import open_store, parse_store_spec, resolve_key
 from .hashing import SessionHasher
+from .identifiers import IdentifierRules, IdKind, SessionId, request_identifiers
 from .state import SessionState
 from .store import SessionRecord, SessionStore, StoreError
-from .tracker import SessionFacts, SessionTracker, client_network, ua_fingerprint
+from .tracker import SessionFacts, SessionLookup, SessionTracker, client_network, ua_fingerprint
 
 __all__ = [
     "DEFAULT_SESSION_COOKIE_PATTERN",
     "CookieEvent",
+    "IdKind",
+    "IdentifierRules",
     "SessionCookieMatcher",
     "SessionFacts",
     "SessionHasher",
+    "SessionId",
+    "SessionLookup",
     "SessionRecord",
     "SessionState",
     "SessionStore",
@@ -21,6 +26,7 @@ __all__ = [
     "client_network",
     "open_store",
     "parse_store_spec",
+    "request_identifiers",
     "request_session_ids",
     "resolve_key",
     "ua_fingerprint",

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Literal
+from typing import Literal, Protocol
 
 # Session cookie names of the common platforms (after the list in OWASP CRS rule 943 and the
 # framework defaults): Java, PHP, classic ASP (ASPSESSIONIDxxxxxxxx), ASP.NET, ColdFusion,
@@ -78,6 +78,24 @@ class SetCookie:
 
 
 @dataclass(frozen=True, slots=True)
+class CookieScope:
+    """Where a browser keeps a cookie: what a Set-Cookie that deletes it must repeat."""
+
+    path: str = "/"
+    domain: str = ""  # "" : host-only
+    secure: bool = False
+
+    @classmethod
+    def of(cls, cookie: SetCookie) -> CookieScope:
+        path = cookie.attribute("path") or ""
+        domain = (cookie.attribute("domain") or "").lstrip(".")
+        secure = cookie.attribute("secure") is not None or cookie.name.lower().startswith(
+            ("__secure-", "__host-")
+        )
+        return cls(path if path.startswith("/") else "/", domain, secure)
+
+
+@dataclass(frozen=True, slots=True)
 class CookieEvent:
     """What one Set-Cookie does to a session cookie: issues an ID, or ends the cookie."""
 
@@ -85,6 +103,7 @@ class CookieEvent:
     name: str
     value: str | None  # the ID for "issued"; for "ended" the value sent, None when empty
     reason: str
+    scope: CookieScope = CookieScope()
 
 
 def parse_set_cookie(header_value: str) -> SetCookie | None:
@@ -146,12 +165,24 @@ def cookie_event(cookie: SetCookie, now: float) -> CookieEvent:
     reason = ending_reason(cookie, now)
     if reason is not None:
         value = cookie.value if cookie.value not in ("", '""') else None
-        return CookieEvent("ended", cookie.name, value, reason)
-    return CookieEvent("issued", cookie.name, cookie.value, "issued")
+        return CookieEvent("ended", cookie.name, value, reason, CookieScope.of(cookie))
+    return CookieEvent("issued", cookie.name, cookie.value, "issued", CookieScope.of(cookie))
+
+
+def expiring_set_cookie(name: str, scope: CookieScope) -> str:
+    """A Set-Cookie value that deletes the cookie `name` kept with this scope."""
+    text = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path={scope.path}"
+    if scope.domain:
+        text += f"; Domain={scope.domain}"
+    return text + ("; Secure" if scope.secure else "")
+
+
+class NameMatcher(Protocol):
+    def matches(self, name: str) -> bool: ...
 
 
 def session_cookie_events(
-    set_cookie_values: Iterable[str], now: float, matcher: SessionCookieMatcher
+    set_cookie_values: Iterable[str], now: float, matcher: NameMatcher
 ) -> list[CookieEvent]:
     """The session cookie events of one response, in header order (other cookies are ignored)."""
     events = []

@@ -11,12 +11,24 @@ engine; `SessionFacts.pairs()` is what rules inspect as the SESSION collection:
     adopted          "1" when this request's unknown ID was just adopted (grace period)
     count            how many session IDs the request carried
     cookie, hash     the session cookie's name and the keyed hash of its ID
+    authenticated    "1" when the application showed the session authenticated (an ID issued or
+                     rotated by the response to a login); bearer and Basic credentials count as
+                     authenticated; an ID adopted during the grace period does not
 
 With several session IDs in one request the facts describe the worst one (revoked > ended >
 expired > unknown > active); the *_changed flags are set when any of them changed.
 
 During the grace period (sessions issued before the proxy started are not known yet) an unknown ID
 is adopted: recorded as active with the request's fingerprints, and reported active, not unknown.
+
+Identifiers are more than session cookies (see identifiers.py): remember-me cookies and `;jsessionid=`
+path parameters are tracked like session cookies; a bearer token is active unless revoked (the
+application does not issue it with Set-Cookie, so it is never "unknown"); Basic credentials are
+never stored, only refused for a while after an attack (`lock_credentials`).
+
+The tracker keeps a bounded local cache of what the store told it (and what it revoked itself), so
+that with the store unreachable and fail mode open it still refuses every ID this worker knows was
+revoked or ended (`lookup_without_store`).
 """
 
 from __future__ import annotations
@@ -24,13 +36,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from .cookies import CookieEvent, SessionCookieMatcher, session_cookie_events
+from .cookies import CookieEvent, CookieScope, SessionCookieMatcher, session_cookie_events
 from .hashing import SessionHasher, looks_like_hash
+from .identifiers import IdentifierRules, IdKind, SessionId
 from .state import SessionState
-from .store import EXPIRED_REASON, SessionStore, effective_state
+from .store import EXPIRED_REASON, SessionRecord, SessionStore, effective_state
 
 # The order in which the states of several IDs in one request count: the worst one describes it.
 _SEVERITY = {
@@ -46,6 +60,11 @@ ADOPTED_REASON = "adopted during the learning grace period"
 # invented IDs must not fill the store and evict the sessions the application really issued.
 ADOPTIONS_PER_NETWORK = 100
 HASH_PREFIX = "hash:"
+CREDENTIAL_PREFIX = "credentials:"  # lockout keys of Basic credentials (beside client networks)
+LOCAL_CACHE = 50_000  # hashes whose state this worker remembers for the store's open fail mode
+COOKIE_SCOPES = 64  # cookie names whose Path/Domain are remembered (to delete them in browsers)
+REFUSED_STATES = frozenset({SessionState.REVOKED, SessionState.ENDED})
+REISSUED_REASON = "issued again by the application at a fresh login"
 
 
 def client_network(addr: str) -> str:
@@ -82,6 +101,7 @@ class SessionFacts:
     count: int = 0
     cookie: str = ""
     id_hash: str = ""
+    authenticated: bool = False
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """The SESSION collection as (name, value) pairs."""
@@ -94,6 +114,7 @@ class SessionFacts:
             ("count", str(self.count)),
             ("cookie", self.cookie),
             ("hash", self.id_hash),
+            ("authenticated", flag(self.authenticated)),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -119,11 +140,13 @@ class SessionFacts:
             count=int(text("count")) if text("count").isdigit() else 0,
             cookie=text("cookie"),
             id_hash=text("hash"),
+            authenticated=text("authenticated") == "1",
         )
 
 
 def worst(facts: Sequence[SessionFacts]) -> SessionFacts:
-    """The facts of the most serious session, with the change flags of all of them."""
+    """The facts of the most serious session, with the change flags of all of them; authenticated
+    when an active one is (a request with an authenticated session and an anonymous one is authenticated)."""
     chosen = max(facts, key=lambda f: _SEVERITY[f.state])  # first of equals
     return replace(
         chosen,
@@ -131,7 +154,27 @@ def worst(facts: Sequence[SessionFacts]) -> SessionFacts:
         network_changed=any(f.network_changed for f in facts),
         adopted=any(f.adopted for f in facts),
         count=len(facts),
+        authenticated=chosen.state is SessionState.ACTIVE
+        and any(f.authenticated for f in facts if f.state is SessionState.ACTIVE),
     )
+
+
+@dataclass(frozen=True)
+class SessionLookup:
+    """What the tracker found for a request: the facts for the rules and the judge, and each identifier's state."""
+
+    facts: SessionFacts = field(default_factory=SessionFacts)
+    states: tuple[tuple[SessionId, SessionState], ...] = ()
+    credentials_locked: bool = False  # Basic credentials refused after an attack (ASR-K)
+
+    @property
+    def refused(self) -> tuple[SessionId, ...]:
+        """The identifiers the proxy refuses: revoked or ended (never unknown ones: see `unknown`)."""
+        return tuple(sid for sid, state in self.states if state in REFUSED_STATES)
+
+    def in_states(self, states: Iterable[SessionState]) -> tuple[SessionId, ...]:
+        wanted = frozenset(states)
+        return tuple(sid for sid, state in self.states if state in wanted)
 
 
 class SessionTracker:
@@ -139,48 +182,92 @@ class SessionTracker:
         self,
         store: SessionStore,
         hasher: SessionHasher,
-        matcher: SessionCookieMatcher,
+        rules: IdentifierRules | SessionCookieMatcher,
         grace_period_s: float,
         started_at: float,
     ) -> None:
         self.store = store
         self.hasher = hasher
-        self.matcher = matcher
+        self.rules = rules if isinstance(rules, IdentifierRules) else IdentifierRules(sessions=rules)
         self.grace_period_s = grace_period_s
         self.started_at = started_at
         self._adoptions: dict[str, int] = {}  # client network -> IDs adopted during the grace period
+        self._known: OrderedDict[str, tuple[SessionState, bool]] = (
+            OrderedDict()
+        )  # hash -> (state, authenticated)
+        self._scopes: OrderedDict[str, CookieScope] = OrderedDict()  # cookie name -> where browsers keep it
 
     def in_grace(self, now: float) -> bool:
         return now < self.started_at + self.grace_period_s
 
+    # -- the local cache (fail mode open) ---------------------------------------------------------
+    def _remember(self, id_hash: str, state: SessionState, authenticated: bool) -> None:
+        self._known[id_hash] = (state, authenticated)
+        self._known.move_to_end(id_hash)
+        while len(self._known) > LOCAL_CACHE:
+            self._known.popitem(last=False)
+
+    def _remember_record(self, record: SessionRecord | None) -> None:
+        if record is not None:
+            self._remember(record.id_hash, record.state, record.authenticated)
+
+    def cookie_scope(self, name: str) -> CookieScope:
+        """Where browsers keep the cookie `name`, as the application last set it (default: Path=/, host-only)."""
+        return self._scopes.get(name) or CookieScope(secure=name.lower().startswith(("__secure-", "__host-")))
+
+    # -- responses --------------------------------------------------------------------------------
     async def learn_from_response(
         self,
         set_cookie_values: Iterable[str],
-        request_session_ids: Sequence[tuple[str, str]],
+        request_ids: Sequence[SessionId],
         client_addr: str,
         user_agent: str | None,
         now: float,
+        *,
+        login: bool = False,
+        logout: bool = False,
+        carried_authenticated: bool = False,
     ) -> list[CookieEvent]:
-        """Record what a response did to the session cookies; returns the session cookie events seen.
+        """Record what a response did to the identifier cookies; returns the events seen.
 
-        issued -> the ID is recorded active with the requesting client's fingerprints (and the ID the
-        request carried under that name, if different, is ended: replaced by the application);
+        issued -> recorded active with the requesting client's fingerprints (the ID the request
+        carried under that cookie, if different, is ended: replaced by the application). It is
+        authenticated when the response answered a login (`login`), or rotated an authenticated
+        session (`carried_authenticated`) in anything but a logout. A login's identifiers are linked
+        (a session and its remember-me cookie, and a remember-me cookie that logged a user back in),
+        and a value the application issues again at a login is reinstated even if it was revoked,
+        unless the login request itself carried it.
         ended -> the request's ID under that name (and the value sent, when known) is ended.
         """
-        events = session_cookie_events(set_cookie_values, now, self.matcher)
+        events = session_cookie_events(set_cookie_values, now, self.rules)
         network, ua = client_network(client_addr), ua_fingerprint(user_agent)
+        carried_values = {sid.value for sid in request_ids}
         issued_here: set[str] = set()
+        linked: list[str] = []
         for event in events:
-            carried = [value for name, value in request_session_ids if name == event.name]
+            self._scopes[event.name] = event.scope
+            self._scopes.move_to_end(event.name)
+            while len(self._scopes) > COOKIE_SCOPES:
+                self._scopes.popitem(last=False)
+            carried = [sid.value for sid in request_ids if sid.cookie == event.name]
             if event.kind == "issued" and event.value is not None:
                 issued_here.add(event.value)
-                await self.store.issue(
-                    self.hasher.hash(event.value),
+                authenticated = login or (carried_authenticated and not logout)
+                reinstate = login and event.value not in carried_values
+                id_hash = self.hasher.hash(event.value)
+                record = await self.store.issue(
+                    id_hash,
                     cookie_name=event.name,
                     now=now,
                     client_network=network,
                     ua_fingerprint=ua,
+                    reason=REISSUED_REASON if reinstate else "issued",
+                    authenticated=authenticated,
+                    reinstate=reinstate,
                 )
+                self._remember_record(record)
+                if authenticated:
+                    linked.append(id_hash)
                 reason = f"replaced by the application with a new {event.name}"
                 ended = [value for value in carried if value != event.value]
             else:
@@ -188,49 +275,119 @@ class SessionTracker:
                 ended = carried + ([event.value] if event.value else [])
             for value in dict.fromkeys(ended):
                 if value not in issued_here:
-                    await self.store.set_state(self.hasher.hash(value), SessionState.ENDED, reason, now)
+                    id_hash = self.hasher.hash(value)
+                    if await self.store.set_state(id_hash, SessionState.ENDED, reason, now):
+                        self._remember(id_hash, SessionState.ENDED, False)
+        if linked:
+            remembered = [self.hasher.hash(sid.value) for sid in request_ids if sid.kind is IdKind.REMEMBER]
+            group = list(dict.fromkeys(linked + remembered))
+            for id_hash in group:
+                await self.store.link(id_hash, group)
         return events
 
-    async def _facts(self, name: str, value: str, network: str, ua: str, now: float) -> SessionFacts:
-        id_hash = self.hasher.hash(value)
+    # -- requests ---------------------------------------------------------------------------------
+    async def _facts(self, sid: SessionId, network: str, ua: str, now: float) -> SessionFacts:
+        id_hash = self.hasher.hash(sid.value)
         in_grace = self.in_grace(now)
         record = await self.store.get(id_hash)
+        if sid.kind is IdKind.BEARER and (record is None or record.state is not SessionState.REVOKED):
+            # a presented credential: active unless revoked (never issued with Set-Cookie, never stored)
+            return SessionFacts(
+                SessionState.ACTIVE, in_grace, cookie="Authorization", id_hash=id_hash, authenticated=True
+            )
         if record is None:
             if not in_grace or self._adoptions.get(network, 0) >= ADOPTIONS_PER_NETWORK:
-                return SessionFacts(SessionState.UNKNOWN, in_grace, cookie=name, id_hash=id_hash)
+                return SessionFacts(SessionState.UNKNOWN, in_grace, cookie=sid.cookie, id_hash=id_hash)
             self._adoptions[network] = self._adoptions.get(network, 0) + 1
             await self.store.issue(
                 id_hash,
-                cookie_name=name,
+                cookie_name=sid.cookie,
                 now=now,
                 client_network=network,
                 ua_fingerprint=ua,
                 reason=ADOPTED_REASON,
             )
-            return SessionFacts(SessionState.ACTIVE, in_grace, adopted=True, cookie=name, id_hash=id_hash)
+            self._remember(id_hash, SessionState.ACTIVE, False)
+            return SessionFacts(
+                SessionState.ACTIVE, in_grace, adopted=True, cookie=sid.cookie, id_hash=id_hash
+            )
         state = effective_state(record, now, self.store.ttl)
         if state is not record.state:  # active but idle too long: persist the expiry
             await self.store.set_state(id_hash, state, EXPIRED_REASON, record.last_seen + self.store.ttl)
         await self.store.touch(id_hash, now)
+        self._remember(id_hash, state, record.authenticated)
         return SessionFacts(
             state,
             in_grace,
             ua_changed=bool(record.ua_fingerprint and ua and record.ua_fingerprint != ua),
             network_changed=bool(record.client_network and network and record.client_network != network),
-            cookie=name,
+            cookie=sid.cookie or "Authorization",
             id_hash=id_hash,
+            authenticated=record.authenticated or sid.kind is IdKind.BEARER,
         )
 
-    async def check_request(
-        self, session_ids: Sequence[tuple[str, str]], client_addr: str, user_agent: str | None, now: float
-    ) -> SessionFacts:
-        """The SESSION facts of a request carrying these (cookie name, ID) pairs; touches known sessions."""
-        if not session_ids:
-            return SessionFacts(in_grace=self.in_grace(now))
-        network, ua = client_network(client_addr), ua_fingerprint(user_agent)
-        facts = [await self._facts(name, value, network, ua, now) for name, value in session_ids]
-        return worst(facts)
+    def _credential_facts(self, sid: SessionId, now: float) -> SessionFacts:
+        return SessionFacts(
+            SessionState.ACTIVE,
+            self.in_grace(now),
+            cookie="Authorization",
+            id_hash=self.hasher.hash(sid.value),
+            authenticated=True,
+        )
 
+    async def lookup(
+        self, ids: Sequence[SessionId], client_addr: str, user_agent: str | None, now: float
+    ) -> SessionLookup:
+        """The facts of a request carrying these identifiers (touching known sessions), each one's state,
+        and whether its Basic credentials are locked out. Raises StoreError when the store fails."""
+        if not ids:
+            return SessionLookup(SessionFacts(in_grace=self.in_grace(now)))
+        network, ua = client_network(client_addr), ua_fingerprint(user_agent)
+        states: list[tuple[SessionId, SessionState]] = []
+        facts: list[SessionFacts] = []
+        locked = False
+        for sid in ids:
+            if sid.kind is IdKind.BASIC:
+                fact = self._credential_facts(sid, now)
+                locked = locked or await self.store.is_locked_out(CREDENTIAL_PREFIX + fact.id_hash, now)
+            else:
+                fact = await self._facts(sid, network, ua, now)
+            facts.append(fact)
+            states.append((sid, fact.state))
+        return SessionLookup(worst(facts), tuple(states), locked)
+
+    def lookup_without_store(self, ids: Sequence[SessionId], now: float) -> SessionLookup:
+        """The store is unreachable (fail mode open): what this worker's cache knows. A cached state
+        counts (a revoked or ended ID stays refused); an ID it never saw is taken as an active,
+        anonymous session (rules judge it; an attack is denied, not logged out)."""
+        if not ids:
+            return SessionLookup(SessionFacts(in_grace=self.in_grace(now)))
+        states: list[tuple[SessionId, SessionState]] = []
+        facts: list[SessionFacts] = []
+        for sid in ids:
+            id_hash = self.hasher.hash(sid.value)
+            if sid.kind is IdKind.BASIC:
+                fact = self._credential_facts(sid, now)
+            else:
+                state, authenticated = self._known.get(id_hash, (SessionState.ACTIVE, False))
+                fact = SessionFacts(
+                    state,
+                    self.in_grace(now),
+                    cookie=sid.cookie or "Authorization",
+                    id_hash=id_hash,
+                    authenticated=authenticated or sid.kind is IdKind.BEARER,
+                )
+            facts.append(fact)
+            states.append((sid, fact.state))
+        return SessionLookup(worst(facts), tuple(states))
+
+    async def check_request(
+        self, session_ids: Sequence[SessionId], client_addr: str, user_agent: str | None, now: float
+    ) -> SessionFacts:
+        """The SESSION facts of a request carrying these identifiers; touches known sessions."""
+        return (await self.lookup(session_ids, client_addr, user_agent, now)).facts
+
+    # -- revocation -------------------------------------------------------------------------------
     async def resolve_hash(self, session_id_or_hash: str) -> str:
         """The hash of an ID, or the argument itself when it is a known hash (or written "hash:<hex>").
 
@@ -250,8 +407,28 @@ class SessionTracker:
     async def revoke(self, session_id_or_hash: str, reason: str, now: float | None = None) -> str:
         """Revoke a session (durably) given its ID or its hash; returns the hash."""
         id_hash = await self.resolve_hash(session_id_or_hash)
-        await self.store.revoke(id_hash, reason, time.time() if now is None else now)
+        self._remember(id_hash, SessionState.REVOKED, False)  # before the store: refused even if it fails
+        record = await self.store.revoke(id_hash, reason, time.time() if now is None else now)
+        self._remember(id_hash, SessionState.REVOKED, record.authenticated)
         return id_hash
+
+    async def revoke_with_links(self, values: Sequence[str], reason: str, now: float) -> list[str]:
+        """Revoke each ID and the identifiers linked to it (issued with it at its login); the hashes,
+        the given IDs' first. Every hash is in the local cache first, so this worker refuses them
+        even when the store fails (StoreError is raised after the cache is updated)."""
+        hashes = [self.hasher.hash(value) for value in dict.fromkeys(values)]
+        for id_hash in hashes:
+            self._remember(id_hash, SessionState.REVOKED, False)
+        done: list[str] = []
+        for id_hash in hashes:
+            record = await self.store.revoke(id_hash, reason, now)
+            done.append(id_hash)
+            for other in record.linked:
+                if other not in done and other not in hashes:
+                    self._remember(other, SessionState.REVOKED, False)
+                    await self.store.revoke(other, f"{reason} (linked to {id_hash})", now)
+                    done.append(other)
+        return done
 
     async def note_score(self, id_hash: str, score: int, now: float, window_s: float) -> int:
         """Record a scored request on a session; returns how many it had within the last `window_s` seconds."""
@@ -267,3 +444,9 @@ class SessionTracker:
     async def is_locked_out(self, client_addr: str, now: float) -> bool:
         network = client_network(client_addr)
         return bool(network) and await self.store.is_locked_out(network, now)
+
+    async def lock_credentials(self, sid: SessionId, until: float) -> str:
+        """Refuse these Basic credentials until `until` (AppSensor ASR-K); returns their keyed hash."""
+        id_hash = self.hasher.hash(sid.value)
+        await self.store.lockout(CREDENTIAL_PREFIX + id_hash, until)
+        return id_hash

@@ -193,10 +193,12 @@ def check_render(template: str, cookies: dict[str, str], headers: dict[str, str]
 
 def logout_policy(path: str, header_template: str, body_template: str) -> Policy | None:
     """A policy with these logout templates, through the real loader; None when it refuses them
-    (a template with CR/LF/NUL or an unknown placeholder never gets as far as a request)."""
+    (a template with CR/LF/NUL or an unknown placeholder never gets as far as a request). Its recipe
+    has a step that takes the token `csrf`, so `{csrf}` and `{token:csrf}` are allowed."""
     data = {
         "session": {"cookies": ["JSESSIONID"], "csrf_cookie": "csrftoken"},
         "logout": {
+            "steps": [{"path": "/account", "take": {"csrf": {"form_field": "csrf"}}}],
             "method": "POST",
             "path": path,
             "headers": {"X-Logout": header_template},
@@ -209,15 +211,21 @@ def logout_policy(path: str, header_template: str, body_template: str) -> Policy
         return None
 
 
-def check_logout_request(request: http.Request, policy: Policy | None, upstream: Upstream) -> None:
-    """The logout request built from a request and applied to its flow: it goes to the upstream only,
-    nothing injects, only the named cookies travel, and the original bytes survive the rewrite."""
+def check_logout_request(
+    request: http.Request, policy: Policy | None, upstream: Upstream, tokens: dict[str, str] | None = None
+) -> None:
+    """The logout request built from a request (and tokens an application answer gave) and applied to
+    its flow: it goes to the upstream only, nothing injects, only the session's own cookies travel
+    (never a cookie name the request carried besides them, whatever the values), and the original
+    bytes survive the rewrite."""
     if policy is None:
         return
     session = dict(carried_session_ids(request.headers.get_all("cookie"), MATCHER))
     try:
-        logout = build_logout_request(policy, request, session, upstream)
+        logout = build_logout_request(policy, request, session, upstream, tokens)
     except TemplateValueError:
+        values = [*(tokens or {}).values(), *request.headers.values()]
+        assert any(FORBIDDEN_IN_VALUES.search(v) for v in values), "refused without a forbidden value"
         return
     flow = tflow.tflow(req=request.copy())
     rewrite_to_logout(flow, logout, upstream)
@@ -236,5 +244,5 @@ def check_logout_request(request: http.Request, policy: Policy | None, upstream:
     assert not INJECTION & set(logout.path) and logout.path.startswith("/")
     for key, value in logout.headers:
         if key.lower() == "cookie":
-            sent = {n for n, _ in parse_cookie_header(value)}
-            assert sent <= {*session, "csrftoken"}, sent
+            sent = [n for n, _ in parse_cookie_header(value)]
+            assert set(sent) <= set(session) and len(sent) == len(set(sent)), (sent, session)

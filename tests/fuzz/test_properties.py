@@ -144,6 +144,7 @@ placeholder = st.sampled_from(
         "{header:X-A}",
         "{authorization}",
         "{csrf}",
+        "{token:csrf}",
         "{session_cookie}",
     ]
 )
@@ -180,6 +181,7 @@ wire_values = st.binary(max_size=30)
     path=st.sampled_from(["/logout", "/logout?u={cookie:JSESSIONID}", "/{header:X-A}"]),
     header_template=template,
     body_template=template,
+    tokens=st.dictionaries(st.just("csrf"), values, max_size=1),
 )
 def test_logout_request_cannot_be_steered_or_injected(
     cookie: list[tuple[bytes, bytes]],
@@ -189,6 +191,7 @@ def test_logout_request_cannot_be_steered_or_injected(
     path: str,
     header_template: str,
     body_template: str,
+    tokens: dict[str, str],
 ) -> None:
     fields = [(b"Host", host), *extra]
     if cookie:
@@ -210,4 +213,4 @@ def test_logout_request_cannot_be_steered_or_injected(
         0,
     )
     policy = logout_policy(path, header_template, body_template)
-    check_logout_request(request, policy, Upstream("http", "127.0.0.1", 8080))
+    check_logout_request(request, policy, Upstream("http", "127.0.0.1", 8080), tokens)

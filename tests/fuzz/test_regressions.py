@@ -5,24 +5,19 @@ finding below, then clean.)"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from fuzz.properties import check_logout_request, logout_policy
-from logoutguard.forced_logout import (
-    Probe,
-    Upstream,
-    build_logout_request,
-    probe_session,
-    rewrite_to_logout,
-    send_logout,
-)
+from fuzz.properties import MATCHER, check_logout_request, logout_policy
+from logoutguard.engine.transaction import parse_cookie_header
+from logoutguard.flow_bridge import carried_session_ids
+from logoutguard.forced_logout import Upstream, build_logout_request, rewrite_to_logout
 from logoutguard.guard import META_KEY, LogoutGuard
-from logoutguard.policy import Verify
+from logoutguard.logout_probe import snapshot
+from logoutguard.upstream_http import send
 from procs import REPO, free_port, start_backend
 
 UPSTREAM = Upstream("http", "127.0.0.1", 8080)
@@ -40,10 +35,12 @@ rules:
 """
 
 
-def wire_request(cookie: bytes, authorization: bytes | None = None) -> http.Request:
+def wire_request(cookie: bytes, authorization: bytes | None = None, x_a: bytes | None = None) -> http.Request:
     fields = [(b"Host", b"127.0.0.1:8080"), (b"Cookie", cookie)]
     if authorization is not None:
         fields.append((b"Authorization", authorization))
+    if x_a is not None:
+        fields.append((b"X-A", x_a))
     return http.Request(
         "127.0.0.1",
         8080,
@@ -63,7 +60,7 @@ def wire_request(cookie: bytes, authorization: bytes | None = None) -> http.Requ
 @pytest.mark.parametrize(
     ("cookie", "authorization", "body_template", "body"),
     [
-        (b"JSESSIONID=abc; csrftoken=\x80", None, "csrf={csrf}", b"csrf=\x80"),
+        (b"JSESSIONID=abc; csrftoken=\x80", None, "x={header:X-A}", b"x=\x80"),
         (b"JSESSIONID=ab\xffc", None, "s={session_cookie}", b"s=JSESSIONID=ab\xffc"),
         (b"JSESSIONID=abc", b"Basic \xc3\x28", "{authorization}", b"Basic \xc3\x28"),
     ],
@@ -75,9 +72,10 @@ def test_non_utf8_values_survive_the_logout_byte_exact(
     Authorization value with a byte that is not UTF-8 (mitmproxy keeps it as a surrogate escape) made
     build_logout_request raise UnicodeEncodeError for the body and rewrite_to_logout for the headers,
     so the application's logout was never sent ("deny (logout not sent)", or an internal error).
-    Fixed (now in forced_logout.py): both encode back with surrogateescape, so the application gets
-    the exact bytes the browser sent."""
-    request = wire_request(cookie, authorization)
+    Fixed (now in logout_recipe.py): both encode back with surrogateescape, so the application gets
+    the exact bytes the browser sent. (The first case used the CSRF cookie of the attacking request,
+    which no longer travels: it now uses a header the policy copies.)"""
+    request = wire_request(cookie, authorization, x_a=b"\x80")
     policy = logout_policy("/logout", "", body_template)
     session = {"JSESSIONID": request.cookies["JSESSIONID"]}
     logout = build_logout_request(policy, request, session, UPSTREAM)
@@ -93,7 +91,9 @@ def test_non_utf8_values_survive_the_logout_byte_exact(
 
 
 async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path) -> None:
-    """Through the hook: the logout still happens (it was 'deny (logout not sent)' before)."""
+    """Through the hook: the logout still happens (it was 'deny (logout not sent)' before). Since issue
+    10 the attacker's CSRF cookie no longer travels with it at all (the token comes from the app's
+    page, here unreachable: the logout goes out without it, and the outcome says it failed)."""
     (tmp_path / "rules.yaml").write_text(RULES)
     guard = LogoutGuard()
     with taddons.context(guard) as tctx:
@@ -114,31 +114,31 @@ async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path)
         await guard.request(attack)
         record = attack.metadata[META_KEY]
         assert record["action"] == "logout", record
-        assert attack.request.path == "/logout" and attack.request.raw_content == b"csrf=\x80"
+        assert attack.request.path == "/logout" and attack.request.raw_content == b"csrf="
+        assert attack.request.headers["Cookie"] == "JSESSIONID=abc"
+        assert record["logout"]["result"] == "failed" and record["logout"]["warning"] is True
 
 
 async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> None:
     """Finding 2 (found while checking finding 1 on the out-of-band path): tornado writes headers
     as latin-1, so a surrogate-escaped byte made send_logout and probe_session raise
     UnicodeEncodeError (out of a hook: the logout was lost, the response hook recorded an error).
-    Fixed: headers are handed to tornado as byte text, so the original bytes go out."""
+    Fixed: headers are handed to tornado as byte text (upstream_http.send), so the original bytes go out."""
     backend = start_backend()
     try:
-        request = wire_request(b"JSESSIONID=ab\xffc; csrftoken=\x80")
+        request = wire_request(b"JSESSIONID=ab\xffc; csrftoken=\x80", x_a=b"\x80")
         session = {"JSESSIONID": request.cookies["JSESSIONID"]}
         upstream = Upstream("http", "127.0.0.1", backend.port)
-        policy = logout_policy("/logout", "", "csrf={csrf}")
-        policy = replace(policy, logout=replace(policy.logout, verify=Verify(check_path="/account")))
-        delivery = await send_logout(build_logout_request(policy, request, session, upstream), upstream, 5)
+        policy = logout_policy("/logout", "", "x={header:X-A}")
+        logout = build_logout_request(policy, request, session, upstream)
+        delivery = await send(upstream, logout.method, logout.path, logout.headers, logout.body, 5)
         assert delivery.status == 200 and not delivery.error
-        assert await probe_session(upstream, policy, "JSESSIONID=" + session["JSESSIONID"]) == (
-            Probe.ALIVE,
-            "",
-        )
-        logout, probe = backend.received
-        assert dict(logout.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc; csrftoken=\x80"
-        assert logout.body == b"csrf=\x80"
-        assert dict(probe.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc"
+        probe = await snapshot(upstream, "/account", [("Cookie", "JSESSIONID=" + session["JSESSIONID"])], 5)
+        assert probe.status == 200
+        sent, probed = backend.received
+        assert dict(sent.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc"  # no csrftoken
+        assert sent.body == b"x=\x80"
+        assert dict(probed.headers)["Cookie"].encode("latin-1") == b"JSESSIONID=ab\xffc"
     finally:
         backend.stop()
 
@@ -159,3 +159,23 @@ def test_the_loader_refuses_cr_lf_nul_in_every_template(bad: str, where: str) ->
         path = "/" + bad
     assert logout_policy(path, header, body) is None
     assert logout_policy("/logout", "", "") is not None
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [b'JSESSIONID="a; other=b"', b'JSESSIONID=a"; other=b', b'JSESSIONID="x\\"; csrftoken=y"', b"JSESSIONID=a,other=b"],
+)
+def test_a_quote_in_the_session_cookie_never_smuggles_another_cookie(cookie: bytes) -> None:
+    """Finding 3 (hypothesis, test_logout_request_cannot_be_steered_or_injected, intermittent): the
+    logout's Cookie header was built from mitmproxy's cookie parser, which reads `"a; other=b"` as one
+    quoted value, so the header sent `JSESSIONID="a; other=b"` and a parser that splits at `;` (the
+    rules', most applications') saw a cookie `other` the policy never named. Fixed (logout_recipe.py):
+    the header is built from the session's own (name, value) pairs as the rules split them, and a
+    value that could change how the header parses (a quote inside, `;`, `,`, a blank) is left out."""
+    request = wire_request(cookie)
+    policy = logout_policy("/logout", "", "")
+    session = dict(carried_session_ids(request.headers.get_all("cookie"), MATCHER))
+    logout = build_logout_request(policy, request, session, UPSTREAM)
+    sent = [value for key, value in logout.headers if key.lower() == "cookie"]
+    assert all({n for n, _ in parse_cookie_header(v)} <= {"JSESSIONID"} for v in sent), sent
+    check_logout_request(request, policy, UPSTREAM)

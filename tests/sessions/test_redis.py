@@ -22,6 +22,7 @@ import redis
 from logoutguard.sessions.cookies import SessionCookieMatcher
 from logoutguard.sessions.factory import open_store
 from logoutguard.sessions.hashing import SessionHasher
+from logoutguard.sessions.identifiers import IdKind, SessionId
 from logoutguard.sessions.redis import (
     DEFAULT_SOCKET_TIMEOUT_S,
     PURGE_BATCH,
@@ -140,7 +141,7 @@ def test_only_keyed_hashes_are_stored(server: RedisServer) -> None:
         store = RedisStore(server.url, key=KEY)
         tracker = SessionTracker(store, SessionHasher(KEY), SessionCookieMatcher(), 0.0, 0.0)
         await tracker.learn_from_response([f"JSESSIONID={secret}; Path=/"], [], "203.0.113.9", "UA", 1.0)
-        facts = await tracker.check_request([("JSESSIONID", secret)], "203.0.113.9", "UA", 2.0)
+        facts = await tracker.check_request([SessionId(IdKind.COOKIE, "JSESSIONID", secret, "JSESSIONID")], "203.0.113.9", "UA", 2.0)
         assert facts.state == "active"
         await tracker.revoke(secret, "attack", 3.0)
         await store.record_scored_request(facts.id_hash, 4.0, 5, 600.0)

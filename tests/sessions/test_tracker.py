@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from logoutguard.sessions.cookies import SessionCookieMatcher
+from logoutguard.sessions.cookies import CookieScope, SessionCookieMatcher
 from logoutguard.sessions.hashing import SessionHasher
+from logoutguard.sessions.identifiers import IdentifierRules, IdKind, SessionId
 from logoutguard.sessions.sqlite import SqliteStore
-from logoutguard.sessions.store import SessionState
+from logoutguard.sessions.store import SessionState, StoreError
 from logoutguard.sessions.tracker import SessionFacts, SessionTracker, client_network, ua_fingerprint
 
 KEY = b"k" * 32
@@ -34,14 +35,20 @@ def run[T](coro: object) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
+def sids(*values: str, name: str = "sid", kind: IdKind = IdKind.COOKIE) -> list[SessionId]:
+    return [SessionId(kind, name, v, name) for v in values]
+
+
 async def login(
     tracker: SessionTracker,
     session_id: str,
     now: float = AFTER_GRACE,
-    carried: list[tuple[str, str]] | None = None,
+    carried: list[SessionId] | None = None,
+    login: bool = True,
 ) -> None:
+    """The application issues `session_id` (by default in answer to a login)."""
     await tracker.learn_from_response(
-        [f"sid={session_id}; Path=/; HttpOnly"], carried or [], CLIENT, FIREFOX, now
+        [f"sid={session_id}; Path=/; HttpOnly"], carried or [], CLIENT, FIREFOX, now, login=login
     )
 
 
@@ -52,7 +59,7 @@ async def check(
     ua: str | None = FIREFOX,
     now: float = AFTER_GRACE + 5,
 ) -> SessionFacts:
-    return await tracker.check_request([("sid", i) for i in ids], addr, ua, now)
+    return await tracker.check_request(sids(*ids), addr, ua, now)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +95,7 @@ def test_facts_pairs() -> None:
         ("count", "2"),
         ("cookie", "sid"),
         ("hash", "ab" * 16),
+        ("authenticated", "0"),
     )
 
 
@@ -109,6 +117,7 @@ def test_issued_session_is_active_and_touched(tracker: SessionTracker) -> None:
             False,
         )
         assert (facts.cookie, facts.id_hash, facts.count) == ("sid", tracker.hasher.hash("S1"), 1)
+        assert facts.authenticated  # issued in answer to a login
         record = await tracker.store.get(facts.id_hash)
         assert record is not None and record.last_seen == AFTER_GRACE + 5
         assert record.client_network == "203.0.113.0/24" and record.ua_fingerprint == ua_fingerprint(FIREFOX)
@@ -144,7 +153,7 @@ def test_revoked(tracker: SessionTracker) -> None:
         assert id_hash == tracker.hasher.hash("S1")
         assert (await check(tracker, "S1")).state == "revoked"
         # a defective logout: the application hands the same ID out again; it stays revoked
-        await login(tracker, "S1", now=AFTER_GRACE + 2)
+        await login(tracker, "S1", now=AFTER_GRACE + 2, carried=sids("S1"), login=False)
         assert (await check(tracker, "S1")).state == "revoked"
         # revoked is also what a replay during the grace period of the next start sees
         assert (await check(tracker, "S1", now=STARTED + 1)).state == "revoked"
@@ -175,9 +184,7 @@ def test_revoke_by_hash(tracker: SessionTracker) -> None:
 def test_ended_by_application(tracker: SessionTracker, deletion: str) -> None:
     async def scenario() -> None:
         await login(tracker, "S1")
-        events = await tracker.learn_from_response(
-            [deletion], [("sid", "S1")], CLIENT, FIREFOX, AFTER_GRACE + 1
-        )
+        events = await tracker.learn_from_response([deletion], sids("S1"), CLIENT, FIREFOX, AFTER_GRACE + 1)
         assert [e.kind for e in events] == ["ended"]
         facts = await check(tracker, "S1")
         assert facts.state == "ended"
@@ -191,13 +198,13 @@ def test_ended_by_application(tracker: SessionTracker, deletion: str) -> None:
 def test_replaced_cookie_ends_the_old_id(tracker: SessionTracker) -> None:
     async def scenario() -> None:
         await login(tracker, "PRE-LOGIN")
-        await login(tracker, "POST-LOGIN", now=AFTER_GRACE + 1, carried=[("sid", "PRE-LOGIN")])
+        await login(tracker, "POST-LOGIN", now=AFTER_GRACE + 1, carried=sids("PRE-LOGIN"))
         old, new = await check(tracker, "PRE-LOGIN"), await check(tracker, "POST-LOGIN")
         assert (old.state, new.state) == ("ended", "active")
         record = await tracker.store.get(old.id_hash)
         assert record is not None and record.state_reason == "replaced by the application with a new sid"
         # the same ID sent again (refreshed expiry) ends nothing
-        await login(tracker, "POST-LOGIN", now=AFTER_GRACE + 2, carried=[("sid", "POST-LOGIN")])
+        await login(tracker, "POST-LOGIN", now=AFTER_GRACE + 2, carried=sids("POST-LOGIN"))
         assert (await check(tracker, "POST-LOGIN")).state == "active"
 
     run(scenario())
@@ -207,7 +214,7 @@ def test_rotation_in_one_response(tracker: SessionTracker) -> None:
     async def scenario() -> None:
         await login(tracker, "OLD")
         headers = ["sid=; Max-Age=0", "lang=en", "sid=NEW; HttpOnly"]
-        await tracker.learn_from_response(headers, [("sid", "OLD")], CLIENT, FIREFOX, AFTER_GRACE + 1)
+        await tracker.learn_from_response(headers, sids("OLD"), CLIENT, FIREFOX, AFTER_GRACE + 1)
         assert (await check(tracker, "OLD")).state == "ended"
         assert (await check(tracker, "NEW")).state == "active"
 
@@ -304,3 +311,158 @@ def test_raw_ids_never_reach_the_disk(tracker: SessionTracker, tmp_path: Path) -
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("sessions.sqlite"))
     assert b"SECRET-SESSION-ID" not in data
     assert tracker.hasher.hash(secret_ids[0]).encode() in data  # the hashes are there (the search works)
+
+
+# -- issue 10: authenticated only when the application showed it; links; reinstatement; identifiers --
+def test_an_id_issued_outside_a_login_is_anonymous(tracker: SessionTracker) -> None:
+    """A pre-login session (PHP issues PHPSESSID on the login page) is not authenticated; the ID the
+    login then issues is, and so is the ID an authenticated session is rotated to, but not the new
+    anonymous ID the logout issues."""
+
+    async def scenario() -> None:
+        await login(tracker, "PRE", login=False)
+        assert not (await check(tracker, "PRE")).authenticated
+        await login(tracker, "IN", now=AFTER_GRACE + 1, carried=sids("PRE"))
+        assert (await check(tracker, "IN")).authenticated and (await check(tracker, "PRE")).state == "ended"
+        await tracker.learn_from_response(
+            ["sid=ROTATED"], sids("IN"), CLIENT, FIREFOX, AFTER_GRACE + 2, carried_authenticated=True
+        )
+        assert (await check(tracker, "ROTATED")).authenticated
+        await tracker.learn_from_response(
+            ["sid=AFTER"],
+            sids("ROTATED"),
+            CLIENT,
+            FIREFOX,
+            AFTER_GRACE + 3,
+            carried_authenticated=True,
+            logout=True,
+        )
+        assert not (await check(tracker, "AFTER")).authenticated
+        assert not (await check(tracker, "ADOPTED", now=STARTED + 1)).authenticated  # adopted: unknown login
+
+    run(scenario())
+
+
+def test_a_value_issued_again_at_a_fresh_login_is_accepted(tracker: SessionTracker) -> None:
+    """Flask issues a byte-identical cookie when the same content is signed within one second; a value
+    the application issues again at a login is reinstated, unless the login request carried it."""
+
+    async def scenario() -> None:
+        await login(tracker, "SAME")
+        await tracker.revoke("SAME", "forced logout")
+        await login(tracker, "SAME", now=AFTER_GRACE + 1, carried=sids("SAME"))  # the stolen copy
+        assert (await check(tracker, "SAME")).state == "revoked"
+        await login(tracker, "SAME", now=AFTER_GRACE + 2)  # a fresh login (the jar no longer had it)
+        facts = await check(tracker, "SAME")
+        assert (facts.state, facts.authenticated) == ("active", True)
+
+    run(scenario())
+
+
+def test_a_logins_identifiers_are_linked_and_revoked_together(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "links.sqlite", key=KEY, ttl=TTL)
+    tracker = SessionTracker(store, SessionHasher(KEY), IdentifierRules(), GRACE, STARTED)
+
+    async def scenario() -> None:
+        await tracker.learn_from_response(
+            ["session=S; Path=/", "remember_token=R; Path=/; Max-Age=3600"],
+            [],
+            CLIENT,
+            FIREFOX,
+            AFTER_GRACE,
+            login=True,
+        )
+        remembered = sids("R", name="remember_token", kind=IdKind.REMEMBER)
+        facts = await tracker.check_request(remembered, CLIENT, FIREFOX, AFTER_GRACE + 1)
+        assert (facts.state, facts.authenticated, facts.cookie) == ("active", True, "remember_token")
+        # the remember-me cookie alone logs in again: the new session is linked to it too
+        await tracker.learn_from_response(
+            ["session=S2"],
+            remembered,
+            CLIENT,
+            FIREFOX,
+            AFTER_GRACE + 2,
+            login=False,
+            carried_authenticated=True,
+        )
+        revoked = await tracker.revoke_with_links(["S2"], "forced logout", AFTER_GRACE + 3)
+        h = tracker.hasher.hash
+        assert revoked[0] == h("S2") and h("R") in revoked
+        assert await store.is_revoked(h("R")) and not await store.is_revoked(h("S"))
+        revoked = await tracker.revoke_with_links(["S"], "forced logout", AFTER_GRACE + 4)
+        assert revoked == [h("S"), h("R")]  # the links, whether already revoked or not
+
+    try:
+        run(scenario())
+    finally:
+        store.close_sync()
+
+
+def test_bearer_tokens_path_parameters_and_basic_credentials(tracker: SessionTracker) -> None:
+    async def scenario() -> None:
+        bearer = [SessionId(IdKind.BEARER, "authorization", "TOKEN")]
+        facts = await tracker.check_request(bearer, CLIENT, FIREFOX, AFTER_GRACE)
+        assert (facts.state, facts.authenticated) == ("active", True)  # never "unknown"
+        assert await tracker.store.count() == 0  # and never stored unless revoked
+        await tracker.revoke("TOKEN", "forced logout")
+        assert (await tracker.check_request(bearer, CLIENT, FIREFOX, AFTER_GRACE)).state == "revoked"
+        await login(tracker, "S1")
+        path = [SessionId(IdKind.PATH, "jsessionid", "S1", "sid")]
+        assert (await tracker.check_request(path, CLIENT, FIREFOX, AFTER_GRACE + 1)).state == "active"
+        basic = [SessionId(IdKind.BASIC, "authorization", "Z3Vlc3Q6Z3Vlc3Q=")]
+        lookup = await tracker.lookup(basic, CLIENT, FIREFOX, AFTER_GRACE)
+        assert lookup.facts.authenticated and not lookup.credentials_locked
+        await tracker.lock_credentials(basic[0], AFTER_GRACE + 60)
+        assert (await tracker.lookup(basic, CLIENT, FIREFOX, AFTER_GRACE + 59)).credentials_locked
+        assert not (await tracker.lookup(basic, CLIENT, FIREFOX, AFTER_GRACE + 61)).credentials_locked
+
+    run(scenario())
+
+
+class BrokenStore:
+    """A store that fails every call (a Redis that went away)."""
+
+    ttl = TTL
+
+    def __getattr__(self, name: str) -> object:
+        async def fail(*args: object, **kwargs: object) -> None:
+            raise StoreError("session store broken: gone")
+
+        return fail
+
+
+def test_without_the_store_this_worker_still_refuses_what_it_revoked(tracker: SessionTracker) -> None:
+    """The store's open fail mode: a bounded local cache of what this worker saw and revoked."""
+
+    async def scenario() -> None:
+        await login(tracker, "GOOD")
+        await login(tracker, "BAD")
+        await check(tracker, "GOOD")
+        await tracker.revoke("BAD", "forced logout")
+        tracker.store = BrokenStore()  # type: ignore[assignment]
+        lookup = tracker.lookup_without_store(sids("BAD"), AFTER_GRACE + 9)
+        assert lookup.facts.state == "revoked" and lookup.refused == tuple(sids("BAD"))
+        good = tracker.lookup_without_store(sids("GOOD"), AFTER_GRACE + 9).facts
+        assert (good.state, good.authenticated) == ("active", True)
+        never = tracker.lookup_without_store(sids("NEVER-SEEN"), AFTER_GRACE + 9).facts
+        assert (never.state, never.authenticated) == (
+            "active",
+            False,
+        )  # judged by the rules, never logged out
+        with pytest.raises(StoreError):  # a revocation during the outage: refused here all the same
+            await tracker.revoke("GOOD", "forced logout")
+        assert tracker.lookup_without_store(sids("GOOD"), AFTER_GRACE + 9).facts.state == "revoked"
+
+    run(scenario())
+
+
+def test_cookie_scope_is_learned_for_deleting_the_cookie(tracker: SessionTracker) -> None:
+    async def scenario() -> None:
+        assert tracker.cookie_scope("sid") == CookieScope("/", "", False)
+        assert tracker.cookie_scope("__Host-sid").secure
+        await tracker.learn_from_response(
+            ["sid=S1; Path=/app; Domain=.example.test; Secure; HttpOnly"], [], CLIENT, FIREFOX, AFTER_GRACE
+        )
+        assert tracker.cookie_scope("sid") == CookieScope("/app", "example.test", True)
+
+    run(scenario())
