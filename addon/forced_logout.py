@@ -339,9 +339,11 @@ def session_jar(ids: Sequence[SessionId]) -> dict[str, str]:
 
 
 def probe_identity(ids: Sequence[SessionId]) -> list[tuple[str, str]]:
-    """What the verification sends as the old session: its session cookies (no remember-me cookie,
-    which would log in anew) and its bearer token."""
-    cookies = session_jar([sid for sid in ids if sid.kind in (IdKind.COOKIE, IdKind.PATH)])
+    """What the verification sends as the old session: its session cookies (without a remember-me
+    cookie, which would log in anew), or, when the request carried only a remember-me cookie, that
+    cookie (it is the session then); and its bearer token."""
+    sessions = [sid for sid in ids if sid.kind in (IdKind.COOKIE, IdKind.PATH)]
+    cookies = session_jar(sessions or [sid for sid in ids if sid.kind is IdKind.REMEMBER])
     headers = [("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()))] if cookies else []
     bearer = next((sid for sid in ids if sid.kind is IdKind.BEARER), None)
     if bearer is not None:

@@ -27,10 +27,13 @@ def _password_fields(pattern: str) -> re.Pattern[str]:
 
 
 def is_login(tx: Transaction, policy: Policy) -> bool:
-    """The request is a login attempt: to a policy login path, or with a password field, or with
-    Basic credentials; with `every_issued` every request counts (every ID issued is authenticated)."""
+    """The request is a login attempt: a form sent (not GET/HEAD: the login page itself issues
+    anonymous sessions) to a policy login path or with a password field, or a request with Basic
+    credentials; with `every_issued` every request counts (every ID issued is authenticated)."""
     auth = policy.authentication
-    if auth.every_issued or tx.path in auth.login_paths:
+    if auth.every_issued:
+        return True
+    if tx.method not in ("GET", "HEAD") and tx.path.split(";", 1)[0] in auth.login_paths:
         return True
     if auth.password_fields:
         fields = _password_fields(auth.password_fields)

@@ -330,6 +330,7 @@ def test_session_jar_and_probe_identity() -> None:
     ]
     assert session_jar(ids) == {"JSESSIONID": "C", "remember_token": "R"}
     assert probe_identity(ids) == [("Cookie", "JSESSIONID=C"), ("Authorization", "Bearer T")]
+    assert probe_identity(ids[2:3]) == [("Cookie", "remember_token=R")]  # alone, it is the session
 
 
 # -- pure parts ----------------------------------------------------------------------------------------

@@ -113,14 +113,23 @@ def test_attack_on_a_session_forces_the_logout(stack: Stack) -> None:
     lines = audit_lines(stack.audit)
     logout = next(line for line in lines if line["action"] == "logout")
     assert logout["situation"] == "authenticated_over_threshold" and logout["path"] == "/search"
-    assert logout["logout"]["ok"] is True and logout["logout"]["confirmed"] is True
-    assert logout["logout"]["probe"] == "dead"
+    # `confirmed` (issue 10: it only meant "the app sent a new cookie") is now `cookie_replaced`;
+    # whether the session ended is the probe's and the result's to say
+    assert logout["logout"]["ok"] is True and logout["logout"]["cookie_replaced"] is True
+    assert logout["logout"]["probe"] == "dead" and logout["logout"]["result"] == "ended"
+    assert logout["logout"]["steps"] == [{"method": "GET", "path": "/account", "status": 200, "took": ["csrf"]}]
     assert any(line["situation"] == "revoked_session" for line in lines)
     text = stack.audit.read_text()
     assert old not in text and "csrftoken=" not in text
 
 
-def test_defective_logout_is_closed_by_the_proxy(defective: Stack) -> None:
+def test_defective_logout_is_closed_by_the_proxy(defective: Stack, tmp_path: Path) -> None:
+    """The demo's --defective-logout: reported defective in mitmdump's log (a WARNING), in the audit
+    line and in the flow record (metadata, mark and comment), and the proxy refuses the old ID."""
+    saved = tmp_path / "defective.mitm"
+    port = defective.proxy.port
+    defective.proxy.stop()
+    defective.proxy = defective.start_proxy("-w", str(saved), port=port)
     user = defective.browser()
     old = user.login()
     assert user.get(XSS).status == 302
@@ -128,9 +137,22 @@ def test_defective_logout_is_closed_by_the_proxy(defective: Stack) -> None:
     assert defective.app.is_session_valid(old)
     assert defective.direct().get("/account", cookies={"JSESSIONID": old}).status == 200
     # ... the verification says so, and the proxy refuses the old ID all the same
-    logout = next(line for line in audit_lines(defective.audit) if line["action"] == "logout")
-    assert logout["logout"]["probe"] == "alive" and logout["logout"]["confirmed"] is True
     assert defective.browser(cookies={"JSESSIONID": old}).get("/account").status == 302
+    defective.proxy.stop()
+    logout = next(line for line in audit_lines(defective.audit) if line["action"] == "logout")
+    assert logout["logout"]["probe"] == "alive" and logout["logout"]["cookie_replaced"] is True
+    assert logout["logout"]["result"] == "defective" and logout["logout"]["warning"] is True
+    assert logout["warning"].startswith("application logout defective: POST /logout answered 200")
+    log = defective.proxy.log()
+    assert "application logout defective: POST /logout answered 200, but the session is still alive" in log
+    warning = next(line for line in log.splitlines() if "application logout defective" in line)
+    assert "[revoked: " in warning and old not in log
+    with saved.open("rb") as fh:
+        flows = list(mitmio.FlowReader(fh).stream())
+    rewritten = next(f for f in flows if f.metadata.get("logoutguard", {}).get("action") == "logout")
+    record = rewritten.metadata["logoutguard"]
+    assert record["logout"]["result"] == "defective" and record["logout"]["warning"] is True
+    assert rewritten.marked and "[logout defective] WARNING: application logout defective" in rewritten.comment
 
 
 def write_policy(tmp: Path, **changes: str) -> Path:
@@ -147,7 +169,8 @@ def test_get_logout_and_application_response(tmp_path: Path) -> None:
     policy = write_policy(
         tmp_path,
         **{
-            '  method: POST\n  path: /logout\n  body: "csrf={csrf}"': "  method: GET\n  path: /attack?Logout=true",
+            '  steps:\n    - path: /account\n      take:\n        csrf: {form_field: csrf, form_action: /logout}\n'
+            '  method: POST\n  path: /logout\n  body: "csrf={token:csrf}"': "  method: GET\n  path: /attack?Logout=true",
             "    type: redirect\n    location: /login?reason=signed-out": "    type: application",
         },
     )

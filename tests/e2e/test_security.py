@@ -186,28 +186,34 @@ def test_absolute_form_with_an_evil_logout_path_goes_to_the_policy_path(
 
 # -- template injection --------------------------------------------------------------------------
 INJECTING_POLICY = {
-    '  path: /logout\n  body: "csrf={csrf}"': '  path: "/logout?t={csrf}"\n  body: "csrf={csrf}"\n  headers:\n    X-Csrf: "{csrf}"',
+    '  path: /logout\n  body: "csrf={token:csrf}"': '  path: "/logout?t={header:X-Trace}"\n'
+    '  body: "csrf={token:csrf}&t={header:X-Trace}"\n  headers:\n    X-Trace: "{header:X-Trace}"',
 }
 
 
 @pytest.fixture(scope="module")
 def injecting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordingStack]:
-    """The demo policy with the CSRF cookie also in a header and in the request line of the logout."""
+    """The demo policy with a header of the attacking request copied into a header, the body and the
+    request line of the logout. (Before issue 10 this copied the attacker's CSRF cookie, which no
+    longer travels: tokens come from the application's page.)"""
     tmp = tmp_path_factory.mktemp("inject")
     s = RecordingStack(tmp, policy=write_policy(tmp, **INJECTING_POLICY))
     yield s
     s.stop()
 
 
-def attack_with_cookie_suffix(stack: RecordingStack, suffix: bytes, extra: bytes = b"") -> tuple[str, bytes]:
+def attack_with_trace_suffix(stack: RecordingStack, suffix: bytes, extra: bytes = b"") -> tuple[str, bytes]:
+    """The attack with an X-Trace header (copied by the injecting policy) ending in `suffix`."""
     user, sid = stack.logged_in()
-    cookie = f"JSESSIONID={sid}; csrftoken={user.cookies['csrftoken']}".encode() + suffix
+    cookie = f"JSESSIONID={sid}; csrftoken={user.cookies['csrftoken']}".encode()
     head = raw_request(
         stack.proxy.port,
         b"GET "
         + XSS.encode()
         + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: "
         + cookie
+        + b"\r\nX-Trace: t1"
+        + suffix
         + b"\r\n"
         + extra
         + b"Connection: close\r\n\r\n",
@@ -217,31 +223,33 @@ def attack_with_cookie_suffix(stack: RecordingStack, suffix: bytes, extra: bytes
 
 def test_percent_encoded_crlf_travels_as_text_never_as_a_header(injecting: RecordingStack) -> None:
     mark = len(injecting.seen)
-    sid, head = attack_with_cookie_suffix(injecting, b"%0d%0aX-Injected:%201%00")
+    sid, head = attack_with_trace_suffix(injecting, b"%0d%0aX-Injected:%201%00")
     logouts = injecting.logouts_since(mark)
     assert len(logouts) == 1, head
     sent = logouts[0]
     assert "x-injected" not in {k.lower() for k, _ in sent.headers}
-    assert dict(sent.headers)["X-Csrf"].endswith("%0d%0aX-Injected:%201%00")
+    assert dict(sent.headers)["X-Trace"].endswith("%0d%0aX-Injected:%201%00")
     assert sent.path == "/logout" and b"%0d%0aX-Injected" in sent.body
-    # the token no longer matches, so the app refuses this logout: the proxy's revocation still holds
+    assert "csrftoken" not in dict(sent.headers)["Cookie"]  # the attacker's CSRF cookie never travels
+    # the token came from the app's page: the logout worked, and the proxy refuses the old ID too
+    assert not injecting.app.is_session_valid(sid)
     assert injecting.browser(cookies={"JSESSIONID": sid}).get("/account").status == 302
 
 
 @pytest.mark.parametrize(
     ("suffix", "extra"),
     [
-        (b"\x00X-Injected: 1", b""),  # raw NUL in a cookie value
-        (b"\rX-Injected: 1", b""),  # bare CR in a cookie value
+        (b"\x00X-Injected: 1", b""),  # raw NUL in a header value the policy copies
+        (b"\rX-Injected: 1", b""),  # bare CR in a header value the policy copies
         (b"", b"Authorization: Basic a\x00b\r\n"),  # NUL in the credentials the logout keeps
     ],
-    ids=["nul-in-cookie", "cr-in-cookie", "nul-in-authorization"],
+    ids=["nul-in-header", "cr-in-header", "nul-in-authorization"],
 )
 def test_raw_cr_nul_refuse_the_logout_and_still_revoke(
     injecting: RecordingStack, suffix: bytes, extra: bytes
 ) -> None:
     mark = len(injecting.seen)
-    sid, head = attack_with_cookie_suffix(injecting, suffix, extra)
+    sid, head = attack_with_trace_suffix(injecting, suffix, extra)
     status, _ = status_and_location(head)
     assert status == 403, head  # mitmproxy passes these bytes on; the guard refuses to build a logout
     assert injecting.logouts_since(mark) == []  # nothing was built from the tainted value

@@ -1,0 +1,89 @@
+"""Issue 10's proof: the forced logout on every framework app, through real mitmdump with the policy a user would
+write (tests/frameworks/policies, shown in the README), for every way an attacker may hold the session.
+
+Each cell of e2e/framework_logout.py's table is asserted; `pytest -s` prints the table. The same table:
+`cd tests && ../.venv/bin/python -m e2e.framework_logout`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from frameworks.apps import NAMES, PROFILES
+from frameworks.fixtures import AppPool, framework_apps  # noqa: F401  (the fixture)
+
+from e2e.framework_logout import POLICIES, Row, Stand, Variant, table, variants
+from logoutguard.policy import load_policy
+from procs import REPO
+
+pytestmark = pytest.mark.e2e
+
+ROWS: list[Row] = []
+
+
+class Stands:
+    """One proxy per framework app (the app from the session's pool), started when first asked for."""
+
+    def __init__(self, apps: AppPool, factory: pytest.TempPathFactory) -> None:
+        self.apps, self.factory = apps, factory
+        self.started: dict[str, Stand] = {}
+
+    def get(self, name: str) -> Stand:
+        if name not in self.started:
+            self.started[name] = Stand(self.apps.get(name), self.factory.mktemp(f"proxy-{name}"))
+        return self.started[name]
+
+
+@pytest.fixture(scope="module")
+def stands(framework_apps: AppPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stands]:  # noqa: F811
+    pool = Stands(framework_apps, tmp_path_factory)
+    yield pool
+    for stand in pool.started.values():
+        stand.stop()
+    if ROWS:
+        print("\n" + table(ROWS))
+
+
+CASES = [(name, variant) for name in NAMES for variant in variants(PROFILES[name])]
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES, ids=[f"{n}: {v.name}" for n, v in CASES])
+def test_forced_logout_on_a_real_framework(stands: Stands, name: str, variant: Variant) -> None:
+    stand = stands.get(name)
+    row = stand.run(variant)
+    ROWS.append(row)
+    evidence = "\n".join(row.notes)
+    assert row.passed, f"{table([row])}\n{evidence}"
+    if PROFILES[name].store is None:  # Flask: the proxy's revocation is the defence, and the outcome says so
+        assert row.ended_at_app is None and row.result == "proxy_only", evidence
+    else:
+        assert row.ended_at_app is True and row.result == "ended", evidence
+    assert (row.pre_login_denied is None) is (not PROFILES[name].session_before_login)
+
+
+def test_every_framework_has_a_policy_and_the_readme_shows_it() -> None:
+    """The policy each framework's test uses is the one the README documents, verbatim, and it loads."""
+    readme = (REPO / "README.md").read_text()
+    for name in NAMES:
+        path = POLICIES / f"{name}.yaml"
+        load_policy(path)
+        shown = re.search(rf"<summary><code>{re.escape(name)}</code>.*?```yaml\n(.*?)```", readme, re.S)
+        assert shown is not None, f"README shows no policy for {name}"
+        assert shown.group(1) == path.read_text(), (
+            f"README's {name} policy differs from {path.relative_to(REPO)}"
+        )
+
+
+def test_the_policies_are_what_the_profiles_say(tmp_path: Path) -> None:
+    """Each policy names the app's own session cookie, logout and check page (tests/frameworks/profile.py)."""
+    for name in NAMES:
+        profile, policy = PROFILES[name], load_policy(POLICIES / f"{name}.yaml")
+        assert set(profile.session_cookies) <= set(policy.session_cookies), name
+        assert (policy.logout.method, policy.logout.path) == (profile.logout.method, profile.logout.path), (
+            name
+        )
+        assert policy.logout.verify.check_path == profile.logged_in.path, name
+        assert (policy.kept_in == "cookie") is (profile.store is None), name
