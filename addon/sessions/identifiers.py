@@ -9,8 +9,6 @@ writes (paths, excerpts). Pure: no I/O, nothing here raises on odd input.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,15 +120,6 @@ def credential_identifier(authorization: str, rules: IdentifierRules) -> Session
     if scheme.lower() == "basic" and rules.basic and token:
         return SessionId(IdKind.BASIC, "authorization", token)
     return None
-
-
-def basic_user(token: str) -> str:
-    """The user name in Basic credentials ("" when they do not decode); never the password."""
-    try:
-        decoded = base64.b64decode(token, validate=True).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return ""
-    return decoded.partition(":")[0]
 
 
 def without_path_parameters(path: str, refused: Iterable[SessionId]) -> str:

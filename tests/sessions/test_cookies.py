@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from logoutguard.sessions.cookies import (
     CookieEvent,
+    CookieScope,
     SessionCookieMatcher,
     SetCookie,
+    expiring_set_cookie,
     parse_http_date,
     parse_max_age,
     parse_set_cookie,
@@ -205,3 +207,27 @@ def test_bad_pattern_names_itself() -> None:
 )
 def test_request_session_ids(cookies: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
     assert request_session_ids(cookies, MATCHER) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "scope"),
+    [
+        ("sid=1", CookieScope("/", "", False)),
+        ("sid=1; Path=/app; Domain=.Example.test; Secure", CookieScope("/app", "Example.test", True)),
+        ("sid=1; path=relative", CookieScope("/", "", False)),  # not a path: the default one
+        ("__Host-sid=1; Path=/", CookieScope("/", "", True)),
+    ],
+)
+def test_cookie_scope_of_a_set_cookie(header: str, scope: CookieScope) -> None:
+    cookie = parse_set_cookie(header)
+    assert cookie is not None and CookieScope.of(cookie) == scope
+
+
+def test_expiring_set_cookie_repeats_the_scope() -> None:
+    assert expiring_set_cookie("sid", CookieScope("/app", "example.test", True)) == (
+        "sid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/app; Domain=example.test; Secure"
+    )
+    assert (
+        expiring_set_cookie("sid", CookieScope())
+        == "sid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"
+    )
