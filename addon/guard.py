@@ -29,6 +29,7 @@ from .assembly import (
 from .flow_record import META_KEY, FlowRecord
 from .forced_logout import configured_upstream, parse_upstream
 from .pipeline import Mode, Pipeline, Settings
+from .sessions.identifiers import redact_path
 
 __all__ = ["META_KEY", "LogoutGuard"]
 
@@ -290,7 +291,7 @@ class LogoutGuard:
         for f in flows:
             if isinstance(f, http.HTTPFlow):
                 data = f.metadata.get(META_KEY)
-                head = f"{f.request.method} {f.request.pretty_url}"
+                head = f"{f.request.method} {redact_path(f.request.pretty_url, self.pipeline.rules)}"
                 explained = FlowRecord.from_json(data).explain() if isinstance(data, dict) else None
                 out.append(head + "\n" + (explained or "  not judged by LogoutGuard"))
         text = "\n".join(out)

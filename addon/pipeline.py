@@ -122,7 +122,7 @@ class Pipeline:
         try:
             record = await self.judge_request(flow)
         except Exception as exc:  # a hook must never raise: the flow still gets a verdict
-            log.exception(f"LogoutGuard: judging {flow.request.method} {flow.request.path} failed")
+            log.exception(f"LogoutGuard: judging {flow.request.method} {self._path(flow)} failed")
             record = self._error_record(flow, exc)
         record.write_to(flow)
 
@@ -152,6 +152,10 @@ class Pipeline:
         record.action = await self._act(Exchange(flow, seen, judgement, tracker), record, pending)
         record.responded = flow.live and flow.response is not None
         return record
+
+    def _path(self, flow: http.HTTPFlow) -> str:
+        """The request's path for a log line: session path parameters redacted, no query."""
+        return redact_path(flow.request.path, self.rules).split("?", 1)[0]
 
     def _signals(self, flow: http.HTTPFlow, seen: SeenRequest) -> RequestSignals:
         sockname = flow.client_conn.sockname
@@ -295,7 +299,7 @@ class Pipeline:
         try:
             record = FlowRecord.from_json(data)
         except Exception:  # not a record we can read: leave it as it is
-            log.exception(f"LogoutGuard: the record of {flow.request.path} cannot be read")
+            log.exception(f"LogoutGuard: the record of {self._path(flow)} cannot be read")
             return
         try:
             if pending is None:  # judged by another process or ruleset: judge the request again
@@ -307,7 +311,7 @@ class Pipeline:
                 if not record.error:
                     self._judge_response(flow, pending, record)
         except Exception as exc:
-            log.exception(f"LogoutGuard: judging the response to {flow.request.path} failed")
+            log.exception(f"LogoutGuard: judging the response to {self._path(flow)} failed")
             record.error = f"{type(exc).__name__}: {exc}"
         record.write_to(flow)
         self._audit(flow, record, pending)
@@ -319,7 +323,7 @@ class Pipeline:
             try:
                 record = FlowRecord.from_json(data)
             except Exception:
-                log.exception(f"LogoutGuard: the record of {flow.request.path} cannot be read")
+                log.exception(f"LogoutGuard: the record of {self._path(flow)} cannot be read")
                 return
             self._audit(flow, record, pending)
 

@@ -501,3 +501,34 @@ def test_outcome_json_reads_back() -> None:
     assert unclear.to_json()["probe"] == "unclear: the same page"
     assert LogoutOutcome.from_json(unclear.to_json()).probe_reason == "the same page"
     assert LogoutOutcome.from_json({"mode": "odd", "result": "odd"}).result is LogoutResult.FAILED
+
+
+async def test_rfc7009_revocation_request_carries_the_token_and_the_policys_client_credentials() -> None:
+    from procs import start_backend
+
+    app = start_backend()
+    try:
+        pol = policy(
+            logout__revocation_endpoint={
+                "path": "/oauth/revoke",
+                "headers": {"Authorization": "Basic Y2xpZW50OnNlY3JldA=="},
+                "token_type_hint": "refresh_token",
+            },
+            logout__verify={"enabled": False},
+        )
+        outcome, track = await logout(
+            attack_flow("", Authorization="Bearer tok-9"), pol, Upstream("http", "127.0.0.1", app.port)
+        )
+        [got] = app.received
+        assert (got.method, got.path, got.body) == (
+            "POST",
+            "/oauth/revoke",
+            b"token=tok-9&token_type_hint=refresh_token",
+        )
+        assert (
+            dict(got.headers)["Authorization"] == "Basic Y2xpZW50OnNlY3JldA=="
+        )  # the client's, not the token
+        assert outcome.accepted and outcome.result is LogoutResult.UNVERIFIABLE  # verification off
+        assert await track.store.is_revoked(track.hasher.hash("tok-9"))
+    finally:
+        app.stop()

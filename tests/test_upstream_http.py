@@ -21,7 +21,9 @@ async def test_send_goes_to_the_upstream_with_only_the_given_headers() -> None:
         [got] = app.received
         sent = dict(got.headers)
         assert (got.method, got.path, got.body) == ("POST", "/logout?x=1", b"csrf=t")
-        assert sent["Host"] == f"127.0.0.1:{app.port}" and sent["X-A"] == "1" and sent["Content-Length"] == "6"
+        assert (
+            sent["Host"] == f"127.0.0.1:{app.port}" and sent["X-A"] == "1" and sent["Content-Length"] == "6"
+        )
         assert "Accept-Encoding" not in sent
     finally:
         app.stop()

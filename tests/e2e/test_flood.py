@@ -337,7 +337,14 @@ def test_flood_driver_sees_a_rewrite(tmp_path: Path) -> None:
         loop = tctx.master.event_loop
         driver = HookFlood(guard)
         sid = random_id()
-        loop.run_until_complete(driver.one("x", set_cookie=f"JSESSIONID={sid}; Path=/"))
+        # issued in answer to a login (since issue 10 only such a session is ever logged out)
+        login = driver.request("x", path=b"/login")
+        login.request.method = "POST"
+        login.request.headers["Content-Type"] = "application/x-www-form-urlencoded"
+        login.request.content = b"username=guest&password=guest"
+        loop.run_until_complete(guard.request(login))
+        login.response = http.Response.make(302, b"", {"Set-Cookie": f"JSESSIONID={sid}; Path=/"})
+        loop.run_until_complete(guard.response(login))
         for _ in range(3):  # session rules: a changed User-Agent scores; the third scored request logs out
             flow = driver.request(sid)
             flow.request.headers["User-Agent"] = "curl/8"
