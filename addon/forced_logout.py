@@ -49,7 +49,6 @@ from .sessions.identifiers import IdKind, SessionId
 from .sessions.store import StoreError
 from .sessions.tracker import SessionTracker
 from .upstream_http import (
-    ANSWER_BODY_KEPT,
     USER_AGENT,
     Delivery,
     Upstream,
@@ -59,7 +58,6 @@ from .upstream_http import (
 )
 
 __all__ = [
-    "ANSWER_BODY_KEPT",
     "Delivery",
     "LogoutOutcome",
     "LogoutRequest",
@@ -75,7 +73,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("logoutguard")
-LOGOUT_USER_AGENT = USER_AGENT
 
 
 class LogoutResult(StrEnum):
@@ -401,18 +398,13 @@ async def force_logout(
     identity = probe_identity(ids)
     before, anonymous = await baseline(upstream, verify, identity) if verify.enabled else (None, None)
     deadline = time.monotonic() + logout.timeout
-    authorization = flow.request.headers.get("authorization") if logout.keep_authorization else None
+    cookie_session = bool(jar.cookies)
     problems: list[str] = []
-    if jar.cookies:
-        run = await run_steps(logout.steps, upstream, jar, authorization, deadline)
-        outcome.steps, problems = run.steps, list(run.problems)
-        await _revoke_issued_during_steps(tracker, jar, seen.session_ids, seen.at, health, outcome)
-        try:
-            request = build_logout_request(policy, flow.request, jar, upstream, run.tokens)
-        except ValueError as exc:  # TemplateValueError: a value would inject
-            outcome.error = f"logout request not sent: {exc}"
+    if cookie_session:
+        built = await _recipe(exchange, policy, upstream, jar, deadline, outcome, health)
+        if built is None:
             return _not_sent(flow, policy, outcome)
-        problems.extend(f"cookie {name} left out of the logout (its value)" for name in jar.refused())
+        request, problems = built
     else:
         assert bearer is not None and logout.revocation_endpoint is not None
         request = revocation_request(logout.revocation_endpoint, bearer.value)
@@ -420,22 +412,8 @@ async def force_logout(
     if logout.mode is LogoutMode.REWRITE:  # the malicious request itself becomes the logout request
         outcome.original_request = original_request_record(flow.request, tracker.rules)
         rewrite_to_logout(flow, request, upstream)
-    # Sent by the addon, bounded by the policy's timeout (mitmproxy has no upstream read timeout).
-    remaining = max(deadline - time.monotonic(), 0.001)
-    delivery = outcome.delivery = await send(
-        upstream, request.method, request.path, request.headers, request.body, remaining
-    )
-    outcome.error = delivery.error
-    outcome.accepted = delivery.status is not None and logout.accepts(delivery.status)
-    if delivery.status is not None:
-        outcome.cookie_replaced = confirms_logout(delivery.set_cookies, session_jar(ids))
-        if delivery.set_cookies:  # what the application's answer did to the sessions
-            await health.attempt(
-                tracker.learn_from_response(
-                    delivery.set_cookies, ids, seen.client, seen.user_agent, time.time(), logout=True
-                )
-            )
-    if jar.cookies and bearer is not None and logout.revocation_endpoint is not None:
+    delivery = await _deliver(exchange, policy, request, upstream, deadline, outcome, health)
+    if cookie_session and bearer is not None and logout.revocation_endpoint is not None:
         outcome.steps.append(await _revoke_token(upstream, logout.revocation_endpoint, bearer, deadline))
     if outcome.accepted and verify.enabled:
         after = await snapshot(upstream, verify.check_path, identity, verify.timeout)
@@ -444,6 +422,65 @@ async def force_logout(
     _log(outcome)
     answer_client(flow, logout.client_response, delivery)
     return outcome
+
+
+async def _recipe(
+    exchange: Exchange,
+    policy: Policy,
+    upstream: Upstream,
+    jar: CookieJar,
+    deadline: float,
+    outcome: LogoutOutcome,
+    health: StoreHealth,
+) -> tuple[LogoutRequest, list[str]] | None:
+    """The steps, then the logout request built from their tokens and the jar (None: a value would
+    inject, nothing is sent; the outcome says why); with the steps' problems."""
+    flow, seen = exchange.flow, exchange.seen
+    authorization = flow.request.headers.get("authorization") if policy.logout.keep_authorization else None
+    run = await run_steps(policy.logout.steps, upstream, jar, authorization, deadline)
+    outcome.steps = run.steps
+    await _revoke_issued_during_steps(exchange.tracker, jar, seen.session_ids, seen.at, health, outcome)
+    try:
+        request = build_logout_request(policy, flow.request, jar, upstream, run.tokens)
+    except ValueError as exc:  # TemplateValueError: a value would inject
+        outcome.error = f"logout request not sent: {exc}"
+        return None
+    refused = [f"cookie {name} left out of the logout (its value)" for name in jar.refused()]
+    return request, run.problems + refused
+
+
+async def _deliver(
+    exchange: Exchange,
+    policy: Policy,
+    request: LogoutRequest,
+    upstream: Upstream,
+    deadline: float,
+    outcome: LogoutOutcome,
+    health: StoreHealth,
+) -> Delivery:
+    """Send the logout, bounded by what is left of the policy's timeout (mitmproxy has no upstream read
+    timeout): whether the application accepted it, and what its answer did to the sessions."""
+    seen, tracker = exchange.seen, exchange.tracker
+    remaining = max(deadline - time.monotonic(), 0.001)
+    delivery = outcome.delivery = await send(
+        upstream, request.method, request.path, request.headers, request.body, remaining
+    )
+    outcome.error = delivery.error
+    outcome.accepted = delivery.status is not None and policy.logout.accepts(delivery.status)
+    if delivery.status is not None:
+        outcome.cookie_replaced = confirms_logout(delivery.set_cookies, session_jar(seen.session_ids))
+        if delivery.set_cookies:
+            await health.attempt(
+                tracker.learn_from_response(
+                    delivery.set_cookies,
+                    seen.session_ids,
+                    seen.client,
+                    seen.user_agent,
+                    time.time(),
+                    logout=True,
+                )
+            )
+    return delivery
 
 
 async def _revoke_token(
