@@ -123,7 +123,7 @@ def test_mitmweb_shows_the_forced_logout(stack: WebStack) -> None:
     assert attack["marked"]  # the rewritten attack, shown as the logout it became
     comment = attack["comment"]
     assert comment.startswith("LogoutGuard: score") and "[authenticated_over_threshold]" in comment
-    assert "941100" in comment and comment.endswith("-> logout")
+    assert "941100" in comment and comment.endswith("-> logout [logout ended]")  # the outcome (issue 10)
 
     # flow metadata: not in the JSON list, but in the .mitm dump the API serves
     dump = stack.web.get(f"/flows/dump?filter={quote('~marked')}")

@@ -290,7 +290,12 @@ def test_live_replay_through_the_addon(tmp_path: Path) -> None:
             "cumulative_threshold",  # stolen: third use from another User-Agent
         ]
         for r in logouts:
-            assert (r["logout"]["ok"], r["logout"]["confirmed"], r["logout"]["probe"]) == (True, True, "dead")
+            assert (r["logout"]["ok"], r["logout"]["cookie_replaced"], r["logout"]["probe"]) == (
+                True,
+                True,
+                "dead",
+            )
+            assert r["logout"]["result"] == "ended" and r["logout"]["warning"] is False
         logins = issued_sessions(result.replayed, "/login")
         assert len(logins) == 4  # benign, attack x2, stolen: each replayed login made a new session ...
         assert not any(result.app.is_session_valid(s) for s in logins)  # ... now dead at the application
