@@ -7,6 +7,7 @@ made defective); sessions are created in its own store and checked there.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -147,6 +148,7 @@ async def test_the_recipe_ends_the_session_without_the_attackers_csrf_cookie(app
         False,
         Probe.DEAD,
     )
+    assert outcome.summary().startswith("forced logout: session ended at the application: POST /logout")
     assert outcome.accepted and outcome.status == 200 and outcome.cookie_replaced is True
     assert [s.to_json() for s in outcome.steps] == [
         {"method": "GET", "path": "/account", "status": 200, "took": ["csrf"]}
@@ -160,9 +162,17 @@ async def test_the_recipe_ends_the_session_without_the_attackers_csrf_cookie(app
     assert "answered 200" in outcome.reason and "answers as without a session" in outcome.reason
 
 
-async def test_a_defective_logout_is_reported_defective(defective_app: DemoApp) -> None:
+async def test_a_defective_logout_is_reported_defective(
+    defective_app: DemoApp, caplog: pytest.LogCaptureFixture
+) -> None:
     sid, _ = defective_app.site.store.create("guest")
+    caplog.set_level(logging.INFO, logger="logoutguard")
     outcome, track = await logout(attack_flow(f"JSESSIONID={sid}"), policy(), upstream_of(defective_app))
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith(
+        "LogoutGuard: application logout defective: POST /logout answered 200"
+    )
+    assert sid not in caplog.text
     assert defective_app.is_session_valid(sid)  # the app's logout left it alive
     assert (outcome.result, outcome.warning, outcome.probe) == (LogoutResult.DEFECTIVE, True, Probe.ALIVE)
     assert "still alive at the application" in outcome.reason and "the proxy refuses it" in outcome.reason

@@ -130,11 +130,12 @@ class Row:
 class Stand:
     """One framework app and a mitmdump (enforce mode, the app's policy) in front of it."""
 
-    def __init__(self, app: RunningApp, folder: Path) -> None:
+    def __init__(self, app: RunningApp, folder: Path, builtin: bool = False) -> None:
+        """`builtin`: no policy file (the built-in defaults) instead of the app's policy."""
         self.app = app
         self.folder = folder
         self.audit = folder / "audit.jsonl"
-        self.policy = POLICIES / f"{app.profile.name}.yaml"
+        self.policy = "" if builtin else POLICIES / f"{app.profile.name}.yaml"
         self.proxy: Mitmdump = start_mitmdump(
             app.url,
             folder,

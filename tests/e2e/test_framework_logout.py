@@ -15,7 +15,7 @@ import pytest
 from frameworks.apps import NAMES, PROFILES
 from frameworks.fixtures import AppPool, framework_apps  # noqa: F401  (the fixture)
 
-from e2e.framework_logout import POLICIES, Row, Stand, Variant, table, variants
+from e2e.framework_logout import POLICIES, XSS_QUERY, Row, Stand, Variant, table, variants
 from logoutguard.policy import load_policy
 from procs import REPO
 
@@ -62,6 +62,34 @@ def test_forced_logout_on_a_real_framework(stands: Stands, name: str, variant: V
     else:
         assert row.ended_at_app is True and row.result == "ended", evidence
     assert (row.pre_login_denied is None) is (not PROFILES[name].session_before_login)
+
+
+@pytest.mark.parametrize("name", ["django", "express"])
+def test_the_builtin_defaults_say_when_they_are_wrong(
+    framework_apps: AppPool,  # noqa: F811
+    tmp_path: Path,
+    name: str,
+) -> None:
+    """Without a policy the logout is the built-in guess, GET /logout: wrong for these apps (Django: no
+    such URL; Express: POST only). It is not silent: the outcome is `failed`, says the logout is a
+    guess, and is a warning in mitmdump's log and the audit line. The old ID is refused all the same."""
+    stand = Stand(framework_apps.get(name), tmp_path, builtin=True)
+    try:
+        victim = stand.browser()
+        victim.login()
+        jar = victim.cookies()
+        mark = len(stand.lines())
+        stand.browser(jar).get(stand.app.profile.logged_in.path + XSS_QUERY)
+        line = next(li for li in stand.lines()[mark:] if li.get("logout"))
+        assert line["logout"]["result"] == "failed" and line["logout"]["status"] == 404, line
+        assert "built-in logout (GET /logout) is only a guess" in line["warning"]
+        assert not stand.browser(jar).is_logged_in()  # refused at the proxy
+        assert (
+            stand.stored(victim.session_id()) is True
+        )  # the app's session: still there, as the outcome says
+    finally:
+        stand.stop()
+    assert "LogoutGuard: forced logout request failed: GET /logout answered 404" in stand.proxy.log()
 
 
 def test_every_framework_has_a_policy_and_the_readme_shows_it() -> None:
