@@ -532,6 +532,11 @@ async def test_store_unavailable_follows_the_fail_mode(
             attack = flow_for("/search?q=union select", headers=AUTH)
             await guard.request(attack)
             assert attack.metadata[META_KEY]["action"] == "logout" and attack.request.path == "/logout"
+            # the revocation could not be recorded, but this worker still refuses the ID (its local cache)
+            again = flow_for("/account", headers=AUTH)
+            await guard.request(again)
+            assert again.metadata[META_KEY]["situation"] == "revoked_session"
+            assert again.response.status_code == 302 and again.response.headers["Location"] == "/login"
         assert (
             sum("session store unavailable" in r.getMessage() for r in caplog.records) == 1
         )  # once, not per request
