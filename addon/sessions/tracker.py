@@ -281,7 +281,7 @@ class SessionTracker:
         if linked:
             remembered = [self.hasher.hash(sid.value) for sid in request_ids if sid.kind is IdKind.REMEMBER]
             group = list(dict.fromkeys(linked + remembered))
-            for id_hash in group:
+            for id_hash in group if len(group) > 1 else ():  # a lone session has nothing to link
                 await self.store.link(id_hash, group)
         return events
 

@@ -106,7 +106,10 @@ async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path)
             guard_upstream=f"http://127.0.0.1:{free_port()}",
         )
         login = tflow.tflow(req=wire_request(b"a=b"))
-        login.request.path = "/login"
+        login.request.path = "/login"  # a login (a form sent with a password): the session is authenticated
+        login.request.method = "POST"
+        login.request.headers["Content-Type"] = "application/x-www-form-urlencoded"
+        login.request.content = b"username=guest&password=guest"
         await guard.request(login)
         login.response = http.Response.make(302, b"", {"Set-Cookie": "JSESSIONID=abc; Path=/"})
         await guard.response(login)
