@@ -23,7 +23,17 @@ from .targets import TargetError, did_you_mean, parse_target
 from .transaction import byte_text
 from .transformations import TRANSFORMATIONS
 
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
+
+def shipped_rules_dir() -> Path:
+    """The default ruleset's folder: the package `logoutguard.rules` (the repository's rules/ in an editable
+    checkout, `site-packages/logoutguard/rules` from a wheel), found through importlib.resources."""
+    folder = resources.files("logoutguard.rules")
+    if not isinstance(folder, Path):  # e.g. a zipped install: rule files and data/ must be real files
+        raise RuntimeError(f"the shipped rules are not a folder on disk ({folder}): install the package unzipped")
+    return folder
+
+
+DEFAULT_RULES_DIR = shipped_rules_dir()
 # libyaml's parser when PyYAML has it (about ten times faster than the pure-Python one)
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -49,7 +59,10 @@ class RulesetError(ValueError):
         self.problems = problems
         shown = "\n".join(str(p) for p in problems[:20])
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s) in rule files:\n{shown}{more}")
+        if len(problems) == 1:  # one line, e.g. `guard_rules: /nope: no such file or folder`
+            super().__init__(shown)
+        else:
+            super().__init__(f"{len(problems)} problem(s) in rule files:\n{shown}{more}")
 
 
 def _schema() -> dict[str, Any]:
