@@ -29,6 +29,7 @@ def options(tmp_path: Path, **values: object) -> SimpleNamespace:
         "guard_outbound_threshold": 3,
         "guard_crs": "",
         "guard_crs_confs": [],
+        "guard_exclusions": [],
         "guard_session_store": str(tmp_path / "new" / "dir" / "sessions.sqlite"),
         "guard_session_key": "",
         "guard_session_ttl": 60,
