@@ -55,6 +55,12 @@ def test_the_shipped_rules_load_and_the_engine_takes_the_options(tmp_path: Path)
             ),
             "guard_crs",
         ),
+        (
+            lambda tmp: build_engine(
+                load_rules([str(DEFAULT_RULES_DIR)]), options(tmp, guard_exclusions=[str(tmp / "no.yaml")])
+            ),
+            "guard_exclusions",
+        ),
         (lambda tmp: read_policy(str(tmp / "missing.yaml")), "guard_policy"),
         (
             lambda tmp: open_session_store(
