@@ -627,5 +627,5 @@ def test_an_option_error_while_mitmproxy_loads_the_script_is_one_log_line(
         errors = [r for r in caplog.records if r.levelname == "ERROR"]
         assert [(r.getMessage(), r.exc_info) for r in errors] == [("guard_paranoia: 9 is not in 1-4", None)]
         assert guard.pipeline.engine.paranoia == 1  # as the raise would leave it: the parts built before
-        with pytest.raises(exceptions.OptionsError, match="^guard_paranoia: 9 is not in 1-4$"):
+        with pytest.raises(exceptions.OptionsError, match=r"^guard_paranoia: 9 is not in 1-4$"):
             guard.configure({"guard_paranoia"})
