@@ -48,9 +48,12 @@ log = logging.getLogger("logoutguard")
 
 def load_rules(paths: Sequence[str]) -> Ruleset:
     try:
-        return load_ruleset([Path(p) for p in paths])
+        ruleset = load_ruleset([Path(p) for p in paths])
     except RulesetError as exc:
         raise exceptions.OptionsError(f"guard_rules: {exc}") from None
+    for _, why in ruleset.off:  # an optional package is missing: the rule is left out, loudly
+        log.warning(f"LogoutGuard: {why}")
+    return ruleset
 
 
 def build_engine(ruleset: Ruleset, opts: Any) -> Engine | CombinedEngine:

@@ -84,9 +84,16 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     assert ruleset is not None
+    print_off(ruleset)
     excluded = f"; exclusions ok: {', '.join(args.exclusions)}" if args.exclusions else ""
     print(f"ok: {len(ruleset)} rules in {len(ruleset.sources)} file(s){excluded}")
     return 0
+
+
+def print_off(ruleset: Ruleset) -> None:
+    """The rules left out because an optional package is missing (not a problem: a note)."""
+    for _, why in ruleset.off:
+        print(f"note: {why}")
 
 
 def exclusion_problems(paths: list[str], ruleset: Ruleset) -> list[str]:
@@ -103,6 +110,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         print(problem)
     if ruleset is None:
         return 1
+    print_off(ruleset)
     count, failures = check_ruleset(ruleset)
     for failure in failures:
         print(f"FAIL {failure}")
