@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -157,9 +158,7 @@ def prepare(tmp_path: Path) -> None:
     good_request.write_bytes(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     (tmp_path / "not-http.txt").write_bytes(b"\x00 not http")
     (tmp_path / "bad-rules").mkdir()
-    (tmp_path / "bad-rules" / "r.yaml").write_text(
-        RULES.replace("    msg: union select\n", "")
-    )
+    (tmp_path / "bad-rules" / "r.yaml").write_text(RULES.replace("    msg: union select\n", ""))
     (tmp_path / "exclusions.yaml").write_text("exclusions: [{rules: [1]}]\n")
 
 
@@ -245,4 +244,29 @@ def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL,
         )
         assert done.returncode == 2, (argv, done.stderr)
-        assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1].startswith(ending[-1]), done.stderr
+        assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1].startswith(ending[-1]), (
+            done.stderr
+        )
+
+
+def test_the_other_commands_end_bad_input_with_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo-app", "--port", str(port), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"demo app: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert main(["run", "--upstream", "http://127.0.0.1:1", "--policy", "/nonexistent.yaml"]) == 2
+    assert capsys.readouterr().err == "run: --policy '/nonexistent.yaml': no such file\n"
+    assert main(["run", "--upstream", "ftp://x"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "run: --upstream 'ftp://x' is not an http(s) URL such as http://127.0.0.1:8080"
+    ]
+    assert main(["audit-logout", "notaurl"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .startswith("verdict: ERROR (could not complete the check): URL")
+    )

@@ -180,7 +180,7 @@ AFTER: dict[str, Callable[[Scratch], None]] = {
     ".venv/bin/mitmdump -s addon/main.py": check_mitmdump,
     ".venv/bin/logoutguard demo-app": check_mitmweb_started,
     "curl -s -o /dev/null -c jar.txt": check_forced_logout,
-    ".venv/bin/logoutguard rules lint --exclusions": check_exclusions,
+    ".venv/bin/logoutguard rules lint --no-probe --exclusions": check_exclusions,
     "printf 'GET /search": check_scan,
     "apt-get install -y modsecurity-crs": check_crs_report,
 }

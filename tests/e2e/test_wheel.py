@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,21 @@ def test_the_readme_wheel_commands_block_an_attack_and_pass_a_benign_request(tmp
         assert re.search(
             r"^logoutguard 0\.\d+\.\d+ \(mitmproxy 12\.\d+\.\d+, Python 3\.1\d\.\d+\)$", done.stdout, re.M
         )
+        # current metadata: an SPDX license expression, no deprecation warning while building
+        assert "deprecat" not in (done.stdout + done.stderr).lower()
+        with zipfile.ZipFile(REPO / "dist" / "logoutguard-0.1.0-py3-none-any.whl") as wheel:
+            metadata = wheel.read("logoutguard-0.1.0.dist-info/METADATA").decode()
+            shipped = {n for n in wheel.namelist() if n.startswith("logoutguard/rules/")}
+        assert "License-Expression: Apache-2.0" in metadata.splitlines()
+        assert {
+            f"logoutguard/rules/{p.relative_to(REPO / 'rules')}" for p in (REPO / "rules").rglob("*.*")
+        } - {
+            "logoutguard/rules/__init__.py"
+        } <= shipped  # every rule file and data file of the checkout's rules/
         # without the libinjection extra its two rules are off, as notes; the other 252 load
-        assert done.stdout.count("pip install 'logoutguard[libinjection]'): rule off") == 2
+        assert done.stdout.count("pip install 'logoutguard[libinjection]'): rule off") == 4  # lint and test
         assert "ok: 252 rules in 15 file(s)" in done.stdout
+        assert "1659/1659 examples passed in 252 rules" in done.stdout
 
         # the venv runs the wheel's package, not the checkout's
         venv = try_dir / "venv"
