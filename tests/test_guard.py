@@ -629,3 +629,26 @@ def test_an_option_error_while_mitmproxy_loads_the_script_is_one_log_line(
         assert guard.pipeline.engine.paranoia == 1  # as the raise would leave it: the parts built before
         with pytest.raises(exceptions.OptionsError, match=r"^guard_paranoia: 9 is not in 1-4$"):
             guard.configure({"guard_paranoia"})
+
+
+async def test_reload_rereads_the_exclusions_and_refuses_a_broken_file(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text("exclusions:\n  - {rules: [100001], when: {path: /reports}}\n")
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_exclusions=[str(exclusions)])
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is None  # excluded there
+        exclusions.write_text("exclusions:\n  - {rules: [100009]}\n")
+        assert "refused" in guard.reload() and "no rule 100009" in guard.reload()
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is None  # the running exclusions stay in force
+        exclusions.write_text("exclusions: []\n")
+        assert "reloaded 2 rules" in guard.reload()
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is not None and f.response.status_code == 403
