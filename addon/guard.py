@@ -47,6 +47,7 @@ ENGINE_OPTIONS = {
     "guard_outbound_threshold",
     "guard_crs",
     "guard_crs_confs",
+    "guard_exclusions",
 }
 STORE_OPTIONS = {"guard_session_store", "guard_session_key", "guard_session_ttl", "guard_max_sessions"}
 POSITIVE_OPTIONS = (
@@ -167,6 +168,13 @@ class LogoutGuard:
             "SecRuleUpdateTargetById, ctl rules); REQUEST-900-* style names load before the rules.",
         )
         add(
+            "guard_exclusions",
+            Sequence[str],
+            [],
+            "Exclusion files (YAML, repeatable): rules or targets of rules switched off everywhere or for "
+            "a path, method or host; for our rules and the CRS. Checked against the rules in force.",
+        )
+        add(
             "guard_fail_mode",
             str,
             "closed",
@@ -183,6 +191,18 @@ class LogoutGuard:
         )
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as exc:
+            if not updated >= ctx.options.keys():
+                raise  # an option set while running: mitmproxy refuses and rolls it back, one line
+            # mitmproxy loading the script configures it with every option, inside an `except
+            # Exception` that logs the error with its traceback (addons/script.py, Script.loadscript):
+            # say it in one line instead. The addon is left as the raise would leave it; an error
+            # logged during start-up stops mitmdump.
+            log.error(str(exc))
+
+    def _configure(self, updated: set[str]) -> None:
         opts, pipeline = ctx.options, self.pipeline
         self._validate(updated)
         first = pipeline.tracker is None

@@ -559,3 +559,96 @@ async def test_owasp_crs_runs_beside_our_rules(
 def test_bad_crs_path_is_refused(guard: LogoutGuard, tmp_path: Path) -> None:
     with taddons.context(guard) as tctx, pytest.raises(exceptions.OptionsError, match="guard_crs"):
         tctx.configure(guard, guard_session_store="memory", guard_crs=str(tmp_path / "no-crs-here"))
+
+
+EXCLUSIONS = """
+exclusions:
+  - reason: the report builder sends SQL on purpose
+    rules: [100001]
+    targets: ["ARGS:query"]
+    when: {path_prefix: /reports/, method: POST}
+  - rules: [942100]
+    ruleset: crs
+"""
+
+
+async def test_exclusions_apply_to_our_rules_and_the_crs(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, debian_crs: None
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text(EXCLUSIONS)
+    with taddons.context(guard) as tctx:
+        tctx.configure(
+            guard,
+            **base_options(rules_dir, tmp_path),
+            guard_crs="debian",
+            guard_exclusions=[str(exclusions)],
+        )
+        sqli = "query=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+        headers = {"User-Agent": "Mozilla/5.0", "Accept": "text/html"}
+        excluded = flow_for(f"/reports/run?{sqli}", method="POST", headers=headers)
+        await guard.request(excluded)
+        ids = {m["id"] for m in excluded.metadata[META_KEY]["matches"]}
+        assert 100001 not in ids and 942100 not in ids  # ours for this path, the CRS's everywhere
+        elsewhere = flow_for(f"/shop/run?{sqli}", method="POST", headers=headers)
+        await guard.request(elsewhere)
+        ids = {m["id"] for m in elsewhere.metadata[META_KEY]["matches"]}
+        assert 100001 in ids and 942100 not in ids
+        assert elsewhere.response is not None and elsewhere.response.status_code == 403
+
+
+def test_a_bad_exclusions_file_is_refused_naming_the_option_entry_and_field(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text("exclusions:\n  - rules: [100003]\n")
+    with taddons.context(guard) as tctx, pytest.raises(exceptions.OptionsError) as info:
+        tctx.configure(
+            guard, **base_options(rules_dir, tmp_path), guard_exclusions=[str(exclusions)]
+        )
+    assert str(info.value) == (
+        f"guard_exclusions: {exclusions} exclusions[0] field 'rules[0]': "
+        "no rule 100003 in our rules (did you mean 100002?)"
+    )
+
+
+def test_an_option_error_while_mitmproxy_loads_the_script_is_one_log_line(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mitmproxy configures a script it loads with every option, inside an `except Exception` that logs
+    the traceback (addons/script.py): that call logs the one line instead; one option set later raises
+    (mitmproxy refuses it and rolls it back)."""
+    with taddons.context(guard) as tctx:
+        tctx.options.update(**base_options(rules_dir, tmp_path), guard_paranoia=1)
+        tctx.options._options["guard_paranoia"].value = 9  # as a --set value the script's load applied
+        guard.configure(set(tctx.options.keys()))
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert [(r.getMessage(), r.exc_info) for r in errors] == [("guard_paranoia: 9 is not in 1-4", None)]
+        assert guard.pipeline.engine.paranoia == 1  # as the raise would leave it: the parts built before
+        with pytest.raises(exceptions.OptionsError, match=r"^guard_paranoia: 9 is not in 1-4$"):
+            guard.configure({"guard_paranoia"})
+
+
+async def test_reload_rereads_the_exclusions_and_refuses_a_broken_file(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text("exclusions:\n  - {rules: [100001], when: {path: /reports}}\n")
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_exclusions=[str(exclusions)])
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is None  # excluded there
+        exclusions.write_text("exclusions:\n  - {rules: [100009]}\n")
+        assert "refused" in guard.reload() and "no rule 100009" in guard.reload()
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is None  # the running exclusions stay in force
+        exclusions.write_text("exclusions: []\n")
+        assert "reloaded 2 rules" in guard.reload()
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is not None and f.response.status_code == 403

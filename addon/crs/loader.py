@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.engine import Engine
+from ..engine.exclusions import Exclusions
 from ..engine.rules import Ruleset
 from .importer import ImportProblem, ImportResult, RuleInfo, import_nodes
 from .modsec import prepare
@@ -45,8 +46,9 @@ class CrsLoad:
     seconds: float = 0.0
     syntax_problems: list[str] = field(default_factory=list)
 
-    def engine(self) -> Engine:
-        """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores)."""
+    def engine(self, exclusions: Exclusions | None = None) -> Engine:
+        """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores), with
+        the YAML exclusions that apply to the CRS (guard_exclusions) if any."""
         return Engine(
             self.ruleset,
             paranoia=self.paranoia,
@@ -56,6 +58,7 @@ class CrsLoad:
             prepare=prepare,
             quiet_ids=frozenset(i for i, info in self.infos.items() if not info.logged),
             prefilter_skip=frozenset({"rx"}),
+            exclusions=exclusions,
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")
             else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),
