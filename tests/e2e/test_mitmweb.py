@@ -25,6 +25,7 @@ from mitmproxy import io as mitmio
 from e2e.browser import Browser, Reply
 from e2e.test_forced_logout import DEMO_POLICY, XSS
 from logoutguard.demo.app import DemoApp
+from logoutguard.logout_flow import LOGOUT_KEY
 from procs import Mitmdump, free_port, start_mitmdump, wait_port
 
 pytestmark = pytest.mark.e2e
@@ -117,27 +118,38 @@ def test_mitmweb_shows_the_forced_logout(stack: WebStack) -> None:
 
     assert stack.web.call("GET", "/flows").status == 403  # the API wants the password
     listed = json.loads(stack.web.get("/flows").body)
-    assert [f["request"]["path"] for f in listed] == ["/login", "/account", "/logout"]
-    login, account, attack = listed
+    # the attack is listed as the attacker sent it; the forced logout is a flow of its own beside it
+    assert [f["request"]["path"] for f in listed] == ["/login", "/account", XSS, "/logout"]
+    login, account, attack, logout = listed
     assert (login["marked"], login["comment"], account["marked"], account["comment"]) == ("", "", "", "")
-    assert attack["marked"]  # the rewritten attack, shown as the logout it became
+    assert attack["marked"] and logout["marked"]
     comment = attack["comment"]
     assert comment.startswith("LogoutGuard: score") and "[authenticated_over_threshold]" in comment
-    assert "941100" in comment and comment.endswith("-> logout")
+    assert "941100 " in comment and comment.endswith("-> logout: ended")  # the top rule by id and message
+    assert logout["comment"] == f"LogoutGuard: forced logout for flow {attack['id'][:8]} (GET {XSS}): ended"
+    assert logout["request"]["method"] == "POST" and logout["response"]["status_code"] in (200, 302, 303)
 
     # flow metadata: not in the JSON list, but in the .mitm dump the API serves
     dump = stack.web.get(f"/flows/dump?filter={quote('~marked')}")
     assert dump.status == 200
     flows = [f for f in mitmio.FlowReader(io.BytesIO(dump.body)).stream() if isinstance(f, mitmhttp.HTTPFlow)]
-    assert [f.id for f in flows] == [attack["id"]]
+    assert [f.id for f in flows] == [attack["id"], logout["id"]]
     record = flows[0].metadata["logoutguard"]
     assert record["action"] == "logout" and record["logout"]["probe"] == "dead"
-    assert record["original_request"]["path"].startswith("/search?q=")
+    assert record["logout_flow"] == logout["id"] and "original_request" not in record
+    assert flows[1].metadata[LOGOUT_KEY]["for flow"] == attack["id"]
+
+    # the LogoutGuard contentview through mitmweb's content API (what the browser test clicks to)
+    view = json.loads(stack.web.get(f"/flows/{attack['id']}/request/content/logoutguard.json").body)
+    assert view["view_name"] == "LogoutGuard" and view["syntax_highlight"] == "yaml"
+    assert "941100" in view["text"] and "situation: authenticated_over_threshold" in view["text"]
 
     # guard.explain through the command API (needs the XSRF double submit, like the frontend)
     assert stack.web.command("guard.explain", f"@{attack['id']}", xsrf=None).status == 403
     explained = stack.web.command("guard.explain", f"@{attack['id']}", xsrf=stack.web.xsrf_token())
     assert explained.status == 200, explained.body
-    text = json.loads(explained.body)["value"]
-    assert "941100" in text and "situation authenticated_over_threshold -> action logout" in text
-    assert old not in text
+    rows = json.loads(explained.body)["value"]
+    assert rows[0][0] == "flow" and rows[0][1].startswith("GET ") and rows[0][1].endswith(XSS)
+    assert "rule 941100" in [label for label, _ in rows]
+    assert ["decision", "situation authenticated_over_threshold -> action logout"] in rows
+    assert old not in json.dumps(rows)
