@@ -211,19 +211,23 @@ class FlowRecord:
             return f"judging failed ({self.error}); action {self.action}"
         words = f"{self.action}" if self.action not in _QUIET else "passed"
         if self.logout is not None:
-            words = f"forced logout: {logout_result(self.logout)}"
+            words = f"forced logout, {logout_result(self.logout)}"
         elif self.action is ActionTaken.LOG and self.decision is not None:
-            words = f"logged only ({self.mode} mode); enforce would {self.decision}"
+            words = f"logged only ({self.mode} mode), enforce would {self.decision}"
         elif self.action is ActionTaken.OFFLINE and self.decision not in (None, Action.NONE):
-            words = f"saved flow, judged only; live it would get: {self.decision}"
+            words = f"saved flow judged only, live it would get {self.decision}"
         over = "over the threshold" if self.verdict.blocked else "under the threshold"
         return f"{words} ({self.situation}, {over})"
 
     def document(self) -> dict[str, Any]:
-        """The record as a readable document: rules, totals against thresholds, session, decision,
-        logout. Plain data in display order (the contentview dumps it as YAML)."""
+        """The record as a readable document: what happened, the rules, totals against thresholds,
+        session, logout. Plain data in display order (the contentview dumps it as YAML)."""
         v = self.verdict
         doc: dict[str, Any] = {"LogoutGuard": self.headline()}
+        doc["situation"] = str(self.situation)
+        doc["decision"] = str(self.decision) if self.decision is not None else "none"
+        doc["action"] = str(self.action)
+        doc["mode"] = self.mode
         doc["rules"] = [
             {
                 "id": m.id,
@@ -231,36 +235,28 @@ class FlowRecord:
                 "target": m.target,
                 "matched": m.excerpt,
                 "score": m.score if m.scoring else 0,
-                "category": m.category,
-                "paranoia": m.paranoia,
-                "phase": m.phase,
+                "category": f"{m.category} (PL{m.paranoia}, phase {m.phase})",
             }
             for m in v.matches
         ] or "none matched"
         doc["scores"] = {
-            "inbound": f"{v.inbound_score} (threshold {v.inbound_threshold}: "
+            "inbound": f"{v.inbound_score} of threshold {v.inbound_threshold} ("
             + ("over" if v.inbound_blocked else "under")
             + ")",
-            "outbound": f"{v.outbound_score} (threshold {v.outbound_threshold}: "
+            "outbound": f"{v.outbound_score} of threshold {v.outbound_threshold} ("
             + ("over" if v.outbound_blocked else "under")
             + ")",
             "by category": dict(v.scores) or "none",
             "paranoia level": v.paranoia,
         }
-        doc["session"] = self.session.to_json() if self.session is not None else "not looked up"
-        doc["situation"] = str(self.situation)
-        doc["decision"] = str(self.decision) if self.decision is not None else "none"
-        doc["action"] = str(self.action)
-        doc["mode"] = self.mode
-        if self.reason:
-            doc["reason"] = self.reason
+        doc["session"] = _session_document(self.session)
         if self.stripped_session:
-            doc["session cookie"] = "stripped; the request went on as anonymous"
+            doc["session"]["cookie stripped"] = "the request went on as anonymous"
         if self.logout is not None:
             doc["logout"] = {"result": logout_result(self.logout), **self.logout.to_json()}
             if self.logout_flow:
                 doc["logout"]["shown in flow"] = self.logout_flow
-        for key, text in (("store error", self.store_error), ("error", self.error)):
+        for key, text in (("reason", self.reason), ("store error", self.store_error), ("error", self.error)):
             if text:
                 doc[key] = text
         return doc
@@ -338,6 +334,29 @@ _KNOWN_KEYS = frozenset(
         *("original_request", "logout_flow", "stripped_session", "store_error", "error"),
     )
 )
+
+
+def _session_document(facts: SessionFacts | None) -> dict[str, Any]:
+    if facts is None:
+        return {"state": "not looked up"}
+    doc: dict[str, Any] = {"state": str(facts.state)}
+    if facts.cookie:
+        doc.update(cookie=facts.cookie, hash=facts.id_hash)
+    notes = [
+        note
+        for note, on in (
+            ("in the grace period", facts.in_grace),
+            ("User-Agent changed", facts.ua_changed),
+            ("network changed", facts.network_changed),
+            ("adopted", facts.adopted),
+        )
+        if on
+    ]
+    if notes:
+        doc["notes"] = ", ".join(notes)
+    if facts.count > 1:
+        doc["session IDs carried"] = facts.count
+    return doc
 
 
 def logout_result(outcome: LogoutOutcome) -> str:

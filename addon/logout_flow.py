@@ -67,7 +67,7 @@ def summary(attack_id: str, attacked: str, outcome: LogoutOutcome, record: FlowR
     """The logout flow's metadata (plain JSON-able data): what it was for and how it went."""
     top = record.top_match()
     return {
-        "LogoutGuard": f"forced logout: {logout_result(outcome)}",
+        "LogoutGuard": f"forced logout, {logout_result(outcome)}",
         "for flow": attack_id,
         "attack": attacked,
         "top rule": f"{top.id} {top.msg}" if top is not None else "none",

@@ -45,7 +45,7 @@ def test_renders_rules_totals_session_decision_and_logout() -> None:
             contentview.unregister()
     assert result.view_name == VIEW_NAME and result.syntax_highlight == "yaml"
     doc = yaml.safe_load(result.text)
-    assert doc["LogoutGuard"] == "forced logout: ended (authenticated_over_threshold, over the threshold)"
+    assert doc["LogoutGuard"] == "forced logout, ended (authenticated_over_threshold, over the threshold)"
     [rule] = doc["rules"]
     assert (rule["id"], rule["message"], rule["target"], rule["matched"], rule["score"]) == (
         942100,
@@ -54,7 +54,7 @@ def test_renders_rules_totals_session_decision_and_logout() -> None:
         "1 union select",
         5,
     )
-    assert doc["scores"]["inbound"] == "5 (threshold 5: over)"
+    assert doc["scores"]["inbound"] == "5 of threshold 5 (over)"
     assert doc["session"]["state"] == "active" and doc["situation"] == "authenticated_over_threshold"
     assert (doc["action"], doc["logout"]["result"], doc["logout"]["probe"]) == ("logout", "ended", "dead")
 

@@ -206,7 +206,7 @@ def test_explanation_rows() -> None:
     rows = logged_out().explanation()
     assert all(len(row) == 2 and all(isinstance(cell, str) for cell in row) for row in rows)
     labels = dict(rows)
-    assert labels["verdict"] == "forced logout: ended (authenticated_over_threshold, over the threshold)"
+    assert labels["verdict"] == "forced logout, ended (authenticated_over_threshold, over the threshold)"
     assert labels["rule 942100"] == "SQL injection | ARGS:q = '1 union select' | +5 sqli PL1"
     assert labels["scores"] == "inbound 5 of 5, outbound 0 of 4, PL1, mode enforce"
     assert labels["session"] == "abc123 (JSESSIONID) active"
@@ -219,7 +219,7 @@ def test_document_for_the_contentview() -> None:
     record = logged_out()
     record.logout_flow = "f-123"
     doc = record.document()
-    assert list(doc)[:3] == ["LogoutGuard", "rules", "scores"]
+    assert list(doc)[:7] == ["LogoutGuard", "situation", "decision", "action", "mode", "rules", "scores"]
     assert doc["rules"] == [
         {
             "id": 942100,
@@ -227,15 +227,13 @@ def test_document_for_the_contentview() -> None:
             "target": "ARGS:q",
             "matched": "1 union select",
             "score": 5,
-            "category": "sqli",
-            "paranoia": 1,
-            "phase": 2,
+            "category": "sqli (PL1, phase 2)",
         }
     ]
-    assert doc["scores"]["inbound"] == "5 (threshold 5: over)" and doc["scores"]["by category"] == {"sqli": 5}
+    assert doc["scores"]["inbound"] == "5 of threshold 5 (over)" and doc["scores"]["by category"] == {"sqli": 5}
     assert (doc["situation"], doc["decision"], doc["action"]) == ("authenticated_over_threshold", "logout", "logout")
     assert doc["logout"]["result"] == "ended" and doc["logout"]["shown in flow"] == "f-123"
-    assert doc["session"]["state"] == "active"
+    assert doc["session"] == {"state": "active", "cookie": "JSESSIONID", "hash": "abc123"}
     clean = FlowRecord.judged(Verdict(), SessionFacts(), Judgement(Situation.CLEAN, Action.NONE), "enforce")
     assert clean.document()["rules"] == "none matched" and clean.headline() == "passed (clean, under the threshold)"
     json.dumps(doc)
