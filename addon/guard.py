@@ -267,9 +267,11 @@ class LogoutGuard:
             raise exceptions.OptionsError(f"guard_upstream: {upstream!r} is not an http(s) URL")
 
     def _serve_metrics(self, listen: str) -> None:
-        """Start (or stop, or move) the metrics endpoint; the counts so far are kept."""
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        """Start, stop or move the metrics endpoint; the counts so far are kept, and an address that
+        cannot be bound leaves the running endpoint as it was."""
+        old = self.metrics_server
+        if old is not None:
+            old.close()
             self.metrics_server = None
         if not listen:
             self.metrics, self.pipeline.observer = None, Observer()
@@ -280,6 +282,8 @@ class LogoutGuard:
         try:
             self.metrics_server = serve(metrics, listen)
         except OSError as exc:
+            if old is not None:
+                self.metrics_server = serve(metrics, old.listen)
             raise exceptions.OptionsError(f"guard_metrics: cannot listen on {listen!r}: {exc}") from None
         self.metrics = self.pipeline.observer = metrics
         log.info(f"LogoutGuard: metrics at {self.metrics_server.url}")

@@ -160,9 +160,13 @@ class MetricsServer:
     thread: Thread
 
     @property
-    def url(self) -> str:
+    def listen(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}/metrics"
 
     def close(self) -> None:
         self.server.shutdown()
