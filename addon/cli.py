@@ -7,11 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import logout_check, quickstart
+from . import logout_check, quickstart, what_if_report
 from .engine.engine import Engine
 from .engine.examples import check_ruleset
 from .engine.loader import DEFAULT_RULES_DIR, lint, load_ruleset
 from .engine.verdict import Verdict
+from .progress import progress
 
 
 def cmd_rules_lint(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         print(problem)
     if ruleset is None:
         return 1
-    count, failures = check_ruleset(ruleset)
+    count, failures = check_ruleset(ruleset, each=lambda rules: progress(rules, "rule examples", len(rules), "rule"))
     for failure in failures:
         print(f"FAIL {failure}")
     print(f"{count - len(failures)}/{count} examples passed in {len(ruleset)} rules")
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _crs_parser(sub)
     logout_check.add_parser(sub)
     quickstart.add_parsers(sub)
+    what_if_report.add_parser(sub)
     return parser
 
 
