@@ -177,7 +177,7 @@ class LogoutOutcome:
     probe: Probe = Probe.NOT_RUN
     probe_error: str = ""
     original_request: dict[str, Any] | None = None  # of flows saved by older versions (they rewrote the flow)
-    request: LogoutRequest | None = None  # the logout as sent; not recorded (it carries the session cookie)
+    request: LogoutRequest | None = field(default=None, repr=False)  # as sent; never recorded (session cookie)
 
     @property
     def sent(self) -> bool:
