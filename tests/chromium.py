@@ -32,6 +32,13 @@ CHROMIUM_FLAGS = (
 ARTEFACTS_ENV = "LOGOUTGUARD_ARTEFACTS"  # folder for screenshots; default: the test's tmp dir
 
 
+def expect(locator: Any) -> Any:
+    """Playwright's auto-retrying assertions (imported here so a missing Playwright skips, not errors)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def chromium_path() -> str | None:
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)

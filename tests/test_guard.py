@@ -45,12 +45,15 @@ def rules_dir(tmp_path: Path) -> Path:
 
 
 class Recorder:
-    """An addon that keeps every flow whose response mitmproxy's addons saw."""
+    """An addon that keeps every flow mitmproxy's addons saw finished (with a response or an error)."""
 
     def __init__(self) -> None:
         self.flows: list[http.HTTPFlow] = []
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self.flows.append(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:  # a flow without a response (the app gave no answer)
         self.flows.append(flow)
 
 
