@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mitmproxy.exceptions import FlowReadException
 
-from . import __version__, logout_check, quickstart
+from . import __version__, logout_check, quickstart, what_if_report
 from .engine.engine import Engine
 from .engine.examples import check_ruleset
 from .engine.exclusion_loader import ExclusionsError, load_exclusions
@@ -26,6 +26,7 @@ from .engine.loader import DEFAULT_RULES_DIR, RulesetError, lint, load_ruleset
 from .engine.rules import Ruleset
 from .engine.verdict import Verdict
 from .policy import PolicyError, load_policy
+from .progress import progress
 
 
 class CliError(Exception):
@@ -111,7 +112,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     if ruleset is None:
         return 1
     print_off(ruleset)
-    count, failures = check_ruleset(ruleset)
+    count, failures = check_ruleset(ruleset, each=lambda rules: progress(rules, "rule examples", len(rules), "rule"))
     for failure in failures:
         print(f"FAIL {failure}")
     print(f"{count - len(failures)}/{count} examples passed in {len(ruleset)} rules")
@@ -307,6 +308,7 @@ COMMANDS: list[Adder] = [
     logout_check.add_parser,
     quickstart.add_parsers,
     add_addon_path,
+    what_if_report.add_parser,
 ]
 
 

@@ -21,7 +21,6 @@ from mitmproxy.proxy import mode_specs
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .exchange import Exchange
-from .flow_bridge import original_request_record
 from .policy import ClientAnswer, ClientResponse, Logout, LogoutMode, Policy, TemplateValueError, render
 from .responses import deny, page, redirect, relay
 from .sessions.cookies import parse_set_cookie
@@ -177,7 +176,8 @@ class LogoutOutcome:
     confirmed: bool | None = None  # the application replaced or deleted the session cookie
     probe: Probe = Probe.NOT_RUN
     probe_error: str = ""
-    original_request: dict[str, Any] | None = None  # the flow's request before the rewrite
+    original_request: dict[str, Any] | None = None  # of flows saved by older versions (they rewrote the flow)
+    request: LogoutRequest | None = field(default=None, repr=False)  # as sent; never recorded (session cookie)
 
     @property
     def sent(self) -> bool:
@@ -370,7 +370,8 @@ async def force_logout(
     exchange: Exchange, policy: Policy, upstream: Upstream | None, health: StoreHealth
 ) -> LogoutOutcome:
     """Revoke first (durably), then the application's own logout request, verified; the flow is
-    rewritten into it (mode rewrite) or answered as the policy says (and denied if it cannot be sent)."""
+    answered as the policy says (and denied if the logout cannot be sent). The flow's request stays
+    as the client sent it; `outcome.request` is the logout as sent (shown by logout_flow.py)."""
     flow, seen, tracker = exchange.flow, exchange.seen, exchange.tracker
     logout = policy.logout
     revoked = await revoke_sessions(
@@ -390,9 +391,8 @@ async def force_logout(
         deny(flow, policy.actions.deny_status)
         return outcome
     outcome.method, outcome.path = request.method, request.path.split("?", 1)[0]
-    if logout.mode is LogoutMode.REWRITE:  # the malicious request itself becomes the logout request
-        outcome.original_request = original_request_record(flow.request)
-        rewrite_to_logout(flow, request, upstream)
+    # The flow keeps the attacker's request as sent; the logout is shown as a flow of its own (logout_flow.py).
+    outcome.request = request
     # Sent by the addon, bounded by the policy's timeout (mitmproxy has no upstream read timeout).
     delivery = outcome.delivery = await send_logout(request, upstream, logout.timeout)
     outcome.error = delivery.error

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from mitmproxy import command, ctx, exceptions, flow, http
+from mitmproxy import command, contentviews, ctx, exceptions, flow, http, types
 
+from . import contentview
 from .assembly import (
     DEFAULT_MAX_SESSIONS,
     DEFAULT_RULES_DIR,
@@ -29,6 +30,9 @@ from .assembly import (
 )
 from .flow_record import META_KEY, FlowRecord
 from .forced_logout import configured_upstream, parse_upstream
+from .logout_flow import is_logout_flow
+from .metrics import Metrics, MetricsServer, parse_listen, serve, untimed
+from .observer import Observer
 from .pipeline import Mode, Pipeline, Settings
 
 __all__ = ["META_KEY", "LogoutGuard"]
@@ -67,9 +71,13 @@ class LogoutGuard:
         self.ruleset: Ruleset | None = None  # the loaded rules (the engine is built from them)
         self.store: SessionStore | None = None  # the store of the pipeline's tracker
         self._background: set[asyncio.Task[Any]] = set()
+        self.metrics: Metrics | None = None  # counting while guard_metrics serves them
+        self.metrics_server: MetricsServer | None = None
+        self.pipeline.show_flow = self._show_flow
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
+        contentviews.add(contentview.view)
         add = loader.add_option
         add(
             "guard_rules",
@@ -189,6 +197,13 @@ class LogoutGuard:
             "When re-judging saved flows (mitmdump -nr), revoke in the live store the sessions the "
             "verdicts would log out. Off: offline judging changes nothing live.",
         )
+        add(
+            "guard_metrics",
+            str,
+            "",
+            "Serve Prometheus metrics at http://HOST:PORT/metrics: PORT (on 127.0.0.1) or HOST:PORT. "
+            "Empty: off.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         try:
@@ -220,6 +235,10 @@ class LogoutGuard:
             pipeline.use_tracker(tracker)
             if old is not None:
                 self._spawn(old.close())
+        if "guard_metrics" in updated or first:
+            self._serve_metrics(opts.guard_metrics)
+        if self.metrics is not None and pipeline.tracker is not None:
+            pipeline.tracker.store = self.metrics.timed(pipeline.tracker.store)
         if "guard_audit_log" in updated:
             pipeline.audit.close()
             pipeline.audit = open_audit_log(opts.guard_audit_log)
@@ -258,9 +277,36 @@ class LogoutGuard:
         for name in POSITIVE_OPTIONS:
             if name in updated and getattr(opts, name) < 1:
                 raise exceptions.OptionsError(f"{name}: {getattr(opts, name)} must be at least 1")
+        if "guard_metrics" in updated and opts.guard_metrics:
+            try:
+                parse_listen(opts.guard_metrics)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"guard_metrics: {exc}") from None
         upstream = opts.guard_upstream
         if "guard_upstream" in updated and upstream and parse_upstream(f"reverse:{upstream}") is None:
             raise exceptions.OptionsError(f"guard_upstream: {upstream!r} is not an http(s) URL")
+
+    def _serve_metrics(self, listen: str) -> None:
+        """Start, stop or move the metrics endpoint; the counts so far are kept, and an address that
+        cannot be bound leaves the running endpoint as it was."""
+        old = self.metrics_server
+        if old is not None:
+            old.close()
+            self.metrics_server = None
+        if not listen:
+            self.metrics, self.pipeline.observer = None, Observer()
+            if self.pipeline.tracker is not None:
+                self.pipeline.tracker.store = untimed(self.pipeline.tracker.store)
+            return
+        metrics = self.metrics or Metrics()
+        try:
+            self.metrics_server = serve(metrics, listen)
+        except OSError as exc:
+            if old is not None:
+                self.metrics_server = serve(metrics, old.listen)
+            raise exceptions.OptionsError(f"guard_metrics: cannot listen on {listen!r}: {exc}") from None
+        self.metrics = self.pipeline.observer = metrics
+        log.info(f"LogoutGuard: metrics at {self.metrics_server.url}")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:
@@ -275,6 +321,10 @@ class LogoutGuard:
         self._spawn(self.pipeline.purge_forever())
 
     async def done(self) -> None:
+        contentview.unregister()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         for task in list(self._background):
             task.cancel()
         if self.store is not None:
@@ -291,10 +341,15 @@ class LogoutGuard:
         task.add_done_callback(self._background.discard)
         return task
 
+    def _show_flow(self, shown: http.HTTPFlow) -> None:
+        """Hand a flow the actions made (a forced logout's) to mitmproxy as a loaded flow: every addon
+        sees it (mitmweb lists it, -w saves it, mitmdump prints it); LogoutGuard's hooks skip it."""
+        self._spawn(ctx.master.load_flow(shown))
+
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
         answered = flow_.response is not None and flow_.live
-        if answered or flow_.error is not None or self.pipeline.engine is None:
+        if answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_):
             return
         await self.pipeline.on_request(flow_)
 
@@ -306,18 +361,21 @@ class LogoutGuard:
 
     # -- commands ------------------------------------------------------------------------------
     @command.command("guard.explain")
-    def explain_flows(self, flows: Sequence[flow.Flow]) -> str:
-        """Explain the scoring and the decision of the given flows, rule by rule."""
-        out = []
+    def explain_flows(self, flows: Sequence[flow.Flow]) -> types.Data:
+        """Explain the scoring and the decision of the given flows, rule by rule: rows of [label, text]."""
+        rows: list[list[str]] = []
         for f in flows:
             if isinstance(f, http.HTTPFlow):
+                rows.append(["flow", f"{f.request.method} {f.request.pretty_url}"])
                 data = f.metadata.get(META_KEY)
-                head = f"{f.request.method} {f.request.pretty_url}"
-                explained = FlowRecord.from_json(data).explain() if isinstance(data, dict) else None
-                out.append(head + "\n" + (explained or "  not judged by LogoutGuard"))
-        text = "\n".join(out)
-        log.info(text)
-        return text
+                if isinstance(data, dict):
+                    rows += FlowRecord.from_json(data).explanation()
+                elif is_logout_flow(f):
+                    rows.append(["verdict", "the forced logout of another flow (see the LogoutGuard view)"])
+                else:
+                    rows.append(["verdict", "not judged by LogoutGuard"])
+        log.info("\n".join(f"{label}: {text}" for label, text in rows))
+        return rows
 
     @command.command("guard.reload")
     def reload(self) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -29,6 +30,8 @@ from .flow_bridge import DEFAULT_BODY_LIMIT, META_KEY, SeenRequest, read_request
 from .flow_record import ActionTaken, FlowRecord
 from .forced_logout import Upstream, force_logout, revoke_sessions
 from .judge import SessionCheck, Situation, assumed_facts, counts_toward_window, judge
+from .logout_flow import logout_flow
+from .observer import Observer
 from .policy import Action, LogoutMode, Policy
 from .responses import deny, drop, redirect, strip_cookies
 from .sessions.cookies import SessionCookieMatcher
@@ -93,6 +96,9 @@ class Pipeline:
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # session hash -> last facts
         self._offline: SessionTracker | None = None
+        self.observer = Observer()  # metrics.Metrics when the adapter serves metrics
+        # The adapter hands flows the actions made (a forced logout's own flow) to mitmproxy.
+        self.show_flow: Callable[[http.HTTPFlow], None] = lambda flow: None
 
     def use_tracker(self, tracker: SessionTracker) -> None:
         self.tracker, self._offline = tracker, None
@@ -110,13 +116,16 @@ class Pipeline:
             log.exception(f"LogoutGuard: judging {flow.request.method} {flow.request.path} failed")
             record = self._error_record(flow, exc)
         record.write_to(flow)
+        self.observer.request_judged(record)
 
     async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
         assert self.engine is not None
         seen = read_request(flow, self.matcher, self.settings.body_limit)
         tracker = self._tracker_for(flow)
         check = await self._check_session(tracker, seen)
+        started = time.perf_counter()
         verdict, state = self.engine.inspect_request(seen.tx.with_session(check.facts.pairs()))
+        self.observer.engine_time("request", time.perf_counter() - started)
         check = await self._count_scored(tracker, seen, check, verdict)
         judgement = judge(verdict, check, self.policy, fail_closed=self.settings.fail_closed)
         self.pending[flow.id] = Pending(state, verdict.matches, seen)
@@ -203,8 +212,14 @@ class Pipeline:
                 drop(flow)
                 return ActionTaken.DROP
             case Action.LOGOUT:
-                outcome = await force_logout(exchange, self.policy, self.settings.upstream, self.health)
-                record.logout, record.original_request = outcome, outcome.original_request
+                sent_at = time.time()
+                upstream = self.settings.upstream
+                outcome = await force_logout(exchange, self.policy, upstream, self.health)
+                record.logout = outcome
+                if outcome.request is not None and upstream is not None:
+                    shown = logout_flow(flow, outcome.request, upstream, outcome, record, sent_at)
+                    record.logout_flow = shown.id
+                    self.show_flow(shown)
                 if not outcome.sent:
                     return ActionTaken.DENY_LOGOUT_NOT_SENT
                 rewritten = outcome.mode is LogoutMode.REWRITE
@@ -295,7 +310,9 @@ class Pipeline:
     def _judge_response(self, flow: http.HTTPFlow, pending: Pending, record: FlowRecord) -> None:
         assert self.engine is not None and flow.response is not None
         tx = with_response(pending.state.tx, flow.response, self.settings.body_limit)
+        started = time.perf_counter()
         verdict = self.engine.inspect_response(pending.state, tx, pending.matches)
+        self.observer.engine_time("response", time.perf_counter() - started)
         if verdict.outbound_blocked and flow.live:
             if self.settings.enforce:
                 deny(flow, self.policy.actions.deny_status)
@@ -303,6 +320,7 @@ class Pipeline:
             elif record.action is ActionTaken.NONE:
                 record.action = ActionTaken.LOG
         record.add_response_verdict(verdict)
+        self.observer.response_judged(record, [m for m in verdict.matches if m.phase >= 3])
 
     def _audit(self, flow: http.HTTPFlow, record: FlowRecord, pending: Pending | None) -> None:
         if not flow.live or (pending is not None and pending.audited) or not record.worth_auditing:

@@ -253,7 +253,7 @@ def test_outcome_json_keeps_todays_keys_and_reads_back() -> None:
     assert LogoutOutcome.from_json(failed.to_json()).probe_error == "TimeoutError"
 
 
-async def test_force_logout_revokes_first_then_rewrites_and_answers(tmp_path: Path) -> None:
+async def test_force_logout_revokes_first_then_sends_and_answers(tmp_path: Path) -> None:
     app = start_backend()
     app.response_headers = [("Set-Cookie", "JSESSIONID=NEW; Path=/")]
     policy = parse_policy(
@@ -282,10 +282,10 @@ async def test_force_logout_revokes_first_then_rewrites_and_answers(tmp_path: Pa
         assert outcome.revoked == [revoked] and await tracker.store.is_revoked(revoked)
         assert outcome.locked_out == "203.0.113.0/24" and await tracker.is_locked_out("203.0.113.7", seen.at)
         assert (outcome.sent, outcome.status, outcome.ok, outcome.confirmed) == (True, 200, True, True)
-        assert (
-            outcome.original_request is not None and outcome.original_request["path"] == "/search?q=<script>"
-        )
-        assert flow.request.path == "/logout" and flow.request.content == b"csrf=T1"
+        assert outcome.original_request is None and flow.request.path == "/search?q=<script>"  # kept as sent
+        assert outcome.request is not None and (outcome.request.path, outcome.request.body) == ("/logout", b"csrf=T1")
+        [got] = app.received
+        assert (got.method, got.path, got.body) == ("POST", "/logout", b"csrf=T1")
         assert flow.response.status_code == 302 and flow.response.headers["Location"] == "/in"
         # the application's new cookie was learned: the new ID is an active session
         new = await tracker.store.get(tracker.hasher.hash("NEW"))

@@ -13,6 +13,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from logoutguard.engine.engine import Engine
 from logoutguard.guard import META_KEY, LogoutGuard
+from logoutguard.logout_flow import LOGOUT_KEY
 from procs import start_backend
 
 RULES = """
@@ -41,6 +42,19 @@ rules:
 def rules_dir(tmp_path: Path) -> Path:
     (tmp_path / "rules.yaml").write_text(RULES)
     return tmp_path
+
+
+class Recorder:
+    """An addon that keeps every flow mitmproxy's addons saw finished (with a response or an error)."""
+
+    def __init__(self) -> None:
+        self.flows: list[http.HTTPFlow] = []
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.flows.append(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:  # a flow without a response (the app gave no answer)
+        self.flows.append(flow)
 
 
 @pytest.fixture
@@ -181,9 +195,14 @@ async def test_explain_lists_rules_and_totals(guard: LogoutGuard, rules_dir: Pat
         tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for("/?q=union select")
         await guard.request(f)
-        text = guard.explain_flows([f, flow_for("/never-judged")])
-        assert "100001" in text and "ARGS:q" in text and "total inbound 5" in text
-        assert "not judged" in text
+        rows = guard.explain_flows([f, flow_for("/never-judged")])
+        assert all(len(row) == 2 for row in rows)  # mitmproxy's Data: a table in the console
+        labels = [label for label, _ in rows]
+        assert labels == ["flow", "verdict", "rule 100001", "scores", "decision", "reason", "flow", "verdict"]
+        assert rows[2][1] == "union select | ARGS:q = 'union select' | +5 test PL1"
+        assert rows[3][1].startswith("inbound 5 of 5,") and rows[-1][1] == "not judged by LogoutGuard"
+        # through mitmproxy's command manager, which checks the rows against the declared Data type
+        assert tctx.master.commands.call("guard.explain", [f]) == rows[:6]
 
 
 class FailingEngine(Engine):
@@ -355,13 +374,25 @@ async def test_attack_on_a_session_becomes_the_logout_request(
             f = flow_for(
                 "http://evil.test/search?q=1 union select pass", headers={**AUTH, "Host": "evil.test"}
             )
+            shown = Recorder()
+            tctx.master.addons.add(shown)
             await guard.request(f)
             record = f.metadata[META_KEY]
             assert record["situation"] == "authenticated_over_threshold" and record["action"] == "logout"
-            # the flow's request is now the logout request, and exactly that reached the application
-            req = f.request
+            # the flow keeps the attacker's request; the logout is a flow of its own, handed to mitmproxy
+            assert f.request.path == "http://evil.test/search?q=1 union select pass"
+            assert f.request.headers["Host"] == "evil.test" and "original_request" not in record
+            await asyncio.gather(*guard._background)
+            [logout_flow] = shown.flows
+            assert logout_flow.id == record["logout_flow"] != f.id and not logout_flow.live
+            req = logout_flow.request
             assert (req.method, req.path, req.host, req.port) == ("POST", "/logout", "127.0.0.1", app.port)
             assert req.content == b"csrf=T1"
+            assert (logout_flow.response.status_code, logout_flow.response.content) == (200, b"logged out")
+            assert logout_flow.metadata[LOGOUT_KEY]["for flow"] == f.id
+            assert logout_flow.metadata[LOGOUT_KEY]["result"] == "not verifiable"  # no check path
+            assert logout_flow.marked and logout_flow.comment.startswith(f"LogoutGuard: forced logout for flow {f.id[:8]}")
+            assert META_KEY not in logout_flow.metadata  # LogoutGuard's hooks skipped it
             sent = {
                 "Host": f"127.0.0.1:{app.port}",
                 "User-Agent": "LogoutGuard (forced logout)",
@@ -371,12 +402,9 @@ async def test_attack_on_a_session_becomes_the_logout_request(
                 "Content-Length": "7",
             }
             assert dict(req.headers) == sent
-            [got] = app.received
+            [got] = app.received  # exactly the logout reached the application, once
             assert (got.method, got.path, got.body) == ("POST", "/logout", b"csrf=T1")
             assert {k: v for k, v in got.headers if k != "Connection"} == sent
-            original = record["original_request"]
-            assert original["path"] == "http://evil.test/search?q=1 union select pass"
-            assert ["Cookie", "[redacted]"] in original["headers"]
             assert await guard.pipeline.tracker.store.is_revoked(record["session"]["hash"])
             # the client gets the policy's redirect, with the application's new cookie
             assert f.response.status_code == 302 and f.response.headers["Location"] == "/login?bye=1"
@@ -439,7 +467,8 @@ async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, t
         second = flow_for("/search?q=union select", headers=AUTH)
         await guard.request(second)
         assert second.metadata[META_KEY]["situation"] == "cumulative_threshold"
-        assert second.metadata[META_KEY]["action"] == "logout" and second.request.path == "/logout"
+        assert second.metadata[META_KEY]["action"] == "logout" and second.request.path == "/search?q=union select"
+        assert second.metadata[META_KEY]["logout"]["path"] == "/logout"
 
 
 async def test_offline_judging_changes_nothing_live(
@@ -520,7 +549,7 @@ async def test_store_unavailable_follows_the_fail_mode(
             assert with_session.response is None
             attack = flow_for("/search?q=union select", headers=AUTH)
             await guard.request(attack)
-            assert attack.metadata[META_KEY]["action"] == "logout" and attack.request.path == "/logout"
+            assert attack.metadata[META_KEY]["action"] == "logout" and attack.metadata[META_KEY]["logout"]["sent"]
         assert (
             sum("session store unavailable" in r.getMessage() for r in caplog.records) == 1
         )  # once, not per request

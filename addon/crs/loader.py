@@ -9,6 +9,7 @@ given, override crs-setup's: those TX variables are pinned and every setvar on t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,15 +130,17 @@ def load_crs(
     inbound_threshold: int | None = None,
     outbound_threshold: int | None = None,
     engine_rules: bool = True,
+    each_file: Callable[[Sequence[Path]], Iterable[Path]] = iter,
 ) -> CrsLoad:
-    """Parse and import CRS once. Raises CrsError when the installation is missing; never for a rule."""
+    """Parse and import CRS once. Raises CrsError when the installation is missing; never for a rule.
+    `each_file` may wrap the files parsed (a progress bar)."""
     started = time.perf_counter()
     if paranoia is not None and not 1 <= paranoia <= 4:
         raise CrsError(f"paranoia level must be 1-4, not {paranoia}")
     setup, rules = find_installation(crs_path_or_setup, rules_dir)
     files = crs_files(setup, rules, tuple(extra_confs), engine_rules)
     parsed = ParseResult()
-    for file in files:
+    for file in each_file(files):
         parse_file(file, parsed)
     version = _version(rules)
     names = _names(version)

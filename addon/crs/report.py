@@ -6,6 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from ..progress import progress
 from .importer import ImportProblem
 from .loader import CrsLoad, load_crs
 
@@ -55,6 +56,7 @@ def cmd_crs_report(args: argparse.Namespace) -> int:
         extra_confs=args.conf or (),
         paranoia=args.paranoia,
         engine_rules=not args.no_engine_rules,
+        each_file=lambda files: progress(files, "CRS files", len(files), "file"),
     )
     print("\n".join(report_lines(load, notes=args.notes)))
     return 0

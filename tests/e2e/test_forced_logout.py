@@ -18,6 +18,7 @@ from mitmproxy import io as mitmio
 
 from e2e.browser import Browser
 from logoutguard.demo.app import DemoApp
+from logoutguard.logout_flow import LOGOUT_KEY
 from procs import BIN, REPO, Mitmdump, start_mitmdump
 
 pytestmark = pytest.mark.e2e
@@ -291,7 +292,10 @@ def test_offline_replay_changes_nothing_live(stack: Stack, tmp_path: Path) -> No
     assert stack.app.is_session_valid(alive) and not stack.app.is_session_valid(old)
     with judged.open("rb") as fh:
         flows = list(mitmio.FlowReader(fh).stream())
-    records = [f.metadata["logoutguard"] for f in flows]
-    attack = next(r for f, r in zip(flows, records, strict=True) if f.request.path == "/logout")
-    assert attack["blocked"] and attack["action"] == "none (offline)"  # judged on its original request
+    # the forced logout was saved as a flow of its own beside the attack, and is not judged again
+    [shown] = [f for f in flows if LOGOUT_KEY in f.metadata]
+    assert shown.request.path == "/logout" and "logoutguard" not in shown.metadata
+    records = {f.id: f.metadata["logoutguard"] for f in flows if f is not shown}
+    attack = records[shown.metadata[LOGOUT_KEY]["for flow"]]
+    assert attack["blocked"] and attack["action"] == "none (offline)"  # the attack, saved as it was sent
     assert any(m["target"] == "ARGS:q" for m in attack["matches"])
