@@ -46,6 +46,7 @@ class Configuration:
     outbound_threshold: int = 4
     policy: str = ""
     crs: str = ""
+    exclusions: tuple[str, ...] = ()
 
     def describe(self) -> str:
         rules = ", ".join(self.rules)
@@ -53,7 +54,8 @@ class Configuration:
             f"rules {rules}, PL{self.paranoia}, thresholds {self.inbound_threshold}/{self.outbound_threshold}"
         )
         text += f", policy {Path(self.policy).name if self.policy else 'built-in defaults'}"
-        return text + (f", CRS {self.crs}" if self.crs else "")
+        text += f", CRS {self.crs}" if self.crs else ""
+        return text + (f", exclusions {', '.join(self.exclusions)}" if self.exclusions else "")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def build_pipeline(config: Configuration) -> Pipeline:
         guard_outbound_threshold=config.outbound_threshold,
         guard_crs=config.crs,
         guard_crs_confs=[],
+        guard_exclusions=list(config.exclusions),
     )
     if not 1 <= config.paranoia <= 4:
         raise SavedTrafficError(f"paranoia {config.paranoia} is not in 1-4")

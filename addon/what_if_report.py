@@ -316,6 +316,7 @@ def configuration(args: argparse.Namespace, prefix: str = "") -> Configuration:
         outbound_threshold=get("outbound_threshold"),
         policy=get("policy") or "",
         crs=get("crs") or "",
+        exclusions=tuple(get("exclusions") or ()),
     )
 
 
@@ -324,7 +325,7 @@ def compared(args: argparse.Namespace, a: Configuration) -> Configuration | None
     given = {name: getattr(args, f"compare_{name}") for name in COMPARED}
     if all(v is None for v in given.values()):
         return None
-    values = {k: (tuple(v) if k == "rules" else v) for k, v in given.items() if v is not None}
+    values = {k: (tuple(v) if k in ("rules", "exclusions") else v) for k, v in given.items() if v is not None}
     return replace(a, **values)
 
 
@@ -356,7 +357,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMPARED = ("rules", "paranoia", "inbound_threshold", "outbound_threshold", "policy", "crs")
+COMPARED = ("rules", "paranoia", "inbound_threshold", "outbound_threshold", "policy", "crs", "exclusions")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -411,5 +412,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             f"--{prefix}crs",
             dest=f"{dest}crs",
             help=f"also run the OWASP CRS: debian, a crs-setup.conf or a folder ({what})",
+        )
+        p.add_argument(
+            f"--{prefix}exclusions",
+            dest=f"{dest}exclusions",
+            action="append",
+            metavar="FILE",
+            help=f"exclusions file, repeatable, as guard_exclusions ({what})",
         )
     p.set_defaults(func=cmd_report)

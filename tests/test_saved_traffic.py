@@ -56,3 +56,17 @@ def test_errors_name_the_file_or_the_setting(tmp_path: Path) -> None:
         judge_files([FLOWS / "benign.mitm"], Configuration(policy=str(tmp_path / "nope.yaml")))
     with pytest.raises(SavedTrafficError, match="paranoia 7"):
         judge_files([FLOWS / "benign.mitm"], Configuration(paranoia=7))
+
+
+def test_exclusions_change_what_the_configuration_judges(tmp_path: Path) -> None:
+    plain = judge_files([FLOWS / "attack.mitm"], Configuration(policy=DEMO_POLICY))
+    hits = {m.id for j in plain for m in j.record.verdict.matches if m.category == "xss"}
+    assert hits, "the saved attacks carry XSS"
+    excl = tmp_path / "no-xss.yaml"
+    excl.write_text("exclusions:\n  - reason: what-if\n    tags: [attack-xss]\n")
+    excluded = judge_files(
+        [FLOWS / "attack.mitm"], Configuration(policy=DEMO_POLICY, exclusions=(str(excl),))
+    )
+    assert len(excluded) == len(plain)
+    assert not any(m.category == "xss" for j in excluded for m in j.record.verdict.matches)
+    assert "exclusions" in Configuration(exclusions=(str(excl),)).describe()
