@@ -49,10 +49,19 @@ def _paragraphs(text: str) -> list[str]:
     return out
 
 
-_TROFF_ESCAPE = re.compile(r"\\f[BIRP0-9]|\\f\(..|\\f\[[^]]*\]|\\\(..|\\\[[^]]*\]|\\[&|^e]|\\-|\\s[-+]?\d")
+_TROFF_ESCAPE = re.compile(r"\\f[BIRP0-9]|\\f\(..|\\f\[[^]]*\]|\\\(..|\\\[[^]]*\]|\\[&|^e]|\\s[-+]?\d")
 
 
-_TROFF_CHARS = {"\\(aq": "'", "\\(dq": '"', "\\(em": "-", "\\(en": "-", "\\(bu": "*", "\\'": "'", "\\`": "`"}
+_TROFF_CHARS = {
+    "\\(aq": "'",
+    "\\(dq": '"',
+    "\\(em": "-",
+    "\\(en": "-",
+    "\\(bu": "*",
+    "\\'": "'",
+    "\\`": "`",
+    "\\-": "-",
+}
 
 
 def man_text(source: str) -> str:

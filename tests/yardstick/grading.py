@@ -99,7 +99,8 @@ def record_params(record: dict) -> list[Param]:
     if query and not params:
         params.append((route, "query", "", unquote(query)))
     headers = [(k.lower(), v) for k, v in record["headers"]]
-    content_type = next((v for k, v in headers if k == "content-type"), "").lower()
+    raw_type = next((v for k, v in headers if k == "content-type"), "")
+    content_type = raw_type.lower()
     body = record.get("body", "")
     if body:
         if "x-www-form-urlencoded" in content_type:
@@ -110,7 +111,7 @@ def record_params(record: dict) -> list[Param]:
             except ValueError:
                 params.append((route, "body", "", body))
         elif "multipart/" in content_type:
-            params += [(route, "multipart", k, v) for k, v in _multipart(content_type, body)]
+            params += [(route, "multipart", k, v) for k, v in _multipart(raw_type, body)]
         else:
             params.append((route, "body", "", body))
     for name, value in headers:
@@ -133,12 +134,12 @@ def describe_payload(parts: list[Param]) -> str:
 
 
 _DIGITS = re.compile(r"\d+")
-_QUOTED_WORD = re.compile(r"'[A-Za-z]{4}'")
+_QUOTED_WORD = re.compile(r"(?<=')[A-Za-z]{4}(?='|\s|$)")
 
 
 def normalised(payload: str) -> str:
     """Tool payloads with their random numbers and sqlmap's random 4-letter strings made equal."""
-    return _QUOTED_WORD.sub("'S'", _DIGITS.sub("0", payload))
+    return _QUOTED_WORD.sub("S", _DIGITS.sub("0", payload))
 
 
 class Tally:
