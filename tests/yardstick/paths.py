@@ -146,7 +146,7 @@ class Tap:
         return out
 
 
-def start_tap(upstream: str, work: Path, name: str) -> Tap:
+def start_tap(upstream: str, work: Path, name: str, mark_served: bool = False) -> Tap:
     log = work / f"tap-{name}.jsonl"
     confdir = work / "mitmproxy-conf"
     confdir.mkdir(exist_ok=True)
@@ -159,6 +159,7 @@ def start_tap(upstream: str, work: Path, name: str) -> Tap:
         f"confdir={confdir}",
         f"tap_log={log}",
         f"tap_name={name}",
+        f"tap_mark_served={'true' if mark_served else 'false'}",
         addon=False,
         extra_args=("-s", str(TAP_SCRIPT)),
     )

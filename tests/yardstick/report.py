@@ -188,6 +188,10 @@ def lines(results: dict) -> list[str]:
         out.append(
             f"{p}: {r['sent']} requests through the tap: " + ", ".join(f"{k} {r[k]}" for k in OUTCOMES)
         )
+    for pair, counts in results.get("passed_guard_refused_crs", {}).items():
+        out.append(
+            f"passed {pair.split('/')[0]}, refused by {pair.split('/')[1]}: {counts['total']} {counts['by_class']}"
+        )
     out += [f"{k}: {v}" for k, v in results.get("files", {}).items()]
     if proxies:
         out.append("")

@@ -31,7 +31,7 @@ from .grading import (
     record_outcome,
     record_params,
 )
-from .paths import PathUnderTest, TargetProcess, start_path, start_target
+from .paths import PathUnderTest, TargetProcess, start_path, start_tap, start_target
 
 HANDWRITTEN = "1 AND (SELECT unicode(substr(pw,1,1)) FROM users WHERE id=1)>{n}"
 
@@ -183,14 +183,14 @@ def run_path(
 
 
 def grade_path(run: PathRun) -> tuple[dict, list[dict]]:
-    """Figures of one path, and the attack payloads that passed it (one dict each)."""
+    """Figures of one path, and every attack request on it: path, outcome, source, class, point, payload."""
     name = run.path.name
     reached = run.target.reached(name)
     records = run.path.tap.records()
     by_label: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         by_label[record["label"]].append(record)
-    passed: list[dict] = []
+    attacks: list[dict] = []
     all_requests = Tally()
     for record in records:
         all_requests.add(record_outcome(record, reached))
@@ -235,17 +235,17 @@ def grade_path(run: PathRun) -> tuple[dict, list[dict]]:
         per_source[probe.source].add(what)
         per_source_point[probe.source][probe.point].add(what)
         classes[probe.source] = probe.cls
-        if what == "passed":
-            passed.append(
-                {
-                    "path": name,
-                    "source": probe.source,
-                    "class": probe.cls,
-                    "point": probe.point,
-                    "index": probe.index,
-                    "payload": probe.payload,
-                }
-            )
+        attacks.append(
+            {
+                "path": name,
+                "outcome": what,
+                "source": probe.source,
+                "class": probe.cls,
+                "point": probe.point,
+                "index": probe.index,
+                "payload": probe.payload,
+            }
+        )
     for source, tally in per_source.items():
         lists[source] = {
             "class": classes[source],
@@ -263,10 +263,11 @@ def grade_path(run: PathRun) -> tuple[dict, list[dict]]:
             parts = payload_parts(record, baseline)
             what = record_outcome(record, reached)
             (attack if parts else other).add(what)
-            if parts and what == "passed":
-                passed.append(
+            if parts:
+                attacks.append(
                     {
                         "path": name,
+                        "outcome": what,
                         "source": result.label,
                         "class": "sqli",
                         "point": point.name,
@@ -306,10 +307,11 @@ def grade_path(run: PathRun) -> tuple[dict, list[dict]]:
             parts = payload_parts(record, baseline)
             what = record_outcome(record, reached)
             (attack if parts else other).add(what)
-            if parts and what == "passed":
-                passed.append(
+            if parts:
+                attacks.append(
                     {
                         "path": name,
+                        "outcome": what,
                         "source": result.label,
                         "class": cls,
                         "point": record["path"][:80],
@@ -327,7 +329,7 @@ def grade_path(run: PathRun) -> tuple[dict, list[dict]]:
     figures["wapiti"] = wapiti_fig
     for tally in _tallies(figures):
         check_adds_up(tally)
-    return figures, passed
+    return figures, attacks
 
 
 def _tallies(figures: dict):
@@ -393,7 +395,7 @@ def run(config: Config, work: Path) -> dict:
     texts = benign.samples(config.seed, config.benign_per_class) if "benign" in config.parts else {}
     results: dict = {"config": _config_dict(config), "versions": versions(), "paths": {}, "crawl_apps": {}}
     results["benign_samples"] = {cls: len(v) for cls, v in texts.items()}
-    passed: list[dict] = []
+    attacks: list[dict] = []
     with Endpoint() as endpoint:
         lists: dict[str, tuple[str, list[str]]] = {}
         if "wordlists" in config.parts:
@@ -402,10 +404,10 @@ def run(config: Config, work: Path) -> dict:
         for name in config.paths:
             t0 = time.monotonic()
             path_run = run_path(name, config, work, endpoint, texts, lists)
-            figures, passed_here = grade_path(path_run)
+            figures, attacks_here = grade_path(path_run)
             figures["seconds"] = round(time.monotonic() - t0, 1)
             results["paths"][name] = figures
-            passed += passed_here
+            attacks += attacks_here
             print(
                 f"yardstick: {name} done in {figures['seconds']}s, {figures['answered_by_tap']} requests",
                 flush=True,
@@ -413,13 +415,17 @@ def run(config: Config, work: Path) -> dict:
         for app_name, url in config.crawl_apps:
             results["crawl_apps"][app_name] = crawl_app(app_name, url, config, work)
     results["seconds"] = round(time.monotonic() - started, 1)
-    results["files"] = write_payload_files(passed, work, config.paths)
+    results["files"], results["passed_guard_refused_crs"] = write_payload_files(attacks, work, config.paths)
     (work / "results.json").write_text(json.dumps(results, indent=1))
     return results
 
 
 def crawl_app(app_name: str, url: str, config: Config, work: Path) -> dict:
-    """The crawl hook: another application already running on loopback, crawled through each path."""
+    """The crawl hook: another application already running on loopback, crawled through each path.
+
+    A marker (a tap in marker mode) between each path and the application adds the served header to
+    the application's answers, so what a proxy answered itself is told apart. A blocked answer counts
+    as refused here (the application logs no tags)."""
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
         raise ValueError(f"--crawl-app {app_name}: {url} is not http://127.0.0.1:PORT (loopback only)")
@@ -427,58 +433,68 @@ def crawl_app(app_name: str, url: str, config: Config, work: Path) -> dict:
     for name in config.paths:
         folder = work / f"app-{app_name}" / name
         folder.mkdir(parents=True, exist_ok=True)
-        path = start_path(name, parts.port, folder)
+        marker = start_tap(f"http://127.0.0.1:{parts.port}", folder, f"marker-{name}", mark_served=True)
         try:
-            path.tap.label("benign:crawl")
-            for _ in benign.crawl(path.tap.url, _send_function(path), config.crawl_limit):
-                pass
-            time.sleep(0.5)
-            tally = Tally()
-            for record in path.tap.records("benign:crawl"):  # the app logs no tags: served header only
-                tally.add(
-                    outcome(
-                        record["served"] or (record["status"] < 400 and not record["error"]),
-                        record["status"],
-                        False,
-                        record["error"],
-                    )
-                )
-            out[name] = tally.as_dict()
+            path = start_path(name, marker.process.port, folder)
+            try:
+                path.tap.label("benign:crawl")
+                for _ in benign.crawl(path.tap.url, _send_function(path), config.crawl_limit):
+                    pass
+                time.sleep(0.5)
+                tally = Tally()
+                for record in path.tap.records("benign:crawl"):
+                    tally.add(outcome(record["served"], record["status"], False, record["error"]))
+                out[name] = tally.as_dict()
+            finally:
+                path.stop()
         finally:
-            path.stop()
+            marker.process.stop()
     return out
 
 
-def write_payload_files(passed: list[dict], work: Path, path_names: list[str]) -> dict[str, str]:
+def _key(attack: dict) -> tuple:
+    """Lists: the same request on every path; tools: the payload with its random parts made equal."""
+    if "index" in attack:
+        return (attack["source"], attack["index"], attack["point"])
+    return (attack["source"], normalised(attack["payload"]))
+
+
+def write_payload_files(
+    attacks: list[dict], work: Path, path_names: list[str]
+) -> tuple[dict[str, str], dict]:
+    """attacks-<path>.jsonl (every attack request with its outcome), passed-<path>.jsonl, and for each
+    LogoutGuard path the payloads it passed that CRS at the same level refused (and never passed)."""
     files: dict[str, str] = {}
+    counts: dict[str, dict] = {}
     for name in path_names:
+        mine = [a for a in attacks if a["path"] == name]
+        (work / f"attacks-{name}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in mine))
         file = work / f"passed-{name}.jsonl"
-        file.write_text("".join(json.dumps(p) + "\n" for p in passed if p["path"] == name))
+        file.write_text("".join(json.dumps(a) + "\n" for a in mine if a["outcome"] == "passed"))
+        files[f"attacks:{name}"] = str(work / f"attacks-{name}.jsonl")
         files[f"passed:{name}"] = str(file)
-    # passed LogoutGuard, refused (not passed) by CRS at the same paranoia level
     for guard in [n for n in path_names if n.startswith("logoutguard-")]:
         crs = "crs-" + guard.split("-", 1)[1]
         if crs not in path_names:
             continue
-        crs_passed_lists = {
-            (p["source"], p["index"], p["point"]) for p in passed if p["path"] == crs and "index" in p
-        }
-        crs_passed_tools = {
-            (p["source"], normalised(p["payload"])) for p in passed if p["path"] == crs and "index" not in p
-        }
-        diff = []
-        for p in passed:
-            if p["path"] != guard:
-                continue
-            if "index" in p:
-                if (p["source"], p["index"], p["point"]) not in crs_passed_lists:
-                    diff.append(p)
-            elif (p["source"], normalised(p["payload"])) not in crs_passed_tools:
-                diff.append(p)
-        file = work / f"passed-{guard}-not-{crs}.jsonl"
-        file.write_text("".join(json.dumps(p) + "\n" for p in diff))
-        files[f"passed:{guard}:not:{crs}"] = str(file)
-    return files
+        crs_refused = {_key(a) for a in attacks if a["path"] == crs and a["outcome"] == "refused"}
+        crs_passed = {_key(a) for a in attacks if a["path"] == crs and a["outcome"] == "passed"}
+        diff = [
+            a
+            for a in attacks
+            if a["path"] == guard
+            and a["outcome"] == "passed"
+            and _key(a) in crs_refused
+            and _key(a) not in crs_passed
+        ]
+        file = work / f"passed-{guard}-refused-{crs}.jsonl"
+        file.write_text("".join(json.dumps(a) + "\n" for a in diff))
+        files[f"passed:{guard}:refused:{crs}"] = str(file)
+        by_class: dict[str, int] = defaultdict(int)
+        for a in diff:
+            by_class[a["class"]] += 1
+        counts[f"{guard}/{crs}"] = {"total": len(diff), "by_class": dict(sorted(by_class.items()))}
+    return files, counts
 
 
 def _config_dict(config: Config) -> dict:

@@ -8,6 +8,9 @@ body (first 16 KiB, UTF-8 with replacement), status, whether the application ser
 `X-Yardstick-Req: <tap_name>.<id>` (the target logs the tags it handles) and returns the tag in the
 response.
 
+With `tap_mark_served` the tap is a marker instead, between a proxy and an application that does not
+set the served header itself (the `--crawl-app` hook): it adds the header to the application's answers.
+
 Control requests, answered by the tap and never forwarded: `GET /__tap__/label?name=NAME` sets the
 label of the following flows; `GET /__tap__/count` returns the number of records written.
 """
@@ -39,6 +42,13 @@ class Tap:
     def load(self, loader: Any) -> None:
         loader.add_option("tap_log", str, "", "JSON-lines file of every flow (required).")
         loader.add_option("tap_name", str, "tap", "Prefix of the request tags (unique per tap).")
+        loader.add_option(
+            "tap_mark_served",
+            bool,
+            False,
+            "Marker mode, between a proxy and an application that does not mark its answers itself: "
+            "add the served header to every answer the application sends.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "tap_log" in updated and ctx.options.tap_log:
@@ -57,6 +67,8 @@ class Tap:
     def response(self, flow: http.HTTPFlow) -> None:
         if "tap_id" not in flow.metadata or flow.response is None:
             return
+        if ctx.options.tap_mark_served:
+            flow.response.headers[SERVED_HEADER] = "1"
         flow.response.headers[REQUEST_ID_HEADER] = f"{ctx.options.tap_name}.{flow.metadata['tap_id']}"
         self._write(flow, None)
 

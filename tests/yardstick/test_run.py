@@ -116,6 +116,13 @@ def test_every_request_is_accounted_for(quick) -> None:
             + sum(e["attack"]["passed"] for k, e in figures["wapiti"].items() if k != "crawl")
         )
         assert len(passed_file) == counted, name
+        attacks_file = Path(results["files"][f"attacks:{name}"]).read_text().splitlines()
+        attack_requests = (
+            n_lists
+            + sum(e["attack"]["sent"] for e in figures["sqlmap"].values())
+            + sum(e["attack"]["sent"] for k, e in figures["wapiti"].items() if k != "crawl")
+        )
+        assert len(attacks_file) == attack_requests, name
 
 
 def test_the_proxies_are_really_in_the_path(quick) -> None:
@@ -126,6 +133,10 @@ def test_the_proxies_are_really_in_the_path(quick) -> None:
         assert figures["requests"]["passed"] > 0, name
     audit = (work / "logoutguard-pl1" / "audit-logoutguard-pl1.jsonl").read_text().splitlines()
     assert len(audit) >= results["paths"]["logoutguard-pl1"]["requests"]["refused"]
-    assert "passed:logoutguard-pl1:not:crs-pl1" in results["files"]
+    assert "passed:logoutguard-pl1:refused:crs-pl1" in results["files"]
+    attacks = [
+        json.loads(line) for line in Path(results["files"]["attacks:crs-pl1"]).read_text().splitlines()
+    ]
+    assert {a["outcome"] for a in attacks} <= set(OUTCOMES) and len(attacks) > 1000
     table = "\n".join(lines(results))
     assert all(name in table for name in results["paths"])
