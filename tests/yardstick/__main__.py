@@ -38,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=URL",
         help="also crawl an application already running on loopback through each path",
     )
+    parser.add_argument(
+        "--report", type=Path, metavar="RESULTS_JSON", help="only print the tables of a past run"
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        print("\n".join(lines(json.loads(args.report.read_text()))))
+        return 0
     config = quick_config() if args.quick else Config()
     if args.paths:
         config.paths = args.paths

@@ -126,6 +126,38 @@ def lines(results: dict) -> list[str]:
         out.append("")
     first = results["paths"][paths[0]]
     if first.get("wordlists"):
+        out.append(
+            "Payload lists per class (wfuzz's lists and wapiti's payload files): refused share (passed share)"
+        )
+        by_class: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
+        for p in paths:
+            for entry in results["paths"][p]["wordlists"].values():
+                _add(by_class[entry["class"]][p], entry)
+        rows = [
+            [
+                cls,
+                str(by_path[paths[0]]["sent"]),
+                *(
+                    f"{pct(_share(by_path[p], 'refused'))} ({pct(_share(by_path[p], 'passed'))})"
+                    for p in paths
+                ),
+            ]
+            for cls, by_path in sorted(by_class.items())
+        ]
+        out += _table(["class", "requests", *paths], rows)
+        out.append("")
+        out.append("Payload lists per injection point (all lists): refused share")
+        by_point: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
+        for p in paths:
+            for entry in results["paths"][p]["wordlists"].values():
+                for point, tally in entry["per_point"].items():
+                    _add(by_point[point][p], tally)
+        rows = [
+            [point, str(by_path[paths[0]]["sent"]), *(pct(_share(by_path[p], "refused")) for p in paths)]
+            for point, by_path in by_point.items()
+        ]
+        out += _table(["point", "requests", *paths], rows)
+        out.append("")
         out.append("Payload lists into every point: refused share per path")
         header = ["list", "class", "requests", *paths]
         rows = [
