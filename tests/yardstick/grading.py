@@ -4,8 +4,8 @@ Outcome of one request on one path (the tap saw it; the target logged the tags i
 * `passed`: the application answered (its `X-Yardstick-Served` header is in the response);
 * `refused`: the proxy answered it and the application never saw it;
 * `response-blocked`: the application handled it, the proxy replaced the answer (outbound rules);
-* `error`: nothing usable came back (connection error, or a 5xx from a proxy with the application
-  not reached).
+* `error`: nothing usable came back: a connection error, the client giving up (sqlmap's time-based
+  payloads, a file entity that never ends), or a 502/504 from a proxy.
 The four add up to every request sent. Refused shares count `refused` (inbound) over all attack
 requests; a blocked response is counted apart.
 
@@ -52,10 +52,10 @@ STANDARD_HEADERS = {
 def outcome(served: bool, status: int, reached: bool, error: str | None) -> str:
     if served:
         return "passed"
+    if error or status in (0, 502, 504):  # nothing came back (e.g. the client gave up on a slow answer)
+        return "error"
     if reached:
         return "response-blocked"
-    if error or status == 0 or status in (502, 504):
-        return "error"
     return "refused"
 
 

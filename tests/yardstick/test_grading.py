@@ -16,6 +16,7 @@ from .grading import Tally, check_adds_up, normalised, outcome, payload_parts, r
         (False, 403, True, None, "response-blocked"),
         (False, 502, False, None, "error"),
         (False, 0, False, "ConnectionResetError", "error"),
+        (False, 0, True, "Client disconnected.", "error"),  # the tool gave up waiting, not a block
     ],
 )
 def test_outcome(served: bool, status: int, reached: bool, error: str | None, expected: str) -> None:
