@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yardstick: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path(f"/tmp/logoutguard-yardstick-{time.strftime('%Y%m%d-%H%M%S')}")
-    results = run(config, out)
+    try:
+        results = run(config, out)
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print("\n".join(lines(results)))
     print(f"results: {out / 'results.json'}")
     json.dumps(results)  # JSON-able, or fail loudly

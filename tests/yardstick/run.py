@@ -391,6 +391,8 @@ def versions() -> dict[str, str]:
 
 def run(config: Config, work: Path) -> dict:
     started = time.monotonic()
+    if work.exists() and any(work.iterdir()):  # the logs are appended to: old records would be counted
+        raise FileExistsError(f"yardstick: {work} is not empty; give --out a new or empty folder")
     work.mkdir(parents=True, exist_ok=True)
     texts = benign.samples(config.seed, config.benign_per_class) if "benign" in config.parts else {}
     results: dict = {"config": _config_dict(config), "versions": versions(), "paths": {}, "crawl_apps": {}}
