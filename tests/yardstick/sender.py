@@ -6,7 +6,9 @@ in .venv-tools, wapiti's placeholders filled with fixed values: [TIME]=2, [VALUE
 = the loopback stand-in). Each payload goes into each point exactly once, encoded as a browser or
 client would send it: percent-encoded in the query and in forms, JSON-escaped in JSON, percent-encoded
 in the cookie (the target decodes it, as PHP does), raw in the header with control characters
-percent-encoded. Every request goes through the path's tap with the browser User-Agent.
+percent-encoded. wfuzz's lines are written to be pasted into a URL as they are (`'%20or%201=1`): in
+the query, forms and the cookie the application sees them percent-decoded, as wfuzz sending them raw
+would make it see them. Every request goes through the path's tap with the browser User-Agent.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
 from .paths import BROWSER_UA, HOST_NAME
 from .target import REQUEST_ID_HEADER, SERVED_HEADER
@@ -94,20 +96,24 @@ class Probe:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def build(point: Point, payload: str, source: str, cls: str, index: int) -> Probe:
+def build(point: Point, payload: str, source: str, cls: str, index: int, raw_url: bool = False) -> Probe:
+    """raw_url: the payload was written to be pasted into a URL as it is (wfuzz's lists: `'%20or%201=1`);
+    in the query, a form and the cookie the application then sees it percent-decoded, as if wfuzz had
+    sent it raw; JSON and the header get it as written."""
     headers: list[tuple[str, str]] = []
     body = b""
     target = point.route
+    decoded = unquote_plus(payload) if raw_url else payload
     if point.location == "query":
-        target += "?" + urlencode([(point.param, payload), *point.extra])
+        target += "?" + urlencode([(point.param, decoded), *point.extra])
     elif point.location == "form":
         headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-        body = urlencode([(point.param, payload), *point.extra]).encode()
+        body = urlencode([(point.param, decoded), *point.extra]).encode()
     elif point.location == "json":
         headers.append(("Content-Type", "application/json"))
         body = json.dumps({point.param: payload, **dict(point.extra)}).encode()
     elif point.location == "cookie":
-        headers.append(("Cookie", f"{point.param}={quote(payload, safe='')}"))
+        headers.append(("Cookie", f"{point.param}={quote(decoded, safe='')}"))
     elif point.location == "header":
         raw = payload.encode("utf-8").decode("latin-1")
         headers.append((point.param, _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", raw)))
@@ -179,7 +185,7 @@ def wapiti_lists(endpoint: str) -> dict[str, tuple[str, list[str]]]:
 def list_probes(lists: dict[str, tuple[str, list[str]]], points: Iterable[Point]) -> list[Probe]:
     points = list(points)
     return [
-        build(point, payload, source, cls, index)
+        build(point, payload, source, cls, index, raw_url=source.startswith("wfuzz:"))
         for source, (cls, payloads) in lists.items()
         for index, payload in enumerate(payloads)
         for point in points

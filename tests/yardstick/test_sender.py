@@ -24,6 +24,18 @@ def test_each_location() -> None:
     assert header.startswith("1' OR \"a\"<>'b'; cat") and "%0D%0A%00" in header and "\r" not in header
 
 
+def test_wfuzz_lines_are_seen_as_if_sent_raw_in_a_url() -> None:
+    line = "'%20or%201=1--+x%252e"
+    query = build(POINTS_BY_NAME["items-id"], line, "wfuzz:SQL.txt", "sqli", 0, raw_url=True)
+    assert query.target == "/items?id=%27+or+1%3D1--+x%252e"  # the application decodes "' or 1=1-- x%2e"
+    cookie = dict(build(POINTS_BY_NAME["greeting-lang"], line, "w", "sqli", 0, raw_url=True).headers)[
+        "Cookie"
+    ]
+    assert cookie == "lang=%27%20or%201%3D1--%20x%252e"
+    body = build(POINTS_BY_NAME["api-category"], line, "w", "sqli", 0, raw_url=True).body
+    assert json.loads(body) == {"category": line}  # JSON: as written
+
+
 def test_wapiti_placeholders() -> None:
     filled = fill_wapiti_placeholders("a[TAB]b[LF][EXTERNAL_ENDPOINT]x[TIME][NULL]", "http://127.0.0.1:9/")
     assert filled == "a\tb\nhttp://127.0.0.1:9/x2\0"
