@@ -414,6 +414,7 @@ def run(config: Config, work: Path) -> dict:
                 f"yardstick: {name} done in {figures['seconds']}s, {figures['answered_by_tap']} requests",
                 flush=True,
             )
+            (work / "results-partial.json").write_text(json.dumps(results, indent=1))  # kept if cut short
         for app_name, url in config.crawl_apps:
             results["crawl_apps"][app_name] = crawl_app(app_name, url, config, work)
     results["seconds"] = round(time.monotonic() - started, 1)
