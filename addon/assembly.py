@@ -18,6 +18,8 @@ from .audit_log import AuditLog
 from .crs.loader import CrsError, load_crs
 from .engine.combined import CombinedEngine
 from .engine.engine import Engine
+from .engine.exclusion_loader import ExclusionsError, load_exclusions
+from .engine.exclusions import CRS, OURS, Exclusions
 from .engine.loader import DEFAULT_RULES_DIR, RulesetError, load_ruleset
 from .engine.rules import Ruleset
 from .policy import Policy, PolicyError, load_policy
@@ -48,36 +50,57 @@ log = logging.getLogger("logoutguard")
 
 def load_rules(paths: Sequence[str]) -> Ruleset:
     try:
-        return load_ruleset([Path(p) for p in paths])
+        ruleset = load_ruleset([Path(p) for p in paths])
     except RulesetError as exc:
         raise exceptions.OptionsError(f"guard_rules: {exc}") from None
+    for _, why in ruleset.off:  # an optional package is missing: the rule is left out, loudly
+        log.warning(f"LogoutGuard: {why}")
+    return ruleset
 
 
 def build_engine(ruleset: Ruleset, opts: Any) -> Engine | CombinedEngine:
-    """Our rules, and beside them the OWASP CRS when guard_crs names an installation."""
+    """Our rules, and beside them the OWASP CRS when guard_crs names an installation; each with the
+    exclusions (guard_exclusions) that apply to it."""
+    crs = None
+    if opts.guard_crs:
+        try:
+            crs = load_crs(
+                None if opts.guard_crs == "debian" else opts.guard_crs,
+                extra_confs=list(opts.guard_crs_confs),
+                paranoia=opts.guard_paranoia,
+                inbound_threshold=opts.guard_inbound_threshold,
+                outbound_threshold=opts.guard_outbound_threshold,
+            )
+        except (CrsError, OSError) as exc:
+            raise exceptions.OptionsError(f"guard_crs: {exc}") from None
+        log.info(
+            f"LogoutGuard: OWASP CRS {crs.version}: {len(crs.ruleset)} rules from {crs.rules_dir} in "
+            f"{crs.seconds:.1f}s; {len(crs.problems)} skipped or changed (see: logoutguard crs report)"
+        )
+    exclusions = read_exclusions(
+        opts.guard_exclusions, {OURS: ruleset} | ({CRS: crs.ruleset} if crs else {})
+    )
     engine = Engine(
         ruleset,
         paranoia=opts.guard_paranoia,
         inbound_threshold=opts.guard_inbound_threshold,
         outbound_threshold=opts.guard_outbound_threshold,
+        exclusions=exclusions.for_ruleset(OURS),
     )
-    if not opts.guard_crs:
+    if crs is None:
         return engine
+    return CombinedEngine([engine, crs.engine(exclusions.for_ruleset(CRS))])
+
+
+def read_exclusions(paths: Sequence[str], rulesets: dict[str, Ruleset]) -> Exclusions:
+    """The exclusion files, checked against the rulesets in force (ours, and the CRS when loaded)."""
     try:
-        crs = load_crs(
-            None if opts.guard_crs == "debian" else opts.guard_crs,
-            extra_confs=list(opts.guard_crs_confs),
-            paranoia=opts.guard_paranoia,
-            inbound_threshold=opts.guard_inbound_threshold,
-            outbound_threshold=opts.guard_outbound_threshold,
-        )
-    except (CrsError, OSError) as exc:
-        raise exceptions.OptionsError(f"guard_crs: {exc}") from None
-    log.info(
-        f"LogoutGuard: OWASP CRS {crs.version}: {len(crs.ruleset)} rules from {crs.rules_dir} in "
-        f"{crs.seconds:.1f}s; {len(crs.problems)} skipped or changed (see: logoutguard crs report)"
-    )
-    return CombinedEngine([engine, crs.engine()])
+        exclusions = load_exclusions([Path(p).expanduser() for p in paths], rulesets)
+    except ExclusionsError as exc:
+        raise exceptions.OptionsError(f"guard_exclusions: {exc}") from None
+    if exclusions:
+        log.info(f"LogoutGuard: {len(exclusions)} exclusion(s) from {', '.join(paths)}")
+    return exclusions
 
 
 def read_policy(path: str) -> Policy:

@@ -1,61 +1,167 @@
-"""The `logoutguard` command: rules lint|test, scan, and the other sub-commands."""
+"""The `logoutguard` command: sub-commands, and one clear line with exit status 2 for bad input.
+
+Each sub-command is added by a function in COMMANDS (`add(sub)` registers its parser and sets `func`).
+A command signals bad input by raising CliError, or one of the errors of BAD_INPUT (a bad rule,
+policy or exclusions file, a missing or unreadable file, a bad flow file): `main` prints the
+problems, then one line `logoutguard <command>: <what is wrong>`, and returns 2 — no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import logout_check, quickstart
+from mitmproxy.exceptions import FlowReadException
+
+from . import __version__, logout_check, quickstart, what_if_report
 from .engine.engine import Engine
 from .engine.examples import check_ruleset
-from .engine.loader import DEFAULT_RULES_DIR, lint, load_ruleset
+from .engine.exclusion_loader import ExclusionsError, load_exclusions
+from .engine.exclusions import Exclusions
+from .engine.loader import DEFAULT_RULES_DIR, RulesetError, lint, load_ruleset
+from .engine.rules import Ruleset
 from .engine.verdict import Verdict
+from .policy import PolicyError, load_policy
+from .progress import progress
 
 
+class CliError(Exception):
+    """Bad input to a command (a missing file, a bad value): reported as one line, exit status 2."""
+
+
+BAD_INPUT: tuple[type[BaseException], ...] = (
+    CliError,
+    RulesetError,
+    PolicyError,
+    ExclusionsError,
+    FlowReadException,
+    OSError,
+)
+Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def existing_paths(paths: list[str], what: str) -> list[str]:
+    """The paths, or CliError naming the first that does not exist."""
+    for path in paths:
+        if not Path(path).exists():
+            raise CliError(f"{what} {path}: no such file or folder")
+    return paths
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def exclusions_for(paths: list[str] | None, rulesets: dict[str, Ruleset]) -> Exclusions | None:
+    """The exclusion files, loaded and checked against the rulesets; ExclusionsError lists every problem."""
+    if not paths:
+        return None
+    return load_exclusions(existing_paths(paths, "--exclusions"), rulesets)
+
+
+# -- rules ------------------------------------------------------------------------------------------
 def cmd_rules_lint(args: argparse.Namespace) -> int:
-    ruleset, problems = lint(args.paths)
+    ruleset, problems = lint(existing_paths(args.paths, "rule path"))
     if ruleset is not None:  # a loadable ruleset: also look for regexes that backtrack catastrophically
         from .engine.regex_lint import lint_ruleset
 
         problems = lint_ruleset(ruleset, probe=not args.no_probe)
+        if args.exclusions:
+            problems += exclusion_problems(args.exclusions, ruleset)
     for problem in problems:
         print(problem)
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     assert ruleset is not None
-    print(f"ok: {len(ruleset)} rules in {len(ruleset.sources)} file(s)")
+    print_off(ruleset)
+    excluded = f"; exclusions ok: {', '.join(args.exclusions)}" if args.exclusions else ""
+    print(f"ok: {len(ruleset)} rules in {len(ruleset.sources)} file(s){excluded}")
     return 0
 
 
+def print_off(ruleset: Ruleset) -> None:
+    """The rules left out because an optional package is missing (not a problem: a note)."""
+    for _, why in ruleset.off:
+        print(f"note: {why}")
+
+
+def exclusion_problems(paths: list[str], ruleset: Ruleset) -> list[str]:
+    try:
+        exclusions_for(paths, {"ours": ruleset})
+    except ExclusionsError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    ruleset, problems = lint(args.paths)
+    ruleset, problems = lint(existing_paths(args.paths, "rule path"))
     for problem in problems:
         print(problem)
     if ruleset is None:
         return 1
-    count, failures = check_ruleset(ruleset)
+    print_off(ruleset)
+    count, failures = check_ruleset(ruleset, each=lambda rules: progress(rules, "rule examples", len(rules), "rule"))
     for failure in failures:
         print(f"FAIL {failure}")
     print(f"{count - len(failures)}/{count} examples passed in {len(ruleset)} rules")
     return 1 if failures else 0
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
-    from .flow_bridge import parse_raw_request  # imports mitmproxy: keep `rules` commands light
+def add_rules(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    rules = sub.add_parser("rules", help="check rule files").add_subparsers(
+        dest="rules_command", required=True
+    )
+    p = rules.add_parser(
+        "lint",
+        help="validate rule files (and exclusion files) and flag regexes that can backtrack "
+        "catastrophically; exit 1 on any problem, 2 when a path does not exist",
+    )
+    p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)], help="default: the shipped rules")
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the timed probe of the regexes (the static backtracking check still runs)",
+    )
+    p.add_argument(
+        "--exclusions",
+        action="append",
+        metavar="FILE",
+        help="also check this exclusions file against the rules (repeatable)",
+    )
+    p.set_defaults(func=cmd_rules_lint)
+    p = rules.add_parser("test", help="run every rule's match/no_match examples; exit 1 on any failure")
+    p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)], help="default: the shipped rules")
+    p.set_defaults(func=cmd_rules_test)
 
-    data = Path(args.file).read_bytes() if args.file and args.file != "-" else sys.stdin.buffer.read()
+
+# -- scan -------------------------------------------------------------------------------------------
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .flow_bridge import parse_raw_request  # imports mitmproxy's http: keep `rules` commands light
+
+    from_file = args.file and args.file != "-"
+    data = Path(args.file).read_bytes() if from_file else sys.stdin.buffer.read()  # OSError: main says it
     try:
         tx = parse_raw_request(data)
     except ValueError as exc:
-        print(f"not a valid HTTP request: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"{args.file or 'stdin'}: not a valid HTTP request: {exc}") from None
+    ruleset = load_ruleset(existing_paths(args.rules or [str(DEFAULT_RULES_DIR)], "--rules"))
     engine = Engine(
-        load_ruleset(args.rules or [DEFAULT_RULES_DIR]),
+        ruleset,
         paranoia=args.paranoia,
         inbound_threshold=args.inbound_threshold,
+        exclusions=exclusions_for(args.exclusions, {"ours": ruleset}),
     )
     verdict = engine.inspect(tx)
     if args.json:
@@ -78,45 +184,61 @@ def format_verdict(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
-def _rules_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    rules = sub.add_parser("rules", help="check rule files").add_subparsers(
-        dest="rules_command", required=True
-    )
-    p = rules.add_parser(
-        "lint",
-        help="validate rule files and flag regexes that can backtrack catastrophically; exit 1 on any problem",
-    )
-    p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
-    p.add_argument(
-        "--no-probe",
-        action="store_true",
-        help="skip the timed probe of the regexes (the static backtracking check still runs)",
-    )
-    p.set_defaults(func=cmd_rules_lint)
-    p = rules.add_parser("test", help="run every rule's match/no_match examples; exit 1 on any failure")
-    p.add_argument("paths", nargs="*", default=[str(DEFAULT_RULES_DIR)])
-    p.set_defaults(func=cmd_rules_test)
-
-
-def _scan_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("scan", help="judge a raw HTTP request from FILE or stdin")
     p.add_argument("file", nargs="?", help="file holding a raw HTTP/1 request (default: stdin)")
     p.add_argument(
         "--rules", action="append", help="rule file or folder (repeatable; default: shipped rules)"
     )
+    p.add_argument(
+        "--exclusions", action="append", metavar="FILE", help="exclusions file (repeatable), as guard_exclusions"
+    )
     p.add_argument("--paranoia", type=int, default=1, choices=[1, 2, 3, 4])
-    p.add_argument("--inbound-threshold", type=int, default=5)
+    p.add_argument("--inbound-threshold", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON object (score, matches, blocked, ...)")
     p.set_defaults(func=cmd_scan)
 
 
+# -- policy -----------------------------------------------------------------------------------------
+def cmd_policy_lint(args: argparse.Namespace) -> int:
+    """Every problem of every policy file (field and reason), from the policy loader's own checks."""
+    count = 0
+    for path in existing_paths(args.files, "policy file"):
+        try:
+            policy = load_policy(path)
+        except PolicyError as exc:
+            lines = str(exc).splitlines()
+            print("\n".join(lines))
+            count += len(lines)
+            continue
+        print(f"ok: {path} ({policy.application or 'no application name'})")
+    if count:
+        print(f"{count} problem(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_policy(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    policy = sub.add_parser("policy", help="check policy files").add_subparsers(
+        dest="policy_command", required=True
+    )
+    p = policy.add_parser(
+        "lint",
+        help="validate policy files: every problem with field and reason; exit 1 on any problem, "
+        "2 when a file does not exist",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_policy_lint)
+
+
+# -- the rest ---------------------------------------------------------------------------------------
 def cmd_demo_app(args: argparse.Namespace) -> int:
     from .demo.app import serve  # only this command needs the demo app
 
     return serve(args.host, args.port, defective_logout=args.defective_logout, log_requests=not args.quiet)
 
 
-def _demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_demo_app(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "demo-app",
         help="run the demo web application (login, JSESSIONID cookie, logout) until SIGINT/SIGTERM",
@@ -132,11 +254,15 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=cmd_demo_app)
 
 
-def _crs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_crs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def cmd_crs_report(args: argparse.Namespace) -> int:
+        from .crs.loader import CrsError
         from .crs.report import cmd_crs_report as run  # imports the CRS importer only when asked
 
-        return run(args)
+        try:
+            return run(args)
+        except CrsError as exc:
+            raise CliError(str(exc)) from None
 
     crs = sub.add_parser("crs", help="the OWASP Core Rule Set on LogoutGuard's engine").add_subparsers(
         dest="crs_command", required=True
@@ -158,21 +284,78 @@ def _crs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.set_defaults(func=cmd_crs_report)
 
 
+def add_addon_path(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def cmd_addon_path(args: argparse.Namespace) -> int:
+        print(quickstart.ADDON_SCRIPT)
+        return 0
+
+    p = sub.add_parser(
+        "addon-path",
+        help="print the path of the addon script for mitmdump/mitmweb -s (the installed package's main.py)",
+        description='Example: mitmdump -s "$(logoutguard addon-path)" --mode reverse:http://127.0.0.1:8080',
+    )
+    p.set_defaults(func=cmd_addon_path)
+
+
+# The sub-commands, in the order `logoutguard --help` lists them. A new one: a function that adds its
+# parser (and sets `func`), appended here.
+COMMANDS: list[Adder] = [
+    add_rules,
+    add_scan,
+    add_policy,
+    add_demo_app,
+    add_crs,
+    logout_check.add_parser,
+    quickstart.add_parsers,
+    add_addon_path,
+    what_if_report.add_parser,
+]
+
+
+def version_text() -> str:
+    try:
+        mitmproxy = version("mitmproxy")
+    except PackageNotFoundError:  # pragma: no cover - mitmproxy is a dependency
+        mitmproxy = "not installed"
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"logoutguard {__version__} (mitmproxy {mitmproxy}, Python {python})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="logoutguard", description=__doc__)
+    parser = argparse.ArgumentParser(prog="logoutguard", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True)
-    _rules_parser(sub)
-    _scan_parser(sub)
-    _demo_parser(sub)
-    _crs_parser(sub)
-    logout_check.add_parser(sub)
-    quickstart.add_parsers(sub)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    args = build_parser().parse_args(argv)  # a bad option: argparse's usage line and message, exit 2
+    try:
+        return int(args.func(args) or 0)
+    except BAD_INPUT as exc:
+        details, headline = explain(exc)
+        for line in details:
+            print(line, file=sys.stderr)
+        print(f"logoutguard {args.command}: {headline}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def explain(exc: BaseException) -> tuple[list[str], str]:
+    """Bad input as (lines of detail, the one line that ends the output)."""
+    if isinstance(exc, RulesetError):
+        return [str(p) for p in exc.problems], f"{len(exc.problems)} problem(s) in the rule files"
+    if isinstance(exc, ExclusionsError):
+        return [str(p) for p in exc.problems], f"{len(exc.problems)} problem(s) in the exclusions"
+    if isinstance(exc, PolicyError):
+        return str(exc).splitlines(), f"{len(exc.problems)} problem(s) in the policy file {exc.file}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return [], f"cannot read {exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip().splitlines() or [type(exc).__name__]
+    return text[:-1], text[-1] if len(text) == 1 else f"{text[0]} ..."
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The record is typed here and turned into text and plain JSON-able data only at these edges:
 `flow.metadata["logoutguard"]` (kept in saved flows, read back by `from_json`), the flow's mark and
-comment (mitmweb filters `~marked`, `~comment LogoutGuard`), `guard.explain`, and the audit line.
+comment (mitmweb filters `~marked`, `~comment LogoutGuard`), `guard.explain` (rows of label and
+text), the LogoutGuard contentview (contentview.py reads `document()`), and the audit line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mitmproxy import http
 
 from .engine.verdict import Match, Verdict
 from .flow_bridge import META_KEY, client_address
-from .forced_logout import LogoutOutcome
+from .forced_logout import LogoutOutcome, LogoutResult
 from .judge import Judgement, Situation
 from .policy import Action
 from .sessions.state import SessionState
@@ -39,10 +40,8 @@ class ActionTaken(StrEnum):
     DENY = "deny"
     REDIRECT = "redirect"
     DROP = "drop"
-    LOGOUT = "logout"  # the request was rewritten into the application's logout
-    LOGOUT_OUT_OF_BAND = (
-        "logout (out-of-band)"  # a separate logout request; the client got the policy's answer
-    )
+    LOGOUT = "logout"  # logout.mode rewrite: the request was answered as the application's logout
+    LOGOUT_OUT_OF_BAND = "logout (out-of-band)"  # the request was refused; the logout went beside it
     DENY_LOGOUT_NOT_SENT = "deny (logout not sent)"  # revoked, but no logout request could be built
     LOGOUT_PROXY_ONLY = "logout (proxy only)"  # revoked at the proxy; nothing the application can log out
     DENY_OUTBOUND = "deny (outbound)"  # the response was over the outbound threshold
@@ -66,7 +65,8 @@ class FlowRecord:
     reason: str = ""
     responded: bool = False  # LogoutGuard answered the flow itself (no response from the application)
     logout: LogoutOutcome | None = None
-    original_request: dict[str, Any] | None = None  # the request as it was before the logout rewrite
+    original_request: dict[str, Any] | None = None  # of flows saved by older versions, which rewrote the flow
+    logout_flow: str = ""  # id of the flow that shows the forced logout request and the app's answer
     stripped_session: bool = False
     store_error: str = ""
     error: str = ""
@@ -120,6 +120,8 @@ class FlowRecord:
             data["logout"] = self.logout.to_json()
         if self.original_request is not None:
             data["original_request"] = self.original_request
+        if self.logout_flow:
+            data["logout_flow"] = self.logout_flow
         if self.stripped_session:
             data["stripped_session"] = True
         if self.store_error:
@@ -158,6 +160,7 @@ class FlowRecord:
             responded=bool(data.get("responded")),
             logout=LogoutOutcome.from_json(logout) if isinstance(logout, dict) else None,
             original_request=data.get("original_request"),
+            logout_flow=str(data.get("logout_flow") or ""),
             stripped_session=bool(data.get("stripped_session")),
             store_error=str(data.get("store_error") or ""),
             error=str(data.get("error") or ""),
@@ -178,47 +181,128 @@ class FlowRecord:
                 flow.marked = ""
 
     def comment(self) -> str:
-        """One line for flow comments: score, rule ids, situation, action."""
-        ids = ",".join(str(m.id) for m in self.verdict.matches[:COMMENT_RULES])
-        text = f"{COMMENT_PREFIX} score {self.verdict.inbound_score}"
-        if self.verdict.outbound_score:
-            text += f" out {self.verdict.outbound_score}"
-        if ids:
-            text += f" rules {ids}"
+        """One line for flow comments: score, the top rule by id and message, the others by id,
+        situation, action and the logout's result."""
+        v = self.verdict
+        text = f"{COMMENT_PREFIX} score {v.inbound_score}"
+        if v.outbound_score:
+            text += f" out {v.outbound_score}"
+        top = self.top_match()
+        if top is not None:
+            text += f", {top.id} {top.msg}"
+            others = [str(m.id) for m in v.matches if m is not top]
+            if others:
+                more = ",".join(others[: COMMENT_RULES - 1]) + ("..." if len(others) >= COMMENT_RULES else "")
+                text += f" (+{len(others)}: {more})"
         if self.situation is not Situation.CLEAN:
             text += f" [{self.situation}]"
         text += f" -> {self.action}"
         if self.logout is not None:
-            text += f" [logout {self.logout.result}]"
+            text += f": {logout_result(self.logout)}"
             if self.logout.warning:
                 text += f" WARNING: {self.logout.summary()}"
         if self.error:
             text += f" (error: {self.error})"
         return text
 
-    def explain(self) -> str:
-        """The scoring of the flow, rule by rule, and the decision (guard.explain)."""
+    def top_match(self) -> Match | None:
+        """The match that weighed most (the first of equals): the rule a comment names by message."""
+        scored = [(m.score if m.scoring else 0, -i, m) for i, m in enumerate(self.verdict.matches)]
+        return max(scored, key=lambda t: t[:2])[2] if scored else None
+
+    def headline(self) -> str:
+        """What happened to the flow, in a few words (the first line of the contentview)."""
+        if self.error:
+            return f"judging failed ({self.error}); action {self.action}"
+        words = f"{self.action}" if self.action not in _QUIET else "passed"
+        if self.logout is not None:
+            words = f"forced logout, {logout_result(self.logout)}"
+        elif self.action is ActionTaken.LOG and self.decision is not None:
+            words = f"logged only ({self.mode} mode), enforce would {self.decision}"
+        elif self.action is ActionTaken.OFFLINE and self.decision not in (None, Action.NONE):
+            words = f"saved flow judged only, live it would get {self.decision}"
+        over = "over the threshold" if self.verdict.blocked else "under the threshold"
+        return f"{words} ({self.situation}, {over})"
+
+    def document(self) -> dict[str, Any]:
+        """The record as a readable document: what happened, the rules, totals against thresholds,
+        session, logout. Plain data in display order (the contentview dumps it as YAML)."""
         v = self.verdict
-        lines = [
-            f"  {m.id:>7} PL{m.paranoia} +{m.score if m.scoring else 0:<3} {m.category:<16} {m.target}: "
-            f"{m.msg} [{m.excerpt}]"
+        doc: dict[str, Any] = {"LogoutGuard": self.headline()}
+        doc["situation"] = str(self.situation)
+        doc["decision"] = str(self.decision) if self.decision is not None else "none"
+        doc["action"] = str(self.action)
+        doc["mode"] = self.mode
+        doc["rules"] = [
+            {
+                "id": m.id,
+                "message": m.msg,
+                "target": m.target,
+                "matched": m.excerpt,
+                "score": m.score if m.scoring else 0,
+                "category": f"{m.category} (PL{m.paranoia}, phase {m.phase})",
+            }
+            for m in v.matches
+        ] or "none matched"
+        doc["scores"] = {
+            "inbound": f"{v.inbound_score} of threshold {v.inbound_threshold} ("
+            + ("over" if v.inbound_blocked else "under")
+            + ")",
+            "outbound": f"{v.outbound_score} of threshold {v.outbound_threshold} ("
+            + ("over" if v.outbound_blocked else "under")
+            + ")",
+            "by category": dict(v.scores) or "none",
+            "paranoia level": v.paranoia,
+        }
+        doc["session"] = _session_document(self.session)
+        if self.stripped_session:
+            doc["session"]["cookie stripped"] = "the request went on as anonymous"
+        if self.logout is not None:
+            outcome = {k: v for k, v in self.logout.to_json().items() if k != "result"}
+            doc["logout"] = {"result": logout_result(self.logout), **outcome}
+            if self.logout_flow:
+                doc["logout"]["shown in flow"] = self.logout_flow
+        for key, text in (("reason", self.reason), ("store error", self.store_error), ("error", self.error)):
+            if text:
+                doc[key] = text
+        return doc
+
+    def explanation(self) -> list[list[str]]:
+        """The record as rows of [label, text] (guard.explain's answer: a table in mitmproxy's
+        console, one short JSON array per row in mitmweb's command bar)."""
+        v = self.verdict
+        rows = [["verdict", self.headline()]]
+        rows += [
+            [
+                f"rule {m.id}",
+                f"{m.msg} | {m.target} = {m.excerpt!r} | +{m.score if m.scoring else 0} "
+                f"{m.category} PL{m.paranoia}",
+            ]
             for m in v.matches
         ]
-        lines.append(
-            f"  total inbound {v.inbound_score} (threshold {v.inbound_threshold}),"
-            f" outbound {v.outbound_score} (threshold {v.outbound_threshold}),"
-            f" PL{v.paranoia}, mode {self.mode}"
+        rows.append(
+            [
+                "scores",
+                f"inbound {v.inbound_score} of {v.inbound_threshold}, outbound {v.outbound_score} of "
+                f"{v.outbound_threshold}, PL{v.paranoia}, mode {self.mode}",
+            ]
         )
         if self.session is not None and self.session.state is not SessionState.NONE:
             s = self.session
-            lines.append(f"  session {s.id_hash} ({s.cookie}): {s.state}")
-        lines.append(f"  situation {self.situation} -> action {self.action}")
+            rows.append(["session", f"{s.id_hash} ({s.cookie}) {s.state}"])
+        rows.append(["decision", f"situation {self.situation} -> action {self.action}"])
         if self.logout is not None:
-            lines.append(f"  logout: {self.logout.to_json()}")
-        for key, text in (("reason", self.reason), ("error", self.error)):
+            outcome = self.logout.to_json()
+            details = ", ".join(f"{k} {v}" for k, v in outcome.items() if k not in ("revoked", "result"))
+            rows.append(["logout", f"{logout_result(self.logout)}: {details}"])
+        for key, text in (("reason", self.reason), ("store error", self.store_error), ("error", self.error)):
             if text:
-                lines.append(f"  {key}: {text}")
-        return "\n".join(lines)
+                rows.append([key, text])
+        return rows
+
+    def explain(self) -> str:
+        """The explanation as text lines (for the event log)."""
+        return "\n".join(f"  {label}: {text}" for label, text in self.explanation())
 
     # -- the audit line --------------------------------------------------------------------------
     @property
@@ -256,9 +340,50 @@ _KNOWN_KEYS = frozenset(
         *("score", "inbound_score", "outbound_score", "scores", "matches", "paranoia"),
         *("inbound_threshold", "outbound_threshold", "blocked", "inbound_blocked", "outbound_blocked"),
         *("reason", "mode", "session", "situation", "decision", "action", "responded", "logout"),
-        *("original_request", "stripped_session", "store_error", "error", "request_path"),
+        *("original_request", "logout_flow", "stripped_session", "store_error", "error", "request_path"),
     )
 )
+
+
+def _session_document(facts: SessionFacts | None) -> dict[str, Any]:
+    if facts is None:
+        return {"state": "not looked up"}
+    doc: dict[str, Any] = {"state": str(facts.state)}
+    if facts.cookie:
+        doc.update(cookie=facts.cookie, hash=facts.id_hash)
+    notes = [
+        note
+        for note, on in (
+            ("in the grace period", facts.in_grace),
+            ("User-Agent changed", facts.ua_changed),
+            ("network changed", facts.network_changed),
+            ("adopted", facts.adopted),
+        )
+        if on
+    ]
+    if notes:
+        doc["notes"] = ", ".join(notes)
+    if facts.count > 1:
+        doc["session IDs carried"] = facts.count
+    return doc
+
+
+_RESULT_WORDS = {
+    LogoutResult.ENDED: "ended",
+    LogoutResult.FAILED: "app failed",
+    LogoutResult.DEFECTIVE: "app defective",
+    LogoutResult.UNVERIFIABLE: "not verifiable",
+    LogoutResult.PROXY_ONLY: "proxy only",
+}
+
+
+def logout_result(outcome: LogoutOutcome) -> str:
+    """A forced logout's typed result in a few words, the one place they are made (comment, views,
+    logout flow, metrics): ended | app failed | app defective | not verifiable | proxy only | not sent
+    (a failed logout whose request was never sent)."""
+    if outcome.result is LogoutResult.FAILED and not outcome.sent:
+        return "not sent"
+    return _RESULT_WORDS[outcome.result]
 
 
 def match_from_json(data: dict[str, Any]) -> Match:

@@ -15,7 +15,9 @@ the old session is probed (logout_probe.py). The typed `LogoutOutcome` says whic
 
 `failed` and `defective` are warnings: in mitmdump's log, the audit line and the flow's record.
 The logout request is built from the policy alone and goes to the configured upstream only: no
-host, path or header of the malicious request can steer it.
+host, path or header of the malicious request can steer it. The malicious request itself is never
+rewritten: it is answered as `logout.mode` says (`answer_client`), and the logout as sent is
+`outcome.request`, shown as a flow of its own (logout_flow.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from urllib.parse import urlencode
 from mitmproxy import http
 
 from .exchange import Exchange
-from .flow_bridge import original_request_record
 from .logout_probe import Probe, baseline, classify, snapshot
 from .logout_recipe import (
     CookieJar,
@@ -41,8 +42,8 @@ from .logout_recipe import (
     rewrite_to_logout,
     run_steps,
 )
-from .policy import ClientAnswer, ClientResponse, KeptIn, LogoutMode, Policy, RevocationEndpoint
-from .responses import deny, page, redirect, relay
+from .policy import ClientAnswer, KeptIn, LogoutMode, Policy, RevocationEndpoint
+from .responses import deny, page, redirect, relay, signed_out
 from .sessions.cookies import parse_set_cookie
 from .sessions.health import StoreHealth
 from .sessions.identifiers import IdKind, SessionId
@@ -118,7 +119,10 @@ class LogoutOutcome:
     probe_reason: str = ""
     steps: list[StepRecord] = field(default_factory=list)
     builtin: bool = False  # the logout was the built-in guess (the policy names none)
-    original_request: dict[str, Any] | None = None  # the flow's request before the rewrite
+    # The logout as sent and when it left (wall clock): shown as a flow of its own, never recorded
+    # (it carries the session cookie).
+    request: LogoutRequest | None = field(default=None, repr=False)
+    sent_at: float = field(default=0.0, repr=False)
 
     @property
     def sent(self) -> bool:
@@ -288,18 +292,27 @@ def confirms_logout(set_cookie_values: list[str], session_cookies: dict[str, str
     return False
 
 
-def answer_client(flow: http.HTTPFlow, client: ClientResponse, delivery: Delivery) -> None:
-    """Answer the client of a forced logout as the policy says: the application's own logout
-    response (502 when it gave none), a redirect, or a page; the app's Set-Cookie headers are kept."""
+def answer_client(flow: http.HTTPFlow, policy: Policy, delivery: Delivery) -> None:
+    """Answer the client of a forced logout (its request never reaches the application), as the mode says.
+
+    rewrite      the request is answered as the logout it was turned into: the policy's client_response
+                 (`application`: the application's own answer to the logout, 502 when it gave none).
+    out_of_band  the request is refused and the logout went beside it: `redirect` or `status` as the
+                 policy says; the application's answer belongs to that other request, so `application`
+                 becomes the signed-out page (actions.deny_status, a link to actions.redirect_location).
+
+    The application's Set-Cookie headers go along either way (the browser drops the ended session)."""
+    client, actions = policy.logout.client_response, policy.actions
     if client.type is ClientAnswer.REDIRECT:
         redirect(flow, client.location, delivery.set_cookies)
-    elif client.type is ClientAnswer.APPLICATION:
-        if delivery.status is None:
-            deny(flow, 502)
-        else:
-            relay(flow, delivery.status, delivery.headers, delivery.body)
-    else:
+    elif client.type is ClientAnswer.STATUS:
         page(flow, client.status, client.body, delivery.set_cookies)
+    elif policy.logout.mode is LogoutMode.OUT_OF_BAND:
+        signed_out(flow, actions.deny_status, actions.redirect_location, delivery.set_cookies)
+    elif delivery.status is None:
+        deny(flow, 502)
+    else:
+        relay(flow, delivery.status, delivery.headers, delivery.body)
 
 
 async def revoke_sessions(
@@ -376,9 +389,10 @@ def revocation_request(endpoint: RevocationEndpoint, token: str) -> LogoutReques
 async def force_logout(
     exchange: Exchange, policy: Policy, upstream: Upstream | None, health: StoreHealth
 ) -> LogoutOutcome:
-    """Revoke first (durably), then the application's own logout recipe, verified; the flow is
-    rewritten into the logout (mode rewrite) or answered as the policy says (and denied when no
-    logout could be sent)."""
+    """Revoke first (durably), then the application's own logout recipe, verified; the client is
+    answered as the mode and the policy say (`answer_client`; denied when no logout could be sent).
+    The flow's request stays as the client sent it; `outcome.request` is the logout as sent (its own
+    flow: logout_flow.py)."""
     flow, seen, tracker = exchange.flow, exchange.seen, exchange.tracker
     logout = policy.logout
     ids = seen.session_ids
@@ -409,9 +423,8 @@ async def force_logout(
         assert bearer is not None and logout.revocation_endpoint is not None
         request = revocation_request(logout.revocation_endpoint, bearer.value)
     outcome.method, outcome.path = request.method, request.path.split("?", 1)[0]
-    if logout.mode is LogoutMode.REWRITE:  # the malicious request itself becomes the logout request
-        outcome.original_request = original_request_record(flow.request, tracker.rules)
-        rewrite_to_logout(flow, request, upstream)
+    # The flow keeps the attacker's request as sent; the logout is shown as a flow of its own (logout_flow.py).
+    outcome.request = request
     delivery = await _deliver(exchange, policy, request, upstream, deadline, outcome, health)
     if cookie_session and bearer is not None and logout.revocation_endpoint is not None:
         outcome.steps.append(await _revoke_token(upstream, logout.revocation_endpoint, bearer, deadline))
@@ -420,7 +433,7 @@ async def force_logout(
         outcome.probe, outcome.probe_reason = classify(verify, after, before, anonymous)
     outcome.result, outcome.reason = conclude(outcome, policy, problems)
     _log(outcome)
-    answer_client(flow, logout.client_response, delivery)
+    answer_client(flow, policy, delivery)
     return outcome
 
 
@@ -462,6 +475,7 @@ async def _deliver(
     timeout): whether the application accepted it, and what its answer did to the sessions."""
     seen, tracker = exchange.seen, exchange.tracker
     remaining = max(deadline - time.monotonic(), 0.001)
+    outcome.sent_at = time.time()
     delivery = outcome.delivery = await send(
         upstream, request.method, request.path, request.headers, request.body, remaining
     )

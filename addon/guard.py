@@ -1,4 +1,4 @@
-"""The LogoutGuard mitmproxy addon (the adapter): options, their validation, the hooks and the guard.* commands.
+"""The LogoutGuard mitmproxy addon (the adapter): options (guard_options.py), the hooks and the guard.* commands.
 
 It decides nothing: `configure` builds the parts from the options (assembly.py), the hooks hand
 each flow to the pipeline (pipeline.py), and the commands read flow records (flow_record.py) or
@@ -12,12 +12,10 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from mitmproxy import command, ctx, exceptions, flow, http
+from mitmproxy import command, contentviews, ctx, exceptions, flow, http, types
 
+from . import contentview, guard_options
 from .assembly import (
-    DEFAULT_MAX_SESSIONS,
-    DEFAULT_RULES_DIR,
-    DEFAULT_TTL_S,
     Ruleset,
     SessionStore,
     build_engine,
@@ -27,35 +25,16 @@ from .assembly import (
     read_policy,
 )
 from .flow_record import META_KEY, FlowRecord
-from .forced_logout import configured_upstream, parse_upstream
+from .forced_logout import configured_upstream
+from .logout_flow import is_logout_flow
+from .metrics import Metrics, MetricsServer, serve, untimed
+from .observer import Observer
 from .pipeline import Mode, Pipeline, Settings
 from .sessions.identifiers import redact_path
 
 __all__ = ["META_KEY", "LogoutGuard"]
 
 log = logging.getLogger("logoutguard")
-
-MODES = tuple(str(m) for m in Mode)
-FAIL_MODES = ("closed", "open")
-ERROR_ACTIONS = ("deny", "pass")
-DEFAULT_STORE = "~/.logoutguard/sessions.sqlite"
-DEFAULT_AUDIT_LOG = "~/.logoutguard/audit.jsonl"
-ENGINE_OPTIONS = {
-    "guard_rules",
-    "guard_paranoia",
-    "guard_inbound_threshold",
-    "guard_outbound_threshold",
-    "guard_crs",
-    "guard_crs_confs",
-}
-STORE_OPTIONS = {"guard_session_store", "guard_session_key", "guard_session_ttl", "guard_max_sessions"}
-POSITIVE_OPTIONS = (
-    "guard_inbound_threshold",
-    "guard_outbound_threshold",
-    "guard_body_limit",
-    "guard_session_ttl",
-    "guard_max_sessions",
-)
 
 
 class LogoutGuard:
@@ -66,139 +45,48 @@ class LogoutGuard:
         self.ruleset: Ruleset | None = None  # the loaded rules (the engine is built from them)
         self.store: SessionStore | None = None  # the store of the pipeline's tracker
         self._background: set[asyncio.Task[Any]] = set()
+        self.metrics: Metrics | None = None  # counting while guard_metrics serves them
+        self.metrics_server: MetricsServer | None = None
+        self.pipeline.show_flow = self._show_flow
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
-        add = loader.add_option
-        add(
-            "guard_rules",
-            Sequence[str],
-            [str(DEFAULT_RULES_DIR)],
-            "Rule files or folders of *.yaml rules (repeatable). Default: the shipped rules/ folder.",
-        )
-        add("guard_paranoia", int, 1, "Paranoia level 1-4: rules above it do not run.")
-        add(
-            "guard_inbound_threshold",
-            int,
-            5,
-            "Inbound anomaly score at which a request is over threshold (>= 1).",
-        )
-        add(
-            "guard_outbound_threshold",
-            int,
-            4,
-            "Outbound anomaly score at which a response is blocked (>= 1).",
-        )
-        add(
-            "guard_mode",
-            str,
-            "enforce",
-            "detect: score, annotate and log only; enforce: act on decisions.",
-            choices=MODES,
-        )
-        add(
-            "guard_body_limit",
-            int,
-            128 * 1024,
-            "Bytes of a body that are inspected; larger bodies are inspected up to this limit and score "
-            "the oversized-body rule.",
-        )
-        add(
-            "guard_error_action",
-            str,
-            "deny",
-            "What enforce mode does with a flow when judging it fails unexpectedly: deny (403) or pass.",
-            choices=ERROR_ACTIONS,
-        )
-        add(
-            "guard_policy",
-            str,
-            "",
-            "Policy file (YAML) of the protected application; empty: built-in defaults.",
-        )
-        add(
-            "guard_session_store",
-            str,
-            DEFAULT_STORE,
-            "Session store: a SQLite file path or sqlite:///path (default), 'memory', or "
-            "redis://host:port/db (also rediss://, unix://; shared by several proxies, needs guard_session_key).",
-        )
-        add(
-            "guard_session_key",
-            str,
-            "",
-            "File with the key that hashes session IDs (created 0600 when missing); empty: <store file>.key. "
-            "Every proxy on one Redis store must use the same file.",
-        )
-        add(
-            "guard_session_ttl", int, int(DEFAULT_TTL_S), "Seconds a session may stay idle before it expires."
-        )
-        add(
-            "guard_max_sessions",
-            int,
-            DEFAULT_MAX_SESSIONS,
-            "Most sessions kept; the oldest non-revoked go first.",
-        )
-        add(
-            "guard_audit_log",
-            str,
-            DEFAULT_AUDIT_LOG,
-            "JSON-lines audit log of every flow that scored or got an action; empty: off.",
-        )
-        add(
-            "guard_upstream",
-            str,
-            "",
-            "The application's base URL for logout requests (e.g. http://127.0.0.1:8080); empty: the "
-            "reverse-mode upstream from --mode.",
-        )
-        add(
-            "guard_crs",
-            str,
-            "",
-            "Also run the OWASP Core Rule Set: 'debian' (Debian's modsecurity-crs package), a "
-            "crs-setup.conf, or a CRS folder. Empty: off. Our paranoia level and thresholds apply to it.",
-        )
-        add(
-            "guard_crs_confs",
-            Sequence[str],
-            [],
-            "Your own SecLang .conf files loaded with the CRS (exclusions: SecRuleRemoveById, "
-            "SecRuleUpdateTargetById, ctl rules); REQUEST-900-* style names load before the rules.",
-        )
-        add(
-            "guard_fail_mode",
-            str,
-            "closed",
-            "When the session store cannot be reached: closed = requests carrying a session ID are "
-            "refused (503); open = they pass, judged by the rules alone.",
-            choices=FAIL_MODES,
-        )
-        add(
-            "guard_offline_revoke",
-            bool,
-            False,
-            "When re-judging saved flows (mitmdump -nr), revoke in the live store the sessions the "
-            "verdicts would log out. Off: offline judging changes nothing live.",
-        )
+        contentviews.add(contentview.view)
+        guard_options.declare(loader)
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as exc:
+            if not updated >= ctx.options.keys():
+                raise  # an option set while running: mitmproxy refuses and rolls it back, one line
+            # mitmproxy loading the script configures it with every option, inside an `except
+            # Exception` that logs the error with its traceback (addons/script.py, Script.loadscript):
+            # say it in one line instead. The addon is left as the raise would leave it; an error
+            # logged during start-up stops mitmdump.
+            log.error(str(exc))
+
+    def _configure(self, updated: set[str]) -> None:
         opts, pipeline = ctx.options, self.pipeline
-        self._validate(updated)
+        guard_options.validate(opts, updated)
         first = pipeline.tracker is None
         if "guard_policy" in updated or first:
             pipeline.use_policy(read_policy(opts.guard_policy))
-        if updated & ENGINE_OPTIONS or pipeline.engine is None:
+        if updated & guard_options.ENGINE_OPTIONS or pipeline.engine is None:
             ruleset = self.ruleset
             if ruleset is None or "guard_rules" in updated:
                 ruleset = load_rules(opts.guard_rules)
             pipeline.engine, self.ruleset = build_engine(ruleset, opts), ruleset
-        if updated & STORE_OPTIONS or "guard_policy" in updated or first:
+        if updated & guard_options.STORE_OPTIONS or "guard_policy" in updated or first:
             tracker = open_session_store(opts, pipeline.policy, pipeline.rules)
             old, self.store = self.store, tracker.store
             pipeline.use_tracker(tracker)
             if old is not None:
                 self._spawn(old.close())
+        if "guard_metrics" in updated or first:
+            self._serve_metrics(opts.guard_metrics)
+        if self.metrics is not None and pipeline.tracker is not None:
+            pipeline.tracker.store = self.metrics.timed(pipeline.tracker.store)
         if "guard_audit_log" in updated:
             pipeline.audit.close()
             pipeline.audit = open_audit_log(opts.guard_audit_log)
@@ -220,26 +108,27 @@ class LogoutGuard:
             f"policy {pipeline.policy.source}, store {opts.guard_session_store}"
         )
 
-    @staticmethod
-    def _validate(updated: set[str]) -> None:
-        opts = ctx.options
-        for name, allowed in (
-            ("guard_mode", MODES),
-            ("guard_error_action", ERROR_ACTIONS),
-            ("guard_fail_mode", FAIL_MODES),
-        ):
-            if name in updated and getattr(opts, name) not in allowed:
-                raise exceptions.OptionsError(
-                    f"{name}: {getattr(opts, name)!r} is not one of {', '.join(allowed)}"
-                )
-        if "guard_paranoia" in updated and not 1 <= opts.guard_paranoia <= 4:
-            raise exceptions.OptionsError(f"guard_paranoia: {opts.guard_paranoia} is not in 1-4")
-        for name in POSITIVE_OPTIONS:
-            if name in updated and getattr(opts, name) < 1:
-                raise exceptions.OptionsError(f"{name}: {getattr(opts, name)} must be at least 1")
-        upstream = opts.guard_upstream
-        if "guard_upstream" in updated and upstream and parse_upstream(f"reverse:{upstream}") is None:
-            raise exceptions.OptionsError(f"guard_upstream: {upstream!r} is not an http(s) URL")
+    def _serve_metrics(self, listen: str) -> None:
+        """Start, stop or move the metrics endpoint; the counts so far are kept, and an address that
+        cannot be bound leaves the running endpoint as it was."""
+        old = self.metrics_server
+        if old is not None:
+            old.close()
+            self.metrics_server = None
+        if not listen:
+            self.metrics, self.pipeline.observer = None, Observer()
+            if self.pipeline.tracker is not None:
+                self.pipeline.tracker.store = untimed(self.pipeline.tracker.store)
+            return
+        metrics = self.metrics or Metrics()
+        try:
+            self.metrics_server = serve(metrics, listen)
+        except OSError as exc:
+            if old is not None:
+                self.metrics_server = serve(metrics, old.listen)
+            raise exceptions.OptionsError(f"guard_metrics: cannot listen on {listen!r}: {exc}") from None
+        self.metrics = self.pipeline.observer = metrics
+        log.info(f"LogoutGuard: metrics at {self.metrics_server.url}")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:
@@ -254,6 +143,10 @@ class LogoutGuard:
         self._spawn(self.pipeline.purge_forever())
 
     async def done(self) -> None:
+        contentview.unregister()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         for task in list(self._background):
             task.cancel()
         if self.store is not None:
@@ -270,10 +163,15 @@ class LogoutGuard:
         task.add_done_callback(self._background.discard)
         return task
 
+    def _show_flow(self, shown: http.HTTPFlow) -> None:
+        """Hand a flow the actions made (a forced logout's) to mitmproxy as a loaded flow: every addon
+        sees it (mitmweb lists it, -w saves it, mitmdump prints it); LogoutGuard's hooks skip it."""
+        self._spawn(ctx.master.load_flow(shown))
+
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
         answered = flow_.response is not None and flow_.live
-        if answered or flow_.error is not None or self.pipeline.engine is None:
+        if answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_):
             return
         await self.pipeline.on_request(flow_)
 
@@ -285,18 +183,22 @@ class LogoutGuard:
 
     # -- commands ------------------------------------------------------------------------------
     @command.command("guard.explain")
-    def explain_flows(self, flows: Sequence[flow.Flow]) -> str:
-        """Explain the scoring and the decision of the given flows, rule by rule."""
-        out = []
+    def explain_flows(self, flows: Sequence[flow.Flow]) -> types.Data:
+        """Explain the scoring and the decision of the given flows, rule by rule: rows of [label, text]."""
+        rows: list[list[str]] = []
         for f in flows:
             if isinstance(f, http.HTTPFlow):
+                url = redact_path(f.request.pretty_url, self.pipeline.rules)
+                rows.append(["flow", f"{f.request.method} {url}"])
                 data = f.metadata.get(META_KEY)
-                head = f"{f.request.method} {redact_path(f.request.pretty_url, self.pipeline.rules)}"
-                explained = FlowRecord.from_json(data).explain() if isinstance(data, dict) else None
-                out.append(head + "\n" + (explained or "  not judged by LogoutGuard"))
-        text = "\n".join(out)
-        log.info(text)
-        return text
+                if isinstance(data, dict):
+                    rows += FlowRecord.from_json(data).explanation()
+                elif is_logout_flow(f):
+                    rows.append(["verdict", "the forced logout of another flow (see the LogoutGuard view)"])
+                else:
+                    rows.append(["verdict", "not judged by LogoutGuard"])
+        log.info("\n".join(f"{label}: {text}" for label, text in rows))
+        return rows
 
     @command.command("guard.reload")
     def reload(self) -> str:

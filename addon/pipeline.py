@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -32,6 +33,8 @@ from .flow_bridge import DEFAULT_BODY_LIMIT, META_KEY, SeenRequest, read_request
 from .flow_record import ActionTaken, FlowRecord
 from .forced_logout import LogoutResult, Upstream, force_logout, revoke_sessions
 from .judge import RequestSignals, SessionCheck, Situation, counts_toward_window, judge
+from .logout_flow import logout_flow
+from .observer import Observer
 from .policy import Action, LogoutMode, Policy
 from .request_signals import is_cross_site, is_login, is_logout
 from .responses import add_set_cookies, deny, drop, redirect, signed_out, strip_identifiers
@@ -100,6 +103,9 @@ class Pipeline:
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # session hash -> last facts
         self._offline: SessionTracker | None = None
+        self.observer = Observer()  # metrics.Metrics when the adapter serves metrics
+        # The adapter hands flows the actions made (a forced logout's own flow) to mitmproxy.
+        self.show_flow: Callable[[http.HTTPFlow], None] = lambda flow: None
 
     @property
     def matcher(self) -> SessionCookieMatcher:
@@ -125,13 +131,16 @@ class Pipeline:
             log.exception(f"LogoutGuard: judging {flow.request.method} {self._path(flow)} failed")
             record = self._error_record(flow, exc)
         record.write_to(flow)
+        self.observer.request_judged(record)
 
     async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
         assert self.engine is not None
         seen = read_request(flow, self.rules, self.settings.body_limit)
         tracker = self._tracker_for(flow)
         check = await self._check_session(tracker, seen)
+        started = time.perf_counter()
         verdict, state = self.engine.inspect_request(seen.tx.with_session(check.facts.pairs()))
+        self.observer.engine_time("request", time.perf_counter() - started)
         redact_matches(verdict, seen.session_ids)
         check = await self._count_scored(tracker, seen, check, verdict)
         judgement = judge(
@@ -252,8 +261,14 @@ class Pipeline:
                 drop(flow)
                 return ActionTaken.DROP
             case Action.LOGOUT:
-                outcome = await force_logout(exchange, self.policy, self.settings.upstream, self.health)
-                record.logout, record.original_request = outcome, outcome.original_request
+                upstream = self.settings.upstream
+                outcome = await force_logout(exchange, self.policy, upstream, self.health)
+                record.logout = outcome
+                if outcome.request is not None and upstream is not None:
+                    path = redact_path(flow.request.path, self.rules)
+                    shown = logout_flow(flow, outcome.request, upstream, outcome, record, outcome.sent_at, path)
+                    record.logout_flow = shown.id
+                    self.show_flow(shown)
                 if not outcome.sent:
                     proxy_only = outcome.result is LogoutResult.PROXY_ONLY
                     return ActionTaken.LOGOUT_PROXY_ONLY if proxy_only else ActionTaken.DENY_LOGOUT_NOT_SENT
@@ -359,7 +374,9 @@ class Pipeline:
     def _judge_response(self, flow: http.HTTPFlow, pending: Pending, record: FlowRecord) -> None:
         assert self.engine is not None and flow.response is not None
         tx = with_response(pending.state.tx, flow.response, self.settings.body_limit)
+        started = time.perf_counter()
         verdict = self.engine.inspect_response(pending.state, tx, pending.matches)
+        self.observer.engine_time("response", time.perf_counter() - started)
         if verdict.outbound_blocked and flow.live:
             if self.settings.enforce:
                 deny(flow, self.policy.actions.deny_status)
@@ -367,6 +384,7 @@ class Pipeline:
             elif record.action is ActionTaken.NONE:
                 record.action = ActionTaken.LOG
         record.add_response_verdict(verdict)
+        self.observer.response_judged(record, [m for m in verdict.matches if m.phase >= 3])
 
     def _audit(self, flow: http.HTTPFlow, record: FlowRecord, pending: Pending | None) -> None:
         if not flow.live or (pending is not None and pending.audited) or not record.worth_auditing:

@@ -41,8 +41,11 @@ class Action(StrEnum):
 
 
 class LogoutMode(StrEnum):
-    REWRITE = "rewrite"  # the malicious request itself becomes the logout request
-    OUT_OF_BAND = "out_of_band"  # a separate logout request while the client gets the policy's answer
+    """How the malicious request relates to the logout (the logout is sent by LogoutGuard in both, and
+    shown as a flow of its own; forced_logout.answer_client)."""
+
+    REWRITE = "rewrite"  # the request is answered as the logout it became (client_response)
+    OUT_OF_BAND = "out_of_band"  # the request is refused (redirect/status, else the signed-out page)
 
 
 class ClientAnswer(StrEnum):

@@ -31,6 +31,9 @@ PACKAGE_DIR = Path(logoutguard.__file__).resolve().parent
 ADDON_SCRIPT = PACKAGE_DIR / "main.py"
 DEMO_POLICY = PACKAGE_DIR / "demo" / "policy.yaml"
 XSS_PATH = "/search?q=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E"
+# The ports of the README's examples: the application on 8080, the proxy on 8088, mitmweb's web UI on
+# its default 8081 (so the three never collide).
+APP_PORT, PROXY_PORT = 8080, 8088
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -48,6 +51,16 @@ def find_mitmdump() -> Path:
     if found is None:
         raise StartError(f"mitmdump not found next to {sys.executable} nor on PATH: install mitmproxy")
     return Path(found)
+
+
+def own_program(name: str) -> str:
+    """How to call a program of this installation in a copy-pasteable command: its bare name when it
+    is the one on PATH, else its full path (e.g. .venv/bin/logoutguard after `bash .ci/setup`)."""
+    beside = Path(sys.executable).parent / name
+    found = shutil.which(name)
+    if found is not None and Path(found).resolve() == beside.resolve():
+        return name
+    return str(beside)
 
 
 def mitmdump_command(
@@ -186,7 +199,7 @@ Try it in another terminal (user guest, password guest):
     -> {direct_result}
 
  7. Check any application's logout yourself (exit 0 = session killed, 1 = still alive):
-      logoutguard audit-logout {app} --username guest --password guest --logout-path '/attack?Logout=true'
+      {own_program("logoutguard")} audit-logout {app} --username guest --password guest --logout-path '/attack?Logout=true'
 
 What the proxy decided, one JSON line per judged flow:
       tail -f {s.audit_log}
@@ -292,10 +305,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="start the demo app and mitmdump with LogoutGuard in front of it, and print what to try",
     )
     p.add_argument(
-        "--app-port", type=int, default=8080, help="demo app port; 0 picks a free one (default: 8080)"
+        "--app-port", type=int, default=APP_PORT, help=f"demo app port; 0 picks a free one (default: {APP_PORT})"
     )
     p.add_argument(
-        "--proxy-port", type=int, default=8081, help="proxy port; 0 picks a free one (default: 8081)"
+        "--proxy-port",
+        type=int,
+        default=PROXY_PORT,
+        help=f"proxy port; 0 picks a free one (default: {PROXY_PORT})",
     )
     p.add_argument(
         "--defective-logout",
@@ -316,7 +332,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="run mitmdump with the LogoutGuard addon in reverse mode in front of an application",
         description="Exec mitmdump -s <addon> --mode reverse:UPSTREAM [--set guard_policy=FILE] "
         "[extra mitmdump args]. Example: logoutguard run --upstream http://127.0.0.1:8080 "
-        "--policy app.yaml -- --listen-port 8081 --set guard_paranoia=2",
+        "--policy app.yaml -- --set guard_paranoia=2",
     )
     p.add_argument("--upstream", required=True, help="the application's URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--policy", help="the application's policy file (YAML)")
@@ -325,6 +341,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         default="127.0.0.1",
         help="address the proxy listens on (default: 127.0.0.1; use 0.0.0.0 to serve other hosts)",
     )
-    p.add_argument("--listen-port", type=int, default=8081, help="port the proxy listens on (default: 8081)")
+    p.add_argument(
+        "--listen-port", type=int, default=PROXY_PORT, help=f"port the proxy listens on (default: {PROXY_PORT})"
+    )
     p.add_argument("mitmdump_args", nargs="*", help="after --: passed to mitmdump unchanged")
     p.set_defaults(func=cmd_run)

@@ -29,6 +29,7 @@ def options(tmp_path: Path, **values: object) -> SimpleNamespace:
         "guard_outbound_threshold": 3,
         "guard_crs": "",
         "guard_crs_confs": [],
+        "guard_exclusions": [],
         "guard_session_store": str(tmp_path / "new" / "dir" / "sessions.sqlite"),
         "guard_session_key": "",
         "guard_session_ttl": 60,
@@ -53,6 +54,12 @@ def test_the_shipped_rules_load_and_the_engine_takes_the_options(tmp_path: Path)
                 load_rules([str(DEFAULT_RULES_DIR)]), options(tmp, guard_crs=str(tmp / "no-crs"))
             ),
             "guard_crs",
+        ),
+        (
+            lambda tmp: build_engine(
+                load_rules([str(DEFAULT_RULES_DIR)]), options(tmp, guard_exclusions=[str(tmp / "no.yaml")])
+            ),
+            "guard_exclusions",
         ),
         (lambda tmp: read_policy(str(tmp / "missing.yaml")), "guard_policy"),
         (
@@ -89,3 +96,22 @@ async def test_the_sqlite_store_is_opened_in_a_private_folder(tmp_path: Path) ->
         assert tracker.grace_period_s == Policy().grace_period
     finally:
         await tracker.store.close()
+
+
+def test_a_rule_left_out_for_a_missing_optional_package_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from logoutguard.engine import loader
+
+    monkeypatch.delitem(loader.OPERATORS, "detect_sqli", raising=False)
+    ruleset = load_rules([str(DEFAULT_RULES_DIR)])
+    assert 942100 not in ruleset.by_id() and [i for i, _ in ruleset.off] == [942100]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert (
+        len(warnings) == 1
+        and warnings[0].startswith("LogoutGuard: ")
+        and warnings[0].endswith(
+            "942-sqli.yaml rule 942100 field 'operator': operator 'detect_sqli' needs logoutguard[libinjection] "
+            "(pip install 'logoutguard[libinjection]'): rule off"
+        )
+    )

@@ -8,7 +8,14 @@ import pytest
 from mitmproxy.test import tflow
 
 from logoutguard.engine.verdict import Match, Verdict
-from logoutguard.flow_record import MARK_ACTED, MARK_DETECTED, META_KEY, ActionTaken, FlowRecord
+from logoutguard.flow_record import (
+    MARK_ACTED,
+    MARK_DETECTED,
+    META_KEY,
+    ActionTaken,
+    FlowRecord,
+    logout_result,
+)
 from logoutguard.forced_logout import Delivery, LogoutOutcome, LogoutResult, Probe
 from logoutguard.judge import Judgement, Situation
 from logoutguard.policy import Action, LogoutMode
@@ -135,12 +142,12 @@ def test_response_verdict_replaces_the_requests_and_keeps_blocked() -> None:
         (
             logged_out(),
             MARK_ACTED,
-            "LogoutGuard: score 5 rules 942100 [authenticated_over_threshold] -> logout [logout ended]",
+            "LogoutGuard: score 5, 942100 SQL injection [authenticated_over_threshold] -> logout: ended",
         ),
         (
             defective(),
             MARK_ACTED,
-            "LogoutGuard: score 5 rules 942100 [authenticated_over_threshold] -> logout [logout defective]"
+            "LogoutGuard: score 5, 942100 SQL injection [authenticated_over_threshold] -> logout: app defective"
             " WARNING: application logout defective: GET /logout answered 200, but the session is still"
             " alive at the application",
         ),
@@ -149,7 +156,7 @@ def test_response_verdict_replaces_the_requests_and_keeps_blocked() -> None:
                 VERDICT, FACTS, Judgement(Situation.ANONYMOUS_OVER_THRESHOLD, Action.DENY), "detect"
             ),
             MARK_DETECTED,
-            "LogoutGuard: score 5 rules 942100 [anonymous_over_threshold] -> none",
+            "LogoutGuard: score 5, 942100 SQL injection [anonymous_over_threshold] -> none",
         ),
         (
             FlowRecord.judged(Verdict(), SessionFacts(), Judgement(Situation.CLEAN, Action.NONE), "enforce"),
@@ -182,11 +189,84 @@ def test_comment_names_outbound_score_and_error() -> None:
     assert record.comment() == "LogoutGuard: score 0 out 3 [error] -> none (error: ValueError: x)"
 
 
-def test_explain() -> None:
-    text = logged_out().explain()
-    assert "942100 PL1 +5" in text and "ARGS:q" in text and "total inbound 5 (threshold 5)" in text
-    assert "session abc123 (JSESSIONID): active" in text
-    assert "situation authenticated_over_threshold -> action logout" in text and "'probe': 'dead'" in text
+def test_the_comment_names_the_top_rule_by_message_and_the_others_by_id() -> None:
+    weak = Match(920100, "odd request line", 1, "protocol", "notice", 2, 1, "REQUEST_LINE", "GET /x")
+    strong = Match(941100, "XSS script tag", 2, "xss", "critical", 5, 1, "ARGS:q", "<script>")
+    also = Match(941160, "XSS tag handler", 2, "xss", "critical", 5, 1, "ARGS:q", "<script>")
+    verdict = Verdict(inbound_score=12, matches=[weak, strong, also], inbound_blocked=True)
+    record = FlowRecord.judged(verdict, FACTS, JUDGEMENT, "detect")
+    record.action = ActionTaken.LOG
+    assert record.top_match() is strong
+    assert record.comment() == (
+        "LogoutGuard: score 12, 941100 XSS script tag (+2: 920100,941160) [authenticated_over_threshold] -> log"
+    )
+    many = Verdict(inbound_score=5, matches=[strong] + [weak] * 20, inbound_blocked=True)
+    assert "(+20: " + ",".join(["920100"] * 11) + "...)" in FlowRecord.judged(many, FACTS, JUDGEMENT, "x").comment()
+
+
+ANSWERED = Delivery(200)
+
+
+def outcome_of(result: LogoutResult, delivery: Delivery | None = ANSWERED) -> LogoutOutcome:
+    return LogoutOutcome(LogoutMode.REWRITE, ["h"], result=result, method="GET", path="/logout", delivery=delivery)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "result"),
+    [
+        (LogoutOutcome(LogoutMode.REWRITE, ["h"], error="logout request not sent: x"), "not sent"),
+        (outcome_of(LogoutResult.FAILED, None), "not sent"),
+        (outcome_of(LogoutResult.FAILED, Delivery(None, "refused")), "app failed"),
+        (outcome_of(LogoutResult.FAILED, Delivery(500)), "app failed"),
+        (outcome_of(LogoutResult.DEFECTIVE), "app defective"),
+        (outcome_of(LogoutResult.ENDED), "ended"),
+        (outcome_of(LogoutResult.UNVERIFIABLE), "not verifiable"),
+        (outcome_of(LogoutResult.PROXY_ONLY), "proxy only"),  # kept_in cookie: sent, the copy still works
+        (LogoutOutcome(LogoutMode.REWRITE, ["h"], result=LogoutResult.PROXY_ONLY), "proxy only"),  # bearer, Basic
+    ],
+)
+def test_logout_result_words(outcome: LogoutOutcome, result: str) -> None:
+    assert logout_result(outcome) == result
+
+
+def test_explanation_rows() -> None:
+    rows = logged_out().explanation()
+    assert all(len(row) == 2 and all(isinstance(cell, str) for cell in row) for row in rows)
+    labels = dict(rows)
+    assert labels["verdict"] == "forced logout, ended (authenticated_over_threshold, over the threshold)"
+    assert labels["rule 942100"] == "SQL injection | ARGS:q = '1 union select' | +5 sqli PL1"
+    assert labels["scores"] == "inbound 5 of 5, outbound 0 of 4, PL1, mode enforce"
+    assert labels["session"] == "abc123 (JSESSIONID) active"
+    assert labels["decision"] == "situation authenticated_over_threshold -> action logout"
+    assert labels["logout"].startswith("ended: mode rewrite, reason GET /logout answered 200;")
+    assert "method GET, path /logout, sent True, status 200" in labels["logout"]
+    assert "\n" not in logged_out().explain().replace("\n  ", "")  # one line per row
+
+
+def test_document_for_the_contentview() -> None:
+    record = logged_out()
+    record.logout_flow = "f-123"
+    doc = record.document()
+    assert list(doc)[:7] == ["LogoutGuard", "situation", "decision", "action", "mode", "rules", "scores"]
+    assert doc["rules"] == [
+        {
+            "id": 942100,
+            "message": "SQL injection",
+            "target": "ARGS:q",
+            "matched": "1 union select",
+            "score": 5,
+            "category": "sqli (PL1, phase 2)",
+        }
+    ]
+    assert doc["scores"]["inbound"] == "5 of threshold 5 (over)" and doc["scores"]["by category"] == {"sqli": 5}
+    assert (doc["situation"], doc["decision"], doc["action"]) == ("authenticated_over_threshold", "logout", "logout")
+    assert doc["logout"]["result"] == "ended" and doc["logout"]["shown in flow"] == "f-123"
+    assert defective().document()["logout"]["result"] == "app defective"  # logout_result's words
+    assert defective().document()["logout"]["warning"] is True
+    assert doc["session"] == {"state": "active", "cookie": "JSESSIONID", "hash": "abc123"}
+    clean = FlowRecord.judged(Verdict(), SessionFacts(), Judgement(Situation.CLEAN, Action.NONE), "enforce")
+    assert clean.document()["rules"] == "none matched" and clean.headline() == "passed (clean, under the threshold)"
+    json.dumps(doc)
 
 
 def test_the_audit_path_is_the_recorded_one_with_path_parameters_redacted() -> None:

@@ -153,12 +153,17 @@ async def test_the_recipe_ends_the_session_without_the_attackers_csrf_cookie(app
     assert [s.to_json() for s in outcome.steps] == [
         {"method": "GET", "path": "/account", "status": 200, "took": ["csrf"]}
     ]
-    # the rewritten request carries the app's token and the session cookie only
-    assert flow.request.path == "/logout" and flow.request.content == f"csrf={session.csrf}".encode()
-    assert flow.request.headers["Cookie"] == f"JSESSIONID={sid}"
+    # the logout as sent carries the app's token and the session cookie only; the attacker's request
+    # stays as it was sent (the logout is shown as a flow of its own)
+    sent = outcome.request
+    assert sent is not None and (sent.method, sent.path) == ("POST", "/logout")
+    assert sent.body == f"csrf={session.csrf}".encode()
+    assert dict(sent.headers)["Cookie"] == f"JSESSIONID={sid}" and outcome.sent_at > 0
+    assert flow.request.path == "/search?q=<script>"
+    assert flow.request.headers["Cookie"] == f"JSESSIONID={sid}; csrftoken=garbled; theme=dark"
     assert flow.response.status_code == 302 and flow.response.headers["Location"] == "/in"
     assert outcome.revoked == [track.hasher.hash(sid)] and await track.store.is_revoked(outcome.revoked[0])
-    assert outcome.original_request is not None and outcome.original_request["path"] == "/search?q=<script>"
+    assert "request=" not in repr(outcome) and sid not in json.dumps(outcome.to_json())  # never recorded
     assert "answered 200" in outcome.reason and "answers as without a session" in outcome.reason
 
 
@@ -291,8 +296,8 @@ async def test_a_path_parameter_session_is_logged_out_as_its_cookie(app: DemoApp
     flow = attack_flow("", path=f"/search;jsessionid={sid}?q=<script>".encode())
     outcome, _ = await logout(flow, policy(), upstream_of(app))
     assert outcome.result is LogoutResult.ENDED and not app.is_session_valid(sid)
-    assert outcome.original_request is not None
-    assert outcome.original_request["path"] == "/search;jsessionid=[redacted]?q=<script>"
+    assert outcome.request is not None and dict(outcome.request.headers)["Cookie"] == f"JSESSIONID={sid}"
+    assert flow.request.path == f"/search;jsessionid={sid}?q=<script>"  # as sent (its record redacts it)
 
 
 async def test_linked_identifiers_are_revoked_with_the_session() -> None:
@@ -436,40 +441,48 @@ def test_conclude_names_step_problems_and_the_builtin_guess() -> None:
     assert "token csrf not found" in reason and "only a guess" in reason
 
 
+REDIRECT = ClientResponse(ClientAnswer.REDIRECT, location="/bye")
+STATUS = ClientResponse(ClientAnswer.STATUS, status=401, body="gone")
+APP_ANSWER = Delivery(200, headers=[("X-App", "1"), ("Connection", "close")], body=b"bye", set_cookies=[])
+NEW_COOKIE = Delivery(200, set_cookies=["sid=new"])
+
+
 @pytest.mark.parametrize(
-    ("client", "delivery", "status", "location"),
+    ("mode", "client", "delivery", "status", "location"),
     [
-        (
-            ClientResponse(ClientAnswer.REDIRECT, location="/bye"),
-            Delivery(200, set_cookies=["sid=new"]),
-            302,
-            "/bye",
-        ),
-        (
-            ClientResponse(ClientAnswer.STATUS, status=401, body="gone"),
-            Delivery(200, set_cookies=["sid=new"]),
-            401,
-            None,
-        ),
-        (
-            ClientResponse(),
-            Delivery(200, headers=[("X-App", "1"), ("Connection", "close")], body=b"bye", set_cookies=[]),
-            200,
-            None,
-        ),
-        (ClientResponse(), Delivery(None, error="refused"), 502, None),
+        (LogoutMode.REWRITE, REDIRECT, NEW_COOKIE, 302, "/bye"),
+        (LogoutMode.REWRITE, STATUS, NEW_COOKIE, 401, None),
+        (LogoutMode.REWRITE, ClientResponse(), APP_ANSWER, 200, None),  # the app's answer to the logout
+        (LogoutMode.REWRITE, ClientResponse(), Delivery(None, error="refused"), 502, None),
+        (LogoutMode.OUT_OF_BAND, REDIRECT, NEW_COOKIE, 302, "/bye"),
+        (LogoutMode.OUT_OF_BAND, STATUS, NEW_COOKIE, 401, None),
+        # the request is refused; the app's answer belongs to the logout beside it: the signed-out page
+        (LogoutMode.OUT_OF_BAND, ClientResponse(), APP_ANSWER, 409, None),
+        (LogoutMode.OUT_OF_BAND, ClientResponse(), NEW_COOKIE, 409, None),
+        (LogoutMode.OUT_OF_BAND, ClientResponse(), Delivery(None, error="refused"), 409, None),
     ],
 )
-def test_answer_client(client: ClientResponse, delivery: Delivery, status: int, location: str | None) -> None:
+def test_answer_client(
+    mode: LogoutMode, client: ClientResponse, delivery: Delivery, status: int, location: str | None
+) -> None:
+    pol = Policy()
+    pol = replace(
+        pol,
+        logout=replace(pol.logout, mode=mode, client_response=client),
+        actions=replace(pol.actions, deny_status=409, redirect_location="/sign-in"),
+    )
     flow = attack_flow("JSESSIONID=S1")
-    answer_client(flow, client, delivery)
+    answer_client(flow, pol, delivery)
     assert flow.response is not None and flow.response.status_code == status
     assert flow.response.headers.get("Location") == location
     if delivery.set_cookies:
         assert flow.response.headers.get_all("Set-Cookie") == delivery.set_cookies
-    if client.type is ClientAnswer.APPLICATION and delivery.status is not None:
+    relayed = mode is LogoutMode.REWRITE and client.type is ClientAnswer.APPLICATION
+    if relayed and delivery.status is not None:
         assert flow.response.content == b"bye" and flow.response.headers["X-App"] == "1"
         assert "Connection" not in flow.response.headers
+    if mode is LogoutMode.OUT_OF_BAND and client.type is ClientAnswer.APPLICATION:
+        assert b"bye" not in flow.response.content and b'href="/sign-in"' in flow.response.content
 
 
 def test_outcome_json_reads_back() -> None:
@@ -540,5 +553,10 @@ async def test_rfc7009_revocation_request_carries_the_token_and_the_policys_clie
         )  # the client's, not the token
         assert outcome.accepted and outcome.result is LogoutResult.UNVERIFIABLE  # verification off
         assert await track.store.is_revoked(track.hasher.hash("tok-9"))
+        # the revocation is the logout as sent (shown as a flow of its own)
+        assert outcome.request is not None and (outcome.request.path, outcome.request.body) == (
+            "/oauth/revoke",
+            b"token=tok-9&token_type_hint=refresh_token",
+        )
     finally:
         app.stop()

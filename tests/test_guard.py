@@ -13,6 +13,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from logoutguard.engine.engine import Engine
 from logoutguard.guard import META_KEY, LogoutGuard
+from logoutguard.logout_flow import LOGOUT_KEY
 from procs import start_backend
 
 RULES = """
@@ -41,6 +42,19 @@ rules:
 def rules_dir(tmp_path: Path) -> Path:
     (tmp_path / "rules.yaml").write_text(RULES)
     return tmp_path
+
+
+class Recorder:
+    """An addon that keeps every flow mitmproxy's addons saw finished (with a response or an error)."""
+
+    def __init__(self) -> None:
+        self.flows: list[http.HTTPFlow] = []
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.flows.append(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:  # a flow without a response (the app gave no answer)
+        self.flows.append(flow)
 
 
 @pytest.fixture
@@ -181,9 +195,14 @@ async def test_explain_lists_rules_and_totals(guard: LogoutGuard, rules_dir: Pat
         tctx.configure(guard, **base_options(rules_dir, tmp_path))
         f = flow_for("/?q=union select")
         await guard.request(f)
-        text = guard.explain_flows([f, flow_for("/never-judged")])
-        assert "100001" in text and "ARGS:q" in text and "total inbound 5" in text
-        assert "not judged" in text
+        rows = guard.explain_flows([f, flow_for("/never-judged")])
+        assert all(len(row) == 2 for row in rows)  # mitmproxy's Data: a table in the console
+        labels = [label for label, _ in rows]
+        assert labels == ["flow", "verdict", "rule 100001", "scores", "decision", "reason", "flow", "verdict"]
+        assert rows[2][1] == "union select | ARGS:q = 'union select' | +5 test PL1"
+        assert rows[3][1].startswith("inbound 5 of 5,") and rows[-1][1] == "not judged by LogoutGuard"
+        # through mitmproxy's command manager, which checks the rows against the declared Data type
+        assert tctx.master.commands.call("guard.explain", [f]) == rows[:6]
 
 
 class FailingEngine(Engine):
@@ -358,13 +377,26 @@ async def test_attack_on_a_session_becomes_the_logout_request(
             f = flow_for(
                 "http://evil.test/search?q=1 union select pass", headers={**AUTH, "Host": "evil.test"}
             )
+            shown = Recorder()
+            tctx.master.addons.add(shown)
             await guard.request(f)
             record = f.metadata[META_KEY]
             assert record["situation"] == "authenticated_over_threshold" and record["action"] == "logout"
-            # the flow's request is now the logout request, and exactly that reached the application
-            req = f.request
+            # the flow keeps the attacker's request; the logout is a flow of its own, handed to mitmproxy
+            assert f.request.path == "http://evil.test/search?q=1 union select pass"
+            assert f.request.headers["Host"] == "evil.test" and "original_request" not in record
+            await asyncio.gather(*guard._background)
+            [logout_flow] = shown.flows
+            assert logout_flow.id == record["logout_flow"] != f.id and not logout_flow.live
+            req = logout_flow.request
             assert (req.method, req.path, req.host, req.port) == ("POST", "/logout", "127.0.0.1", app.port)
             assert req.content == b"csrf=T1"
+            # the app's answer to the logout (this backend answers every request with the step's form)
+            assert (logout_flow.response.status_code, logout_flow.response.content) == (200, app.response_body)
+            assert logout_flow.metadata[LOGOUT_KEY]["for flow"] == f.id
+            assert logout_flow.metadata[LOGOUT_KEY]["result"] == "not verifiable"  # no check path
+            assert logout_flow.marked and logout_flow.comment.startswith(f"LogoutGuard: forced logout for flow {f.id[:8]}")
+            assert META_KEY not in logout_flow.metadata  # LogoutGuard's hooks skipped it
             sent = {
                 "Host": f"127.0.0.1:{app.port}",
                 "User-Agent": "LogoutGuard (forced logout)",
@@ -376,15 +408,12 @@ async def test_attack_on_a_session_becomes_the_logout_request(
                 "Content-Length": "7",
             }
             assert dict(req.headers) == sent
-            [got] = [r for r in app.received if r.method == "POST"]
+            [got] = [r for r in app.received if r.method == "POST"]  # the logout reached the app once
             assert (got.method, got.path, got.body) == ("POST", "/logout", b"csrf=T1")
             assert {k: v for k, v in got.headers if k != "Connection"} == sent
             # before it, the recipe's step: the page fetched with the session only (its token taken)
             [step] = [r for r in app.received if r.path == "/account"]
             assert dict(step.headers)["Cookie"] == "JSESSIONID=S1"
-            original = record["original_request"]
-            assert original["path"] == "http://evil.test/search?q=1 union select pass"
-            assert ["Cookie", "[redacted]"] in original["headers"]
             assert await guard.pipeline.tracker.store.is_revoked(record["session"]["hash"])
             # the ID issued to the attacker's session during the step is revoked with it
             assert await guard.pipeline.tracker.store.is_revoked(guard.pipeline.tracker.hasher.hash("NEW"))
@@ -451,7 +480,8 @@ async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, t
         second = flow_for("/search?q=union select", headers=AUTH)
         await guard.request(second)
         assert second.metadata[META_KEY]["situation"] == "cumulative_threshold"
-        assert second.metadata[META_KEY]["action"] == "logout" and second.request.path == "/logout"
+        assert second.metadata[META_KEY]["action"] == "logout" and second.request.path == "/search?q=union select"
+        assert second.metadata[META_KEY]["logout"]["path"] == "/logout"
 
 
 async def test_offline_judging_changes_nothing_live(
@@ -531,7 +561,9 @@ async def test_store_unavailable_follows_the_fail_mode(
             assert with_session.response is None
             attack = flow_for("/search?q=union select", headers=AUTH)
             await guard.request(attack)
-            assert attack.metadata[META_KEY]["action"] == "logout" and attack.request.path == "/logout"
+            record = attack.metadata[META_KEY]
+            assert record["action"] == "logout" and record["logout"]["sent"]
+            assert attack.request.path == "/search?q=union select"  # kept as sent
             # the revocation could not be recorded, but this worker still refuses the ID (its local cache)
             again = flow_for("/account", headers=AUTH)
             await guard.request(again)
@@ -575,3 +607,96 @@ async def test_owasp_crs_runs_beside_our_rules(
 def test_bad_crs_path_is_refused(guard: LogoutGuard, tmp_path: Path) -> None:
     with taddons.context(guard) as tctx, pytest.raises(exceptions.OptionsError, match="guard_crs"):
         tctx.configure(guard, guard_session_store="memory", guard_crs=str(tmp_path / "no-crs-here"))
+
+
+EXCLUSIONS = """
+exclusions:
+  - reason: the report builder sends SQL on purpose
+    rules: [100001]
+    targets: ["ARGS:query"]
+    when: {path_prefix: /reports/, method: POST}
+  - rules: [942100]
+    ruleset: crs
+"""
+
+
+async def test_exclusions_apply_to_our_rules_and_the_crs(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, debian_crs: None
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text(EXCLUSIONS)
+    with taddons.context(guard) as tctx:
+        tctx.configure(
+            guard,
+            **base_options(rules_dir, tmp_path),
+            guard_crs="debian",
+            guard_exclusions=[str(exclusions)],
+        )
+        sqli = "query=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+        headers = {"User-Agent": "Mozilla/5.0", "Accept": "text/html"}
+        excluded = flow_for(f"/reports/run?{sqli}", method="POST", headers=headers)
+        await guard.request(excluded)
+        ids = {m["id"] for m in excluded.metadata[META_KEY]["matches"]}
+        assert 100001 not in ids and 942100 not in ids  # ours for this path, the CRS's everywhere
+        elsewhere = flow_for(f"/shop/run?{sqli}", method="POST", headers=headers)
+        await guard.request(elsewhere)
+        ids = {m["id"] for m in elsewhere.metadata[META_KEY]["matches"]}
+        assert 100001 in ids and 942100 not in ids
+        assert elsewhere.response is not None and elsewhere.response.status_code == 403
+
+
+def test_a_bad_exclusions_file_is_refused_naming_the_option_entry_and_field(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text("exclusions:\n  - rules: [100003]\n")
+    with taddons.context(guard) as tctx, pytest.raises(exceptions.OptionsError) as info:
+        tctx.configure(
+            guard, **base_options(rules_dir, tmp_path), guard_exclusions=[str(exclusions)]
+        )
+    assert str(info.value) == (
+        f"guard_exclusions: {exclusions} exclusions[0] field 'rules[0]': "
+        "no rule 100003 in our rules (did you mean 100002?)"
+    )
+
+
+def test_an_option_error_while_mitmproxy_loads_the_script_is_one_log_line(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mitmproxy configures a script it loads with every option, inside an `except Exception` that logs
+    the traceback (addons/script.py): that call logs the one line instead; one option set later raises
+    (mitmproxy refuses it and rolls it back)."""
+    with taddons.context(guard) as tctx:
+        tctx.options.update(**base_options(rules_dir, tmp_path), guard_paranoia=1)
+        tctx.options._options["guard_paranoia"].value = 9  # as a --set value the script's load applied
+        guard.configure(set(tctx.options.keys()))
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert [(r.getMessage(), r.exc_info) for r in errors] == [("guard_paranoia: 9 is not in 1-4", None)]
+        assert guard.pipeline.engine.paranoia == 1  # as the raise would leave it: the parts built before
+        with pytest.raises(exceptions.OptionsError, match=r"^guard_paranoia: 9 is not in 1-4$"):
+            guard.configure({"guard_paranoia"})
+
+
+async def test_reload_rereads_the_exclusions_and_refuses_a_broken_file(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    exclusions = tmp_path / "conf" / "exclusions.yaml"  # not in the rules folder (tmp_path)
+    exclusions.parent.mkdir()
+    exclusions.write_text("exclusions:\n  - {rules: [100001], when: {path: /reports}}\n")
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **base_options(rules_dir, tmp_path), guard_exclusions=[str(exclusions)])
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is None  # excluded there
+        exclusions.write_text("exclusions:\n  - {rules: [100009]}\n")
+        assert "refused" in guard.reload() and "no rule 100009" in guard.reload()
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is None  # the running exclusions stay in force
+        exclusions.write_text("exclusions: []\n")
+        assert "reloaded 2 rules" in guard.reload()
+        f = flow_for("/reports?q=union select")
+        await guard.request(f)
+        assert f.response is not None and f.response.status_code == 403

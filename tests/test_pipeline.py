@@ -15,12 +15,14 @@ from logoutguard.engine.engine import Engine
 from logoutguard.engine.loader import load_ruleset
 from logoutguard.flow_bridge import read_request
 from logoutguard.flow_record import META_KEY
+from logoutguard.forced_logout import Upstream
 from logoutguard.pipeline import Mode, Pipeline, Settings
 from logoutguard.policy import parse_policy
 from logoutguard.sessions.hashing import SessionHasher
 from logoutguard.sessions.memory import MemoryStore
 from logoutguard.sessions.store import StoreError
 from logoutguard.sessions.tracker import SessionTracker
+from procs import start_backend
 
 RULES = """
 category: test
@@ -270,3 +272,43 @@ async def test_session_ids_in_the_path_never_reach_the_record(make, tmp_path: Pa
     assert record["request_path"] == "/a;jsessionid=[redacted]" and "SECRETID42" not in json.dumps(record)
     audit = (tmp_path / "audit.jsonl").read_text()
     assert "SECRETID42" not in audit and '"path":"/a;jsessionid=[redacted]"' in audit
+
+
+@pytest.mark.parametrize("mode", ["rewrite", "out_of_band"])
+async def test_the_logout_is_its_own_flow_and_the_mode_says_what_the_client_gets(make, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """Both modes send the logout beside the attack (shown as a flow of its own, its path redacted);
+    rewrite answers the attack as the logout it became (the app's answer), out_of_band refuses it."""
+    app = start_backend()
+    app.response_body = b"bye"
+    app.response_headers = [("Set-Cookie", "JSESSIONID=; Max-Age=0; Path=/")]
+    try:
+        policy = {"logout": {"mode": mode, "verify": {"enabled": False}}, "actions": {"deny_status": 409}}
+        p = make(policy=policy, upstream=Upstream("http", "127.0.0.1", app.port))
+        shown: list[http.HTTPFlow] = []
+        p.show_flow = shown.append
+        await issue(p, ["JSESSIONID=SECRETID42; Path=/"])
+        attack = flow("/a;jsessionid=SECRETID42?q=union select")
+        await p.on_request(attack)
+        record = attack.metadata[META_KEY]
+        assert record["logout"]["result"] == "unverifiable" and record["logout"]["status"] == 200
+        assert attack.request.path == "/a;jsessionid=SECRETID42?q=union select"  # the attack as sent
+        [logout] = shown
+        assert record["logout_flow"] == logout.id and logout.request.path == "/logout"
+        assert logout.request.headers["Cookie"] == "JSESSIONID=SECRETID42"  # the logout as sent
+        assert logout.response.content == b"bye"
+        assert (
+            "SECRETID42" not in logout.comment
+            and "(GET /a;jsessionid=[redacted]?q=union select)" in logout.comment
+        )
+        assert "SECRETID42" not in json.dumps(logout.metadata)
+        [sent] = [r for r in app.received if r.path == "/logout"]
+        assert sent.method == "GET"
+        assert attack.response.headers["Set-Cookie"] == "JSESSIONID=; Max-Age=0; Path=/"  # the cookie goes
+        if mode == "rewrite":
+            assert record["action"] == "logout"
+            assert (attack.response.status_code, attack.response.content) == (200, b"bye")
+        else:
+            assert record["action"] == "logout (out-of-band)" and attack.response.status_code == 409
+            assert b"bye" not in attack.response.content and b'href="/login"' in attack.response.content
+    finally:
+        app.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from e2e.browser import Browser
 
-from logoutguard.cli import main
+from logoutguard.cli import build_parser, main
 from logoutguard.demo.app import DemoApp
 from logoutguard.quickstart import (
     ADDON_SCRIPT,
@@ -22,6 +22,7 @@ from logoutguard.quickstart import (
     Setup,
     instructions,
     mitmdump_command,
+    own_program,
     upstream_problem,
 )
 from procs import BIN, free_port, wait_port
@@ -96,6 +97,27 @@ def test_instructions_are_copy_pasteable(defective: bool, direct: str) -> None:
     assert 'curl -i -b "JSESSIONID=$OLD" http://127.0.0.1:8080/account' in text
     assert "tail -f /tmp/qs/audit.jsonl" in text and "Ctrl-C" in text
     assert direct in text
+
+
+def test_default_ports_are_the_readmes() -> None:
+    """The application on 8080, the proxy on 8088: never mitmweb's web UI port 8081."""
+    quick = build_parser().parse_args(["quickstart"])
+    assert (quick.app_port, quick.proxy_port) == (8080, 8088)
+    run = build_parser().parse_args(["run", "--upstream", "http://127.0.0.1:8080"])
+    assert (run.listen_host, run.listen_port) == ("127.0.0.1", 8088)
+
+
+def test_the_tour_calls_logoutguard_by_a_path_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `bash .ci/setup` the program is .venv/bin/logoutguard, not on PATH: the tour says its path;
+    when it is the one on PATH, its name."""
+    beside = str(BIN / "logoutguard")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert own_program("logoutguard") == beside
+    assert f"      {beside} audit-logout http://127.0.0.1:8080 " in instructions(Setup(8080, 8088, tmp_path, False))
+    monkeypatch.setenv("PATH", str(BIN))
+    assert own_program("logoutguard") == "logoutguard"
 
 
 @pytest.mark.parametrize("option", ["--app-port", "--proxy-port"])

@@ -9,10 +9,12 @@ given, override crs-setup's: those TX variables are pinned and every setvar on t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.engine import Engine
+from ..engine.exclusions import Exclusions
 from ..engine.rules import Ruleset
 from .importer import ImportProblem, ImportResult, RuleInfo, import_nodes
 from .modsec import prepare
@@ -45,8 +47,9 @@ class CrsLoad:
     seconds: float = 0.0
     syntax_problems: list[str] = field(default_factory=list)
 
-    def engine(self) -> Engine:
-        """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores)."""
+    def engine(self, exclusions: Exclusions | None = None) -> Engine:
+        """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores), with
+        the YAML exclusions that apply to the CRS (guard_exclusions) if any."""
         return Engine(
             self.ruleset,
             paranoia=self.paranoia,
@@ -56,6 +59,7 @@ class CrsLoad:
             prepare=prepare,
             quiet_ids=frozenset(i for i, info in self.infos.items() if not info.logged),
             prefilter_skip=frozenset({"rx"}),
+            exclusions=exclusions,
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")
             else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),
@@ -126,15 +130,17 @@ def load_crs(
     inbound_threshold: int | None = None,
     outbound_threshold: int | None = None,
     engine_rules: bool = True,
+    each_file: Callable[[Sequence[Path]], Iterable[Path]] = iter,
 ) -> CrsLoad:
-    """Parse and import CRS once. Raises CrsError when the installation is missing; never for a rule."""
+    """Parse and import CRS once. Raises CrsError when the installation is missing; never for a rule.
+    `each_file` may wrap the files parsed (a progress bar)."""
     started = time.perf_counter()
     if paranoia is not None and not 1 <= paranoia <= 4:
         raise CrsError(f"paranoia level must be 1-4, not {paranoia}")
     setup, rules = find_installation(crs_path_or_setup, rules_dir)
     files = crs_files(setup, rules, tuple(extra_confs), engine_rules)
     parsed = ParseResult()
-    for file in files:
+    for file in each_file(files):
         parse_file(file, parsed)
     version = _version(rules)
     names = _names(version)

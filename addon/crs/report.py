@@ -6,8 +6,9 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from ..progress import progress
 from .importer import ImportProblem
-from .loader import CrsError, CrsLoad, load_crs
+from .loader import CrsLoad, load_crs
 
 
 def report_lines(load: CrsLoad, *, notes: bool = False) -> list[str]:
@@ -48,16 +49,14 @@ def _short(problem: ImportProblem) -> str:
 
 
 def cmd_crs_report(args: argparse.Namespace) -> int:
-    try:
-        load = load_crs(
-            args.path,
-            rules_dir=args.rules_dir,
-            extra_confs=args.conf or (),
-            paranoia=args.paranoia,
-            engine_rules=not args.no_engine_rules,
-        )
-    except CrsError as exc:
-        print(f"crs report: {exc}")
-        return 2
+    """Print the report; CrsError (no installation) goes to the caller, which says it in one line."""
+    load = load_crs(
+        args.path,
+        rules_dir=args.rules_dir,
+        extra_confs=args.conf or (),
+        paranoia=args.paranoia,
+        engine_rules=not args.no_engine_rules,
+        each_file=lambda files: progress(files, "CRS files", len(files), "file"),
+    )
     print("\n".join(report_lines(load, notes=args.notes)))
     return 0

@@ -517,7 +517,7 @@ def serve(host: str, port: int, defective_logout: bool = False, log_requests: bo
         app.start()
     except OSError as exc:
         print(f"demo app: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input (a port in use): one line, status 2, as every command
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .evaluator import PhasePlan, inspected_values, plan, run_phase
+from .exclusions import Exclusions
 from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
 from .scoring import Thresholds, score
@@ -35,6 +36,9 @@ class Engine:
     # Operators whose links the prefilter leaves alone (the CRS's hundreds of large regexes would
     # take seconds to compile into hyperscan at every start for a small gain).
     prefilter_skip: frozenset[str] = frozenset()
+    # Rules or targets switched off for the requests a condition selects (exclusions.py): their ctl
+    # actions change each transaction's state before its first rule runs.
+    exclusions: Exclusions | None = None
     _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
     _prefilter: Prefilter | None = field(init=False, repr=False, default=None)
 
@@ -52,6 +56,8 @@ class Engine:
     def new_state(self, tx: Transaction) -> EvalState:
         state = EvalState(tx=tx, paranoia=self.paranoia, prefilter=self._prefilter)
         state.vars.update(self.tx_defaults)
+        if self.exclusions is not None:
+            self.exclusions.apply(state)
         return state
 
     def inspect_request(self, tx: Transaction) -> tuple[Verdict, EvalState]:

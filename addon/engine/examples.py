@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .engine import Engine
@@ -142,11 +143,13 @@ def check_rule(rule: Rule) -> list[ExampleFailure]:
     return failures
 
 
-def check_ruleset(ruleset: Ruleset) -> tuple[int, list[ExampleFailure]]:
-    """(number of examples run, failures) over every rule."""
+def check_ruleset(
+    ruleset: Ruleset, each: Callable[[Sequence[Rule]], Iterable[Rule]] = iter
+) -> tuple[int, list[ExampleFailure]]:
+    """(number of examples run, failures) over every rule; `each` may wrap the rules (a progress bar)."""
     count = 0
     failures: list[ExampleFailure] = []
-    for rule in ruleset.rules:
+    for rule in each(ruleset.rules):
         count += len(rule.examples.match) + len(rule.examples.no_match)
         failures.extend(check_rule(rule))
     return count, failures

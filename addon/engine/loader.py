@@ -23,7 +23,17 @@ from .targets import TargetError, did_you_mean, parse_target
 from .transaction import byte_text
 from .transformations import TRANSFORMATIONS
 
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
+
+def shipped_rules_dir() -> Path:
+    """The default ruleset's folder: the package `logoutguard.rules` (the repository's rules/ in an editable
+    checkout, `site-packages/logoutguard/rules` from a wheel), found through importlib.resources."""
+    folder = resources.files("logoutguard.rules")
+    if not isinstance(folder, Path):  # e.g. a zipped install: rule files and data/ must be real files
+        raise RuntimeError(f"the shipped rules are not a folder on disk ({folder}): install the package unzipped")
+    return folder
+
+
+DEFAULT_RULES_DIR = shipped_rules_dir()
 # libyaml's parser when PyYAML has it (about ten times faster than the pure-Python one)
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -49,7 +59,10 @@ class RulesetError(ValueError):
         self.problems = problems
         shown = "\n".join(str(p) for p in problems[:20])
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s) in rule files:\n{shown}{more}")
+        if len(problems) == 1:  # one line, e.g. `guard_rules: /nope: no such file or folder`
+            super().__init__(shown)
+        else:
+            super().__init__(f"{len(problems)} problem(s) in rule files:\n{shown}{more}")
 
 
 def _schema() -> dict[str, Any]:
@@ -76,12 +89,16 @@ def rule_files(paths: list[str | Path]) -> tuple[list[Path], list[Problem]]:
 
 
 def lint(paths: list[str | Path]) -> tuple[Ruleset | None, list[Problem]]:
-    """Load everything, collecting every problem. The ruleset is None when there is any problem."""
+    """Load everything, collecting every problem. The ruleset is None when there is any problem.
+
+    A rule whose operator needs an optional package that is not installed (libinjection's detect_sqli
+    and detect_xss) is no problem: it is left out, and `Ruleset.off` says which and why."""
     files, problems = rule_files(paths)
     rules: list[Rule | Marker] = []
     seen: dict[int, str] = {}
+    off: list[Problem] = []  # rules left out: an optional operator is not installed
     for file in files:
-        for rule in _load_file(file, problems):
+        for rule in _load_file(file, problems, off):
             if rule.id in seen:
                 problems.append(
                     Problem(str(file), rule.id, "id", f"duplicate id: already defined in {seen[rule.id]}")
@@ -93,7 +110,8 @@ def lint(paths: list[str | Path]) -> tuple[Ruleset | None, list[Problem]]:
         problems.append(Problem(", ".join(map(str, paths)) or "(none)", None, "", "no rule files found"))
     if problems:
         return None, problems
-    return Ruleset.build(rules, tuple(str(f) for f in files)), []
+    left_out = tuple((p.rule_id or 0, str(p)) for p in off)
+    return Ruleset.build(rules, tuple(str(f) for f in files), off=left_out), []
 
 
 def load_ruleset(paths: list[str | Path]) -> Ruleset:
@@ -103,7 +121,7 @@ def load_ruleset(paths: list[str | Path]) -> Ruleset:
     return ruleset
 
 
-def _load_file(file: Path, problems: list[Problem]) -> list[Rule]:
+def _load_file(file: Path, problems: list[Problem], off: list[Problem]) -> list[Rule]:
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=YamlLoader)  # a safe loader
     except (OSError, UnicodeDecodeError) as exc:
@@ -133,7 +151,7 @@ def _load_file(file: Path, problems: list[Problem]) -> list[Rule]:
     for index, raw in enumerate(data.get("rules") or []):
         if index in bad_indexes or raw.get("disabled"):
             continue
-        rule = _build_rule(file, raw, defaults, problems)
+        rule = _build_rule(file, raw, defaults, problems, off)
         if rule is not None:
             rules.append(rule)
     return rules
@@ -153,13 +171,16 @@ def _schema_reason(error: jsonschema.ValidationError) -> str:
 
 
 def _build_rule(
-    file: Path, raw: dict[str, Any], defaults: dict[str, Any], problems: list[Problem]
+    file: Path, raw: dict[str, Any], defaults: dict[str, Any], problems: list[Problem], off: list[Problem]
 ) -> Rule | None:
+    """The rule, or None: with its problems added, or (when its only lack is an optional operator that
+    is not installed) with the reason it is left out added to `off`."""
     rule_id = raw["id"]
     before = len(problems)
+    missing: list[Problem] = []
 
-    def problem(field: str, reason: str) -> None:
-        problems.append(Problem(str(file), rule_id, field, reason))
+    def problem(field: str, reason: str, unavailable: bool = False) -> None:
+        (missing if unavailable else problems).append(Problem(str(file), rule_id, field, reason))
 
     head = _build_link(file.parent, raw, "", problem)
     chain = [
@@ -173,7 +194,9 @@ def _build_rule(
     examples = raw["examples"]
     if examples.get("target") is not None:
         _parse_target(examples["target"], "examples.target", problem)
-    if len(problems) > before or head is None or any(c is None for c in chain):
+    if len(problems) == before and missing:
+        off.extend(missing)
+    if len(problems) > before or missing or head is None or any(c is None for c in chain):
         return None
     return Rule(
         id=rule_id,
@@ -244,9 +267,12 @@ def _build_link(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: Any)
 def _build_operator(rules_dir: Path, raw: dict[str, Any], prefix: str, problem: Any) -> Operator | None:
     name = raw["operator"]
     factory = OPERATORS.get(name)
+    if factory is None and name in OPTIONAL_OPERATORS:  # degrade: the rule is left out, and says why
+        extra = OPTIONAL_OPERATORS[name]
+        problem(f"{prefix}operator", f"operator {name!r} needs {extra} (pip install '{extra}'): rule off", True)
+        return None
     if factory is None:
-        hint = f" (install {OPTIONAL_OPERATORS[name]})" if name in OPTIONAL_OPERATORS else ""
-        problem(f"{prefix}operator", f"unknown operator {name!r}{hint or did_you_mean(name, OPERATORS)}")
+        problem(f"{prefix}operator", f"unknown operator {name!r}{did_you_mean(name, OPERATORS)}")
         return None
     argument = byte_text(str(raw.get("argument", "")))
     try:

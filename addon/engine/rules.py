@@ -256,15 +256,19 @@ class Ruleset:
     # phase -> ordered items (Rule or Marker) as they appeared in the sources
     order: dict[Phase, tuple[Rule | Marker, ...]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    # Rules left out because an optional package is not installed: (rule id, where and why).
+    off: tuple[tuple[int, str], ...] = ()
 
     @classmethod
-    def build(cls, items: list[Rule | Marker], sources: tuple[str, ...] = ()) -> Ruleset:
+    def build(
+        cls, items: list[Rule | Marker], sources: tuple[str, ...] = (), off: tuple[tuple[int, str], ...] = ()
+    ) -> Ruleset:
         order: dict[Phase, list[Rule | Marker]] = {p: [] for p in Phase}
         for item in items:
             order[item.phase].append(item)
         rules = tuple(i for i in items if isinstance(i, Rule))
         markers = tuple(i for i in items if isinstance(i, Marker))
-        return cls(rules, markers, {p: tuple(v) for p, v in order.items()}, sources)
+        return cls(rules, markers, {p: tuple(v) for p, v in order.items()}, sources, off)
 
     def by_id(self) -> dict[int, Rule]:
         return {r.id: r for r in self.rules}

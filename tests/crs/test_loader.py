@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -97,10 +96,9 @@ debian = pytest.mark.skipif(
 
 
 @debian
-def test_debian_crs_loads_fast_with_every_pl1_detection_rule():
-    started = time.perf_counter()
+def test_debian_crs_loads_with_every_pl1_detection_rule():
+    # How long loading takes is measured by `logoutguard crs report` and the benchmarks, not asserted here.
     load = load_crs()
-    assert time.perf_counter() - started < 5
     loaded = {i for i, info in load.infos.items() if info.loaded}
     must = {
         901100,

@@ -22,4 +22,6 @@ def test_report_lists_files_levels_and_skipped_rules(crs_folder, capsys):  # noq
 
 def test_report_on_a_missing_path_says_so(capsys):
     assert main(["crs", "report", "/nonexistent/crs"]) == 2
-    assert "/nonexistent/crs" in capsys.readouterr().out
+    assert capsys.readouterr().err == (
+        "logoutguard crs: /nonexistent/crs: no such file or folder (give crs-setup.conf or a CRS folder)\n"
+    )

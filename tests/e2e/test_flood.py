@@ -330,8 +330,8 @@ def test_rss_reader_reads_this_process() -> None:
     assert 10 < rss_mb() < 100_000
 
 
-def test_flood_driver_sees_a_rewrite(tmp_path: Path) -> None:
-    """The in-process checks can fail: a forced logout on a known session shows as a rewrite."""
+def test_flood_driver_sees_a_forced_logout(tmp_path: Path) -> None:
+    """The in-process checks can fail: a forced logout on a known session shows in the record."""
     guard, tctx = hook_context(tmp_path, "memory", guard_upstream=f"http://127.0.0.1:{free_port()}")
     with tctx:
         loop = tctx.master.event_loop
@@ -349,5 +349,5 @@ def test_flood_driver_sees_a_rewrite(tmp_path: Path) -> None:
             flow = driver.request(sid)
             flow.request.headers["User-Agent"] = "curl/8"
             loop.run_until_complete(guard.request(flow))
-        assert flow.request.path == "/logout" and flow.metadata[META_KEY]["action"] == "logout"
+        assert flow.metadata[META_KEY]["action"] == "logout" and flow.metadata[META_KEY]["logout"]["sent"]
         loop.run_until_complete(guard.done())

@@ -18,6 +18,7 @@ from mitmproxy import io as mitmio
 
 from e2e.browser import Browser
 from logoutguard.demo.app import DemoApp
+from logoutguard.logout_flow import LOGOUT_KEY
 from procs import BIN, REPO, Mitmdump, start_mitmdump
 
 pytestmark = pytest.mark.e2e
@@ -149,10 +150,13 @@ def test_defective_logout_is_closed_by_the_proxy(defective: Stack, tmp_path: Pat
     assert "[revoked: " in warning and old not in log
     with saved.open("rb") as fh:
         flows = list(mitmio.FlowReader(fh).stream())
-    rewritten = next(f for f in flows if f.metadata.get("logoutguard", {}).get("action") == "logout")
-    record = rewritten.metadata["logoutguard"]
+    attack = next(f for f in flows if f.metadata.get("logoutguard", {}).get("action") == "logout")
+    record = attack.metadata["logoutguard"]
     assert record["logout"]["result"] == "defective" and record["logout"]["warning"] is True
-    assert rewritten.marked and "[logout defective] WARNING: application logout defective" in rewritten.comment
+    assert attack.request.path == XSS  # the attack as sent; the logout is the flow it names
+    assert attack.marked and "-> logout: app defective WARNING: application logout defective" in attack.comment
+    [shown] = [f for f in flows if f.id == record["logout_flow"]]
+    assert shown.request.path == "/logout" and "app defective WARNING: application logout defective" in shown.comment
 
 
 def write_policy(tmp: Path, **changes: str) -> Path:
@@ -185,20 +189,47 @@ def test_get_logout_and_application_response(tmp_path: Path) -> None:
         s.stop()
 
 
-def test_out_of_band_logout(tmp_path: Path) -> None:
-    policy = write_policy(tmp_path, **{"  mode: rewrite": "  mode: out_of_band"})
-    s = Stack(tmp_path, policy=policy)
+def saved_flows(path: Path) -> list:
+    with path.open("rb") as fh:
+        return list(mitmio.FlowReader(fh).stream())
+
+
+@pytest.mark.parametrize("answer", ["redirect", "application"])
+def test_out_of_band_logout(tmp_path: Path, answer: str) -> None:
+    """out_of_band: the attack is refused (the policy's redirect; with `type: application` the
+    signed-out page, never the logout's own answer) while the logout goes beside it, and is saved as
+    a flow of its own as in rewrite mode."""
+    changes = {"  mode: rewrite": "  mode: out_of_band"}
+    if answer == "application":
+        changes["    type: redirect\n    location: /login?reason=signed-out"] = "    type: application"
+    s = Stack(tmp_path, policy=write_policy(tmp_path, **changes))
+    saved = tmp_path / "flows.mitm"
+    port = s.proxy.port
+    s.proxy.stop()
+    s.proxy = s.start_proxy("-w", str(saved), port=port)
     try:
         user = s.browser()
         old = user.login()
         reply = user.get(XSS)
-        assert reply.status == 302 and reply.header("Location") == "/login?reason=signed-out"
+        if answer == "redirect":
+            assert reply.status == 302 and reply.header("Location") == "/login?reason=signed-out"
+        else:
+            assert reply.status == 403 and b"sign in again" in reply.body and b"logged out" not in reply.body.lower()
+            assert reply.header("Set-Cookie").startswith("JSESSIONID=")  # the app's new cookie replaces the old
+            assert user.cookies["JSESSIONID"] != old
         assert not s.app.is_session_valid(old)
         logout = next(line for line in audit_lines(s.audit) if line["action"] == "logout (out-of-band)")
         assert logout["logout"]["status"] == 200 and logout["logout"]["probe"] == "dead"
+        assert logout["logout"]["result"] == "ended" and logout["path"] == "/search"
         assert s.browser(cookies={"JSESSIONID": old}).get("/account").status == 302
     finally:
         s.stop()
+    flows = saved_flows(saved)
+    attack = next(f for f in flows if f.metadata.get("logoutguard", {}).get("action") == "logout (out-of-band)")
+    assert attack.request.path == XSS and attack.response.status_code == reply.status  # as sent, as answered
+    [shown] = [f for f in flows if f.id == attack.metadata["logoutguard"]["logout_flow"]]
+    assert (shown.request.method, shown.request.path, shown.response.status_code) == ("POST", "/logout", 200)
+    assert shown.metadata[LOGOUT_KEY]["for flow"] == attack.id and shown.comment.endswith("): ended")
 
 
 def test_upstream_down_during_the_logout_still_revokes(stack: Stack) -> None:
@@ -314,7 +345,10 @@ def test_offline_replay_changes_nothing_live(stack: Stack, tmp_path: Path) -> No
     assert stack.app.is_session_valid(alive) and not stack.app.is_session_valid(old)
     with judged.open("rb") as fh:
         flows = list(mitmio.FlowReader(fh).stream())
-    records = [f.metadata["logoutguard"] for f in flows]
-    attack = next(r for f, r in zip(flows, records, strict=True) if f.request.path == "/logout")
-    assert attack["blocked"] and attack["action"] == "none (offline)"  # judged on its original request
+    # the forced logout was saved as a flow of its own beside the attack, and is not judged again
+    [shown] = [f for f in flows if LOGOUT_KEY in f.metadata]
+    assert shown.request.path == "/logout" and "logoutguard" not in shown.metadata
+    records = {f.id: f.metadata["logoutguard"] for f in flows if f is not shown}
+    attack = records[shown.metadata[LOGOUT_KEY]["for flow"]]
+    assert attack["blocked"] and attack["action"] == "none (offline)"  # the attack, saved as it was sent
     assert any(m["target"] == "ARGS:q" for m in attack["matches"])

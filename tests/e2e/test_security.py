@@ -8,8 +8,6 @@ requests are recorded, and an "evil" backend on loopback that must never receive
 from __future__ import annotations
 
 import json
-import re
-import shlex
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from e2e.test_forced_logout import DEMO_POLICY, XSS, Stack, audit_lines, write_p
 from logoutguard.demo.app import Request as AppRequest
 from logoutguard.demo.app import Response as AppResponse
 from procs import REPO, Backend, Mitmdump, start_backend
+from readme import readme_commands
 
 pytestmark = pytest.mark.e2e
 
@@ -304,24 +303,6 @@ def test_secrets_never_reach_logs_audit_flows_or_store(stack: RecordingStack, ev
 
 
 # -- documented commands bind to loopback -------------------------------------------------------
-def code_spans(text: str) -> list[str]:
-    """Fenced code blocks and inline `code` of a Markdown text."""
-    fenced = re.findall(r"```[^\n]*\n(.*?)```", text, re.S)
-    prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    return fenced + re.findall(r"`([^`\n]+)`", prose)
-
-
-def readme_commands(text: str) -> list[list[str]]:
-    """Every mitmdump/mitmweb command line in the README's code (continuations joined), as argv."""
-    commands = []
-    for span in code_spans(text):
-        for line in re.sub(r"\\\n\s*", " ", span).splitlines():
-            m = re.match(r"\s*((?:\S*/)?(?:mitmweb|mitmdump) .*)", line)  # a line that runs it (not prose)
-            if m:
-                commands.append(shlex.split(m.group(1).replace("...", "")))
-    return commands
-
-
 def option_value(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv else None
 

@@ -339,13 +339,31 @@ def test_a_phrase_file_that_is_missing_names_the_paths_tried(tmp_path: Path) -> 
     ]
 
 
-def test_an_optional_operator_that_is_not_installed_names_what_to_install(
+def test_a_rule_whose_optional_operator_is_not_installed_is_left_out_saying_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Not a problem (a plain `pip install logoutguard` must load the shipped rules): the rule is off."""
     monkeypatch.delitem(loader.OPERATORS, "detect_sqli", raising=False)
     file = rule_file(tmp_path, variant(operator="detect_sqli"))
-    assert problems_of(file) == [
-        f"{file} rule 7 field 'operator': unknown operator 'detect_sqli' (install logoutguard[libinjection])"
+    write(
+        tmp_path,
+        "category: sqli\nrules:\n  - id: 8\n" + textwrap.indent(BASE.strip(), "    ") + "\n",
+        "s.yaml",
+    )
+    ruleset, problems = lint([tmp_path])
+    assert problems == [] and ruleset is not None
+    assert [r.id for r in ruleset.rules] == [8]
+    assert ruleset.off == (
+        (
+            7,
+            f"{file} rule 7 field 'operator': operator 'detect_sqli' needs logoutguard[libinjection] "
+            "(pip install 'logoutguard[libinjection]'): rule off",
+        ),
+    )
+    # with another problem the rule is a problem as before (and not also off)
+    bad = rule_file(tmp_path, variant(operator="detect_sqli", transforms="[lowercas]"))
+    assert problems_of(bad) == [
+        f"{bad} rule 7 field 'transforms[0]': unknown transformation 'lowercas' (did you mean 'lowercase'?)"
     ]
 
 

@@ -357,9 +357,9 @@ def test_loader_names_the_extra_to_install(tmp_path: Path, monkeypatch: pytest.M
         "    examples: {match: [\"1' or '1'='1\"], no_match: [hello]}\n"
     )
     ruleset, problems = lint([rule_file])
-    assert ruleset is None
-    assert [p.reason for p in problems] == [
-        "unknown operator 'detect_sqli' (install logoutguard[libinjection])"
+    assert problems == [] and ruleset is not None and len(ruleset) == 0  # left out, not a problem
+    assert [why.split(": ", 1)[1] for _, why in ruleset.off] == [
+        "operator 'detect_sqli' needs logoutguard[libinjection] (pip install 'logoutguard[libinjection]'): rule off"
     ]
 
 

@@ -5,11 +5,13 @@ finding below, then clean.)"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
+from test_guard import Recorder
 
 from fuzz.properties import MATCHER, check_logout_request, logout_policy
 from logoutguard.engine.transaction import parse_cookie_header
@@ -114,12 +116,17 @@ async def test_forced_logout_with_a_non_utf8_csrf_cookie_is_sent(tmp_path: Path)
         login.response = http.Response.make(302, b"", {"Set-Cookie": "JSESSIONID=abc; Path=/"})
         await guard.response(login)
         attack = tflow.tflow(req=wire_request(b"JSESSIONID=abc; csrftoken=\x80"))
+        shown = Recorder()
+        tctx.master.addons.add(shown)
         await guard.request(attack)
         record = attack.metadata[META_KEY]
         assert record["action"] == "logout", record
-        assert attack.request.path == "/logout" and attack.request.raw_content == b"csrf="
-        assert attack.request.headers["Cookie"] == "JSESSIONID=abc"
         assert record["logout"]["result"] == "failed" and record["logout"]["warning"] is True
+        await asyncio.gather(*guard._background)
+        [logout] = shown.flows  # the logout as sent, a flow of its own; the attack's request stays
+        assert logout.request.path == "/logout" and logout.request.raw_content == b"csrf="
+        assert logout.request.headers["Cookie"] == "JSESSIONID=abc"
+        assert attack.request.path != "/logout" and "Connection refused" in logout.error.msg  # nothing listens
 
 
 async def test_out_of_band_logout_and_probe_send_non_utf8_bytes_exactly() -> None:

@@ -1,0 +1,1 @@
+"""The default ruleset, shipped inside the package as `logoutguard.rules`: the YAML rule files and data/."""
