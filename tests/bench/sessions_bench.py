@@ -48,13 +48,16 @@ async def fill_through_api(store: SessionStore, hashes: list[str], now: float) -
 
 def bulk_fill(path: Path, hashes: list[str], now: float) -> None:
     """Insert active sessions straight into a store's database file, in one transaction."""
+    # authenticated (as at a login), no linked identifiers: one value per column of COLUMNS
     rows = [
-        (h, "JSESSIONID", now, now, "203.0.113.0/24", "ua1", "active", "issued", now, 0, 0) for h in hashes
+        (h, "JSESSIONID", now, now, "203.0.113.0/24", "ua1", "active", "issued", now, 0, 0, 1, "")
+        for h in hashes
     ]
+    marks = ", ".join("?" * len(COLUMNS.split(",")))
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(f"INSERT INTO sessions ({COLUMNS}) VALUES ({marks})", rows)
         conn.execute("COMMIT")
     finally:
         conn.close()
