@@ -15,7 +15,7 @@ from typing import Any
 from mitmproxy import exceptions
 
 from .audit_log import AuditLog
-from .crs.loader import CrsError, load_crs
+from .crs.loader import CrsError, crs_location, load_crs
 from .engine.combined import CombinedEngine
 from .engine.engine import Engine
 from .engine.exclusion_loader import ExclusionsError, load_exclusions
@@ -65,7 +65,7 @@ def build_engine(ruleset: Ruleset, opts: Any) -> Engine | CombinedEngine:
     if opts.guard_crs:
         try:
             crs = load_crs(
-                None if opts.guard_crs == "debian" else opts.guard_crs,
+                crs_location(opts.guard_crs),
                 extra_confs=list(opts.guard_crs_confs),
                 paranoia=opts.guard_paranoia,
                 inbound_threshold=opts.guard_inbound_threshold,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -272,7 +273,8 @@ def add_crs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "path",
         nargs="?",
         default=None,
-        help="crs-setup.conf or a CRS folder (default: Debian's /etc/modsecurity/crs/crs-setup.conf)",
+        help="what guard_crs takes: 'debian' (Debian's modsecurity-crs package, the default), a "
+        "crs-setup.conf, or a CRS folder holding crs-setup.conf",
     )
     p.add_argument("--rules-dir", help="the CRS rules folder (default: next to PATH, or Debian's)")
     p.add_argument("--conf", action="append", help="your own .conf (exclusions), repeatable")
@@ -334,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # a bad option: argparse's usage line and message, exit 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`logoutguard crs report | head`): stop quietly
+        quiet_stdout()
+        return 141  # as a shell reports a command ended by SIGPIPE
     except BAD_INPUT as exc:
         details, headline = explain(exc)
         for line in details:
@@ -342,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def explain(exc: BaseException) -> tuple[list[str], str]:

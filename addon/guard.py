@@ -14,11 +14,12 @@ from typing import Any
 
 from mitmproxy import command, contentviews, ctx, exceptions, flow, http, types
 
-from . import contentview, guard_options
+from . import contentview, guard_options, startup
 from .assembly import (
     Ruleset,
     SessionStore,
     build_engine,
+    identifier_rules,
     load_rules,
     open_audit_log,
     open_session_store,
@@ -48,61 +49,105 @@ class LogoutGuard:
         self.metrics: Metrics | None = None  # counting while guard_metrics serves them
         self.metrics_server: MetricsServer | None = None
         self.pipeline.show_flow = self._show_flow
+        self.gate = startup.Gate()  # requests are refused (503) until a configuration is in force
+        self.bad_values: list[str] = []  # --set values that did not parse (startup.take_bad_values)
+        self._applied: dict[str, Any] = {}  # the guard_* values in force
+        self._refused: set[str] | None = None  # the options of a change just refused (rolled back next)
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
         contentviews.add(contentview.view)
         guard_options.declare(loader)
+        # A --set value that does not parse as its option's type would make mitmproxy leave this addon
+        # loaded but never configured (see startup.py): take it out now, report it in configure.
+        options = loader.master.options
+        self.bad_values = startup.take_bad_values(
+            options, [n for n in sorted(options.keys()) if n.startswith("guard_")]
+        )
 
     def configure(self, updated: set[str]) -> None:
+        loading = updated >= ctx.options.keys()  # mitmproxy loading the script: every option at once
+        if self._refused == updated and self._applied == self._guard_values():
+            self._refused = None  # mitmproxy rolling back the refused change: the old values are in force
+            return
         try:
+            if loading and self.bad_values:
+                raise exceptions.OptionsError("; ".join(self.bad_values))
             self._configure(updated)
         except exceptions.OptionsError as exc:
-            if not updated >= ctx.options.keys():
-                raise  # an option set while running: mitmproxy refuses and rolls it back, one line
-            # mitmproxy loading the script configures it with every option, inside an `except
-            # Exception` that logs the error with its traceback (addons/script.py, Script.loadscript):
-            # say it in one line instead. The addon is left as the raise would leave it; an error
-            # logged during start-up stops mitmdump.
-            log.error(str(exc))
+            if self.gate.open and not loading:  # a change while running: mitmproxy refuses it, rolls back
+                log.warning(f"LogoutGuard: {exc}; the previous configuration stays in force")
+                self._refused = updated
+                raise
+            self.gate.fail(str(exc))
+            if not loading:
+                raise
+            # mitmproxy loading the script configures it inside an `except Exception` that logs a
+            # traceback (addons/script.py, Script.loadscript): say it in one line instead. An error
+            # logged during start-up stops mitmdump; the gate refuses every request meanwhile.
+            startup.report_start_failure(str(exc))
+            return
+        self._applied = self._guard_values()
+        self.gate.ready()
+
+    def _guard_values(self) -> dict[str, Any]:
+        return {
+            name: getattr(ctx.options, name)
+            for name in sorted(ctx.options.keys())
+            if name.startswith("guard_")
+        }
 
     def _configure(self, updated: set[str]) -> None:
+        """Build every part the changed options need, then put them all in force; a part that cannot be
+        built raises OptionsError with nothing changed (what was opened for it is closed)."""
         opts, pipeline = ctx.options, self.pipeline
+        startup.check_choices(opts, updated)
         guard_options.validate(opts, updated)
         first = pipeline.tracker is None
-        if "guard_policy" in updated or first:
-            pipeline.use_policy(read_policy(opts.guard_policy))
-        if updated & guard_options.ENGINE_OPTIONS or pipeline.engine is None:
-            ruleset = self.ruleset
+        policy = read_policy(opts.guard_policy) if "guard_policy" in updated or first else pipeline.policy
+        ruleset, engine = self.ruleset, pipeline.engine
+        if updated & guard_options.ENGINE_OPTIONS or engine is None:
             if ruleset is None or "guard_rules" in updated:
                 ruleset = load_rules(opts.guard_rules)
-            pipeline.engine, self.ruleset = build_engine(ruleset, opts), ruleset
-        if updated & guard_options.STORE_OPTIONS or "guard_policy" in updated or first:
-            tracker = open_session_store(opts, pipeline.policy, pipeline.rules)
+            engine = build_engine(ruleset, opts)
+        settings = Settings(
+            mode=Mode(opts.guard_mode),
+            fail_closed=opts.guard_fail_mode == "closed",
+            deny_on_error=opts.guard_error_action == "deny",
+            body_limit=opts.guard_body_limit,
+            offline_revoke=opts.guard_offline_revoke,
+            paranoia=opts.guard_paranoia,
+            inbound_threshold=opts.guard_inbound_threshold,
+            outbound_threshold=opts.guard_outbound_threshold,
+            upstream=configured_upstream(opts.guard_upstream, opts.mode),
+        )
+        audit = open_audit_log(opts.guard_audit_log) if "guard_audit_log" in updated else None
+        tracker = None
+        try:
+            if updated & guard_options.STORE_OPTIONS or "guard_policy" in updated or first:
+                tracker = open_session_store(opts, policy, identifier_rules(policy))
+            if "guard_metrics" in updated or first:
+                self._serve_metrics(opts.guard_metrics)  # the last part that can fail: it keeps its own
+        except exceptions.OptionsError:
+            if audit is not None:
+                audit.close()
+            if tracker is not None:
+                self._spawn(tracker.store.close())
+            raise
+        # Everything built: in force from here on, nothing below raises.
+        pipeline.use_policy(policy)
+        pipeline.engine, self.ruleset = engine, ruleset
+        if tracker is not None:
             old, self.store = self.store, tracker.store
             pipeline.use_tracker(tracker)
             if old is not None:
                 self._spawn(old.close())
-        if "guard_metrics" in updated or first:
-            self._serve_metrics(opts.guard_metrics)
         if self.metrics is not None and pipeline.tracker is not None:
             pipeline.tracker.store = self.metrics.timed(pipeline.tracker.store)
-        if "guard_audit_log" in updated:
+        if audit is not None:
             pipeline.audit.close()
-            pipeline.audit = open_audit_log(opts.guard_audit_log)
-        pipeline.use_settings(
-            Settings(
-                mode=Mode(opts.guard_mode),
-                fail_closed=opts.guard_fail_mode == "closed",
-                deny_on_error=opts.guard_error_action == "deny",
-                body_limit=opts.guard_body_limit,
-                offline_revoke=opts.guard_offline_revoke,
-                paranoia=opts.guard_paranoia,
-                inbound_threshold=opts.guard_inbound_threshold,
-                outbound_threshold=opts.guard_outbound_threshold,
-                upstream=configured_upstream(opts.guard_upstream, opts.mode),
-            )
-        )
+            pipeline.audit = audit
+        pipeline.use_settings(settings)
         log.info(
             f"LogoutGuard: {len(self.ruleset or ())} rules, PL{opts.guard_paranoia}, mode {opts.guard_mode}, "
             f"policy {pipeline.policy.source}, store {opts.guard_session_store}"
@@ -171,7 +216,10 @@ class LogoutGuard:
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
         answered = flow_.response is not None and flow_.live
-        if answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_):
+        if answered or flow_.error is not None or is_logout_flow(flow_):
+            return
+        if not self.gate.open or self.pipeline.engine is None:
+            self.gate.refuse(flow_)  # not configured (yet): nothing passes unjudged
             return
         await self.pipeline.on_request(flow_)
 

@@ -70,11 +70,28 @@ class CrsLoad:
         return [str(p) for p in self.problems]
 
 
-def find_installation(crs: str | Path | None, rules_dir: str | Path | None) -> tuple[Path | None, Path]:
-    """`crs` is a crs-setup.conf, a CRS folder (holding crs-setup.conf[.example] and rules/), or None (Debian)."""
+DEBIAN = "debian"  # the name guard_crs and `crs report` take for Debian's modsecurity-crs package
+
+
+def crs_location(text: str | Path | None) -> str | Path | None:
+    """What guard_crs and `logoutguard crs report` accept -> the argument of find_installation/load_crs:
+    'debian' or nothing is Debian's package (None), anything else a crs-setup.conf or a CRS folder."""
+    return None if text is None or str(text) in ("", DEBIAN) else text
+
+
+def find_installation(crs: str | Path | None, rules_dir: str | Path | None) -> tuple[Path, Path]:
+    """`crs` is a crs-setup.conf, a CRS folder (holding crs-setup.conf[.example] and rules/), or None (Debian).
+
+    Without its crs-setup.conf the CRS does not work (rule 901001 then refuses every request): a
+    missing setup file is a CrsError that says where Debian keeps it."""
     setup: Path | None
-    if crs is None or str(crs) == "":
-        setup = DEBIAN_SETUP if DEBIAN_SETUP.is_file() else None
+    if crs is None or str(crs) in ("", DEBIAN):
+        if not DEBIAN_SETUP.is_file():
+            raise CrsError(
+                f"{DEBIAN_SETUP}: not found: Debian's CRS setup file is missing (apt-get install "
+                "modsecurity-crs), or give a crs-setup.conf or a CRS folder"
+            )
+        setup = DEBIAN_SETUP
         rules = Path(rules_dir) if rules_dir else DEBIAN_RULES
     else:
         path = Path(crs)
@@ -85,6 +102,12 @@ def find_installation(crs: str | Path | None, rules_dir: str | Path | None) -> t
             setup = next(
                 (p for p in (path / "crs-setup.conf", path / "crs-setup.conf.example") if p.is_file()), None
             )
+            if setup is None:
+                raise CrsError(
+                    f"{path}: no crs-setup.conf (nor crs-setup.conf.example) in this CRS folder; without it "
+                    f"the CRS refuses every request. Debian keeps it in {DEBIAN_SETUP}: give that file "
+                    f"(its rules are found in {DEBIAN_RULES}), or 'debian'"
+                )
             rules = Path(rules_dir) if rules_dir else _rules_near(path)
         else:
             raise CrsError(f"{path}: no such file or folder (give crs-setup.conf or a CRS folder)")
@@ -101,7 +124,7 @@ def _rules_near(folder: Path) -> Path:
 
 
 def crs_files(
-    setup: Path | None, rules: Path, extra_confs: tuple[str | Path, ...], engine_rules: bool
+    setup: Path, rules: Path, extra_confs: tuple[str | Path, ...], engine_rules: bool
 ) -> list[Path]:
     """All files in load order; user files whose name sorts before REQUEST-901 load before the rules."""
     files: list[Path] = [ENGINE_RULES] if engine_rules else []
@@ -109,8 +132,7 @@ def crs_files(
     for extra in extras:
         if not extra.is_file():
             raise CrsError(f"{extra}: no such file")
-    if setup is not None:
-        files.append(setup)
+    files.append(setup)
     files.extend(e for e in extras if _before_rules(e))
     files.extend(sorted(p for p in rules.glob("*.conf") if p.is_file()))
     files.extend(e for e in extras if not _before_rules(e))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..progress import progress
 from .importer import ImportProblem
-from .loader import CrsLoad, load_crs
+from .loader import CrsLoad, crs_location, load_crs
 
 
 def report_lines(load: CrsLoad, *, notes: bool = False) -> list[str]:
@@ -51,7 +51,7 @@ def _short(problem: ImportProblem) -> str:
 def cmd_crs_report(args: argparse.Namespace) -> int:
     """Print the report; CrsError (no installation) goes to the caller, which says it in one line."""
     load = load_crs(
-        args.path,
+        crs_location(args.path),
         rules_dir=args.rules_dir,
         extra_confs=args.conf or (),
         paranoia=args.paranoia,
