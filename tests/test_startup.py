@@ -179,14 +179,26 @@ def test_a_refused_store_change_closes_what_it_opened_and_keeps_the_old_store(
     store = guard.store
     with pytest.raises(exceptions.OptionsError, match="guard_metrics"):
         tctx.options.update(guard_session_store=str(tmp_path / "new.sqlite"), guard_metrics="not a port")
-    assert guard.store is store and guard.pipeline.tracker is not None and guard.pipeline.tracker.store is store
+    assert (
+        guard.store is store and guard.pipeline.tracker is not None and guard.pipeline.tracker.store is store
+    )
 
 
 SHAPES = [
     ("GET", "/search?q=running+shoes&page=2", b"", {}),
     ("GET", "/account", b"", {"Cookie": "JSESSIONID=0123456789abcdef0123; theme=dark"}),
-    ("POST", "/login", b"username=guest&password=guest", {"Content-Type": "application/x-www-form-urlencoded"}),
-    ("POST", "/api/orders", b'{"items": [{"id": 1, "note": "it\'s fine"}]}', {"Content-Type": "application/json"}),
+    (
+        "POST",
+        "/login",
+        b"username=guest&password=guest",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    (
+        "POST",
+        "/api/orders",
+        b'{"items": [{"id": 1, "note": "it\'s fine"}]}',
+        {"Content-Type": "application/json"},
+    ),
     (
         "POST",
         "/upload",
