@@ -1,7 +1,8 @@
 """`python -m tests.bench [--smoke] [--out FILE] [--only SECTION,...]`: run the benchmarks, write JSON.
 
 Sections: engine (corpora, PL1/PL4, by phase, 4x rules), e2e (mitmdump with the addon against bare
-mitmdump, wrk), sessions (memory and SQLite stores), worst (adversarial requests). The summary at
+mitmdump, wrk), sessions (memory and SQLite stores), worst (adversarial requests), startup (the first
+request after start-up against the hundredth). The summary at
 the end compares the figures with the targets of the performance issue, met or not.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tests.bench.machine import describe
 
-SECTIONS = ("engine", "e2e", "sessions", "worst")
+SECTIONS = ("engine", "e2e", "sessions", "worst", "startup")
 TARGETS = {
     "engine_median_benign_pl1_us": ("<=", 100.0),
     "e2e_throughput_ratio": (">=", 0.85),
@@ -38,6 +39,10 @@ def run_section(name: str, smoke: bool, log: Callable[[str], None]) -> dict[str,
         from tests.bench.sessions_bench import sessions_section
 
         return sessions_section(smoke, log)
+    if name == "startup":
+        from tests.bench.startup_bench import startup_section
+
+        return startup_section(smoke, log)
     from tests.bench.worst import worst_section
 
     return worst_section(smoke, log)
@@ -115,6 +120,18 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
         if not isinstance(data, dict):
             continue
         lines.append(f"worst case {config}: {data['worst_case']} {data['worst_total_ms']} ms")  # type: ignore[index]
+    for kind, data in (results.get("startup") or {}).items():
+        if not isinstance(data, dict):
+            continue
+        for shape, figures in data.items():
+            if isinstance(figures, dict):
+                lines.append(
+                    f"startup {kind} {shape}: first request {figures['first_ms']} ms, median of 2-100 "
+                    f"{figures['median_2_100_ms']} ms, 100th {figures['hundredth_ms']} ms -> first/median "
+                    f"{figures['first_to_median']}, first/100th {figures['first_to_hundredth']}"
+                )
+        if "held_s" in data:
+            lines.append(f"startup {kind}: a request sent as soon as the port accepted waited {data['held_s']} s")
     for name, data in results["targets"].items():
         state = {True: "met", False: "NOT met", None: "not measured"}[data["met"]]  # type: ignore[index]
         lines.append(f"target {name} {data['target']}: {data['value']} -> {state}")
