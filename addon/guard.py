@@ -87,6 +87,7 @@ class LogoutGuard:
             # logged during start-up stops mitmdump; the gate refuses every request meanwhile.
             startup.report_start_failure(str(exc))
             return
+        startup.warm(self.pipeline.policy)
         self._applied = self._guard_values()
         self.gate.ready()
 

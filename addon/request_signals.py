@@ -26,6 +26,12 @@ def _password_fields(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def prepare(policy: Policy) -> None:
+    """Compile the policy's patterns now (configure time), not on the first login."""
+    if policy.authentication.password_fields:
+        _password_fields(policy.authentication.password_fields)
+
+
 def is_login(tx: Transaction, policy: Policy) -> bool:
     """The request is a login attempt: a form sent (not GET/HEAD: the login page itself issues
     anonymous sessions) to a policy login path or with a password field, or a request with Basic

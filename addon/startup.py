@@ -24,18 +24,27 @@ unjudged even where mitmproxy would keep running.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+# AsyncHTTPClient's implementation and tornado's asyncio loop: loaded now, not by the first forced logout
+import tornado.platform.asyncio
+import tornado.simple_httpclient  # noqa: F401
 from mitmproxy import exceptions, http
 from mitmproxy.utils import typecheck
 
+from . import request_signals
+from .policy import Policy
 from .responses import deny
 
 log = logging.getLogger("logoutguard")
 
+# Patterns tornado 6 compiles on first use, i.e. in the first forced logout: simple_httpclient's host
+# check, iostream's end of a header block, httputil's end of a header line.
+TORNADO_PATTERNS: tuple[str | bytes, ...] = (r"^\[.*\]$", b"\r?\n\r?\n", r"\r?\n$")
 TYPE_WORDS = {int: "a whole number", bool: "true or false", str: "a text"}
 
 
@@ -113,6 +122,14 @@ def check_choices(options: Any, updated: Iterable[str]) -> None:
         value = getattr(options, name)
         if value not in option.choices:
             raise exceptions.OptionsError(f"{name}: {value!r} is not one of {', '.join(option.choices)}")
+
+
+def warm(policy: Policy) -> None:
+    """Compile now what the request path would otherwise compile on first use (into `re`'s cache: call it
+    after the rules are loaded, whose thousands of regexes pass through that cache too)."""
+    request_signals.prepare(policy)
+    for pattern in TORNADO_PATTERNS:
+        re.compile(pattern)
 
 
 def report_start_failure(message: str) -> None:

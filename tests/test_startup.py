@@ -3,8 +3,11 @@ refused change that keeps the configuration in force, and nothing that compiles 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from logoutguard import guard_options, startup
 from logoutguard.engine import prefilter
 from logoutguard.guard import META_KEY, LogoutGuard
+from procs import start_backend
 
 
 def declared(*specs: str) -> optmanager.OptManager:
@@ -184,6 +188,21 @@ def test_a_refused_store_change_closes_what_it_opened_and_keeps_the_old_store(
     )
 
 
+@contextlib.contextmanager
+def counting_compiles(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every regex `re` compiles (its cache misses) while inside, in any thread."""
+    compiled: list[str] = []
+    real_compile = re._compiler.compile  # type: ignore[attr-defined]
+
+    def counting(pattern: Any, flags: int = 0) -> Any:
+        compiled.append(str(pattern)[:80])
+        return real_compile(pattern, flags)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(re._compiler, "compile", counting)  # type: ignore[attr-defined]
+        yield compiled
+
+
 SHAPES = [
     ("GET", "/search?q=running+shoes&page=2", b"", {}),
     ("GET", "/account", b"", {"Cookie": "JSESSIONID=0123456789abcdef0123; theme=dark"}),
@@ -219,13 +238,6 @@ async def test_nothing_compiles_or_imports_on_the_first_requests(
     """Warm at start: with the shipped rules and the SQLite store, the first request of every shape (query,
     cookie, login form, JSON, multipart, XML, attacks that score and are refused) compiles no regex, builds
     no prefilter database and imports no module: all of that happened in configure."""
-    compiled: list[str] = []
-    real_compile = re._compiler.compile  # type: ignore[attr-defined]
-
-    def counting(pattern: Any, flags: int = 0) -> Any:
-        compiled.append(str(pattern)[:80])
-        return real_compile(pattern, flags)
-
     guard = LogoutGuard()
     with taddons.context(guard) as tctx:
         tctx.configure(
@@ -233,19 +245,51 @@ async def test_nothing_compiles_or_imports_on_the_first_requests(
             guard_session_store=str(tmp_path / "sessions.sqlite"),
             guard_audit_log=str(tmp_path / "audit.jsonl"),
         )
-        monkeypatch.setattr(re._compiler, "compile", counting)  # type: ignore[attr-defined]
         databases = dict(prefilter._compiled)
         modules = set(sys.modules)
         statuses = []
-        for method, path, body, headers in SHAPES:
-            f = flow_for(path, method, body, {**BROWSER, **headers})
-            await guard.request(f)
-            if f.response is None:
-                f.response = tutils.tresp()
-                await guard.response(f)
-            statuses.append(f.response.status_code)
-        re.compile("a regex compiled on purpose: the hook counts")
-        assert compiled == ["a regex compiled on purpose: the hook counts"]
+        with counting_compiles(monkeypatch) as compiled:
+            for method, path, body, headers in SHAPES:
+                f = flow_for(path, method, body, {**BROWSER, **headers})
+                await guard.request(f)
+                if f.response is None:
+                    f.response = tutils.tresp()
+                    await guard.response(f)
+                statuses.append(f.response.status_code)
+            assert compiled == []
+            re.compile("a regex compiled on purpose: the hook counts")
+            assert compiled == ["a regex compiled on purpose: the hook counts"]
         assert prefilter._compiled == databases
         assert set(sys.modules) - modules == set()
         assert statuses[-3:] == [403, 403, 403] and statuses[0] == 200  # judged for real
+
+
+async def test_nothing_compiles_or_imports_on_the_first_forced_logout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first forced logout (recipe step, logout request, verification against the application)
+    compiles no regex and imports no module either."""
+    from test_guard import AUTH, RULES, login, session_options
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.yaml").write_text(RULES)
+    app = start_backend()
+    app.response_body = b'<form method="post" action="/logout"><input name="csrf" value="T1"></form>'
+    app.response_headers = [("Set-Cookie", "JSESSIONID=NEW; Path=/; HttpOnly")]
+    try:
+        urllib.request.urlopen(app.url + "/warm", timeout=10).read()  # the backend's own first request
+        guard = LogoutGuard()
+        with taddons.context(guard) as tctx:
+            tctx.configure(guard, **session_options(rules_dir, tmp_path, mode=[f"reverse:{app.url}"]))
+            with counting_compiles(monkeypatch) as compiled:
+                modules = set(sys.modules)
+                await login(guard)
+                f = flow_for("/search?q=1 union select pass", headers=AUTH)
+                await guard.request(f)
+                await asyncio.gather(*guard._background)
+                assert f.metadata[META_KEY]["action"] == "logout"  # the forced logout ran
+                assert any(r.path == "/logout" for r in app.received)
+                assert compiled == [] and set(sys.modules) - modules == set(), (compiled, sorted(set(sys.modules) - modules))
+    finally:
+        app.stop()
