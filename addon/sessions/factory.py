@@ -48,6 +48,9 @@ def parse_store_spec(spec: str) -> StoreSpec:
         raise ValueError(
             f"session store spec {spec!r}: unknown scheme {scheme!r} (use memory, sqlite:// or a path)"
         )
+    known = next((s for s in ("rediss", "redis", "unix", "sqlite") if text.lower().startswith(s)), None)
+    if known is not None and text[len(known) :].startswith((":", "//")):  # redis//host, sqlite:/x, unix:x
+        raise ValueError(f"session store spec {spec!r}: a {known}:// URL without its '://'? (or give ./{text})")
     return StoreSpec("sqlite", os.path.expanduser(text))
 
 

@@ -27,6 +27,8 @@ from logoutguard.sessions.store import StoreError
         ("C:/data/s.sqlite", StoreSpec("sqlite", "C:/data/s.sqlite")),
         ("redis://127.0.0.1:6379/0", StoreSpec("redis", "redis://127.0.0.1:6379/0")),
         ("rediss://cache:6380/1", StoreSpec("redis", "rediss://cache:6380/1")),
+        ("redis/s.sqlite", StoreSpec("sqlite", "redis/s.sqlite")),  # a folder named redis
+        ("sqlite.db", StoreSpec("sqlite", "sqlite.db")),
     ],
 )
 def test_parse_store_spec(spec: str, expected: StoreSpec) -> None:
@@ -44,6 +46,9 @@ def test_home_is_expanded() -> None:
         ("  ", "empty"),
         ("sqlite://", "no file path"),
         ("postgres://db/x", "unknown scheme 'postgres'"),
+        ("redis//127.0.0.1:6379/0", "a redis:// URL without its '://'"),
+        ("redis:127.0.0.1:6379", "a redis:// URL without its '://'"),
+        ("sqlite:/var/lib/lg/s.sqlite", "a sqlite:// URL without its '://'"),
     ],
 )
 def test_bad_specs(spec: str, message: str) -> None:
