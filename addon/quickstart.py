@@ -107,14 +107,17 @@ def check_free(port: int, option: str) -> None:
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
-    """Until something accepts on 127.0.0.1:port; StartError when the process exits or time runs out."""
+    """Until mitmdump says it is listening (it does once the addon is loaded; the port itself accepts
+    earlier) and 127.0.0.1:port accepts; StartError when the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise StartError(f"mitmdump exited with status {proc.returncode} before listening:\n{tail}")
+        said = log.exists() and "listening at" in log.read_text(errors="replace")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
+            if said:
+                return
         time.sleep(0.1)
     raise StartError(f"mitmdump was not listening on 127.0.0.1:{port} after {timeout:g}s (log: {log})")
 
@@ -243,7 +246,8 @@ def quickstart(setup_args: argparse.Namespace) -> int:
         ] + [("guard_rules", r) for r in setup_args.rules or ()]
         argv = mitmdump_command(mitmdump, app.url, options, ("127.0.0.1", setup.proxy_port))
         with open(setup.mitmdump_log, "wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its log lines reach the file as they are said
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         wait_listening(setup.proxy_port, proc, START_TIMEOUT_S, setup.mitmdump_log)
         print(instructions(setup), flush=True)
         while not stopping.wait(0.5):
