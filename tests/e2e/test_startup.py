@@ -250,3 +250,17 @@ def test_crs_report_into_a_closed_pipe_exits_quietly(debian_crs: None) -> None:
         os.close(write_end)
     assert report.returncode == 141, report.stderr
     assert "Traceback" not in report.stderr and "Broken pipe" not in report.stderr, report.stderr
+
+
+def test_a_request_sent_as_soon_as_the_port_accepts_is_judged_not_passed(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """mitmproxy binds the port before it loads the script: the attack sent at once waits for the addon
+    and is refused by it; nothing reaches the application."""
+    proxy = start_mitmdump(backend.url, tmp_path, "guard_session_store=memory", "guard_audit_log=")
+    try:  # start_mitmdump returns as soon as the port accepts a connection
+        assert status_of(proxy, ATTACK) == 403, proxy.log()[-2000:]
+        assert backend.received == []
+        assert status_of(proxy, "/item?id=1") == 200 and [r.path for r in backend.received] == ["/item?id=1"]
+    finally:
+        proxy.stop()
