@@ -111,17 +111,6 @@ class LogoutGuard:
             if ruleset is None or "guard_rules" in updated:
                 ruleset = load_rules(opts.guard_rules)
             engine = build_engine(ruleset, opts)
-        settings = Settings(
-            mode=Mode(opts.guard_mode),
-            fail_closed=opts.guard_fail_mode == "closed",
-            deny_on_error=opts.guard_error_action == "deny",
-            body_limit=opts.guard_body_limit,
-            offline_revoke=opts.guard_offline_revoke,
-            paranoia=opts.guard_paranoia,
-            inbound_threshold=opts.guard_inbound_threshold,
-            outbound_threshold=opts.guard_outbound_threshold,
-            upstream=configured_upstream(opts.guard_upstream, opts.mode),
-        )
         audit = open_audit_log(opts.guard_audit_log) if "guard_audit_log" in updated else None
         tracker = None
         try:
@@ -148,7 +137,19 @@ class LogoutGuard:
         if audit is not None:
             pipeline.audit.close()
             pipeline.audit = audit
-        pipeline.use_settings(settings)
+        pipeline.use_settings(
+            Settings(
+                mode=Mode(opts.guard_mode),
+                fail_closed=opts.guard_fail_mode == "closed",
+                deny_on_error=opts.guard_error_action == "deny",
+                body_limit=opts.guard_body_limit,
+                offline_revoke=opts.guard_offline_revoke,
+                paranoia=opts.guard_paranoia,
+                inbound_threshold=opts.guard_inbound_threshold,
+                outbound_threshold=opts.guard_outbound_threshold,
+                upstream=configured_upstream(opts.guard_upstream, opts.mode),
+            )
+        )
         log.info(
             f"LogoutGuard: {len(self.ruleset or ())} rules, PL{opts.guard_paranoia}, mode {opts.guard_mode}, "
             f"policy {pipeline.policy.source}, store {opts.guard_session_store}"
@@ -216,11 +217,10 @@ class LogoutGuard:
 
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
-        answered = flow_.response is not None and flow_.live
-        if answered or flow_.error is not None or is_logout_flow(flow_):
+        if self.gate.refuses(flow_):  # not configured (yet): answered 503, nothing passes unjudged
             return
-        if not self.gate.open or self.pipeline.engine is None:
-            self.gate.refuse(flow_)  # not configured (yet): nothing passes unjudged
+        answered = flow_.response is not None and flow_.live
+        if answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_):
             return
         await self.pipeline.on_request(flow_)
 

@@ -72,8 +72,15 @@ class Gate:
     def fail(self, reason: str) -> None:
         self.state, self.reason = GateState.FAILED, f"LogoutGuard is not configured: {reason}"
 
+    def refuses(self, flow: http.HTTPFlow) -> bool:
+        """While not ready, answer a request that has no answer yet with 503 (True); False when ready."""
+        if self.open or flow.response is not None or flow.error is not None:
+            return False
+        self.refuse(flow)
+        return True
+
     def refuse(self, flow: http.HTTPFlow) -> None:
-        """Answer 503 without asking the application; say why once per state."""
+        """Answer 503 without asking the application; say why once."""
         if self.refused == 0:
             log.warning(f"LogoutGuard: refusing requests (503) until configured: {self.reason}")
         self.refused += 1
