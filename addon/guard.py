@@ -45,14 +45,14 @@ class LogoutGuard:
         self.pipeline = Pipeline()
         self.ruleset: Ruleset | None = None  # the loaded rules (the engine is built from them)
         self.store: SessionStore | None = None  # the store of the pipeline's tracker
-        self._background: set[asyncio.Task[Any]] = set()
-        self.metrics: Metrics | None = None  # counting while guard_metrics serves them
-        self.metrics_server: MetricsServer | None = None
-        self.pipeline.show_flow = self._show_flow
         self.gate = startup.Gate()  # requests are refused (503) until a configuration is in force
         self.bad_values: list[str] = []  # --set values that did not parse (startup.take_bad_values)
         self._applied: dict[str, Any] = {}  # the guard_* values in force
         self._refused: set[str] | None = None  # the options of a change just refused (rolled back next)
+        self._background: set[asyncio.Task[Any]] = set()
+        self.metrics: Metrics | None = None  # counting while guard_metrics serves them
+        self.metrics_server: MetricsServer | None = None
+        self.pipeline.show_flow = self._show_flow
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
