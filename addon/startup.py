@@ -109,6 +109,9 @@ def take_bad_values(options: Any, names: Iterable[str]) -> list[str]:
                 typecheck.check_option_type(name, value, option.typespec)
         except (exceptions.OptionsError, TypeError, ValueError):
             del deferred[name]
+            if text is not None and not text:
+                problems.append(f"{name}: needs a value ({_type_words(option.typespec)})")
+                continue
             shown = text[0] if text is not None and len(text) == 1 else (text if text is not None else value)
             problems.append(f"{name}: {shown!r} is not {_type_words(option.typespec)}")
     return problems

@@ -40,6 +40,7 @@ GUARD_NAMES = sorted(filter(lambda name: name.startswith("guard_"), declared().k
         ("guard_paranoia=abc", "guard_paranoia: 'abc' is not a whole number"),
         ("guard_body_limit=1e6", "guard_body_limit: '1e6' is not a whole number"),
         ("guard_offline_revoke=maybe", "guard_offline_revoke: 'maybe' is not true or false"),
+        ("guard_inbound_threshold", "guard_inbound_threshold: needs a value (a whole number)"),
     ],
 )
 def test_a_value_that_does_not_parse_is_taken_out_and_said_in_one_line(spec: str, line: str) -> None:
