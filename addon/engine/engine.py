@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .evaluator import PhasePlan, inspected_values, plan, run_phase
+from .evaluator import PhasePlan, inspected_values, link_matches_value, plan, run_phase
 from .exclusions import Exclusions
 from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
@@ -47,7 +47,9 @@ class Engine:
             raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
         self._plans = plan(self.ruleset, self.paranoia)
         if self.prefilter:
-            self._prefilter = build_prefilter(self._plans, inspected_values, is_dynamic, self.prefilter_skip)
+            self._prefilter = build_prefilter(
+                self._plans, inspected_values, is_dynamic, self.prefilter_skip, link_matches_value
+            )
 
     @property
     def thresholds(self) -> Thresholds:

@@ -127,6 +127,11 @@ def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | No
     return None
 
 
+def link_matches_value(link: Link, value: str, state: EvalState) -> bool:
+    """Does the link's operator match this one collected value (what the prefilter's exact gates ask)?"""
+    return test_value(link, value, state) is not None
+
+
 def inspected_values(link: Link, value: str, state: EvalState) -> list[str]:
     """What the operator sees: the transformed value, or with multi_match each distinct step."""
     if not link.multi_match:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
-from .variables import collect
+from .variables import collect, keyed, lookup
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -364,8 +364,10 @@ def _on_match(pid: int, start: int, end: int, flags: int, hits: set[int]) -> Non
 
 Hits = set[int] | frozenset[int]
 Candidates = Callable[[Link, str, "EvalState"], list[str]]
+ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
 MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
+ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -391,6 +393,10 @@ class TargetGates:
     any_mask: int  # union of the masks below: a value with none of these bits is plain for all
     by_mask: tuple[tuple[int, tuple[ReadChain, ...]], ...]  # chains by mask, transformed when hit
     opaque: tuple[ReadChain, ...]  # chains whose output is always computed (base64_decode, ...)
+    # Rules no pattern gates whose first link is a pure test of one value (exact_gate): the rule
+    # is visited when its link matches some value of the target. Tested exactly, so no bits apply.
+    exact: tuple[tuple[int, Link], ...] = ()
+    memo_key: int = 0  # unique per phase and target: the per-value answers are kept under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,10 +414,16 @@ class Stats:
     gated_rules: int
     broad_patterns: int  # patterns matching most ordinary strings: their rules always run
     patterns: int
+    exact_rules: int = 0  # rules visited only when their first link matches a value (exact_gate)
 
 
 class Prefilter:
-    """The gates of one engine; per-transaction answers live in EvalState.prefilter_cache/scan_cache."""
+    """The gates of one engine; per-transaction answers live in EvalState.prefilter_cache/scan_cache.
+
+    What one value of one target adds to a phase's rules to visit is a pure function of the value
+    (the scans, signatures, transformations and exact tests all are), so for short values it is
+    computed once and kept (`_answers`): a repeated header, cookie or argument costs one lookup.
+    """
 
     def __init__(
         self,
@@ -421,13 +433,16 @@ class Prefilter:
         candidates: Candidates,
         keep: tuple[Rule, ...],
         stats: Stats,
+        exact: ExactTest,
     ) -> None:
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
         self._phases = phases
         self._candidates = candidates  # what the operator sees for one collected value
+        self._exact = exact  # does a link's operator match one collected value (evaluator.test_value)
         self._everything = frozenset(link_pids.values())
         self._memo = Memo(MEMO_ENTRIES)  # short text -> (scan, signature)
+        self._answers = Memo(ANSWER_ENTRIES)  # (TargetGates.memo_key, short value) -> rule indexes
         self._keep = keep  # the links keyed by id() above stay alive with their rules
         self.stats = stats
 
@@ -481,30 +496,48 @@ class Prefilter:
     def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
         """The phase's rules that always run plus the gated ones one of whose values may match."""
         todo = set(gates.always)
+        answers = self._answers
         for tg in gates.targets:
+            key = tg.memo_key
             for value in self._values(tg, state):
                 if len(value) <= MAX_TEXT:
-                    hits, sig = self._short(value)
+                    found = answers.get((key, value))
+                    if found is None:
+                        found = answers.put((key, value), frozenset(self._answer(tg, value, state)))
+                    if found:
+                        todo.update(found)
                 else:
-                    hits, sig = self.scan(value, state), signature(value)
-                for pid in hits:
-                    for index, mask in tg.plain.get(pid, ()):
-                        if not sig & mask:
-                            todo.add(index)
-                if tg.lowered:
-                    lowered = value.translate(_LOWER)
-                    for pid in {*hits, *self.scan(lowered, state)} if lowered != value else hits:
-                        for index, mask in tg.lowered.get(pid, ()):
-                            if not sig & mask:
-                                todo.add(index)
-                if sig & tg.any_mask:
-                    for mask, chains in tg.by_mask:
-                        if sig & mask:
-                            self._transformed_hits(chains, value, state, todo)
-                if tg.opaque:
-                    self._transformed_hits(tg.opaque, value, state, todo)
+                    todo.update(self._answer(tg, value, state))
         state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
         return sorted(todo)
+
+    def _answer(self, tg: TargetGates, value: str, state: EvalState) -> set[int]:
+        """The rules of `tg` that `value` may make match."""
+        todo: set[int] = set()
+        if len(value) <= MAX_TEXT:
+            hits, sig = self._short(value)
+        else:
+            hits, sig = self.scan(value, state), signature(value)
+        for pid in hits:
+            for index, mask in tg.plain.get(pid, ()):
+                if not sig & mask:
+                    todo.add(index)
+        if tg.lowered:
+            lowered = value.translate(_LOWER)
+            for pid in {*hits, *self.scan(lowered, state)} if lowered != value else hits:
+                for index, mask in tg.lowered.get(pid, ()):
+                    if not sig & mask:
+                        todo.add(index)
+        if sig & tg.any_mask:
+            for mask, chains in tg.by_mask:
+                if sig & mask:
+                    self._transformed_hits(chains, value, state, todo)
+        if tg.opaque:
+            self._transformed_hits(tg.opaque, value, state, todo)
+        for index, link in tg.exact:
+            if index not in todo and self._exact(link, value, state):
+                todo.add(index)
+        return todo
 
     def _transformed_hits(
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
@@ -515,17 +548,36 @@ class Prefilter:
                     todo.update(chain.rules.get(pid, ()))
 
     def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
-        """The values a target reads (exclusions aside: leaving them in only widens), cached."""
+        """The values a target reads (exclusions aside: leaving them in only widens), cached. A named
+        member (`REQUEST_HEADERS:Host`) comes from the transaction's index of member names."""
         cache = state.prefilter_cache
         values = cache.get(tg.key)
         if values is None:
-            values = [v for _, v in collect(state, (tg.target,), ())]
-            cache[tg.key] = values
+            target = tg.target
+            if target.count or target.key_regex is not None:
+                pairs = collect(state, (target,), ())
+            elif target.key is not None:
+                pairs = keyed(state, target.collection, target.key)
+            else:
+                pairs = lookup(state, target.collection, None)
+            values = cache[tg.key] = [v for _, v in pairs]
         return values
 
 
 def _groupable(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
     return not any(is_dynamic(t.collection) or t.count for t in link.targets)
+
+
+def exact_gate(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
+    """Can the link be tested value by value, once per distinct value? Its targets are fixed for the
+    transaction (not TX or MATCHED_*) and its operator reads no %{macro}. A count (`&ARGS`) is one
+    value; a link with exclusions may not count (leaving excluded values in only widens, except for
+    a count)."""
+    if not link.targets or "%{" in link.operator.argument:
+        return False
+    if any(is_dynamic(t.collection) for t in link.targets):
+        return False
+    return not (link.exclusions and any(t.count for t in link.targets))
 
 
 def _broad(database: Any) -> set[int]:
@@ -545,6 +597,11 @@ class _PhaseBuilder:
     plain: dict[Target, dict[int, list[tuple[int, int]]]]
     lowered: dict[Target, dict[int, list[tuple[int, int]]]]
     chains: dict[Target, dict[tuple[Any, ...], tuple[Link, int, dict[int, list[int]]]]]
+    exact: dict[Target, list[tuple[int, Link]]]
+
+    def gate_exact(self, index: int, link: Link) -> None:
+        for target in link.targets:
+            self.exact.setdefault(target, []).append((index, link))
 
     def gate(self, index: int, link: Link, pid: int, chain: Chain, lowered: bool) -> None:
         mask = chain.mask
@@ -556,13 +613,14 @@ class _PhaseBuilder:
             _, _, rules = self.chains.setdefault(target, {}).setdefault(key, (link, mask, {}))
             rules.setdefault(pid, []).append(index)
 
-    def freeze(self, target_keys: dict[Target, int]) -> PhaseGates:
+    def freeze(self, target_keys: dict[Target, int], memo_keys: list[int]) -> PhaseGates:
         targets = []
-        for target, by_pid in self.plain.items():
+        for target in [*self.plain, *(t for t in self.exact if t not in self.plain)]:
+            by_pid = self.plain.get(target, {})
             key = target_keys.setdefault(target, len(target_keys))
             by_mask: dict[int, list[ReadChain]] = {}
             opaque: list[ReadChain] = []
-            for link, mask, rules in self.chains[target].values():
+            for link, mask, rules in self.chains.get(target, {}).values():
                 read = ReadChain(link, {pid: tuple(ix) for pid, ix in rules.items()})
                 if mask & ALWAYS:
                     opaque.append(read)
@@ -574,7 +632,11 @@ class _PhaseBuilder:
             plain = {pid: tuple(entries) for pid, entries in by_pid.items()}
             lowered = {pid: tuple(entries) for pid, entries in self.lowered.get(target, {}).items()}
             masks = tuple((mask, tuple(chains)) for mask, chains in by_mask.items())
-            targets.append(TargetGates(key, target, plain, lowered, any_mask, masks, tuple(opaque)))
+            exact = tuple(self.exact.get(target, ()))
+            memo_keys.append(len(memo_keys))
+            targets.append(
+                TargetGates(key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1])
+            )
         return PhaseGates(tuple(sorted(self.always)), tuple(targets))
 
 
@@ -583,9 +645,12 @@ def build_prefilter(
     candidates: Candidates,
     is_dynamic: Callable[[str], bool],
     skip: frozenset[str] = frozenset(),
+    exact: ExactTest | None = None,
 ) -> Prefilter | None:
     """A prefilter for the planned rules, or None without hyperscan or without anything to gate.
-    Links whose operator is named in `skip` are never gated."""
+    Links whose operator is named in `skip` are never gated by a pattern. With `exact` (a test of one
+    link on one value), a rule no pattern gates whose first link passes `exact_gate` is visited only
+    when that test passes for one of the link's values (answers kept per distinct value)."""
     if hyperscan is None:
         _warn_once()
         return None
@@ -615,7 +680,7 @@ def build_prefilter(
         return None
     broad = _broad(database)
     link_pids: dict[int, int] = {}
-    builders = {phase: _PhaseBuilder([], {}, {}, {}) for phase in plans}
+    builders = {phase: _PhaseBuilder([], {}, {}, {}, {}) for phase in plans}
     gated: set[tuple[Phase, int]] = set()
     for phase, index, n, link, pid in links:
         if pid in refused:
@@ -631,17 +696,22 @@ def build_prefilter(
         lowered = chain.lowers and not (sets[pid][1] and not link.multi_match)
         builders[phase].gate(index, link, pid, chain, lowered)
         gated.add((phase, index))
+    exact_rules = 0
     for phase, phase_plan in plans.items():
-        builders[phase].always.extend(
-            i
-            for i, item in enumerate(phase_plan.items)
-            if not isinstance(item, Marker) and (phase, i) not in gated
-        )
+        for i, item in enumerate(phase_plan.items):
+            if isinstance(item, Marker) or (phase, i) in gated:
+                continue
+            if exact is not None and exact_gate(item.links[0], is_dynamic):
+                builders[phase].gate_exact(i, item.links[0])
+                exact_rules += 1
+            else:
+                builders[phase].always.append(i)
     target_keys: dict[Target, int] = {}
-    phases = {phase: b.freeze(target_keys) for phase, b in builders.items()}
+    memo_keys: list[int] = []
+    phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
     ungated = sum(1 for *_, pid in links if pid in refused)
-    stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused))
-    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats)
+    stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused), exact_rules)
+    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True))
 
 
 _warned = False

@@ -140,7 +140,7 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
     out: Values = []
     for target in targets:
         if target.key is not None and target.key_regex is None:
-            values = _keyed(state, target.collection, target.key)
+            values = keyed(state, target.collection, target.key)
         else:
             values = lookup(state, target.collection, None)
             if target.key_regex is not None:
@@ -154,7 +154,7 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
     return out
 
 
-def _keyed(state: EvalState, collection: str, key: str) -> Values:
+def keyed(state: EvalState, collection: str, key: str) -> Values:
     """lookup() of one key; for static collections through a per-transaction index of member names
     (one pass over the collection instead of one per key: rules name many REQUEST_HEADERS keys)."""
     if is_dynamic(collection) or state.extra_vars:
@@ -178,4 +178,4 @@ def known_collection(name: str) -> bool:
     return name in COLLECTIONS
 
 
-__all__ = ["COLLECTIONS", "Values", "byte_text", "collect", "known_collection", "lookup"]
+__all__ = ["COLLECTIONS", "Values", "byte_text", "collect", "keyed", "known_collection", "lookup"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from corpus.loader import load_attacks, load_benign
@@ -15,9 +16,12 @@ from logoutguard.engine import prefilter, transformations
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.examples import example_transaction
 from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
-from logoutguard.engine.rules import Ctl, Marker, Phase, Ruleset
-from logoutguard.engine.transaction import build_transaction
+from logoutguard.engine.rules import Ctl, Link, Marker, Phase, Ruleset
+from logoutguard.engine.transaction import Transaction, build_transaction
+from logoutguard.engine.variables import is_dynamic
 from logoutguard.engine.verdict import Verdict
+
+from . import helpers
 
 pytestmark = pytest.mark.skipif(not prefilter.available(), reason="hyperscan is not installed")
 hyperscan = pytest.importorskip("hyperscan")
@@ -256,3 +260,57 @@ def test_values_that_are_not_byte_text_are_never_skipped(engines: dict[tuple[int
     plain, fast = engines[(4, False)], engines[(4, True)]
     assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx))
     assert plain.inspect(tx).inbound_score > 0
+
+
+# --- exact gates: rules no pattern gates, visited only when their first link matches a value ------------
+
+
+def visited(engine: Engine, tx: Transaction, phase: Phase) -> list[int]:
+    state = engine.new_state(tx)
+    items = engine._plans[phase].items
+    assert engine._prefilter is not None
+    return [items[i].id for i in engine._prefilter.order(phase, len(items), state)]  # type: ignore[union-attr]
+
+
+def test_header_and_protocol_checks_run_only_when_their_test_passes(
+    engines: dict[tuple[int, bool], Engine],
+) -> None:
+    fast = engines[(1, True)]
+    assert fast._prefilter is not None
+    assert fast._prefilter.stats.exact_rules >= 20
+    benign = build_transaction(method="GET", uri="/a?b=c", headers=[("Host", "example.com")])
+    assert visited(fast, benign, Phase.REQUEST_HEADERS) == []  # none of the 920/921 checks
+    no_host = build_transaction(method="GET", uri="/a", protocol="HTTP/1.1", headers=[("Accept", "*/*")])
+    assert 920280 in visited(fast, no_host, Phase.REQUEST_HEADERS)  # &REQUEST_HEADERS:Host @eq 0
+    bad_method = build_transaction(method="G(ET", uri="/", headers=[("Host", "x")])
+    assert 920100 in visited(fast, bad_method, Phase.REQUEST_HEADERS)
+    # the answers are kept per value: the same request again gives the same rules
+    assert visited(fast, no_host, Phase.REQUEST_HEADERS) == visited(fast, no_host, Phase.REQUEST_HEADERS)
+    for tx in (benign, no_host, bad_method):
+        assert outcome(engines[(1, False)].inspect(tx)) == outcome(fast.inspect(tx))
+
+
+def test_links_reading_tx_macros_or_excluded_counts_are_never_gated_exactly() -> None:
+    def link_for(targets: tuple[str, ...], argument: str = "1") -> Link:
+        return helpers.link(targets, "eq", argument)
+
+    assert prefilter.exact_gate(link_for(("REQUEST_METHOD",)), is_dynamic)
+    assert prefilter.exact_gate(link_for(("&ARGS",)), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("TX:score",)), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("MATCHED_VAR",)), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("ARGS",), "%{tx.limit}"), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("&ARGS", "!ARGS:id")), is_dynamic)  # the count would widen
+    assert prefilter.exact_gate(link_for(("ARGS", "!ARGS:id")), is_dynamic)  # values only widen
+
+
+def test_a_tx_rule_still_runs_on_every_request(tmp_path: Path) -> None:
+    patterns = [
+        {"id": 990000 + n, "targets": ["ARGS"], "operator": "rx", "argument": f"attack{n}[0-9]"}
+        for n in range(10)
+    ]
+    tx_rule = {"id": 990100, "targets": ["TX:anomaly_score"], "operator": "ge", "argument": "0"}
+    engine = Engine(helpers.yaml_rules(tmp_path, *patterns, tx_rule), paranoia=1)
+    assert engine._prefilter is not None
+    tx = build_transaction(method="GET", uri="/?a=b", headers=[("Host", "x")])
+    phase = engine.ruleset.by_id()[990100].phase
+    assert visited(engine, tx, phase) == [990100]
