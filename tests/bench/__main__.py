@@ -21,6 +21,7 @@ SECTIONS = ("engine", "e2e", "sessions", "worst")
 TARGETS = {
     "engine_median_benign_pl1_us": ("<=", 100.0),
     "e2e_throughput_ratio": (">=", 0.85),
+    "e2e_cpu_ratio": ("<=", 1.15),
     "engine_4x_rules_cost_ratio": ("<=", 1.5),
 }
 
@@ -55,6 +56,9 @@ def targets(results: dict[str, dict[str, object]]) -> dict[str, dict[str, object
     ratios = [v["throughput_ratio"] for v in e2e.values() if isinstance(v, dict) and "throughput_ratio" in v]
     if ratios:
         values["e2e_throughput_ratio"] = min(ratios)
+    cpu_ratios = [v["cpu_ratio"] for v in e2e.values() if isinstance(v, dict) and "cpu_ratio" in v]
+    if cpu_ratios:
+        values["e2e_cpu_ratio"] = max(cpu_ratios)
     out: dict[str, dict[str, object]] = {}
     for name, (op, limit) in TARGETS.items():
         value = values[name]
@@ -98,6 +102,17 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                     else ""
                 )
             )
+            if "cpu_ratio" in data:
+                cpu = data["cpu_ms_per_request"]
+                lines.append(
+                    f"e2e {name}: CPU per request bare {cpu['bare']} ms, addon {cpu['addon']} ms -> "
+                    f"{data['cpu_ratio']}x"
+                    + (
+                        f"; memory store {cpu['addon_memory_store']} ms -> {data['cpu_ratio_memory_store']}x"
+                        if "cpu_ratio_memory_store" in data
+                        else ""
+                    )
+                )
     sessions = results.get("sessions") or {}
     for backend in ("memory", "sqlite"):
         data = sessions.get(backend)  # type: ignore[assignment]
