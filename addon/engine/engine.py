@@ -33,8 +33,8 @@ class Engine:
     # Skip rules and values that cannot match with one hyperscan scan per value (prefilter.py).
     # Detection is the same either way (tests/engine/test_prefilter.py); False is for comparisons.
     prefilter: bool = True
-    # Operators whose links the prefilter leaves alone (the CRS's hundreds of large regexes would
-    # take seconds to compile into hyperscan at every start for a small gain).
+    # Operators whose links the prefilter leaves alone (a comparison; the CRS's large regexes are
+    # compiled once and then loaded from the on-disk cache, prefilter.cache_dir).
     prefilter_skip: frozenset[str] = frozenset()
     # Rules or targets switched off for the requests a condition selects (exclusions.py): their ctl
     # actions change each transaction's state before its first rule runs.

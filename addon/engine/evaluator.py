@@ -116,7 +116,8 @@ def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | No
     """Transform the value and apply the operator (after every step with multi_match)."""
     operator = link.operator
     prefilter = state.prefilter
-    for candidate in inspected_values(link, value, state):
+    candidates = (value,) if not link.transform_fns else inspected_values(link, value, state)
+    for candidate in candidates:
         if prefilter is not None and not prefilter.value_may_match(link, candidate, state):
             continue
         captures = operator.predicate(candidate, state.expand)

@@ -23,13 +23,17 @@ database, so it is not thread-safe; mitmproxy runs its hooks on one thread.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
 import re._compiler as sre_compile
 import re._constants as sre
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
@@ -334,6 +338,75 @@ def _usable(patterns: PatternSet) -> list[bytes] | None:
 
 
 def compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
+    """One database for all pattern sets (pattern id = index) and the ids hyperscan refused, from the
+    on-disk cache when the same sets were compiled before (a large ruleset such as the OWASP CRS takes
+    seconds to compile; loading it takes milliseconds). See `cache_dir`."""
+    key = _cache_key(sets)
+    cached = _load_cached(key)
+    if cached is not None:
+        return cached
+    database, refused = _compile_database(sets)
+    if database is not None:
+        _store_cached(key, database, refused)
+    return database, refused
+
+
+CACHE_ENV = "LOGOUTGUARD_CACHE_DIR"
+_CACHE_MAGIC = b"LGHS1\n"
+
+
+def cache_dir() -> Path:
+    """Where compiled databases are kept: $LOGOUTGUARD_CACHE_DIR, else $XDG_CACHE_HOME/logoutguard, else
+    ~/.cache/logoutguard. A file that cannot be read or written there only means compiling again."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "logoutguard"
+
+
+def _cache_key(sets: list[PatternSet]) -> str:
+    """The sets' regexes and folding, this module's own code (the translation) and hyperscan's version."""
+    digest = hashlib.sha256()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(repr(getattr(hyperscan, "__version__", "")).encode())
+    for regexes, fold in sets:
+        digest.update(repr(([(r.pattern, r.flags) for r in regexes], fold)).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _load_cached(key: str) -> tuple[Any, set[int]] | None:
+    path = cache_dir() / f"prefilter-{key}.hsdb"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        if not data.startswith(_CACHE_MAGIC):
+            raise ValueError("not a prefilter database")
+        header, _, blob = data[len(_CACHE_MAGIC) :].partition(b"\n")
+        refused = {int(i) for i in json.loads(header)}
+        database = hyperscan.loadb(blob, mode=hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+    except Exception as exc:  # a damaged file: compile again (and write it anew)
+        log.warning(f"LogoutGuard: the cached prefilter database {path} cannot be used ({exc}); compiling")
+        return None
+    return database, refused
+
+
+def _store_cached(key: str, database: Any, refused: set[int]) -> None:
+    folder = cache_dir()
+    path = folder / f"prefilter-{key}.hsdb"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{path.name}.{os.getpid()}.tmp"
+        temporary.write_bytes(_CACHE_MAGIC + json.dumps(sorted(refused)).encode() + b"\n" + hyperscan.dumpb(database))
+        os.replace(temporary, path)
+    except (OSError, hyperscan.error) as exc:
+        log.info(f"LogoutGuard: the prefilter database cannot be cached in {folder} ({exc})")
+
+
+def _compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
     """One database for all pattern sets (pattern id = index) and the ids hyperscan refused.
 
     Everything is compiled at once; only when that fails is each set tried alone to find the culprits.

@@ -139,7 +139,11 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
     """All (name, value) pairs the targets select, less the exclusions, in target order."""
     out: Values = []
     for target in targets:
-        if target.key is not None and target.key_regex is None:
+        if target.collection == "TX" and target.key is not None and target.key_regex is None:
+            lkey = target.key.lower()  # one TX variable: a dict read (CRS rules read hundreds)
+            value = state.vars.get(lkey)
+            values = [] if value is None else [(f"TX:{lkey}", value)]
+        elif target.key is not None and target.key_regex is None:
             values = keyed(state, target.collection, target.key)
         else:
             values = lookup(state, target.collection, None)

@@ -175,7 +175,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def apache_config(root: Path, port: int, backend_port: int, paranoia: int) -> str:
+def apache_config(
+    root: Path, port: int, backend_port: int, paranoia: int, audit: str = "On", keep_alive: bool = False
+) -> str:
+    """httpd.conf of the private Apache. `audit`: SecAuditEngine (On: every transaction, which the
+    differential reads; RelevantOnly for a benchmark). `keep_alive`: connections kept open (benchmark)."""
     modules = "\n".join(
         f"LoadModule {name}_module {MODULES}/mod_{name}.so"
         for name in ("mpm_event", "authz_core", "unique_id", "proxy", "proxy_http", "security2")
@@ -195,12 +199,12 @@ StartServers 1
 ServerLimit 1
 ThreadsPerChild 8
 MaxRequestWorkers 8
-KeepAlive Off
+KeepAlive {"On" if keep_alive else "Off"}
 ProxyPass "/" "http://{CLIENT}:{backend_port}/"
 ProxyPassReverse "/" "http://{CLIENT}:{backend_port}/"
 Include "{RECOMMENDED}"
 SecRuleEngine On
-SecAuditEngine On
+SecAuditEngine {audit}
 SecAuditLogParts ABHZ
 SecAuditLogType Serial
 SecAuditLog "{root}/audit.log"
@@ -216,8 +220,10 @@ Include "{CRS_RULES}/*.conf"
 class Apache:
     """A private Apache + ModSecurity reverse proxy in front of a local backend (context manager)."""
 
-    def __init__(self, paranoia: int) -> None:
+    def __init__(self, paranoia: int, audit: str = "On", keep_alive: bool = False) -> None:
         self.paranoia = paranoia
+        self.audit = audit
+        self.keep_alive = keep_alive
         self.root = Path(tempfile.mkdtemp(prefix="lg-modsec-"))
         self.port = free_port()
         self.backend = ThreadingHTTPServer((CLIENT, 0), _Backend)
@@ -227,7 +233,10 @@ class Apache:
     def __enter__(self) -> Apache:
         self._thread.start()
         conf = self.root / "httpd.conf"
-        conf.write_text(apache_config(self.root, self.port, self.backend.server_address[1], self.paranoia))
+        backend_port = self.backend.server_address[1]
+        conf.write_text(
+            apache_config(self.root, self.port, backend_port, self.paranoia, self.audit, self.keep_alive)
+        )
         os.chmod(self.root, 0o755)
         (self.root / "audit.log").touch()
         shutil.chown(self.root / "audit.log", "www-data", "www-data")

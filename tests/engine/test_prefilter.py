@@ -217,8 +217,9 @@ def test_ctl_and_skip_after_behave_the_same(ruleset: Ruleset, monkeypatch: pytes
 
 
 def test_refused_pattern_leaves_only_its_rule_ungated(
-    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv(prefilter.CACHE_ENV, str(tmp_path))  # no database cached without the refusal
     real = prefilter._translations
     victim = ruleset.by_id()[phase2_rx_rules(ruleset)[0]]
 
@@ -314,3 +315,27 @@ def test_a_tx_rule_still_runs_on_every_request(tmp_path: Path) -> None:
     tx = build_transaction(method="GET", uri="/?a=b", headers=[("Host", "x")])
     phase = engine.ruleset.by_id()[990100].phase
     assert visited(engine, tx, phase) == [990100]
+
+
+def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_again(
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(prefilter.CACHE_ENV, str(tmp_path))
+    small = small_ruleset(ruleset, phase2_rx_rules(ruleset)[:30])
+    first = Engine(small, paranoia=4)
+    files = list(tmp_path.glob("prefilter-*.hsdb"))
+    assert len(files) == 1
+    compiled: list[int] = []
+    monkeypatch.setattr(prefilter, "_compile_database", lambda sets: compiled.append(1) or (None, set()))
+    monkeypatch.setattr(prefilter, "_compiled", {})
+    again = Engine(small, paranoia=4)  # from the file: nothing compiled
+    assert compiled == [] and again._prefilter is not None
+    plain = Engine(small, paranoia=4, prefilter=False)
+    for entry in load_attacks()[:120]:
+        tx = entry.transaction()
+        assert outcome(again.inspect(tx)) == outcome(first.inspect(tx)) == outcome(plain.inspect(tx)), entry.id
+    files[0].write_bytes(b"LGHS1\n[]\ngarbage")
+    with caplog.at_level(logging.WARNING, logger="logoutguard"):
+        Engine(small, paranoia=4)
+    assert compiled == [1]  # compiled again (here: the stub)
+    assert "cannot be used" in caplog.text
