@@ -352,6 +352,7 @@ def compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
 
 
 CACHE_ENV = "LOGOUTGUARD_CACHE_DIR"
+CACHE_FILES = 16  # databases kept (each ruleset, paranoia level and skip list has its own)
 _CACHE_MAGIC = b"LGHS1\n"
 
 
@@ -402,6 +403,9 @@ def _store_cached(key: str, database: Any, refused: set[int]) -> None:
         temporary = folder / f".{path.name}.{os.getpid()}.tmp"
         temporary.write_bytes(_CACHE_MAGIC + json.dumps(sorted(refused)).encode() + b"\n" + hyperscan.dumpb(database))
         os.replace(temporary, path)
+        kept = sorted(folder.glob("prefilter-*.hsdb"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in kept[CACHE_FILES:]:  # bounded: the databases of rulesets no longer used go
+            old.unlink(missing_ok=True)
     except (OSError, hyperscan.error) as exc:
         log.info(f"LogoutGuard: the prefilter database cannot be cached in {folder} ({exc})")
 
