@@ -474,6 +474,7 @@ class TargetGates:
     # is visited when its link matches some value of the target. Tested exactly, so no bits apply.
     exact: tuple[tuple[int, Link], ...] = ()
     memo_key: int = 0  # unique per phase and target: the per-value answers are kept under it
+    signed: bool = True  # some entry depends on a value's signature (else it is never computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,8 +594,8 @@ class Prefilter:
         todo: set[int] = set()
         if len(value) <= MAX_TEXT:
             hits, sig = self._short(value)
-        else:
-            hits, sig = self.scan(value, state), signature(value)
+        else:  # a long value (a body): its signature only when a mask asks for it
+            hits, sig = self.scan(value, state), signature(value) if tg.signed else ALWAYS
         for pid in hits:
             for index, mask in tg.plain.get(pid, ()):
                 if not sig & mask:
@@ -711,8 +712,12 @@ class _PhaseBuilder:
             masks = tuple((mask, tuple(chains)) for mask, chains in by_mask.items())
             exact = tuple(self.exact.get(target, ()))
             memo_keys.append(len(memo_keys))
+            entries = [e for table in (plain, lowered) for group in table.values() for e in group]
+            signed = bool(masks) or any(mask for _, mask in entries)
             targets.append(
-                TargetGates(key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1])
+                TargetGates(
+                    key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1], signed
+                )
             )
         return PhaseGates(tuple(sorted(self.always)), tuple(targets))
 
