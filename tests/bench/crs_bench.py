@@ -40,6 +40,11 @@ FORM = {
 HEADERS = {"Host": "www.example.com", **BROWSER}  # a name: CRS warns about a numeric Host (920350)
 
 
+# A round counts when at most this share of its answers failed (Apache's mod_proxy answers a few 502s
+# under load when the Python test backend closes a kept-alive connection it wanted to reuse).
+MAX_FAILED = 0.01
+
+
 def shapes() -> dict[str, Shape]:
     from urllib.parse import urlencode
 
@@ -122,6 +127,7 @@ def crs_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
         out[name] = engine_us(shape, 3 if smoke else 20)
         log(f"crs engine {name}: {out[name]['crs_engine_us']} us")  # type: ignore[index]
     cpu: dict[str, dict[str, list[float]]] = {n: {} for n in all_shapes}
+    failures: dict[str, dict[str, list[int]]] = {}
 
     def drive(kind: str, url: str, port: int, pid: int, total: Callable[[int], float | None]) -> None:
         first_request(port)
@@ -132,8 +138,12 @@ def crs_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
             else:
                 result = _cpu_of(total, pid, lambda s=shape: run_python(port, s, seconds))
             bad = result["non_2xx_3xx"] + result["socket_errors"]
-            log(f"crs e2e {name} {kind}: {result.get('cpu_ms_per_request')} ms CPU/request ({bad} bad)")
-            if "cpu_ms_per_request" in result and not bad:
+            log(
+                f"crs e2e {name} {kind}: {result.get('cpu_ms_per_request')} ms CPU/request "
+                f"({result['requests']} requests, {bad} not 2xx/3xx or failed)"
+            )
+            failures.setdefault(name, {}).setdefault(kind, []).append(bad)
+            if "cpu_ms_per_request" in result and bad <= result["requests"] * MAX_FAILED:
                 cpu[name].setdefault(kind, []).append(result["cpu_ms_per_request"])
 
     backend, backend_port = start_backend()
@@ -159,6 +169,7 @@ def crs_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
         least = {kind: min(values) for kind, values in by_kind.items()}
         entry = out[name]
         entry["cpu_ms_per_request"] = least  # type: ignore[index]
+        entry["failed_per_round"] = failures.get(name, {})  # type: ignore[index]
         apache = least.get("apache_modsecurity_crs")
         if apache and "logoutguard_crs" in least:
             entry["logoutguard_crs_vs_apache"] = round(least["logoutguard_crs"] / apache, 3)  # type: ignore[index]
