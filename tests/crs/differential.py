@@ -209,7 +209,7 @@ SecAuditLogParts ABHZ
 SecAuditLogType Serial
 SecAuditLog "{root}/audit.log"
 SecTmpDir "{root}"
-SecDataDir "{root}"
+SecDataDir "{root}/data"
 SecDebugLogLevel 0
 Include "{CRS_SETUP}"
 SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia}"
@@ -240,6 +240,8 @@ class Apache:
         os.chmod(self.root, 0o755)
         (self.root / "audit.log").touch()
         shutil.chown(self.root / "audit.log", "www-data", "www-data")
+        (self.root / "data").mkdir()  # ModSecurity's collections (IP, GLOBAL), written by the workers
+        shutil.chown(self.root / "data", "www-data", "www-data")
         env = {**os.environ, "APACHE_RUN_DIR": str(self.root), "APACHE_LOG_DIR": str(self.root)}
         started = subprocess.run(
             [str(APACHE), "-f", str(conf), "-k", "start"],
