@@ -379,6 +379,11 @@ def _cache_key(sets: list[PatternSet]) -> str:
 def _load_cached(key: str) -> tuple[Any, set[int]] | None:
     path = cache_dir() / f"prefilter-{key}.hsdb"
     try:
+        info = path.stat()
+        # A database decides which rules run: only one this user wrote and nobody else may change.
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            log.warning(f"LogoutGuard: {path} is not owned by this user alone; compiling instead")
+            return None
         data = path.read_bytes()
     except OSError:
         return None
@@ -401,6 +406,7 @@ def _store_cached(key: str, database: Any, refused: set[int]) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{path.name}.{os.getpid()}.tmp"
+        temporary.touch(mode=0o600)
         temporary.write_bytes(_CACHE_MAGIC + json.dumps(sorted(refused)).encode() + b"\n" + hyperscan.dumpb(database))
         os.replace(temporary, path)
         kept = sorted(folder.glob("prefilter-*.hsdb"), key=lambda f: f.stat().st_mtime, reverse=True)

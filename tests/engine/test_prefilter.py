@@ -339,3 +339,8 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
         Engine(small, paranoia=4)
     assert compiled == [1]  # compiled again (here: the stub)
     assert "cannot be used" in caplog.text
+    prefilter._store_cached(prefilter._cache_key([]), first._prefilter._db, set())  # type: ignore[union-attr]
+    shared = tmp_path / f"prefilter-{prefilter._cache_key([])}.hsdb"
+    assert prefilter._load_cached(prefilter._cache_key([])) is not None
+    shared.chmod(0o666)  # anyone may change it: never trusted
+    assert prefilter._load_cached(prefilter._cache_key([])) is None
