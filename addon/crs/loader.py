@@ -58,7 +58,6 @@ class CrsLoad:
             tx_defaults=dict(self.tx_defaults),
             prepare=prepare,
             quiet_ids=frozenset(i for i, info in self.infos.items() if not info.logged),
-            prefilter_skip=frozenset({"rx"}),
             exclusions=exclusions,
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")

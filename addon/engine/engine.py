@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .evaluator import PhasePlan, inspected_values, plan, run_phase
+from .evaluator import PhasePlan, inspected_values, link_matches_value, plan, run_phase
 from .exclusions import Exclusions
 from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
@@ -33,8 +33,8 @@ class Engine:
     # Skip rules and values that cannot match with one hyperscan scan per value (prefilter.py).
     # Detection is the same either way (tests/engine/test_prefilter.py); False is for comparisons.
     prefilter: bool = True
-    # Operators whose links the prefilter leaves alone (the CRS's hundreds of large regexes would
-    # take seconds to compile into hyperscan at every start for a small gain).
+    # Operators whose links the prefilter leaves alone (a comparison; the CRS's large regexes are
+    # compiled once and then loaded from the on-disk cache, prefilter.cache_dir).
     prefilter_skip: frozenset[str] = frozenset()
     # Rules or targets switched off for the requests a condition selects (exclusions.py): their ctl
     # actions change each transaction's state before its first rule runs.
@@ -47,7 +47,9 @@ class Engine:
             raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
         self._plans = plan(self.ruleset, self.paranoia)
         if self.prefilter:
-            self._prefilter = build_prefilter(self._plans, inspected_values, is_dynamic, self.prefilter_skip)
+            self._prefilter = build_prefilter(
+                self._plans, inspected_values, is_dynamic, self.prefilter_skip, link_matches_value
+            )
 
     @property
     def thresholds(self) -> Thresholds:

@@ -116,7 +116,8 @@ def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | No
     """Transform the value and apply the operator (after every step with multi_match)."""
     operator = link.operator
     prefilter = state.prefilter
-    for candidate in inspected_values(link, value, state):
+    candidates = (value,) if not link.transform_fns else inspected_values(link, value, state)
+    for candidate in candidates:
         if prefilter is not None and not prefilter.value_may_match(link, candidate, state):
             continue
         captures = operator.predicate(candidate, state.expand)
@@ -125,6 +126,11 @@ def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | No
         if captures is not None:
             return captures
     return None
+
+
+def link_matches_value(link: Link, value: str, state: EvalState) -> bool:
+    """Does the link's operator match this one collected value (what the prefilter's exact gates ask)?"""
+    return test_value(link, value, state) is not None
 
 
 def inspected_values(link: Link, value: str, state: EvalState) -> list[str]:

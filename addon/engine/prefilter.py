@@ -23,18 +23,22 @@ database, so it is not thread-safe; mitmproxy runs its hooks on one thread.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
 import re._compiler as sre_compile
 import re._constants as sre
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
-from .variables import collect
+from .variables import collect, keyed, lookup
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -334,6 +338,85 @@ def _usable(patterns: PatternSet) -> list[bytes] | None:
 
 
 def compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
+    """One database for all pattern sets (pattern id = index) and the ids hyperscan refused, from the
+    on-disk cache when the same sets were compiled before (a large ruleset such as the OWASP CRS takes
+    seconds to compile; loading it takes milliseconds). See `cache_dir`."""
+    key = _cache_key(sets)
+    cached = _load_cached(key)
+    if cached is not None:
+        return cached
+    database, refused = _compile_database(sets)
+    if database is not None:
+        _store_cached(key, database, refused)
+    return database, refused
+
+
+CACHE_ENV = "LOGOUTGUARD_CACHE_DIR"
+CACHE_FILES = 16  # databases kept (each ruleset, paranoia level and skip list has its own)
+_CACHE_MAGIC = b"LGHS1\n"
+
+
+def cache_dir() -> Path:
+    """Where compiled databases are kept: $LOGOUTGUARD_CACHE_DIR, else $XDG_CACHE_HOME/logoutguard, else
+    ~/.cache/logoutguard. A file that cannot be read or written there only means compiling again."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "logoutguard"
+
+
+def _cache_key(sets: list[PatternSet]) -> str:
+    """The sets' regexes and folding, this module's own code (the translation) and hyperscan's version."""
+    digest = hashlib.sha256()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(repr(getattr(hyperscan, "__version__", "")).encode())
+    for regexes, fold in sets:
+        digest.update(repr(([(r.pattern, r.flags) for r in regexes], fold)).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _load_cached(key: str) -> tuple[Any, set[int]] | None:
+    path = cache_dir() / f"prefilter-{key}.hsdb"
+    try:
+        info = path.stat()
+        # A database decides which rules run: only one this user wrote and nobody else may change.
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            log.warning(f"LogoutGuard: {path} is not owned by this user alone; compiling instead")
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        if not data.startswith(_CACHE_MAGIC):
+            raise ValueError("not a prefilter database")
+        header, _, blob = data[len(_CACHE_MAGIC) :].partition(b"\n")
+        refused = {int(i) for i in json.loads(header)}
+        database = hyperscan.loadb(blob, mode=hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+    except Exception as exc:  # a damaged file: compile again (and write it anew)
+        log.warning(f"LogoutGuard: the cached prefilter database {path} cannot be used ({exc}); compiling")
+        return None
+    return database, refused
+
+
+def _store_cached(key: str, database: Any, refused: set[int]) -> None:
+    folder = cache_dir()
+    path = folder / f"prefilter-{key}.hsdb"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{path.name}.{os.getpid()}.tmp"
+        temporary.touch(mode=0o600)
+        temporary.write_bytes(_CACHE_MAGIC + json.dumps(sorted(refused)).encode() + b"\n" + hyperscan.dumpb(database))
+        os.replace(temporary, path)
+        kept = sorted(folder.glob("prefilter-*.hsdb"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in kept[CACHE_FILES:]:  # bounded: the databases of rulesets no longer used go
+            old.unlink(missing_ok=True)
+    except (OSError, hyperscan.error) as exc:
+        log.info(f"LogoutGuard: the prefilter database cannot be cached in {folder} ({exc})")
+
+
+def _compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
     """One database for all pattern sets (pattern id = index) and the ids hyperscan refused.
 
     Everything is compiled at once; only when that fails is each set tried alone to find the culprits.
@@ -364,8 +447,10 @@ def _on_match(pid: int, start: int, end: int, flags: int, hits: set[int]) -> Non
 
 Hits = set[int] | frozenset[int]
 Candidates = Callable[[Link, str, "EvalState"], list[str]]
+ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
 MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
+ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -391,6 +476,11 @@ class TargetGates:
     any_mask: int  # union of the masks below: a value with none of these bits is plain for all
     by_mask: tuple[tuple[int, tuple[ReadChain, ...]], ...]  # chains by mask, transformed when hit
     opaque: tuple[ReadChain, ...]  # chains whose output is always computed (base64_decode, ...)
+    # Rules no pattern gates whose first link is a pure test of one value (exact_gate): the rule
+    # is visited when its link matches some value of the target. Tested exactly, so no bits apply.
+    exact: tuple[tuple[int, Link], ...] = ()
+    memo_key: int = 0  # unique per phase and target: the per-value answers are kept under it
+    signed: bool = True  # some entry depends on a value's signature (else it is never computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,10 +498,16 @@ class Stats:
     gated_rules: int
     broad_patterns: int  # patterns matching most ordinary strings: their rules always run
     patterns: int
+    exact_rules: int = 0  # rules visited only when their first link matches a value (exact_gate)
 
 
 class Prefilter:
-    """The gates of one engine; per-transaction answers live in EvalState.prefilter_cache/scan_cache."""
+    """The gates of one engine; per-transaction answers live in EvalState.prefilter_cache/scan_cache.
+
+    What one value of one target adds to a phase's rules to visit is a pure function of the value
+    (the scans, signatures, transformations and exact tests all are), so for short values it is
+    computed once and kept (`_answers`): a repeated header, cookie or argument costs one lookup.
+    """
 
     def __init__(
         self,
@@ -421,13 +517,16 @@ class Prefilter:
         candidates: Candidates,
         keep: tuple[Rule, ...],
         stats: Stats,
+        exact: ExactTest,
     ) -> None:
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
         self._phases = phases
         self._candidates = candidates  # what the operator sees for one collected value
+        self._exact = exact  # does a link's operator match one collected value (evaluator.test_value)
         self._everything = frozenset(link_pids.values())
         self._memo = Memo(MEMO_ENTRIES)  # short text -> (scan, signature)
+        self._answers = Memo(ANSWER_ENTRIES)  # (TargetGates.memo_key, short value) -> rule indexes
         self._keep = keep  # the links keyed by id() above stay alive with their rules
         self.stats = stats
 
@@ -481,30 +580,48 @@ class Prefilter:
     def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
         """The phase's rules that always run plus the gated ones one of whose values may match."""
         todo = set(gates.always)
+        answers = self._answers
         for tg in gates.targets:
+            key = tg.memo_key
             for value in self._values(tg, state):
                 if len(value) <= MAX_TEXT:
-                    hits, sig = self._short(value)
+                    found = answers.get((key, value))
+                    if found is None:
+                        found = answers.put((key, value), frozenset(self._answer(tg, value, state)))
+                    if found:
+                        todo.update(found)
                 else:
-                    hits, sig = self.scan(value, state), signature(value)
-                for pid in hits:
-                    for index, mask in tg.plain.get(pid, ()):
-                        if not sig & mask:
-                            todo.add(index)
-                if tg.lowered:
-                    lowered = value.translate(_LOWER)
-                    for pid in {*hits, *self.scan(lowered, state)} if lowered != value else hits:
-                        for index, mask in tg.lowered.get(pid, ()):
-                            if not sig & mask:
-                                todo.add(index)
-                if sig & tg.any_mask:
-                    for mask, chains in tg.by_mask:
-                        if sig & mask:
-                            self._transformed_hits(chains, value, state, todo)
-                if tg.opaque:
-                    self._transformed_hits(tg.opaque, value, state, todo)
+                    todo.update(self._answer(tg, value, state))
         state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
         return sorted(todo)
+
+    def _answer(self, tg: TargetGates, value: str, state: EvalState) -> set[int]:
+        """The rules of `tg` that `value` may make match."""
+        todo: set[int] = set()
+        if len(value) <= MAX_TEXT:
+            hits, sig = self._short(value)
+        else:  # a long value (a body): its signature only when a mask asks for it
+            hits, sig = self.scan(value, state), signature(value) if tg.signed else ALWAYS
+        for pid in hits:
+            for index, mask in tg.plain.get(pid, ()):
+                if not sig & mask:
+                    todo.add(index)
+        if tg.lowered:
+            lowered = value.translate(_LOWER)
+            for pid in {*hits, *self.scan(lowered, state)} if lowered != value else hits:
+                for index, mask in tg.lowered.get(pid, ()):
+                    if not sig & mask:
+                        todo.add(index)
+        if sig & tg.any_mask:
+            for mask, chains in tg.by_mask:
+                if sig & mask:
+                    self._transformed_hits(chains, value, state, todo)
+        if tg.opaque:
+            self._transformed_hits(tg.opaque, value, state, todo)
+        for index, link in tg.exact:
+            if index not in todo and self._exact(link, value, state):
+                todo.add(index)
+        return todo
 
     def _transformed_hits(
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
@@ -515,17 +632,36 @@ class Prefilter:
                     todo.update(chain.rules.get(pid, ()))
 
     def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
-        """The values a target reads (exclusions aside: leaving them in only widens), cached."""
+        """The values a target reads (exclusions aside: leaving them in only widens), cached. A named
+        member (`REQUEST_HEADERS:Host`) comes from the transaction's index of member names."""
         cache = state.prefilter_cache
         values = cache.get(tg.key)
         if values is None:
-            values = [v for _, v in collect(state, (tg.target,), ())]
-            cache[tg.key] = values
+            target = tg.target
+            if target.count or target.key_regex is not None:
+                pairs = collect(state, (target,), ())
+            elif target.key is not None:
+                pairs = keyed(state, target.collection, target.key)
+            else:
+                pairs = lookup(state, target.collection, None)
+            values = cache[tg.key] = [v for _, v in pairs]
         return values
 
 
 def _groupable(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
     return not any(is_dynamic(t.collection) or t.count for t in link.targets)
+
+
+def exact_gate(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
+    """Can the link be tested value by value, once per distinct value? Its targets are fixed for the
+    transaction (not TX or MATCHED_*) and its operator reads no %{macro}. A count (`&ARGS`) is one
+    value; a link with exclusions may not count (leaving excluded values in only widens, except for
+    a count)."""
+    if not link.targets or "%{" in link.operator.argument:
+        return False
+    if any(is_dynamic(t.collection) for t in link.targets):
+        return False
+    return not (link.exclusions and any(t.count for t in link.targets))
 
 
 def _broad(database: Any) -> set[int]:
@@ -545,6 +681,11 @@ class _PhaseBuilder:
     plain: dict[Target, dict[int, list[tuple[int, int]]]]
     lowered: dict[Target, dict[int, list[tuple[int, int]]]]
     chains: dict[Target, dict[tuple[Any, ...], tuple[Link, int, dict[int, list[int]]]]]
+    exact: dict[Target, list[tuple[int, Link]]]
+
+    def gate_exact(self, index: int, link: Link) -> None:
+        for target in link.targets:
+            self.exact.setdefault(target, []).append((index, link))
 
     def gate(self, index: int, link: Link, pid: int, chain: Chain, lowered: bool) -> None:
         mask = chain.mask
@@ -556,13 +697,14 @@ class _PhaseBuilder:
             _, _, rules = self.chains.setdefault(target, {}).setdefault(key, (link, mask, {}))
             rules.setdefault(pid, []).append(index)
 
-    def freeze(self, target_keys: dict[Target, int]) -> PhaseGates:
+    def freeze(self, target_keys: dict[Target, int], memo_keys: list[int]) -> PhaseGates:
         targets = []
-        for target, by_pid in self.plain.items():
+        for target in [*self.plain, *(t for t in self.exact if t not in self.plain)]:
+            by_pid = self.plain.get(target, {})
             key = target_keys.setdefault(target, len(target_keys))
             by_mask: dict[int, list[ReadChain]] = {}
             opaque: list[ReadChain] = []
-            for link, mask, rules in self.chains[target].values():
+            for link, mask, rules in self.chains.get(target, {}).values():
                 read = ReadChain(link, {pid: tuple(ix) for pid, ix in rules.items()})
                 if mask & ALWAYS:
                     opaque.append(read)
@@ -574,7 +716,15 @@ class _PhaseBuilder:
             plain = {pid: tuple(entries) for pid, entries in by_pid.items()}
             lowered = {pid: tuple(entries) for pid, entries in self.lowered.get(target, {}).items()}
             masks = tuple((mask, tuple(chains)) for mask, chains in by_mask.items())
-            targets.append(TargetGates(key, target, plain, lowered, any_mask, masks, tuple(opaque)))
+            exact = tuple(self.exact.get(target, ()))
+            memo_keys.append(len(memo_keys))
+            entries = [e for table in (plain, lowered) for group in table.values() for e in group]
+            signed = bool(masks) or any(mask for _, mask in entries)
+            targets.append(
+                TargetGates(
+                    key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1], signed
+                )
+            )
         return PhaseGates(tuple(sorted(self.always)), tuple(targets))
 
 
@@ -583,9 +733,12 @@ def build_prefilter(
     candidates: Candidates,
     is_dynamic: Callable[[str], bool],
     skip: frozenset[str] = frozenset(),
+    exact: ExactTest | None = None,
 ) -> Prefilter | None:
     """A prefilter for the planned rules, or None without hyperscan or without anything to gate.
-    Links whose operator is named in `skip` are never gated."""
+    Links whose operator is named in `skip` are never gated by a pattern. With `exact` (a test of one
+    link on one value), a rule no pattern gates whose first link passes `exact_gate` is visited only
+    when that test passes for one of the link's values (answers kept per distinct value)."""
     if hyperscan is None:
         _warn_once()
         return None
@@ -615,7 +768,7 @@ def build_prefilter(
         return None
     broad = _broad(database)
     link_pids: dict[int, int] = {}
-    builders = {phase: _PhaseBuilder([], {}, {}, {}) for phase in plans}
+    builders = {phase: _PhaseBuilder([], {}, {}, {}, {}) for phase in plans}
     gated: set[tuple[Phase, int]] = set()
     for phase, index, n, link, pid in links:
         if pid in refused:
@@ -631,17 +784,22 @@ def build_prefilter(
         lowered = chain.lowers and not (sets[pid][1] and not link.multi_match)
         builders[phase].gate(index, link, pid, chain, lowered)
         gated.add((phase, index))
+    exact_rules = 0
     for phase, phase_plan in plans.items():
-        builders[phase].always.extend(
-            i
-            for i, item in enumerate(phase_plan.items)
-            if not isinstance(item, Marker) and (phase, i) not in gated
-        )
+        for i, item in enumerate(phase_plan.items):
+            if isinstance(item, Marker) or (phase, i) in gated:
+                continue
+            if exact is not None and exact_gate(item.links[0], is_dynamic):
+                builders[phase].gate_exact(i, item.links[0])
+                exact_rules += 1
+            else:
+                builders[phase].always.append(i)
     target_keys: dict[Target, int] = {}
-    phases = {phase: b.freeze(target_keys) for phase, b in builders.items()}
+    memo_keys: list[int] = []
+    phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
     ungated = sum(1 for *_, pid in links if pid in refused)
-    stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused))
-    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats)
+    stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused), exact_rules)
+    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True))
 
 
 _warned = False

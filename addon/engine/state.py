@@ -37,7 +37,7 @@ class EvalState:
     # (value, transformation names) -> transformed value; shared by all rules of the transaction
     # (evaluator._long_steps also keeps (long text, one transformation name) -> result here)
     transform_cache: dict[tuple[str, object], str] = field(default_factory=dict)
-    # collection -> its (name, value) pairs; variables._keyed also keeps member-name indexes here
+    # collection -> its (name, value) pairs; variables.keyed also keeps member-name indexes here
     collect_cache: dict[str, Any] = field(default_factory=dict)
     # The engine's prefilter (prefilter.py) and its per-transaction answers: what it derived from the
     # collections (valid as long as collect_cache is: cleared with it and on ctl), and inspected

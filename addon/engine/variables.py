@@ -139,8 +139,12 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
     """All (name, value) pairs the targets select, less the exclusions, in target order."""
     out: Values = []
     for target in targets:
-        if target.key is not None and target.key_regex is None:
-            values = _keyed(state, target.collection, target.key)
+        if target.collection == "TX" and target.key is not None and target.key_regex is None:
+            lkey = target.key.lower()  # one TX variable: a dict read (CRS rules read hundreds)
+            value = state.vars.get(lkey)
+            values = [] if value is None else [(f"TX:{lkey}", value)]
+        elif target.key is not None and target.key_regex is None:
+            values = keyed(state, target.collection, target.key)
         else:
             values = lookup(state, target.collection, None)
             if target.key_regex is not None:
@@ -154,7 +158,7 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
     return out
 
 
-def _keyed(state: EvalState, collection: str, key: str) -> Values:
+def keyed(state: EvalState, collection: str, key: str) -> Values:
     """lookup() of one key; for static collections through a per-transaction index of member names
     (one pass over the collection instead of one per key: rules name many REQUEST_HEADERS keys)."""
     if is_dynamic(collection) or state.extra_vars:
@@ -178,4 +182,4 @@ def known_collection(name: str) -> bool:
     return name in COLLECTIONS
 
 
-__all__ = ["COLLECTIONS", "Values", "byte_text", "collect", "known_collection", "lookup"]
+__all__ = ["COLLECTIONS", "Values", "byte_text", "collect", "keyed", "known_collection", "lookup"]

@@ -2,7 +2,8 @@
 
 Sections: engine (corpora, PL1/PL4, by phase, 4x rules), e2e (mitmdump with the addon against bare
 mitmdump, wrk), sessions (memory and SQLite stores), worst (adversarial requests), startup (the first
-request after start-up against the hundredth). The summary at
+request after start-up against the hundredth), crs (the CRS on our engine against Apache + ModSecurity +
+CRS, CPU per request in the same run). The summary at
 the end compares the figures with the targets of the performance issue, met or not.
 """
 
@@ -18,11 +19,13 @@ from pathlib import Path
 
 from tests.bench.machine import describe
 
-SECTIONS = ("engine", "e2e", "sessions", "worst", "startup")
+SECTIONS = ("engine", "e2e", "sessions", "worst", "startup", "crs")
 TARGETS = {
     "engine_median_benign_pl1_us": ("<=", 100.0),
     "e2e_throughput_ratio": (">=", 0.85),
+    "e2e_cpu_ratio": ("<=", 1.15),
     "engine_4x_rules_cost_ratio": ("<=", 1.5),
+    "crs_post_cpu_vs_apache_modsecurity": ("<=", 0.333),
 }
 
 
@@ -35,6 +38,10 @@ def run_section(name: str, smoke: bool, log: Callable[[str], None]) -> dict[str,
         from tests.bench.e2e import e2e_section
 
         return e2e_section(smoke, log)
+    if name == "crs":
+        from tests.bench.crs_bench import crs_section
+
+        return crs_section(smoke, log)
     if name == "sessions":
         from tests.bench.sessions_bench import sessions_section
 
@@ -60,6 +67,12 @@ def targets(results: dict[str, dict[str, object]]) -> dict[str, dict[str, object
     ratios = [v["throughput_ratio"] for v in e2e.values() if isinstance(v, dict) and "throughput_ratio" in v]
     if ratios:
         values["e2e_throughput_ratio"] = min(ratios)
+    post = (results.get("crs") or {}).get("post_2kb_urlencoded")
+    if isinstance(post, dict) and "logoutguard_crs_vs_apache" in post:
+        values["crs_post_cpu_vs_apache_modsecurity"] = post["logoutguard_crs_vs_apache"]
+    cpu_ratios = [v["cpu_ratio"] for v in e2e.values() if isinstance(v, dict) and "cpu_ratio" in v]
+    if cpu_ratios:
+        values["e2e_cpu_ratio"] = max(cpu_ratios)
     out: dict[str, dict[str, object]] = {}
     for name, (op, limit) in TARGETS.items():
         value = values[name]
@@ -103,6 +116,17 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                     else ""
                 )
             )
+            if "cpu_ratio" in data:
+                cpu = data["cpu_ms_per_request"]
+                lines.append(
+                    f"e2e {name}: CPU per request bare {cpu['bare']} ms, addon {cpu['addon']} ms -> "
+                    f"{data['cpu_ratio']}x"
+                    + (
+                        f"; memory store {cpu['addon_memory_store']} ms -> {data['cpu_ratio_memory_store']}x"
+                        if "cpu_ratio_memory_store" in data
+                        else ""
+                    )
+                )
     sessions = results.get("sessions") or {}
     for backend in ("memory", "sqlite"):
         data = sessions.get(backend)  # type: ignore[assignment]
@@ -132,6 +156,12 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                 )
         if "held_s" in data:
             lines.append(f"startup {kind}: a request sent as soon as the port accepted waited {data['held_s']} s")
+    for name, data in (results.get("crs") or {}).items():
+        if isinstance(data, dict) and "crs_engine_us" in data:
+            lines.append(
+                f"crs {name}: engine {data['crs_engine_us']} us; CPU per request (ms) {data.get('cpu_ms_per_request')}"
+                f" -> LogoutGuard+CRS / Apache+ModSecurity+CRS {data.get('logoutguard_crs_vs_apache')}"
+            )
     for name, data in results["targets"].items():
         state = {True: "met", False: "NOT met", None: "not measured"}[data["met"]]  # type: ignore[index]
         lines.append(f"target {name} {data['target']}: {data['value']} -> {state}")

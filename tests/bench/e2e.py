@@ -1,4 +1,5 @@
-"""End to end: requests per second and latency through mitmdump with the addon against bare mitmdump.
+"""End to end: CPU per request, requests per second and latency through mitmdump with the addon against
+bare mitmdump.
 
 Both proxies run in reverse mode in front of the same local backend (tests/bench/backend.py), one at
 a time, alternating, in the same run. The load generator is wrk (Debian package `wrk`), bounded in
@@ -7,12 +8,16 @@ one keep-alive connection stands in. Two requests: a GET with query arguments an
 the addon has seen issued, and a 2 KB urlencoded POST. The addon runs with its defaults (enforce
 mode, SQLite session store, audit log) in a temporary folder, and (full mode) once more with the
 in-memory session store, to show what the store costs. Each configuration gets its best round.
+
+CPU per request is the proxy process's own CPU time (user + system, from /proc) over a run divided by
+the requests it answered: unlike requests per second it hardly depends on what else the machine runs.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -93,6 +98,25 @@ def lua_script(shape: Shape) -> str:
         "end"
     )
     return "\n".join(lines) + "\n"
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of one process so far (Linux /proc), None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """`run`'s result with the process's CPU milliseconds per request during it."""
+    before = process_cpu_s(pid)
+    result = run()
+    after = process_cpu_s(pid)
+    if before is not None and after is not None and result["requests"]:
+        result["cpu_ms_per_request"] = round((after - before) * 1000 / result["requests"], 3)
+    return result
 
 
 def run_wrk(url: str, shape: Shape, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
@@ -214,11 +238,17 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
                         warm_up(proxy.port, all_shapes)
                         for name, shape in all_shapes.items():
                             if wrk is not None:
-                                result = run_wrk(proxy.url, shape, seconds, connections, workdir)
+                                result = with_cpu(
+                                    proxy.proc.pid,
+                                    lambda s=shape, p=proxy: run_wrk(p.url, s, seconds, connections, workdir),
+                                )
                             else:
-                                result = run_python(proxy.port, shape, seconds)
+                                result = with_cpu(proxy.proc.pid, lambda s=shape, p=proxy: run_python(p.port, s, seconds))
                             runs[name][kind].append(result)
-                            log(f"e2e {name} {kind}: {result['rps']} req/s, p50 {result['p50_ms']} ms")
+                            log(
+                                f"e2e {name} {kind}: {result['rps']} req/s, p50 {result['p50_ms']} ms, "
+                                f"CPU {result.get('cpu_ms_per_request')} ms/request"
+                            )
                     finally:
                         proxy.stop()
     finally:
@@ -232,7 +262,19 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
         best = {kind: max(results, key=lambda r: r["rps"]) for kind, results in by_kind.items()}
         out[name] = {**best, "all_runs": by_kind}
         out[name]["throughput_ratio"] = round(best["addon"]["rps"] / best["bare"]["rps"], 3)
+        cpu = {kind: _least_cpu(results) for kind, results in by_kind.items()}
+        out[name]["cpu_ms_per_request"] = cpu
+        if cpu.get("bare") and cpu.get("addon"):
+            out[name]["cpu_ratio"] = round(cpu["addon"] / cpu["bare"], 3)  # type: ignore[operator]
+        if cpu.get("bare") and cpu.get("addon_memory_store"):
+            out[name]["cpu_ratio_memory_store"] = round(cpu["addon_memory_store"] / cpu["bare"], 3)  # type: ignore[operator]
         if "addon_memory_store" in best:
             ratio = best["addon_memory_store"]["rps"] / best["bare"]["rps"]
             out[name]["throughput_ratio_memory_store"] = round(ratio, 3)
     return out
+
+
+def _least_cpu(results: list[dict[str, float]]) -> float | None:
+    """The lowest CPU per request of the rounds (the round least disturbed by the rest of the machine)."""
+    values = [r["cpu_ms_per_request"] for r in results if "cpu_ms_per_request" in r]
+    return min(values) if values else None

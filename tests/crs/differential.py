@@ -175,7 +175,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def apache_config(root: Path, port: int, backend_port: int, paranoia: int) -> str:
+def apache_config(
+    root: Path, port: int, backend_port: int, paranoia: int, audit: str = "On", keep_alive: bool = False
+) -> str:
+    """httpd.conf of the private Apache. `audit`: SecAuditEngine (On: every transaction, which the
+    differential reads; RelevantOnly for a benchmark). `keep_alive`: connections kept open (benchmark)."""
     modules = "\n".join(
         f"LoadModule {name}_module {MODULES}/mod_{name}.so"
         for name in ("mpm_event", "authz_core", "unique_id", "proxy", "proxy_http", "security2")
@@ -195,17 +199,17 @@ StartServers 1
 ServerLimit 1
 ThreadsPerChild 8
 MaxRequestWorkers 8
-KeepAlive Off
+KeepAlive {"On" if keep_alive else "Off"}
 ProxyPass "/" "http://{CLIENT}:{backend_port}/"
 ProxyPassReverse "/" "http://{CLIENT}:{backend_port}/"
 Include "{RECOMMENDED}"
 SecRuleEngine On
-SecAuditEngine On
+SecAuditEngine {audit}
 SecAuditLogParts ABHZ
 SecAuditLogType Serial
 SecAuditLog "{root}/audit.log"
 SecTmpDir "{root}"
-SecDataDir "{root}"
+SecDataDir "{root}/data"
 SecDebugLogLevel 0
 Include "{CRS_SETUP}"
 SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia}"
@@ -216,8 +220,10 @@ Include "{CRS_RULES}/*.conf"
 class Apache:
     """A private Apache + ModSecurity reverse proxy in front of a local backend (context manager)."""
 
-    def __init__(self, paranoia: int) -> None:
+    def __init__(self, paranoia: int, audit: str = "On", keep_alive: bool = False) -> None:
         self.paranoia = paranoia
+        self.audit = audit
+        self.keep_alive = keep_alive
         self.root = Path(tempfile.mkdtemp(prefix="lg-modsec-"))
         self.port = free_port()
         self.backend = ThreadingHTTPServer((CLIENT, 0), _Backend)
@@ -227,10 +233,15 @@ class Apache:
     def __enter__(self) -> Apache:
         self._thread.start()
         conf = self.root / "httpd.conf"
-        conf.write_text(apache_config(self.root, self.port, self.backend.server_address[1], self.paranoia))
+        backend_port = self.backend.server_address[1]
+        conf.write_text(
+            apache_config(self.root, self.port, backend_port, self.paranoia, self.audit, self.keep_alive)
+        )
         os.chmod(self.root, 0o755)
         (self.root / "audit.log").touch()
         shutil.chown(self.root / "audit.log", "www-data", "www-data")
+        (self.root / "data").mkdir()  # ModSecurity's collections (IP, GLOBAL), written by the workers
+        shutil.chown(self.root / "data", "www-data", "www-data")
         env = {**os.environ, "APACHE_RUN_DIR": str(self.root), "APACHE_LOG_DIR": str(self.root)}
         started = subprocess.run(
             [str(APACHE), "-f", str(conf), "-k", "start"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from corpus.loader import load_attacks, load_benign
@@ -15,9 +16,12 @@ from logoutguard.engine import prefilter, transformations
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.examples import example_transaction
 from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
-from logoutguard.engine.rules import Ctl, Marker, Phase, Ruleset
-from logoutguard.engine.transaction import build_transaction
+from logoutguard.engine.rules import Ctl, Link, Marker, Phase, Ruleset
+from logoutguard.engine.transaction import Transaction, build_transaction
+from logoutguard.engine.variables import is_dynamic
 from logoutguard.engine.verdict import Verdict
+
+from . import helpers
 
 pytestmark = pytest.mark.skipif(not prefilter.available(), reason="hyperscan is not installed")
 hyperscan = pytest.importorskip("hyperscan")
@@ -213,8 +217,9 @@ def test_ctl_and_skip_after_behave_the_same(ruleset: Ruleset, monkeypatch: pytes
 
 
 def test_refused_pattern_leaves_only_its_rule_ungated(
-    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv(prefilter.CACHE_ENV, str(tmp_path))  # no database cached without the refusal
     real = prefilter._translations
     victim = ruleset.by_id()[phase2_rx_rules(ruleset)[0]]
 
@@ -256,3 +261,86 @@ def test_values_that_are_not_byte_text_are_never_skipped(engines: dict[tuple[int
     plain, fast = engines[(4, False)], engines[(4, True)]
     assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx))
     assert plain.inspect(tx).inbound_score > 0
+
+
+# --- exact gates: rules no pattern gates, visited only when their first link matches a value ------------
+
+
+def visited(engine: Engine, tx: Transaction, phase: Phase) -> list[int]:
+    state = engine.new_state(tx)
+    items = engine._plans[phase].items
+    assert engine._prefilter is not None
+    return [items[i].id for i in engine._prefilter.order(phase, len(items), state)]  # type: ignore[union-attr]
+
+
+def test_header_and_protocol_checks_run_only_when_their_test_passes(
+    engines: dict[tuple[int, bool], Engine],
+) -> None:
+    fast = engines[(1, True)]
+    assert fast._prefilter is not None
+    assert fast._prefilter.stats.exact_rules >= 20
+    benign = build_transaction(method="GET", uri="/a?b=c", headers=[("Host", "example.com")])
+    assert visited(fast, benign, Phase.REQUEST_HEADERS) == []  # none of the 920/921 checks
+    no_host = build_transaction(method="GET", uri="/a", protocol="HTTP/1.1", headers=[("Accept", "*/*")])
+    assert 920280 in visited(fast, no_host, Phase.REQUEST_HEADERS)  # &REQUEST_HEADERS:Host @eq 0
+    bad_method = build_transaction(method="G(ET", uri="/", headers=[("Host", "x")])
+    assert 920100 in visited(fast, bad_method, Phase.REQUEST_HEADERS)
+    # the answers are kept per value: the same request again gives the same rules
+    assert visited(fast, no_host, Phase.REQUEST_HEADERS) == visited(fast, no_host, Phase.REQUEST_HEADERS)
+    for tx in (benign, no_host, bad_method):
+        assert outcome(engines[(1, False)].inspect(tx)) == outcome(fast.inspect(tx))
+
+
+def test_links_reading_tx_macros_or_excluded_counts_are_never_gated_exactly() -> None:
+    def link_for(targets: tuple[str, ...], argument: str = "1") -> Link:
+        return helpers.link(targets, "eq", argument)
+
+    assert prefilter.exact_gate(link_for(("REQUEST_METHOD",)), is_dynamic)
+    assert prefilter.exact_gate(link_for(("&ARGS",)), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("TX:score",)), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("MATCHED_VAR",)), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("ARGS",), "%{tx.limit}"), is_dynamic)
+    assert not prefilter.exact_gate(link_for(("&ARGS", "!ARGS:id")), is_dynamic)  # the count would widen
+    assert prefilter.exact_gate(link_for(("ARGS", "!ARGS:id")), is_dynamic)  # values only widen
+
+
+def test_a_tx_rule_still_runs_on_every_request(tmp_path: Path) -> None:
+    patterns = [
+        {"id": 990000 + n, "targets": ["ARGS"], "operator": "rx", "argument": f"attack{n}[0-9]"}
+        for n in range(10)
+    ]
+    tx_rule = {"id": 990100, "targets": ["TX:anomaly_score"], "operator": "ge", "argument": "0"}
+    engine = Engine(helpers.yaml_rules(tmp_path, *patterns, tx_rule), paranoia=1)
+    assert engine._prefilter is not None
+    tx = build_transaction(method="GET", uri="/?a=b", headers=[("Host", "x")])
+    phase = engine.ruleset.by_id()[990100].phase
+    assert visited(engine, tx, phase) == [990100]
+
+
+def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_again(
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(prefilter.CACHE_ENV, str(tmp_path))
+    small = small_ruleset(ruleset, phase2_rx_rules(ruleset)[:30])
+    first = Engine(small, paranoia=4)
+    files = list(tmp_path.glob("prefilter-*.hsdb"))
+    assert len(files) == 1
+    compiled: list[int] = []
+    monkeypatch.setattr(prefilter, "_compile_database", lambda sets: compiled.append(1) or (None, set()))
+    monkeypatch.setattr(prefilter, "_compiled", {})
+    again = Engine(small, paranoia=4)  # from the file: nothing compiled
+    assert compiled == [] and again._prefilter is not None
+    plain = Engine(small, paranoia=4, prefilter=False)
+    for entry in load_attacks()[:120]:
+        tx = entry.transaction()
+        assert outcome(again.inspect(tx)) == outcome(first.inspect(tx)) == outcome(plain.inspect(tx)), entry.id
+    files[0].write_bytes(b"LGHS1\n[]\ngarbage")
+    with caplog.at_level(logging.WARNING, logger="logoutguard"):
+        Engine(small, paranoia=4)
+    assert compiled == [1]  # compiled again (here: the stub)
+    assert "cannot be used" in caplog.text
+    prefilter._store_cached(prefilter._cache_key([]), first._prefilter._db, set())  # type: ignore[union-attr]
+    shared = tmp_path / f"prefilter-{prefilter._cache_key([])}.hsdb"
+    assert prefilter._load_cached(prefilter._cache_key([])) is not None
+    shared.chmod(0o666)  # anyone may change it: never trusted
+    assert prefilter._load_cached(prefilter._cache_key([])) is None
