@@ -530,7 +530,9 @@ def send_logout(
             raise LogoutCheckError(f"--logout-form: {exc}") from None
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         note = f"form {config.logout_form!r}; "
-    if config.logout_method not in ("GET", "HEAD"):
+    # The logout form's tokens: asked for (--logout-token), or found in the form unless --logout-form
+    # says what the body is.
+    if config.logout_method not in ("GET", "HEAD") and (config.logout_form is None or config.logout_tokens):
         tokens = logout_tokens(config, result, jar, page)
         if tokens:
             extra = urlencode(tokens).encode("utf-8")
@@ -687,8 +689,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--logout-token",
         action="append",
         metavar="FIELD[=KIND:NAME]",
-        help="send FIELD with the token the logout page issues, as --login-token (repeatable; default: the "
-        "fields named like a token of the form whose action is --logout-path)",
+        help="send FIELD with the token the logout page issues, as --login-token (repeatable; default, "
+        "without --logout-form: the fields named like a token of the form whose action is --logout-path)",
     )
     logout.add_argument(
         "--logout-form",
