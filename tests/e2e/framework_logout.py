@@ -178,6 +178,17 @@ class Stand:
             f"guard_audit_log={self.audit}",
             "guard_mode=enforce",
         )
+        try:
+            self.warm_up()
+        except Exception:
+            self.proxy.stop()
+            raise
+
+    def warm_up(self) -> None:
+        """One anonymous visit of the public page through the new proxy before any scenario, allowed as
+        long as a busy machine needs: the proxy listens before it has answered once, and the scripted
+        browsers' own timeout is for the scenarios."""
+        httpx.get(self.proxy.url + self.app.profile.public_path, timeout=180)
 
     def stop(self) -> None:
         self.proxy.stop()
