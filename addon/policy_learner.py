@@ -162,8 +162,8 @@ class Learned:
 
 
 # -- the parts --------------------------------------------------------------------------------------
-def find_login(exchanges: Sequence[Exchange]) -> Exchange:
-    """The last successful login: a form or JSON with a password field, answered below 400."""
+def find_logins(exchanges: Sequence[Exchange]) -> list[Exchange]:
+    """The successful logins: a form or JSON with a password field, answered below 400 (in order)."""
     logins = [
         ex
         for ex in exchanges
@@ -177,8 +177,7 @@ def find_login(exchanges: Sequence[Exchange]) -> Exchange:
             "no login in the recording: no request sent a form or JSON with a password field and was answered "
             "below 400 (record the login itself, not only a session that was already logged in)"
         )
-    issuing = [ex for ex in logins if ex.set_cookies()]
-    return (issuing or logins)[0] if len(logins) == 1 else (issuing or logins)[-1]
+    return logins
 
 
 def _issued(ex: Exchange, now: float) -> dict[str, str]:
@@ -330,7 +329,7 @@ def source_candidates(ex: Exchange, value: str, prefer_action: str) -> list[Toke
     parsed = parse_page(ex.response_body) if b"<meta" in ex.response_body.lower() else None
     if parsed is not None:
         found += [TokenSource(SourceKind.META, n) for n, v in parsed.meta.items() if v == value]
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
+    with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
         found += [
             TokenSource(SourceKind.JSON, p) for p in _json_paths(json.loads(ex.response_body), value) if p
         ]
@@ -595,8 +594,17 @@ def check_page(
 def learn(exchanges: Sequence[Exchange], application: str = "", now: float | None = None) -> Learned:
     """The policy a recorded session (log in, browse, log out) shows; LearnError when it shows none."""
     now = time.time() if now is None else now
-    login = find_login(exchanges)
-    logout, why = find_logout(exchanges, login, now)
+    found: tuple[Exchange, Exchange, str] | None = None
+    problem = LearnError("no login")
+    for login in reversed(find_logins(exchanges)):  # the last login a logout follows
+        try:
+            found = (login, *find_logout(exchanges, login, now))
+            break
+        except LearnError as exc:
+            problem = exc
+    if found is None:
+        raise problem
+    login, logout, why = found
     notes = [
         f"login: {login.method} {login.bare_path} (flow {login.index}, answered {login.status})",
         f"logout: {logout.method} {logout.path} (flow {logout.index}, answered {logout.status}): {why}",
@@ -651,7 +659,7 @@ def learn(exchanges: Sequence[Exchange], application: str = "", now: float | Non
         )
         if kind and kind != "application/x-www-form-urlencoded":
             logout_data["content_type"] = kind
-    if logout.status is not None and logout.status < 400:
+    if logout.status is not None and 100 <= logout.status < 400:
         logout_data["expect_status"] = [logout.status]
     location = _location_path(logout)
     if logout.status is not None and 300 <= logout.status < 400 and location.startswith("/"):

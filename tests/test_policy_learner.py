@@ -12,6 +12,8 @@ import zlib
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logoutguard.policy import SourceKind, TokenSource, parse_policy
 from logoutguard.policy_learner import (
@@ -39,7 +41,7 @@ class Recording:
         self,
         method: str,
         path: str,
-        status: int,
+        status: int | None,
         *,
         cookie: str = "",
         body: bytes = b"",
@@ -338,3 +340,62 @@ def test_without_a_visit_after_the_logout_the_check_page_is_compared_with_an_ano
     assert learned.policy["logout"]["verify"] == {"check_path": "/account"}
     assert any("compares it with an anonymous answer" in n for n in learned.notes)
     parse_policy(learned.policy)
+
+
+def test_a_login_after_the_logout_is_not_the_one_learned() -> None:
+    """The user logs in again at the end of the recording: the login the logout follows is learned."""
+    rec = server_session().add(
+        "POST",
+        "/login",
+        302,
+        cookie="SID=anon0003",
+        headers=(FORM,),
+        body=b"username=alice&password=secret",
+        set_cookies=("SID=auth0004; Path=/",),
+        location="/account",
+    )
+    learned = learn(rec.exchanges)
+    assert learned.notes[0] == "login: POST /login (flow 2, answered 302)"
+    assert learned.policy["logout"]["path"] == "/logout"
+
+
+_TEXT = st.sampled_from(["/login", "/logout", "/account", "/", "/a?x=1"])
+_BODY = st.sampled_from(
+    [b"", b"username=a&password=b", b"csrf=TOKEN-after-login-1234", b"{", b"\xff\xfe", b"[[[[1]]]]"]
+)
+_COOKIES = st.sampled_from(["", "SID=a", "SID=; Max-Age=0", "SID=b; Expires=nonsense", "=x", "remember_me=1"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["GET", "POST"]),
+            _TEXT,
+            _BODY,
+            st.one_of(st.none(), st.sampled_from([200, 302, 403, 500])),
+            _COOKIES,
+            _BODY,
+        ),
+        max_size=8,
+    )
+)
+def test_any_recording_gives_a_policy_that_loads_or_a_learn_error(rows: list) -> None:
+    rec = Recording()
+    for method, path, body, status, set_cookie, answer in rows:
+        rec.add(
+            method,
+            path,
+            status,
+            cookie="SID=a",
+            headers=(FORM,) if body else (),
+            body=body,
+            answer=answer,
+            set_cookies=(set_cookie,) if set_cookie else (),
+            location="/login" if status == 302 else "",
+        )
+    try:
+        learned = learn(rec.exchanges)
+    except LearnError:
+        return
+    parse_policy(learned.policy)  # what it writes, the loader takes
