@@ -63,6 +63,7 @@ SKIPPED_HEADERS = {
     "upgrade-insecure-requests", "priority", "dnt",
 }  # fmt: skip
 MARKER_MAX = 60
+MULTIPART_FIELD = re.compile(r'Content-Disposition: form-data; name="([^"]+)"\r?\n\r?\n([^\r\n]*)', re.I)
 
 
 class LearnError(ValueError):
@@ -128,6 +129,8 @@ class Exchange:
             return [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
         if kind in ("application/x-www-form-urlencoded", "") and self.request_body:
             return parse_qsl(text, keep_blank_values=True)
+        if kind == "multipart/form-data":  # the simple fields (file parts left out)
+            return MULTIPART_FIELD.findall(text)
         return None
 
 
@@ -657,8 +660,8 @@ def learn(exchanges: Sequence[Exchange], application: str = "", now: float | Non
         logout_data["body"] = template(
             logout.request_body.decode("utf-8", "replace"), tokens, encode=kind != "application/json"
         )
-        if kind and kind != "application/x-www-form-urlencoded":
-            logout_data["content_type"] = kind
+        if kind and kind != "application/x-www-form-urlencoded":  # as sent (a multipart boundary too)
+            logout_data["content_type"] = logout.request_header("content-type")
     if logout.status is not None and 100 <= logout.status < 400:
         logout_data["expect_status"] = [logout.status]
     location = _location_path(logout)

@@ -399,3 +399,22 @@ def test_any_recording_gives_a_policy_that_loads_or_a_learn_error(rows: list) ->
     except LearnError:
         return
     parse_policy(learned.policy)  # what it writes, the loader takes
+
+
+def test_a_multipart_logout_form() -> None:
+    rec = server_session()
+    old = rec.exchanges[3]
+    body = b'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\nTOKEN-after-login-1234\r\n--b--\r\n'
+    rec.exchanges[3] = Exchange(
+        4,
+        "POST",
+        "/logout",
+        (("Content-Type", "multipart/form-data; boundary=b"), ("Cookie", "SID=auth0002")),
+        body,
+        302,
+        old.response_headers,
+    )
+    logout = learn(rec.exchanges).policy["logout"]
+    assert logout["steps"][0]["take"] == {"csrf": {"form_field": "csrf", "form_action": "/logout"}}
+    assert "TOKEN" not in logout["body"] and "{token:csrf}" in logout["body"]
+    assert logout["content_type"] == "multipart/form-data; boundary=b"
