@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import yaml
 from mitmproxy.exceptions import FlowReadException
 
 from . import __version__, logout_check, quickstart, what_if_report
@@ -232,6 +233,58 @@ def add_policy(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=cmd_policy_lint)
 
 
+# -- learn ----------------------------------------------------------------------------------------
+def cmd_learn(args: argparse.Namespace) -> int:
+    """Read a recorded session, learn its policy, check it with the policy loader, write it."""
+    from mitmproxy import http, io
+
+    from . import policy_learner
+    from .policy import parse_policy
+    from .progress import ByteProgress
+
+    path = Path(existing_paths([args.flows], "flows file")[0])
+    exchanges: list[policy_learner.Exchange] = []
+    with path.open("rb") as fh, ByteProgress(f"reading {path.name}", path.stat().st_size) as bar:
+        try:
+            for flow in io.FlowReader(fh).stream():
+                bar.at(fh.tell())
+                if isinstance(flow, http.HTTPFlow):
+                    exchanges.append(policy_learner.exchange_of(len(exchanges) + 1, flow))
+        except FlowReadException as exc:
+            raise CliError(f"{path}: not a mitmproxy flow file ({exc})") from None
+    if not exchanges:
+        raise CliError(f"{path}: no HTTP flows in it (record with mitmdump -w FILE)")
+    try:
+        learned = policy_learner.learn(exchanges, args.application or f"learned from {path.name}")
+    except policy_learner.LearnError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    text = policy_learner.to_yaml(learned, path.name)
+    parse_policy(yaml.safe_load(text), args.output or "(learned policy)")  # PolicyError: a learner defect
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        for note in learned.notes:
+            print(f"  {note}", file=sys.stderr)
+        print(f"wrote {args.output} (check it: logoutguard policy lint {args.output})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_learn(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "learn",
+        help="write a policy from a recorded session (log in, browse, log out; recorded with mitmdump -w)",
+        description="Read FLOWS (a session recorded through mitmproxy: log in, browse, log out, then open a "
+        "login-only page once more) and write the policy it shows: session and remember-me cookies, the "
+        "logout recipe with the source of its token, the check page and how to tell logged in from out. "
+        "Exit 2 with one line when the recording shows no login or no logout.",
+    )
+    p.add_argument("flows", metavar="FLOWS.mitm", help="the recorded flows (mitmdump -w FLOWS.mitm)")
+    p.add_argument("-o", "--output", metavar="POLICY.yaml", help="write the policy here (default: stdout)")
+    p.add_argument("--application", help="the policy's application name (default: learned from FLOWS)")
+    p.set_defaults(func=cmd_learn)
+
+
 # -- the rest ---------------------------------------------------------------------------------------
 def cmd_demo_app(args: argparse.Namespace) -> int:
     from .demo.app import serve  # only this command needs the demo app
@@ -305,6 +358,7 @@ COMMANDS: list[Adder] = [
     add_rules,
     add_scan,
     add_policy,
+    add_learn,
     add_demo_app,
     add_crs,
     logout_check.add_parser,

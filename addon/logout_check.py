@@ -1,8 +1,12 @@
 """The `logoutguard audit-logout` check: does the application's logout really kill the session on the server?
 
-Log in, remember the session cookie, confirm it opens a protected page, log out, then replay the
-OLD cookie on that page. Only the standard library's http.client speaks HTTP here, and redirects
-are never followed: a 302 to the login page is the answer we are looking for.
+Open the login page (keeping the cookies it sets: a pre-login session, a CSRF cookie), log in with
+the login form's CSRF token, remember the session cookie, confirm it opens a protected page, log out
+(with the logout form's token when the application asks for one), then replay the OLD cookie on that
+page. Tokens are taken with the logout recipe's own extraction (logout_recipe.take_token): a form
+field, a cookie the application set, a meta tag, a header, a JSON field or a regex. Only the standard
+library's http.client speaks HTTP here, and redirects are never followed: a 302 to the login page is
+the answer we are looking for.
 Exit status: 0 the session was invalidated, 1 the old session still works, 2 the check could not run.
 """
 
@@ -13,20 +17,57 @@ import base64
 import hashlib
 import http.client
 import json
+import re
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
-from .policy import PLACEHOLDER, TemplateValueError, render
+from .logout_recipe import CookieJar, parse_page, take_token
+from .policy import PLACEHOLDER, SourceKind, TemplateValueError, TokenSource, render
 from .sessions.cookies import SessionCookieMatcher, ending_reason, parse_set_cookie
+from .upstream_http import Delivery
 
 INVALIDATED, STILL_VALID, ERROR = "invalidated", "still-valid", "error"
 EXIT_STATUS = {INVALIDATED: 0, STILL_VALID: 1, ERROR: 2}
 FORM_PLACEHOLDERS = ("cookie", "session_cookie", "authorization")
 USER_AGENT = "logoutguard-audit-logout/1"
 BODY_KEPT = 64 * 1024
+TOKEN_FIELD = re.compile(r"(?i)csrf|xsrf|token|nonce|authenticity")  # hidden fields sent back unasked
+
+
+@dataclass(frozen=True)
+class FormToken:
+    """A form field whose value is a token the application issued: FIELD, or FIELD=KIND:NAME."""
+
+    field: str
+    source: TokenSource | None = None  # None: the input FIELD of the page's form
+
+
+def parse_token(option: str, text: str) -> FormToken:
+    """`csrf` or `csrf=meta:csrf-token` (KIND: cookie, form_field, meta, header, json, regex)."""
+    name, sep, spec = text.partition("=")
+    if not name or any(c in name for c in "&= \r\n"):
+        raise LogoutCheckError(f"{option} {text!r}: expected FIELD or FIELD=KIND:NAME")
+    if not sep:
+        return FormToken(name)
+    kind, colon, source = spec.partition(":")
+    kinds = [k.value for k in SourceKind]
+    if not colon or kind not in kinds or not source:
+        raise LogoutCheckError(
+            f"{option} {text!r}: expected FIELD=KIND:NAME with KIND one of {', '.join(kinds)}"
+        )
+    if kind == "regex":
+        try:
+            if re.compile(source).groups < 1:
+                raise LogoutCheckError(
+                    f"{option} {text!r}: the regex needs a group (the token is its first group)"
+                )
+        except re.error as exc:
+            raise LogoutCheckError(f"{option} {text!r}: bad regex: {exc}") from None
+    return FormToken(name, TokenSource(SourceKind(kind), source))
 
 
 class LogoutCheckError(Exception):
@@ -59,9 +100,13 @@ class Config:
     username_field: str = "username"
     password_field: str = "password"
     login_path: str = "/login"
+    login_page: str | None = None  # the page with the login form, fetched first (None: login_path)
+    login_tokens: tuple[FormToken, ...] = ()  # empty: the login form's fields named like a token
     logout_method: str = "GET"
     logout_path: str = "/logout"
     logout_form: str | None = None
+    logout_page: str | None = None  # the page with the logout form (None: check_path)
+    logout_tokens: tuple[FormToken, ...] = ()  # empty: the logout form's fields named like a token
     check_path: str = "/account"
     cookie_name: str | None = None
     alive_status: tuple[int, ...] = (200,)
@@ -81,6 +126,12 @@ class Reply:
 
     def set_cookies(self) -> list[str]:
         return [v for k, v in self.headers if k.lower() == "set-cookie"]
+
+    def delivery(self) -> Delivery:
+        """As the logout recipe sees an answer (for its token extraction)."""
+        return Delivery(
+            self.status, set_cookies=self.set_cookies(), headers=list(self.headers), body=self.body
+        )
 
 
 @dataclass
@@ -207,6 +258,39 @@ def describe(reply: Reply, config: Config) -> str:
     return "not logged in"
 
 
+def _form_action(page_path: str, action: str) -> str:
+    return urlsplit(urljoin(page_path, action)).path
+
+
+def take_tokens(
+    reply: Reply, page_path: str, wanted: tuple[FormToken, ...], form: Callable[[str, dict[str, str]], bool]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (field, token) pairs to send from the application's answer `reply` to GET `page_path`, and the
+    fields not found. `wanted` empty: every field named like a token (csrf, xsrf, token, ...) of the first
+    form `form(action path, fields)` accepts. Every token is taken with the recipe's extraction."""
+    jar = CookieJar({})
+    jar.update(reply.set_cookies())
+    answer = reply.delivery()
+    if not wanted:
+        for action, fields in parse_page(reply.body).forms:
+            if form(_form_action(page_path, action), fields):
+                wanted = tuple(
+                    FormToken(name, TokenSource(SourceKind.FORM_FIELD, name, urlsplit(action).path or None))
+                    for name in fields
+                    if TOKEN_FIELD.search(name)
+                )
+                break
+    found, missing = [], []
+    for token in wanted:
+        source = token.source or TokenSource(SourceKind.FORM_FIELD, token.field)
+        value = take_token(source, answer, jar)
+        if value is None:
+            missing.append(token.field)
+        else:
+            found.append((token.field, value))
+    return found, missing
+
+
 # -- HTTP ---------------------------------------------------------------------------------------
 def send(
     config: Config, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
@@ -254,19 +338,51 @@ def log_in(config: Config, result: Result, jar: dict[str, str]) -> str:
         if reply.status in (401, 403):
             raise LogoutCheckError(f"login failed: HTTP Basic as {config.basic[0]!r} answered {reply.status}")
         return _remember(result, jar, name)
+    page_path = config.login_page or config.login_path
+    page = send(config, "GET", page_path)
+    update_jar(jar, page.set_cookies())
+
+    def login_form(action: str, fields: dict[str, str]) -> bool:
+        return config.password_field in fields or action == config.login_path
+
+    tokens, missing = take_tokens(page, page_path, config.login_tokens, login_form)
+    note = f"kept cookie(s) {', '.join(jar)}" if jar else "no cookie"
+    note += f"; token(s) {', '.join(f for f, _ in tokens)}" if tokens else "; no token in its login form"
+    record(result, "page", "GET", page_path, page, note)
+    if missing:
+        raise LogoutCheckError(
+            f"login: the token field(s) {', '.join(missing)} are not in GET {page_path} ({page.status}); "
+            "name the page with the login form with --login-page, or the source with --login-token FIELD=KIND:NAME"
+        )
     form = urlencode(
-        {config.username_field: config.username or "", config.password_field: config.password or ""}
+        [
+            *tokens,
+            (config.username_field, config.username or ""),
+            (config.password_field, config.password or ""),
+        ]
     )
-    reply = send(
-        config,
-        "POST",
-        config.login_path,
-        {"Content-Type": "application/x-www-form-urlencoded"},
-        form.encode("utf-8"),
-    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if jar:
+        headers["Cookie"] = cookie_header(jar)
+    reply = send(config, "POST", config.login_path, headers, form.encode("utf-8"))
+    before = dict(jar)
     update_jar(jar, reply.set_cookies())
     name = find_session_cookie(reply.set_cookies(), config.cookie_name)
-    record(result, "login", "POST", config.login_path, reply, f"{config.username_field}={config.username}")
+    fixed = None
+    if name is None and reply.status < 400:  # not rotated at the login: the one the login page issued
+        fixed = find_session_cookie([f"{k}={v}" for k, v in before.items()], config.cookie_name)
+    record(
+        result,
+        "login",
+        "POST",
+        config.login_path,
+        reply,
+        f"{config.username_field}={config.username}"
+        + (f" with {', '.join(f for f, _ in tokens)}" if tokens else ""),
+    )
+    if fixed is not None:
+        result.steps[-1].note += f"; the login kept the {fixed} cookie of the login page (not rotated)"
+        name = fixed
     return _remember(result, jar, name)
 
 
@@ -310,9 +426,9 @@ def _check(config: Config, result: Result) -> None:
         )
     jar: dict[str, str] = {}
     name = log_in(config, result, jar)
-    confirm_session(config, result, jar, name)
+    page = confirm_session(config, result, jar, name)
     old_id = jar[name]  # after the confirm step, in case the application rotated the ID
-    logout = send_logout(config, result, jar, name)
+    logout = send_logout(config, result, jar, name, page)
     replay = send(config, "GET", config.check_path, {"Cookie": f"{name}={old_id}"})
     record(
         result,
@@ -325,8 +441,8 @@ def _check(config: Config, result: Result) -> None:
     conclude(config, result, name, logout, replay)
 
 
-def confirm_session(config: Config, result: Result, jar: dict[str, str], name: str) -> None:
-    """The new session must open the check path, or there is nothing to audit."""
+def confirm_session(config: Config, result: Result, jar: dict[str, str], name: str) -> Reply:
+    """The new session must open the check path, or there is nothing to audit; returns its answer."""
     confirm = send(config, "GET", config.check_path, {"Cookie": cookie_header(jar)})
     update_jar(jar, confirm.set_cookies())
     record(
@@ -340,6 +456,7 @@ def confirm_session(config: Config, result: Result, jar: dict[str, str], name: s
         )
     if name not in jar:
         raise LogoutCheckError(f"{config.check_path} deleted the {name} cookie right after the login")
+    return confirm
 
 
 def conclude(config: Config, result: Result, name: str, logout: Reply, replay: Reply) -> None:
@@ -366,8 +483,34 @@ def conclude(config: Config, result: Result, name: str, logout: Reply, replay: R
         )
 
 
-def send_logout(config: Config, result: Result, jar: dict[str, str], name: str) -> Reply:
-    """Send the logout (GET, or a method with a form rendered from the jar) with the session."""
+def logout_tokens(
+    config: Config, result: Result, jar: dict[str, str], page: Reply | None
+) -> list[tuple[str, str]]:
+    """The logout form's tokens, from the logout page fetched with the session (`page`: the check page's
+    answer, when the logout page is the check page). Explicit --logout-token fields must be found."""
+    path = config.logout_page or config.check_path
+    if page is None or config.logout_page not in (None, config.check_path):
+        page = send(config, "GET", path, {"Cookie": cookie_header(jar)})
+        update_jar(jar, page.set_cookies())
+        record(result, "page", "GET", path, page, "with the session: the logout form")
+
+    def logout_form(action: str, fields: dict[str, str]) -> bool:
+        return action == config.logout_path
+
+    tokens, missing = take_tokens(page, path, config.logout_tokens, logout_form)
+    if missing:
+        raise LogoutCheckError(
+            f"logout: the token field(s) {', '.join(missing)} are not in GET {path} ({page.status}); name the "
+            "page with the logout form with --logout-page, or the source with --logout-token FIELD=KIND:NAME"
+        )
+    return tokens
+
+
+def send_logout(
+    config: Config, result: Result, jar: dict[str, str], name: str, page: Reply | None = None
+) -> Reply:
+    """Send the logout (GET, or a method with a form rendered from the jar and the logout form's tokens)
+    with the session; `page`: the check page's answer with the session (where the logout form may be)."""
     headers = {"Cookie": cookie_header(jar)}
     if config.basic is not None:
         headers["Authorization"] = basic_header(*config.basic)
@@ -387,6 +530,15 @@ def send_logout(config: Config, result: Result, jar: dict[str, str], name: str) 
             raise LogoutCheckError(f"--logout-form: {exc}") from None
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         note = f"form {config.logout_form!r}; "
+    # The logout form's tokens: asked for (--logout-token), or found in the form unless --logout-form
+    # says what the body is.
+    if config.logout_method not in ("GET", "HEAD") and (config.logout_form is None or config.logout_tokens):
+        tokens = logout_tokens(config, result, jar, page)
+        if tokens:
+            extra = urlencode(tokens).encode("utf-8")
+            body = body + b"&" + extra if body else extra
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            note += f"token(s) {', '.join(f for f, _ in tokens)}; "
     old_id = jar[name]
     reply = send(config, config.logout_method, config.logout_path, headers, body)
     update_jar(jar, reply.set_cookies())
@@ -448,9 +600,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         username_field=args.username_field,
         password_field=args.password_field,
         login_path=_path("--login-path", args.login_path),
+        login_page=_path("--login-page", args.login_page) if args.login_page else None,
+        login_tokens=tuple(parse_token("--login-token", t) for t in args.login_token or ()),
         logout_method=method,
         logout_path=_path("--logout-path", args.logout_path),
         logout_form=args.logout_form,
+        logout_page=_path("--logout-page", args.logout_page) if args.logout_page else None,
+        logout_tokens=tuple(parse_token("--logout-token", t) for t in args.logout_token or ()),
         check_path=_path("--check-path", args.check_path),
         cookie_name=args.cookie_name,
         alive_status=alive,
@@ -498,6 +654,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     login.add_argument("--password", help="password for the login form")
     login.add_argument("--basic", metavar="USER:PASSWORD", help="log in with HTTP Basic instead of a form")
     login.add_argument("--login-path", default="/login", help="where the login form posts (default: /login)")
+    login.add_argument(
+        "--login-page",
+        metavar="PATH",
+        help="the page with the login form, fetched first: its cookies are kept (a pre-login session, a CSRF "
+        "cookie) and its token sent with the login (default: --login-path)",
+    )
+    login.add_argument(
+        "--login-token",
+        action="append",
+        metavar="FIELD[=KIND:NAME]",
+        help="send FIELD with the token the login page issues: its form field FIELD, or KIND:NAME with KIND "
+        "cookie, form_field, meta, header, json or regex (repeatable; default: the login form's fields named "
+        "like a token: csrf, xsrf, token, ...)",
+    )
     login.add_argument("--username-field", default="username", help="form field of the user name")
     login.add_argument("--password-field", default="password", help="form field of the password")
     login.add_argument(
@@ -510,6 +680,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--logout-path", default="/logout", help="path and query of the logout (default: /logout)"
     )
     logout.add_argument("--logout-method", default="GET", help="HTTP method of the logout (default: GET)")
+    logout.add_argument(
+        "--logout-page",
+        metavar="PATH",
+        help="the page (fetched with the session) whose logout form carries the token (default: --check-path)",
+    )
+    logout.add_argument(
+        "--logout-token",
+        action="append",
+        metavar="FIELD[=KIND:NAME]",
+        help="send FIELD with the token the logout page issues, as --login-token (repeatable; default, "
+        "without --logout-form: the fields named like a token of the form whose action is --logout-path)",
+    )
     logout.add_argument(
         "--logout-form",
         metavar="TEMPLATE",

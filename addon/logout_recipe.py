@@ -92,7 +92,8 @@ class _PageParser(HTMLParser):
             self._in_form = False
 
 
-def _page(body: bytes) -> _PageParser:
+def parse_page(body: bytes) -> _PageParser:
+    """The forms (action, named inputs), inputs outside any form and meta tags of an HTML page."""
     parser = _PageParser()
     try:
         parser.feed(body.decode("utf-8", "replace"))
@@ -105,17 +106,17 @@ def _page(body: bytes) -> _PageParser:
 def form_field(body: bytes, name: str, form_action: str | None = None) -> str | None:
     """The value of the input `name` in the page's forms (the first form whose action has the path
     `form_action`, when given), else of an input outside any form; None when there is none."""
-    page = _page(body)
-    for action, fields in page.forms:
+    parsed = parse_page(body)
+    for action, fields in parsed.forms:
         if form_action is not None and urlsplit(action).path.split(";", 1)[0] != form_action:
             continue
         if name in fields:
             return fields[name]
-    return page.loose.get(name) if form_action is None else None
+    return parsed.loose.get(name) if form_action is None else None
 
 
 def meta_content(body: bytes, name: str) -> str | None:
-    return _page(body).meta.get(name.lower())
+    return parse_page(body).meta.get(name.lower())
 
 
 def json_field(body: bytes, path: str) -> str | None:

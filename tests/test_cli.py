@@ -81,6 +81,7 @@ def test_every_sub_command_is_there() -> None:
         "demo-app",
         "crs",
         "audit-logout",
+        "learn",
         "quickstart",
         "run",
         "addon-path",
@@ -152,6 +153,70 @@ def test_policy_lint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 # -- bad input: problems, then one line, exit status 2 ---------------------------------------------
+Recorded = tuple[str, str, bytes, int, list[tuple[bytes, bytes]], bytes]
+
+
+def write_flows(path: Path, exchanges: list[Recorded], cookie: bytes = b"") -> None:
+    """A flows file as mitmdump -w writes one: (method, path, request body, status, answer headers, body)."""
+    from mitmproxy import io
+    from mitmproxy.test import tflow
+
+    with path.open("wb") as fh:
+        writer = io.FlowWriter(fh)
+        for method, where, body, status, headers, answer in exchanges:
+            flow = tflow.tflow(resp=True)
+            flow.request.method, flow.request.path, flow.request.content = method, where, body
+            if body:
+                flow.request.headers["Content-Type"] = "application/x-www-form-urlencoded"
+            if cookie:
+                flow.request.headers["Cookie"] = cookie.decode()
+            flow.response.status_code, flow.response.content = status, answer
+            for name, value in headers:
+                flow.response.headers.add(name.decode(), value.decode())
+            writer.add(flow)
+
+
+def test_learn_writes_a_policy_the_loader_takes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flows, policy = tmp_path / "session.mitm", tmp_path / "learned.yaml"
+    gone = b"SID=; Max-Age=0; Path=/"
+    account = (
+        b"<p>Signed in as alice</p><form method=post action=/logout><input name=csrf value=tok-123456789>"
+    )
+    write_flows(
+        flows,
+        [
+            (
+                "POST",
+                "/login",
+                b"username=alice&password=x",
+                302,
+                [(b"Set-Cookie", b"SID=s1"), (b"Location", b"/a")],
+                b"",
+            ),
+            ("GET", "/a", b"", 200, [], account),
+            (
+                "POST",
+                "/logout",
+                b"csrf=tok-123456789",
+                302,
+                [(b"Set-Cookie", gone), (b"Location", b"/login")],
+                b"",
+            ),
+            ("GET", "/a", b"", 302, [(b"Location", b"/login")], b""),
+        ],
+        cookie=b"SID=s1",
+    )
+    assert main(["learn", str(flows), "-o", str(policy)]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {policy}" in err and "token csrf (body field csrf): form_field 'csrf' of GET /a" in err
+    assert main(["policy", "lint", str(policy)]) == 0
+    assert capsys.readouterr().out == f"ok: {policy} (learned from session.mitm)\n"
+    assert main(["learn", str(flows), "--application", "shop"]) == 0  # no -o: the policy on stdout
+    out = capsys.readouterr().out
+    assert out.startswith("# LogoutGuard policy learned from session.mitm") and "application: shop" in out
+    assert "body: csrf={token:csrf}" in out
+
+
 def prepare(tmp_path: Path) -> None:
     """The input files of the bad-input cases."""
     good_request = tmp_path / "request.txt"
@@ -160,6 +225,7 @@ def prepare(tmp_path: Path) -> None:
     (tmp_path / "bad-rules").mkdir()
     (tmp_path / "bad-rules" / "r.yaml").write_text(RULES.replace("    msg: union select\n", ""))
     (tmp_path / "exclusions.yaml").write_text("exclusions: [{rules: [1]}]\n")
+    write_flows(tmp_path / "no-login.mitm", [("GET", "/", b"", 200, [], b"home")])
 
 
 def bad_input(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
@@ -204,6 +270,18 @@ def bad_input(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         "policy lint missing": (
             ["policy", "lint", missing],
             [f"logoutguard policy: policy file {missing}: no such file or folder"],
+        ),
+        "learn missing": (
+            ["learn", missing],
+            [f"logoutguard learn: flows file {missing}: no such file or folder"],
+        ),
+        "learn not flows": (
+            ["learn", str(tmp_path / "not-http.txt")],
+            [f"logoutguard learn: {tmp_path / 'not-http.txt'}: not a mitmproxy flow file"],
+        ),
+        "learn no login": (
+            ["learn", str(tmp_path / "no-login.mitm")],
+            [f"logoutguard learn: {tmp_path / 'no-login.mitm'}: no login in the recording"],
         ),
         "crs report missing": (
             ["crs", "report", missing],

@@ -7,19 +7,27 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from frameworks.apps import PROFILES
+from frameworks.fixtures import AppPool, framework_apps  # noqa: F401  (the fixture)
+from frameworks.profile import USER
 
 from logoutguard.cli import main
 from logoutguard.demo.app import DemoApp
 from logoutguard.logout_check import (
+    FormToken,
     LogoutCheckError,
+    Reply,
     Target,
     check_form_template,
     find_session_cookie,
     missing_cookies,
     parse_basic,
     parse_target,
+    parse_token,
+    take_tokens,
     update_jar,
 )
+from logoutguard.policy import SourceKind, TokenSource
 from procs import BIN, free_port
 
 GET_LOGOUT = ["--logout-path", "/attack?Logout=true"]
@@ -154,13 +162,155 @@ def test_check_form_template_and_missing_cookies() -> None:
     assert missing_cookies(template, {"csrftoken": "t"}) == ["xsrf"]
 
 
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [
+        ("csrf", FormToken("csrf")),
+        ("csrf=meta:csrf-token", FormToken("csrf", TokenSource(SourceKind.META, "csrf-token"))),
+        ("_token=cookie:XSRF-TOKEN", FormToken("_token", TokenSource(SourceKind.COOKIE, "XSRF-TOKEN"))),
+        ("t=regex:token=(\\w+)", FormToken("t", TokenSource(SourceKind.REGEX, "token=(\\w+)"))),
+    ],
+)
+def test_parse_token(text: str, token: FormToken) -> None:
+    assert parse_token("--login-token", text) == token
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "expected FIELD or FIELD=KIND:NAME"),
+        ("a=b", "KIND one of cookie, form_field, meta, header, json, regex"),
+        ("a=nope:x", "KIND one of"),
+        ("a=regex:(", "bad regex"),
+        ("a=regex:x", "needs a group"),
+    ],
+)
+def test_parse_token_refuses(text: str, reason: str) -> None:
+    with pytest.raises(LogoutCheckError, match=reason):
+        parse_token("--login-token", text)
+
+
+LOGIN_PAGE = (
+    b'<form action="/other"><input name="csrf" value="wrong"></form>'
+    b'<form method="post"><input type="hidden" name="csrfmiddlewaretoken" value="T1">'
+    b'<input name="username"><input type="password" name="password"><input name="next" value="/"></form>'
+    b'<meta name="csrf-token" content="M1">'
+)
+
+
+def test_take_tokens_from_the_login_form_or_as_asked() -> None:
+    reply = Reply(200, (("Set-Cookie", "XSRF=C1; Path=/"),), LOGIN_PAGE)
+
+    def login_form(action: str, fields: dict[str, str]) -> bool:
+        return "password" in fields
+
+    # Unasked: the fields named like a token of the login form (not the other form's, not `next`).
+    assert take_tokens(reply, "/login", (), login_form) == ([("csrfmiddlewaretoken", "T1")], [])
+    asked = (
+        parse_token("-", "a=meta:csrf-token"),
+        parse_token("-", "b=cookie:XSRF"),
+        parse_token("-", 'c=regex:name="csrfmiddlewaretoken" value="(\\w+)'),
+        FormToken("missing"),
+    )
+    assert take_tokens(reply, "/login", asked, login_form) == (
+        [("a", "M1"), ("b", "C1"), ("c", "T1")],
+        ["missing"],
+    )
+
+
+# -- against the real framework apps (issue 10 item 10: login forms with CSRF tokens, pre-login cookies) --
+def framework_audit(name: str, apps: AppPool, *extra: str) -> tuple[int, dict]:
+    profile = PROFILES[name]
+    app = apps.get(name)
+    args = [
+        "audit-logout",
+        app.url,
+        "--username",
+        USER.username,
+        "--password",
+        USER.password,
+        "--login-page",
+        profile.login.page,
+        "--login-path",
+        profile.login.page,
+        "--logout-method",
+        profile.logout.method,
+        "--logout-path",
+        profile.logout.path,
+        "--check-path",
+        profile.logged_in.path,
+        "--alive-text",
+        str(profile.logged_in.marker),
+        "--json",
+        *extra,
+    ]
+    status = main(args)
+    return status, app
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("django", "invalidated"),
+        ("django-csrf-sessions", "invalidated"),
+        ("express", "invalidated"),
+        ("php", "invalidated"),
+        ("flask", "still-valid"),  # the signed cookie is the session: the old one still works (true)
+    ],
+)
+def test_login_forms_with_csrf_tokens_on_real_frameworks(
+    framework_apps: AppPool,  # noqa: F811
+    name: str,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The login page first (its cookies kept: a pre-login session, Django's csrftoken), the login form's
+    token sent with the login, the logout form's token with the logout: the check completes, and its
+    verdict is what the app's own store shows."""
+    profile = PROFILES[name]
+    status, app = framework_audit(name, framework_apps)
+    result = json.loads(capsys.readouterr().out)
+    assert result["verdict"] == expected, result
+    steps = {step["name"]: step for step in result["steps"]}
+    field = str(profile.csrf.form_field)
+    assert steps["page"]["note"].endswith(f"token(s) {field}"), steps["page"]
+    assert f"with {field}" in steps["login"]["note"] and steps["logout"]["note"].startswith(
+        f"token(s) {field}"
+    )
+    assert status == (0 if expected == "invalidated" else 1)
+    if profile.store is not None:  # the app's own store: no session of the user left
+        assert not any(s.user == USER.username for s in app.sessions().values())
+
+
+def test_a_token_that_is_not_there_is_named(
+    framework_apps: AppPool,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, _ = framework_audit("express", framework_apps, "--login-token", "_csrf=meta:csrf-token")
+    assert status == 2
+    result = json.loads(capsys.readouterr().out)
+    assert result["message"].startswith("login: the token field(s) _csrf are not in GET /login (200)")
+
+
+def test_without_the_token_the_login_is_refused(
+    framework_apps: AppPool,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the login page's token is for: the same login, with a token the page did not issue, fails."""
+    status, _ = framework_audit(
+        "django", framework_apps, "--login-token", 'csrfmiddlewaretoken=regex:name="(csrfmiddlewaretoken)"'
+    )
+    assert status == 2
+    assert json.loads(capsys.readouterr().out)["message"].startswith("login failed")
+
+
 # -- against the demo app -----------------------------------------------------------------------------
 @pytest.mark.parametrize("logout", [GET_LOGOUT, POST_LOGOUT], ids=["GET", "POST+CSRF"])
 def test_correct_logout_passes(app: DemoApp, logout: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = audit(app.url, *GUEST, *logout, capsys=capsys)
     assert status == 0, out
     assert "verdict: PASS (session invalidated)" in out
-    assert "5. replay" in out and "302 -> /login" in out
+    assert "6. replay" in out and "302 -> /login" in out
     assert app.session_count() == 0  # the one session the audit made is gone
 
 
@@ -245,8 +395,15 @@ def test_json_names_the_verdict_and_keeps_the_id_secret(
     assert status == 1
     assert result["verdict"] == "still-valid" and result["exit_status"] == 1
     assert result["session_cookie"] == "JSESSIONID" and result["logout_replaced_cookie"] is True
-    assert [s["name"] for s in result["steps"]] == ["anonymous", "login", "confirm", "logout", "replay"]
-    assert [s["status"] for s in result["steps"]] == [302, 302, 200, 200, 200]
+    steps = [(s["name"], s["status"]) for s in result["steps"]]
+    assert steps == [
+        ("anonymous", 302),
+        ("page", 200),  # the login page first (its cookies kept, its form's token sent)
+        ("login", 302),
+        ("confirm", 200),
+        ("logout", 200),
+        ("replay", 200),
+    ]
     assert len(result["session_id_sha256"]) == 16
     assert "JSESSIONID=" not in out and "csrftoken=" not in out  # no cookie value is printed
 

@@ -19,7 +19,11 @@ cookie alone, the session ID in the URL path), one scenario:
   8. pre-login denied (apps that issue a session before login): an attack on that anonymous session
      is denied, not logged out, and the anonymous session is still in the app's store.
 
-Run by hand (prints the table): `cd tests && ../.venv/bin/python -m e2e.framework_logout [APP...]`.
+Each scenario runs twice: with the hand-written policy (tests/frameworks/policies) and with the policy
+`logoutguard learn` wrote from a session recorded through real `mitmdump -w` in front of the app
+(frameworks/record.py: log in, browse, log out); the second table puts the two side by side.
+
+Run by hand (prints the tables): `cd tests && ../.venv/bin/python -m e2e.framework_logout [APP...]`.
 The test (tests/e2e/test_framework_logout.py) runs the same scenarios and asserts every cell.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -40,9 +45,10 @@ import httpx
 from frameworks.apps import NAMES, start_app
 from frameworks.client import AppClient, matches
 from frameworks.profile import AppProfile
+from frameworks.record import record_session
 from frameworks.running import NoServerStore, RunningApp
 
-from procs import Mitmdump, start_mitmdump
+from procs import Mitmdump, start_mitmdump, tool
 
 POLICIES = Path(__file__).resolve().parent.parent / "frameworks" / "policies"
 XSS_QUERY = "?q=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E"
@@ -52,6 +58,23 @@ CROSS_SITE = {
     "Referer": "https://evil.example/",
 }
 GARBLED = "garbled-0000000000000000000000000000"
+HAND, LEARNED = "hand", "learned"
+KINDS = (HAND, LEARNED)
+
+
+def learned_policy(app: RunningApp, folder: Path) -> Path:
+    """Record a session with `app` through real `mitmdump -w`, then `logoutguard learn` it into a policy
+    file (the command a user runs; it checks the policy with the loader) and lint it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flows = record_session(app, folder / f"{app.profile.name}.mitm", folder / "recorder")
+    policy = folder / f"{app.profile.name}.learned.yaml"
+    for args in (["learn", str(flows), "-o", str(policy)], ["policy", "lint", str(policy)]):
+        done = subprocess.run(
+            [str(tool("logoutguard")), *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"logoutguard {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,7 @@ class Row:
 
     app: str
     variant: str
+    policy: str = HAND
     ended_at_app: bool | None = None
     old_refused: bool = False
     relogin: bool = False
@@ -130,12 +154,22 @@ class Row:
 class Stand:
     """One framework app and a mitmdump (enforce mode, the app's policy) in front of it."""
 
-    def __init__(self, app: RunningApp, folder: Path, builtin: bool = False) -> None:
-        """`builtin`: no policy file (the built-in defaults) instead of the app's policy."""
+    def __init__(
+        self,
+        app: RunningApp,
+        folder: Path,
+        builtin: bool = False,
+        policy: Path | None = None,
+        kind: str = HAND,
+    ) -> None:
+        """`builtin`: no policy file (the built-in defaults) instead of the app's policy; `policy`: this
+        file instead of the hand-written one (`kind` says which it is, for the table)."""
+        folder.mkdir(parents=True, exist_ok=True)
         self.app = app
         self.folder = folder
+        self.kind = kind
         self.audit = folder / "audit.jsonl"
-        self.policy = "" if builtin else POLICIES / f"{app.profile.name}.yaml"
+        self.policy = "" if builtin else policy or POLICIES / f"{app.profile.name}.yaml"
         self.proxy: Mitmdump = start_mitmdump(
             app.url,
             folder,
@@ -144,6 +178,17 @@ class Stand:
             f"guard_audit_log={self.audit}",
             "guard_mode=enforce",
         )
+        try:
+            self.warm_up()
+        except Exception:
+            self.proxy.stop()
+            raise
+
+    def warm_up(self) -> None:
+        """One anonymous visit of the public page through the new proxy before any scenario, allowed as
+        long as a busy machine needs: the proxy listens before it has answered once, and the scripted
+        browsers' own timeout is for the scenarios."""
+        httpx.get(self.proxy.url + self.app.profile.public_path, timeout=180)
 
     def stop(self) -> None:
         self.proxy.stop()
@@ -171,7 +216,7 @@ class Stand:
     # -- the scenario ----------------------------------------------------------------------------
     def run(self, variant: Variant) -> Row:
         profile = self.app.profile
-        row = Row(profile.name, variant.name)
+        row = Row(profile.name, variant.name, self.kind)
         victim = self.browser()
         victim.login()
         sid = victim.session_id()
@@ -302,14 +347,18 @@ class Stand:
         return ok
 
 
-def run_app(name: str, folder: Path) -> list[Row]:
-    """Start the app and its proxy, run every variant, stop both."""
+def run_app(name: str, folder: Path, kinds: tuple[str, ...] = KINDS) -> list[Row]:
+    """Start the app; for each kind of policy a proxy in front of it, every variant; stop them."""
+    rows: list[Row] = []
     with start_app(name, folder / "app") as app:
-        stand = Stand(app, folder)
-        try:
-            return [stand.run(variant) for variant in variants(app.profile)]
-        finally:
-            stand.stop()
+        for kind in kinds:
+            policy = learned_policy(app, folder / "learn") if kind == LEARNED else None
+            stand = Stand(app, folder / kind, policy=policy, kind=kind)
+            try:
+                rows += [stand.run(variant) for variant in variants(app.profile)]
+            finally:
+                stand.stop()
+    return rows
 
 
 def mark(cell: bool | None) -> str:
@@ -318,12 +367,35 @@ def mark(cell: bool | None) -> str:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| app | attacker holds | ended at app | old refused | re-login | cross-site denied | outcome true | pre-login denied | audited result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| app | policy | attacker holds | ended at app | old refused | re-login | cross-site denied | outcome true | pre-login denied | audited result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = " | ".join(mark(c) for c in row.cells())
-        lines.append(f"| {row.app} | {row.variant} | {cells} | {row.result or '-'} |")
+        lines.append(f"| {row.app} | {row.policy} | {row.variant} | {cells} | {row.result or '-'} |")
+    return "\n".join(lines)
+
+
+def summary(row: Row | None) -> str:
+    if row is None:
+        return "-"
+    applies = [c for c in row.cells() if c is not None]
+    return f"{sum(c is True for c in applies)}/{len(applies)} {row.result or '-'}"
+
+
+def comparison(rows: list[Row]) -> str:
+    """Hand-written vs learned policy, scenario by scenario: cells that hold, the audited result, same?"""
+    lines = ["| app | attacker holds | hand | learned | same |", "|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((row.app, row.variant) for row in rows))
+    by = {(row.app, row.variant, row.policy): row for row in rows}
+    for app, variant in keys:
+        hand, learned = by.get((app, variant, HAND)), by.get((app, variant, LEARNED))
+        same = (
+            "n/a"
+            if hand is None or learned is None
+            else mark(hand.cells() == learned.cells() and hand.result == learned.result)
+        )
+        lines.append(f"| {app} | {variant} | {summary(hand)} | {summary(learned)} | {same} |")
     return "\n".join(lines)
 
 
@@ -333,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("apps", nargs="*", metavar="APP", help=f"default: all ({', '.join(NAMES)})")
     parser.add_argument("--notes", action="store_true", help="print each scenario's evidence below the table")
+    parser.add_argument(
+        "--policy", choices=KINDS, action="append", help="only this kind of policy (default: both)"
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.apps if name not in NAMES]
     if unknown:
@@ -340,11 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="lg-frameworks-") as tmp:
         for name in args.apps or NAMES:
-            rows.extend(run_app(name, Path(tmp) / name))
+            rows.extend(run_app(name, Path(tmp) / name, tuple(args.policy or KINDS)))
     print(table(rows))
+    print()
+    print(comparison(rows))
     if args.notes:
         for row in rows:
-            print(f"\n{row.app} / {row.variant}:")
+            print(f"\n{row.app} / {row.policy} / {row.variant}:")
             for note in row.notes:
                 print(f"  - {note}")
     return 0 if all(row.passed for row in rows) else 1

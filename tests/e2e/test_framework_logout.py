@@ -1,5 +1,6 @@
 """Issue 10's proof: the forced logout on every framework app, through real mitmdump with the policy a user would
-write (tests/frameworks/policies, shown in the README), for every way an attacker may hold the session.
+write (tests/frameworks/policies, shown in the README), for every way an attacker may hold the session; and the
+same with the policy `logoutguard learn` wrote from a session recorded through real `mitmdump -w` (item 9).
 
 Each cell of e2e/framework_logout.py's table is asserted; `pytest -s` prints the table. The same table:
 `cd tests && ../.venv/bin/python -m e2e.framework_logout`.
@@ -15,7 +16,20 @@ import pytest
 from frameworks.apps import NAMES, PROFILES
 from frameworks.fixtures import AppPool, framework_apps  # noqa: F401  (the fixture)
 
-from e2e.framework_logout import POLICIES, XSS_QUERY, Row, Stand, Variant, table, variants
+from e2e.framework_logout import (
+    HAND,
+    KINDS,
+    LEARNED,
+    POLICIES,
+    XSS_QUERY,
+    Row,
+    Stand,
+    Variant,
+    comparison,
+    learned_policy,
+    table,
+    variants,
+)
 from logoutguard.policy import load_policy
 from procs import REPO
 
@@ -25,34 +39,52 @@ ROWS: list[Row] = []
 
 
 class Stands:
-    """One proxy per framework app (the app from the session's pool), started when first asked for."""
+    """A proxy in front of a framework app (the app from the session's pool) with its hand-written or
+    learned policy; one at a time (the cases come grouped), the previous one stopped when another is asked for."""
 
     def __init__(self, apps: AppPool, factory: pytest.TempPathFactory) -> None:
         self.apps, self.factory = apps, factory
-        self.started: dict[str, Stand] = {}
+        self.current: tuple[tuple[str, str], Stand] | None = None
+        self.learned: dict[str, Path] = {}
 
-    def get(self, name: str) -> Stand:
-        if name not in self.started:
-            self.started[name] = Stand(self.apps.get(name), self.factory.mktemp(f"proxy-{name}"))
-        return self.started[name]
+    def learned_policy(self, name: str) -> Path:
+        """The policy `logoutguard learn` wrote from a session recorded through mitmdump -w (once per app)."""
+        if name not in self.learned:
+            self.learned[name] = learned_policy(self.apps.get(name), self.factory.mktemp(f"learn-{name}"))
+        return self.learned[name]
+
+    def get(self, name: str, kind: str) -> Stand:
+        if self.current is not None and self.current[0] == (name, kind):
+            return self.current[1]
+        self.stop()
+        policy = self.learned_policy(name) if kind == LEARNED else None
+        stand = Stand(
+            self.apps.get(name), self.factory.mktemp(f"proxy-{name}-{kind}"), policy=policy, kind=kind
+        )
+        self.current = ((name, kind), stand)
+        return stand
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current[1].stop()
+            self.current = None
 
 
 @pytest.fixture(scope="module")
 def stands(framework_apps: AppPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stands]:  # noqa: F811
     pool = Stands(framework_apps, tmp_path_factory)
     yield pool
-    for stand in pool.started.values():
-        stand.stop()
+    pool.stop()
     if ROWS:
-        print("\n" + table(ROWS))
+        print("\n" + table(ROWS) + "\n\n" + comparison(ROWS))
 
 
-CASES = [(name, variant) for name in NAMES for variant in variants(PROFILES[name])]
+CASES = [(name, kind, variant) for name in NAMES for kind in KINDS for variant in variants(PROFILES[name])]
 
 
-@pytest.mark.parametrize(("name", "variant"), CASES, ids=[f"{n}: {v.name}" for n, v in CASES])
-def test_forced_logout_on_a_real_framework(stands: Stands, name: str, variant: Variant) -> None:
-    stand = stands.get(name)
+@pytest.mark.parametrize(("name", "kind", "variant"), CASES, ids=[f"{n}: {k}: {v.name}" for n, k, v in CASES])
+def test_forced_logout_on_a_real_framework(stands: Stands, name: str, kind: str, variant: Variant) -> None:
+    stand = stands.get(name, kind)
     row = stand.run(variant)
     ROWS.append(row)
     evidence = "\n".join(row.notes)
@@ -105,6 +137,17 @@ def test_every_framework_has_a_policy_and_the_readme_shows_it() -> None:
         )
 
 
+def test_learned_policies_do_as_well_as_the_hand_written_ones() -> None:
+    """Every scenario run with both policies has the same cells and the same audited result (item 9's
+    "learned policies work as well as hand-written ones"); runs after the scenarios above."""
+    by = {(row.app, row.variant, row.policy): row for row in ROWS}
+    pairs = [(by[(a, v, HAND)], by[(a, v, LEARNED)]) for a, v, k in by if k == HAND and (a, v, LEARNED) in by]
+    if not pairs:
+        pytest.skip("no scenario ran with both policies (run the whole module)")
+    for hand, learned in pairs:
+        assert (hand.cells(), hand.result) == (learned.cells(), learned.result), comparison([hand, learned])
+
+
 def test_the_policies_are_what_the_profiles_say(tmp_path: Path) -> None:
     """Each policy names the app's own session cookie, logout and check page (tests/frameworks/profile.py)."""
     for name in NAMES:
@@ -115,3 +158,21 @@ def test_the_policies_are_what_the_profiles_say(tmp_path: Path) -> None:
         )
         assert policy.logout.verify.check_path == profile.logged_in.path, name
         assert (policy.kept_in == "cookie") is (profile.store is None), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_learned_policy_is_what_the_profile_says(stands: Stands, name: str) -> None:
+    """What `logoutguard learn` found in the recording is the app's own session cookie, remember-me cookie,
+    logout, check page and where the session lives (tests/frameworks/profile.py)."""
+    profile, policy = PROFILES[name], load_policy(stands.learned_policy(name))
+    assert set(policy.session_cookies) == set(profile.session_cookies), name
+    assert set(policy.remember_cookies) == ({profile.remember_cookie} - {None}), name
+    assert (policy.logout.method, policy.logout.path) == (profile.logout.method, profile.logout.path), name
+    assert policy.logout.verify.check_path == profile.logged_in.path, name
+    assert (policy.kept_in == "cookie") is (profile.store is None), name
+    if profile.csrf.form_field:  # the token: the logout form's field, from a page fetched with the session
+        (step,) = policy.logout.steps
+        assert step.path == profile.logout.form_page, name
+        assert [(n, s.kind, s.name) for n, s in step.take] == [("csrf", "form_field", profile.csrf.form_field)]
+    else:
+        assert policy.logout.steps == (), name

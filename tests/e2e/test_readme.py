@@ -41,6 +41,9 @@ NOT_RUN_HERE = {
     ".venv/bin/mitmdump -s addon/main.py --mode reverse:http://127.0.0.1:8080 --listen-host 127.0.0.1  --set "
     "guard_crs=debian": "my-app.yaml stands for your application's policy",
     "install -d -m 0700 /etc/logoutguard": "writes to /etc (root)",
+    ".venv/bin/mitmdump --mode reverse:http://127.0.0.1:8080 --listen-host 127.0.0.1 --listen-port 8088 -w": "a "
+    "person records a session in a browser: tests/e2e/test_framework_logout.py records each framework app "
+    "through mitmdump -w, runs logoutguard learn and policy lint",
     "for i in 1 2 3 4; do": "needs Redis and /etc/logoutguard (tests/e2e/test_scaleout.py runs this set-up)",
     ".venv/bin/python -m pytest tests/fuzz": "minutes of fuzzing (.ci/run runs the fuzz targets)",
     ".venv/bin/python -m tests.yardstick": "the full measurement takes about half an hour "
