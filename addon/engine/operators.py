@@ -541,12 +541,17 @@ _SHELL_POSITION = re.compile(r"[;|&\n\r`]|[$<>]\(")
 def detect_shell(argument: str, context: OperatorContext) -> Predicate:
     """A known Unix command run at a command position, across quoting, escapes, expansions and globs
     (shell.py). The argument names command list files (as pm_from_file finds them): one command a
-    line, `bare` after it when the command is used without arguments. The capture is the command."""
+    line, then `bare` when the command is used without arguments, `prefix` when it runs the command
+    that follows it (sudo, exec, nohup). `--start` among the names: the start of the value is a
+    command position too (with an obfuscated word or a command-line argument after it). The capture
+    is the command."""
     names = argument.split()
+    at_start = "--start" in names
+    names = [n for n in names if n != "--start"]
     if not names:
         raise OperatorError("detect_shell needs one or more command list file names")
     commands: list[str] = []
-    bare: list[str] = []
+    flagged: dict[str, list[str]] = {"bare": [], "prefix": []}
     for name in names:
         path = find_phrase_file(name, context.rules_dir)
         try:
@@ -556,14 +561,16 @@ def detect_shell(argument: str, context: OperatorContext) -> Predicate:
             raise OperatorError(f"cannot read command list {str(path)!r}: {exc.strerror}") from None
         for line in lines:
             command, *flags = line.split()
-            if flags not in ([], ["bare"]):
-                raise OperatorError(f"command list {str(path)!r}: bad line {line!r} (expected NAME [bare])")
+            if any(flag not in flagged for flag in flags):
+                raise OperatorError(
+                    f"command list {str(path)!r}: bad line {line!r} (expected NAME [bare] [prefix])"
+                )
             commands.append(command)
-            if flags:
-                bare.append(command)
+            for flag in flags:
+                flagged[flag].append(command)
     if not commands:
         raise OperatorError(f"detect_shell: no command names in {argument!r}")
-    detector = ShellDetector(commands, bare)
+    detector = ShellDetector(commands, flagged["bare"], flagged["prefix"], at_start=at_start)
     memo = Memo(8192)
 
     def predicate(value: str, expand: MacroExpander) -> Captures | None:
@@ -575,7 +582,7 @@ def detect_shell(argument: str, context: OperatorContext) -> Predicate:
             found = memo.put(value, detector.search(value))
         return None if found is None else (found,)
 
-    return gated(predicate, _SHELL_POSITION)
+    return predicate if at_start else gated(predicate, _SHELL_POSITION)
 
 
 OPERATORS: dict[str, OperatorFactory] = {

@@ -68,6 +68,12 @@ _ARGUMENT_WEAK = re.compile(
     r"|[\w-]+\.(?:txt|log|conf|cfg|ini|php|sh|py|pl|rb|js|jsp|asp|aspx|html?|xml|json|db|sql|bak|key|pem|passwd|shadow|out|tmp|exe|bat)\b"
     r")"
 )
+# The running shell named by a variable: $0, $SHELL, ${SHELL}, $BASH.
+_SHELL_VAR = re.compile(r"\$(?:0|\{0\}|\{?(?:SHELL|BASH)\}?)(?![A-Za-z0-9_])")
+# Options and numbers of a prefix command before the command it runs (timeout 5, nice -n 10, sudo -u x).
+_PREFIX_OPTIONS = re.compile(
+    r"(?:[ \t]+(?:-{1,2}[A-Za-z][\w-]*(?:[ \t=]+[\w.]+)?|[0-9]+[smhd]?|[A-Za-z_]\w*=\S*))*"
+)
 # What may follow a command that needs no argument: the end of the command.
 _COMMAND_END = re.compile(r"[ \t]*(?:$|[;|&`#)\n\r'\"]|[0-9]?>)")
 
@@ -75,24 +81,41 @@ _COMMAND_END = re.compile(r"[ \t]*(?:$|[;|&`#)\n\r'\"]|[0-9]?>)")
 class ShellDetector:
     """Finds a known command run at a command position (see the module docstring)."""
 
-    def __init__(self, commands: Iterable[str], bare: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        commands: Iterable[str],
+        bare: Iterable[str] = (),
+        prefixes: Iterable[str] = (),
+        at_start: bool = False,
+    ) -> None:
         self.commands = frozenset(c for c in commands if c)
         if not self.commands:
             raise ValueError("the shell detector needs at least one command name")
         self.bare = frozenset(bare) & self.commands
+        self.prefixes = frozenset(prefixes) & self.commands
+        self.at_start = at_start
         self._sorted = tuple(sorted(self.commands))
 
     def search(self, value: str) -> str | None:
+        if self.at_start:
+            found = self._at(value, 0, line_break=True, start=True)
+            if found is not None:
+                return found
         for m in _POSITION.finditer(value):
             found = self._at(value, m.end(), line_break=m.group(1) is not None)
             if found is not None:
                 return found
         return None
 
-    def _at(self, value: str, pos: int, line_break: bool) -> str | None:
+    def _at(self, value: str, pos: int, line_break: bool, depth: int = 0, start: bool = False) -> str | None:
         """The command run at `pos` (right after a separator), if the evidence is there."""
         pos = _BLANKS.match(value, pos).end()  # type: ignore[union-attr]
+        shell_var = _SHELL_VAR.match(value, pos)
+        if shell_var is not None and _ARGUMENT.match(value, shell_var.end()):
+            return "sh"  # $0 -c id, $SHELL -c id: the running shell
         word = _read_word(value, pos)
+        if word is None and pos < len(value) and value[pos] in "'\"":
+            word = _read_word(value, pos + 1)  # an unclosed quote: the payload closed the value's own quote
         if word is None:
             return None
         text, end, obfuscated, globbed, quoted = word
@@ -104,11 +127,17 @@ class ShellDetector:
         command = self._lookup(name)
         if command is None:
             return None
+        if command in self.prefixes and depth < 3:
+            # exec, sudo, nohup, env, time ...: the next word is the command they run
+            after = _PREFIX_OPTIONS.match(value, end)
+            inner = self._at(value, after.end() if after else end, line_break, depth + 1)
+            if inner is not None and _BLANKS.match(value, end).end() > end:  # type: ignore[union-attr]
+                return inner
         if obfuscated:
             return command
         if _ARGUMENT.match(value, end) or (not line_break and _ARGUMENT_WEAK.match(value, end)):
             return command
-        if command in self.bare and not quoted and _COMMAND_END.match(value, end):
+        if command in self.bare and not quoted and not start and _COMMAND_END.match(value, end):
             return command
         return None
 

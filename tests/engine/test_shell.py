@@ -13,8 +13,10 @@ from logoutguard.engine.operators import OPERATORS, OperatorContext, OperatorErr
 from logoutguard.engine.shell import MAX_WORD, ShellDetector
 
 COMMANDS = ["cat", "id", "whoami", "uname", "ls", "sleep", "ping", "curl", "sh", "echo", "python", "w", "nc"]
-BARE = ["id", "whoami", "uname", "ls", "w"]
-DETECTOR = ShellDetector(COMMANDS, BARE)
+COMMANDS += ["sudo", "nohup", "env", "timeout"]
+BARE = ["id", "whoami", "uname", "ls", "w", "env"]
+PREFIXES = ["sudo", "nohup", "env", "timeout"]
+DETECTOR = ShellDetector(COMMANDS, BARE, PREFIXES)
 RULES = Path(__file__).resolve().parents[2] / "rules"
 
 
@@ -54,6 +56,14 @@ RULES = Path(__file__).resolve().parents[2] / "rules"
         ("x;/usr/bin/who*mi", "whoami"),
         ("x;python3 -c 1", "python"),
         ("x;/usr/bin/python3.11 -c 1", "python"),
+        # a prefix runs the next word; the shell itself through a variable; a payload closing a quote
+        ("x; sudo id", "id"),
+        ("x; nohup whoami", "whoami"),
+        ("x; timeout 5 sleep 10", "sleep"),
+        ("x; sudo -u root id", "id"),
+        ("x;$0 -c id", "sh"),
+        ("x;${SHELL} -c id", "sh"),
+        ("a'||'id", "id"),
     ],
 )
 def test_finds_the_command(value: str, command: str) -> None:
@@ -93,6 +103,21 @@ def test_bare_commands_need_the_command_line_to_end() -> None:
     assert DETECTOR.search("x; cat") is None  # cat is not bare: it needs an argument shape
 
 
+def test_prefix_commands_alone_follow_their_own_rules() -> None:
+    assert DETECTOR.search("x; env") == "env"  # bare
+    assert DETECTOR.search("x; sudo make me a sandwich") is None
+
+
+def test_the_start_of_the_value_only_when_asked() -> None:
+    at_start = ShellDetector(COMMANDS, BARE, PREFIXES, at_start=True)
+    assert DETECTOR.search("cat /etc/passwd") is None
+    assert at_start.search("cat /etc/passwd") == "cat"
+    assert at_start.search("c'a't x") == "cat"
+    assert at_start.search("id") is None  # a bare word at the start is a value, not a command line
+    assert at_start.search("cat food") is None
+    assert at_start.search("python setup.py") is None  # only the weak sign (a file name)
+
+
 def test_unclosed_quotes_and_overlong_words_are_no_command() -> None:
     assert DETECTOR.search("x; c'at /etc/passwd") is None
     assert DETECTOR.search("x; " + "c" * (MAX_WORD + 1) + " /etc/passwd") is None
@@ -130,11 +155,12 @@ def test_needs_commands() -> None:
 
 
 def test_operator_reads_the_command_list(tmp_path: Path) -> None:
-    (tmp_path / "cmds.txt").write_text("# comment\ncat\nid bare\n")
+    (tmp_path / "cmds.txt").write_text("# comment\ncat\nid bare\nsudo prefix\n")
     predicate = OPERATORS["detect_shell"]("cmds.txt", OperatorContext(tmp_path))
     assert predicate("1; c'a't x", str) == ("cat",)
     assert predicate("1;id", str) == ("id",)
     assert predicate("1;cat", str) is None
+    assert predicate("1;sudo id", str) == ("id",)
     assert predicate("Tom & Jerry", str) is None
     assert predicate.prefilter[0].search("1;id")  # type: ignore[attr-defined]
     assert not predicate.prefilter[0].search("plain words")  # type: ignore[attr-defined]
@@ -158,3 +184,12 @@ def test_default_command_list_loads() -> None:
     predicate = OPERATORS["detect_shell"]("932-unix-commands.txt", OperatorContext(RULES))
     assert predicate("x;/???/??t /etc/passwd", str) == ("cat",)
     assert predicate("127.0.0.1;whoami", str) == ("whoami",)
+    assert predicate("x; sudo id", str) == ("id",)
+    assert predicate("cat /etc/passwd", str) is None
+
+
+def test_start_option_makes_the_value_start_a_command_position() -> None:
+    predicate = OPERATORS["detect_shell"]("932-unix-commands.txt --start", OperatorContext(RULES))
+    assert predicate("cat /etc/passwd", str) == ("cat",)
+    assert predicate("Cat food", str) is None
+    assert not hasattr(predicate, "prefilter")  # every value is a candidate: the prefilter keeps it
