@@ -54,7 +54,7 @@ _ARGUMENT = re.compile(
     r"(?:[ \t]|\$\{IFS\}|\$IFS(?![A-Za-z0-9_]))+(?:"
     r"--?[A-Za-z][\w-]*(?=[\s=;|&'\"`)]|$)"  # an option
     r"|[+-][rwxXst]{1,4}\b|[0-7]{3,4}(?=\s)"  # chmod modes
-    r"|/[\w.~*?-]|~/?|\.{1,2}/|\$\{?[A-Za-z_]"  # a path, a variable
+    r"|/(?:[\w.~*?-]|$|[;|&`)])|~/?|\.{1,2}/|\$\{?[A-Za-z_]"  # a path, a variable
     r"|[<>]|[0-9]?>"  # a redirection
     r"|(?:https?|ftp|tcp|udp)://"
     r"|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"  # an IP address

