@@ -542,8 +542,8 @@ def detect_shell(argument: str, context: OperatorContext) -> Predicate:
     """A known Unix command run at a command position, across quoting, escapes, expansions and globs
     (shell.py). The argument names command list files (as pm_from_file finds them): one command a
     line, then `bare` when the command is used without arguments, `prefix` when it runs the command
-    that follows it (sudo, exec, nohup). `--start` among the names: the start of the value is a
-    command position too (with an obfuscated word or a command-line argument after it). The capture
+    that follows it (sudo, exec, nohup). `--start` among the names: the start of the value is the
+    command position instead (with an obfuscated word or a command-line argument after it). The capture
     is the command."""
     names = argument.split()
     at_start = "--start" in names

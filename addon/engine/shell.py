@@ -97,10 +97,8 @@ class ShellDetector:
         self._sorted = tuple(sorted(self.commands))
 
     def search(self, value: str) -> str | None:
-        if self.at_start:
-            found = self._at(value, 0, line_break=True, start=True)
-            if found is not None:
-                return found
+        if self.at_start:  # the value itself is the command line (argument injection)
+            return self._at(value, 0, line_break=True, start=True)
         for m in _POSITION.finditer(value):
             found = self._at(value, m.end(), line_break=m.group(1) is not None)
             if found is not None:

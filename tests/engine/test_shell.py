@@ -117,6 +117,7 @@ def test_the_start_of_the_value_only_when_asked() -> None:
     assert at_start.search("id") is None  # a bare word at the start is a value, not a command line
     assert at_start.search("cat food") is None
     assert at_start.search("python setup.py") is None  # only the weak sign (a file name)
+    assert at_start.search("x; cat /etc/passwd") is None  # separators are rule 932110's (no --start)
 
 
 def test_unclosed_quotes_and_overlong_words_are_no_command() -> None:
