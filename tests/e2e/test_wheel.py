@@ -105,10 +105,10 @@ def test_the_readme_wheel_commands_block_an_attack_and_pass_a_benign_request(tmp
         } - {
             "logoutguard/rules/__init__.py"
         } <= shipped  # every rule file and data file of the checkout's rules/
-        # without the libinjection extra its two rules are off, as notes; the other 252 load
+        # without the libinjection extra its two rules are off, as notes; the other 259 load
         assert done.stdout.count("pip install 'logoutguard[libinjection]'): rule off") == 4  # lint and test
-        assert "ok: 252 rules in 15 file(s)" in done.stdout
-        assert "1659/1659 examples passed in 252 rules" in done.stdout
+        assert "ok: 259 rules in 15 file(s)" in done.stdout
+        assert "1785/1785 examples passed in 259 rules" in done.stdout
 
         # the venv runs the wheel's package, not the checkout's
         venv = try_dir / "venv"
