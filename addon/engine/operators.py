@@ -30,6 +30,7 @@ from pathlib import Path
 from .memo import MAX_TEXT, Memo
 from .pcre import RegexError, compile_pcre
 from .rules import Captures, MacroExpander, Predicate
+from .shell import ShellDetector
 from .transformations import lowercase
 
 try:  # optional: ships with logoutguard[fast]
@@ -532,6 +533,58 @@ detect_sqli = _libinjection_operator(_sqli)
 detect_xss = _libinjection_operator(_xss)
 
 
+# --- shell syntax ---------------------------------------------------------------------------------
+
+_SHELL_POSITION = re.compile(r"[;|&\n\r`]|[$<>]\(")
+
+
+def detect_shell(argument: str, context: OperatorContext) -> Predicate:
+    """A known Unix command run at a command position, across quoting, escapes, expansions and globs
+    (shell.py). The argument names command list files (as pm_from_file finds them): one command a
+    line, then `bare` when the command is used without arguments, `prefix` when it runs the command
+    that follows it (sudo, exec, nohup). `--start` among the names: the start of the value is the
+    command position instead (with an obfuscated word or a command-line argument after it). The capture
+    is the command."""
+    names = argument.split()
+    at_start = "--start" in names
+    names = [n for n in names if n != "--start"]
+    if not names:
+        raise OperatorError("detect_shell needs one or more command list file names")
+    commands: list[str] = []
+    flagged: dict[str, list[str]] = {"bare": [], "prefix": []}
+    for name in names:
+        path = find_phrase_file(name, context.rules_dir)
+        try:
+            stat = path.stat()
+            lines = _read_phrase_file(path, stat.st_mtime_ns, stat.st_size)
+        except OSError as exc:
+            raise OperatorError(f"cannot read command list {str(path)!r}: {exc.strerror}") from None
+        for line in lines:
+            command, *flags = line.split()
+            if any(flag not in flagged for flag in flags):
+                raise OperatorError(
+                    f"command list {str(path)!r}: bad line {line!r} (expected NAME [bare] [prefix])"
+                )
+            commands.append(command)
+            for flag in flags:
+                flagged[flag].append(command)
+    if not commands:
+        raise OperatorError(f"detect_shell: no command names in {argument!r}")
+    detector = ShellDetector(commands, flagged["bare"], flagged["prefix"], at_start=at_start)
+    memo = Memo(8192)
+
+    def predicate(value: str, expand: MacroExpander) -> Captures | None:
+        if len(value) > MAX_TEXT:
+            found = detector.search(value)
+        elif value in memo:
+            found = memo[value]
+        else:
+            found = memo.put(value, detector.search(value))
+        return None if found is None else (found,)
+
+    return predicate if at_start else gated(predicate, _SHELL_POSITION)
+
+
 OPERATORS: dict[str, OperatorFactory] = {
     "rx": rx,
     "pm": pm,
@@ -553,6 +606,7 @@ OPERATORS: dict[str, OperatorFactory] = {
     "ip_match": ip_match,
     "unconditional_match": unconditional_match,
     "no_match": no_match,
+    "detect_shell": detect_shell,
 }
 if libinjection is not None:
     OPERATORS["detect_sqli"] = detect_sqli

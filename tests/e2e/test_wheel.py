@@ -105,10 +105,10 @@ def test_the_readme_wheel_commands_block_an_attack_and_pass_a_benign_request(tmp
         } - {
             "logoutguard/rules/__init__.py"
         } <= shipped  # every rule file and data file of the checkout's rules/
-        # without the libinjection extra its two rules are off, as notes; the other 278 load
+        # without the libinjection extra its two rules are off, as notes; the other 285 load
         assert done.stdout.count("pip install 'logoutguard[libinjection]'): rule off") == 4  # lint and test
-        assert "ok: 278 rules in 16 file(s)" in done.stdout
-        assert "1900/1900 examples passed in 278 rules" in done.stdout
+        assert "ok: 285 rules in 16 file(s)" in done.stdout
+        assert "2026/2026 examples passed in 285 rules" in done.stdout
 
         # the venv runs the wheel's package, not the checkout's
         venv = try_dir / "venv"

@@ -463,7 +463,12 @@ REQUIRED = [
 
 def test_registry_has_every_required_operator_and_each_is_tested() -> None:
     assert set(REQUIRED) <= set(OPERATORS)
-    tested = {case[0] for case in CASES} | {"pm_from_file", "detect_sqli", "detect_xss"}
+    tested = {case[0] for case in CASES} | {
+        "pm_from_file",
+        "detect_sqli",
+        "detect_xss",
+        "detect_shell",
+    }  # shell: test_shell.py
     assert set(OPERATORS) <= tested
 
 
@@ -476,6 +481,7 @@ SAMPLE_ARGUMENTS = {
     "rx": "(?i)a(b)?",
     "pm": "a b",
     "pm_from_file": "words.data",
+    "detect_shell": "local.data",
     "validate_byte_range": "32-126",
     "ip_match": "10.0.0.0/8",
 }

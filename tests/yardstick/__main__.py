@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts", nargs="+", choices=["benign", "handwritten", "wordlists", "sqlmap", "wapiti"]
     )
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="only the payload lists of these classes (sqli xss traversal xxe bad-chars mixed cmdi ldap)",
+    )
     parser.add_argument("--out", type=Path, help="folder for results (default: a new folder in /tmp)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -50,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         config.paths = args.paths
     if args.parts:
         config.parts = args.parts
+    if args.classes:
+        config.list_classes = args.classes
     config.seed = args.seed
     for item in args.crawl_app:
         name, _, url = item.partition("=")

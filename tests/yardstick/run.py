@@ -47,6 +47,7 @@ class Config:
     wapiti: tools.WapitiSettings = field(default_factory=tools.WapitiSettings)
     list_limit: int = 0  # payloads per list (seeded sample); 0: all
     list_points: list[str] = field(default_factory=lambda: [p.name for p in sender.POINTS])
+    list_classes: list[str] = field(default_factory=list)  # classes of the lists to send; empty: all
     benign_per_class: int = 500
     crawl_limit: int = 300
     seed: int = 1
@@ -402,7 +403,11 @@ def run(config: Config, work: Path) -> dict:
         lists: dict[str, tuple[str, list[str]]] = {}
         if "wordlists" in config.parts:
             every = {**sender.wfuzz_lists(), **sender.wapiti_lists(endpoint.url)}
-            lists = {s: (cls, _sample(s, p, config.list_limit, config.seed)) for s, (cls, p) in every.items()}
+            lists = {
+                s: (cls, _sample(s, p, config.list_limit, config.seed))
+                for s, (cls, p) in every.items()
+                if not config.list_classes or cls in config.list_classes
+            }
         for name in config.paths:
             t0 = time.monotonic()
             path_run = run_path(name, config, work, endpoint, texts, lists)
