@@ -16,6 +16,8 @@ from mitmproxy.net.http.http1 import read_request_head
 
 from .engine.transaction import (
     DEFAULT_BODY_LIMIT,
+    DEFAULT_LIMITS,
+    Limits,
     Transaction,
     build_transaction,
     byte_text,
@@ -45,12 +47,16 @@ class SeenRequest:
         return self.tx.client_addr
 
 
-def read_request(flow: http.HTTPFlow, rules: IdentifierRules, body_limit: int) -> SeenRequest:
-    """The request of a flow as the pipeline judges it (see request_to_judge)."""
+def read_request(
+    flow: http.HTTPFlow, rules: IdentifierRules, body_limit: int, limits: Limits = DEFAULT_LIMITS
+) -> SeenRequest:
+    """The request of a flow as the pipeline judges it (see request_to_judge). Its session IDs are
+    read from the cookies the Transaction kept (at most limits.cookies of them)."""
     request = request_to_judge(flow)
+    tx = from_request(request, client_address(flow), body_limit, limits)
     return SeenRequest(
-        tx=from_request(request, client_address(flow), body_limit),
-        session_ids=tuple(carried_identifiers(request, rules)),
+        tx=tx,
+        session_ids=tuple(carried_identifiers(request, rules, tx.cookies)),
         user_agent=request.headers.get("user-agent"),
         at=time.time() if flow.live else flow.request.timestamp_start,
         live=flow.live,
@@ -71,10 +77,16 @@ def carried_session_ids(
     )
 
 
-def carried_identifiers(request: http.Request, rules: IdentifierRules) -> list[SessionId]:
+def carried_identifiers(
+    request: http.Request, rules: IdentifierRules, cookies: Iterable[tuple[str, str]] | None = None
+) -> list[SessionId]:
     """Every session identifier of a request: identifier cookies (split as the rules' REQUEST_COOKIES
-    are), session path parameters (`;jsessionid=`), and the Authorization credential."""
-    pairs = [pair for value in request.headers.get_all("cookie") for pair in parse_cookie_header(value)]
+    are, or the given pairs), session path parameters (`;jsessionid=`), and the Authorization credential."""
+    pairs = (
+        [pair for value in request.headers.get_all("cookie") for pair in parse_cookie_header(value)]
+        if cookies is None
+        else cookies
+    )
     authorization = request.headers.get("authorization")
     return request_identifiers(pairs, request.data.path.decode("latin-1"), authorization, rules)
 
@@ -89,7 +101,10 @@ def request_body(request: http.Request) -> bytes:
 
 
 def from_request(
-    request: http.Request, client_addr: str = "", body_limit: int = DEFAULT_BODY_LIMIT
+    request: http.Request,
+    client_addr: str = "",
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Transaction:
     return build_transaction(
         method=request.data.method,
@@ -99,6 +114,7 @@ def from_request(
         body=request_body(request),
         client_addr=client_addr,
         body_limit=body_limit,
+        limits=limits,
     )
 
 

@@ -96,6 +96,8 @@ class LogoutGuard:
                 fail_closed=opts.guard_fail_mode == "closed",
                 deny_on_error=opts.guard_error_action == "deny",
                 body_limit=opts.guard_body_limit,
+                reject_over_limit=opts.guard_body_limit_action == "reject",
+                limits=guard_options.limits(opts),
                 offline_revoke=opts.guard_offline_revoke,
                 paranoia=opts.guard_paranoia,
                 inbound_threshold=opts.guard_inbound_threshold,

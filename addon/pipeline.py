@@ -27,6 +27,7 @@ from .audit_log import AuditLog
 from .engine.combined import CombinedEngine, CombinedState
 from .engine.engine import Engine
 from .engine.state import EvalState
+from .engine.transaction import DEFAULT_LIMITS, Limits
 from .engine.verdict import Match, Verdict
 from .exchange import Exchange
 from .flow_bridge import DEFAULT_BODY_LIMIT, META_KEY, SeenRequest, read_request, with_response
@@ -66,6 +67,10 @@ class Settings:
     fail_closed: bool = True  # a request with a session ID is refused while the store cannot answer
     deny_on_error: bool = True  # enforce mode denies a flow whose judging failed
     body_limit: int = DEFAULT_BODY_LIMIT
+    # A body over body_limit: refused with 413 (True, ModSecurity's SecRequestBodyLimitAction Reject)
+    # unless the rules' verdict on the part kept asks for more; False: the part kept is judged alone.
+    reject_over_limit: bool = True
+    limits: Limits = DEFAULT_LIMITS  # counts of args, cookies, headers, parts checked before any rule
     offline_revoke: bool = False
     paranoia: int = 1
     inbound_threshold: int = 5
@@ -135,7 +140,7 @@ class Pipeline:
 
     async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
         assert self.engine is not None
-        seen = read_request(flow, self.rules, self.settings.body_limit)
+        seen = read_request(flow, self.rules, self.settings.body_limit, self.settings.limits)
         tracker = self._tracker_for(flow)
         check = await self._check_session(tracker, seen)
         started = time.perf_counter()
@@ -173,6 +178,7 @@ class Pipeline:
         return RequestSignals(
             cross_site=is_cross_site(seen.tx, self.policy, listening),
             asks_redirect_target=seen.tx.path.split(";", 1)[0] == location,
+            body_over_limit=seen.tx.body_truncated and self.settings.reject_over_limit,
         )
 
     def _tracker_for(self, flow: http.HTTPFlow) -> SessionTracker:
@@ -246,6 +252,9 @@ class Pipeline:
         match judgement.action:
             case Action.DENY if judgement.situation is Situation.STORE_UNAVAILABLE:
                 deny(flow, 503)
+                return ActionTaken.DENY
+            case Action.DENY if judgement.situation is Situation.BODY_OVER_LIMIT:
+                deny(flow, 413)
                 return ActionTaken.DENY
             case Action.DENY if judgement.situation in (Situation.REVOKED_SESSION, Situation.UNKNOWN_SESSION):
                 signed_out(flow, actions.deny_status, actions.redirect_location, expire)
@@ -344,7 +353,7 @@ class Pipeline:
 
     def _rejudged(self, flow: http.HTTPFlow) -> Pending:
         assert self.engine is not None
-        seen = read_request(flow, self.rules, self.settings.body_limit)
+        seen = read_request(flow, self.rules, self.settings.body_limit, self.settings.limits)
         seen = replace(seen, session_ids=(), user_agent=None)  # the request's own sessions are not known
         verdict, state = self.engine.inspect_request(seen.tx)
         return Pending(state, verdict.matches, seen)

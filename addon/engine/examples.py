@@ -28,6 +28,7 @@ _PAIRS = {
     "FILES": "files",
     "MULTIPART_PART_HEADERS": "part_headers",
     "SESSION": "session",
+    "LIMITS_EXCEEDED": "limits_exceeded",
     "RESPONSE_HEADERS": "response_headers",
 }
 

@@ -31,7 +31,7 @@ def _one(name: str, value: str) -> Values:
 
 def _request_body(s: EvalState) -> Values:
     processor = s.body_processor if s.body_processor is not None else s.tx.body_processor
-    if processor in ("", "URLENCODED") or s.force_request_body or s.tx.body_error:
+    if processor in ("", "URLENCODED", "XML") or s.force_request_body or s.tx.body_error:
         return _one("REQUEST_BODY", s.tx.body)
     return []
 
@@ -79,6 +79,9 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
     "REQBODY_ERROR": lambda s: _one("REQBODY_ERROR", "1" if s.tx.body_error else "0"),
     "REQBODY_ERROR_MSG": lambda s: _one("REQBODY_ERROR_MSG", s.tx.body_error),
     "REMOTE_ADDR": lambda s: _one("REMOTE_ADDR", s.tx.client_addr),
+    # Counts over a limit (guard_max_args, ...): LIMITS_EXCEEDED:cookies = "10000 > 200"; when there
+    # are any, the engine runs only the rules that name this collection (engine.py).
+    "LIMITS_EXCEEDED": lambda s: _pairs("LIMITS_EXCEEDED", s.tx.limits_exceeded),
     "SESSION": lambda s: _pairs("SESSION", s.tx.session),
     "TX": lambda s: [(f"TX:{k}", v) for k, v in s.vars.items()],
     "MATCHED_VAR": lambda s: _one("MATCHED_VAR", s.matched_var) if s.matched_var_name else [],

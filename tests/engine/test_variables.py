@@ -73,6 +73,7 @@ FORM = [
     ("REQBODY_PROCESSOR", [("REQBODY_PROCESSOR", "URLENCODED")]),
     ("REQBODY_ERROR", [("REQBODY_ERROR", "0")]),
     ("REQBODY_ERROR_MSG", [("REQBODY_ERROR_MSG", "")]),
+    ("LIMITS_EXCEEDED", []),  # under every limit (tests/engine/test_transaction.py: over them)
     ("REMOTE_ADDR", [("REMOTE_ADDR", "192.0.2.9")]),
     ("SESSION", [("SESSION:state", "active")]),
     ("TX", [("TX:score", "5")]),
