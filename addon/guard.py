@@ -14,7 +14,7 @@ from typing import Any
 
 from mitmproxy import command, contentviews, ctx, exceptions, flow, http, types
 
-from . import contentview, guard_options
+from . import client_host, contentview, guard_options
 from .assembly import (
     Ruleset,
     SessionStore,
@@ -47,6 +47,7 @@ class LogoutGuard:
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics: Metrics | None = None  # counting while guard_metrics serves them
         self.metrics_server: MetricsServer | None = None
+        self.rewrites_host = False  # LogoutGuard, not mitmproxy, gives requests the upstream's Host
         self.pipeline.show_flow = self._show_flow
 
     # -- options -------------------------------------------------------------------------------
@@ -142,6 +143,7 @@ class LogoutGuard:
             log.info(
                 "LogoutGuard: connection_strategy set to lazy (requests are judged before connecting upstream)"
             )
+        self.rewrites_host = client_host.take_over_host_rewrite(ctx.options)
         self._spawn(self.pipeline.purge_forever())
 
     async def done(self) -> None:
@@ -173,9 +175,10 @@ class LogoutGuard:
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
         answered = flow_.response is not None and flow_.live
-        if answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_):
-            return
-        await self.pipeline.on_request(flow_)
+        if not (answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_)):
+            await self.pipeline.on_request(flow_)  # judged on the Host the client sent
+        if self.rewrites_host:
+            client_host.to_upstream(flow_)
 
     async def response(self, flow_: http.HTTPFlow) -> None:
         await self.pipeline.on_response(flow_)
