@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mitmproxy import http
 from mitmproxy.net.http.http1 import read_request_head
@@ -116,6 +116,38 @@ def from_request(
         body_limit=body_limit,
         limits=limits,
     )
+
+
+WEBSOCKET_HEADERS = ("host", "user-agent", "accept", "origin")  # the handshake's, kept with each message
+
+
+def from_websocket_message(
+    handshake: http.Request,
+    content: bytes,
+    client_addr: str = "",
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Transaction:
+    """A client's WebSocket message as a request the rules judge: the handshake's path (its query was
+    judged with the handshake) and identifying headers, the message as the body. A JSON or form-shaped
+    message is parsed into ARGS as a body of that shape would be; any other is both REQUEST_BODY and
+    the argument `websocket_message` (a chat line is free text, like a form field)."""
+    headers = [
+        (k, v) for k, v in handshake.data.headers.fields if k.decode("latin-1").lower() in WEBSOCKET_HEADERS
+    ]
+    tx = build_transaction(
+        method="POST",
+        uri=handshake.data.path.split(b"?", 1)[0],
+        protocol=handshake.data.http_version,
+        headers=headers,
+        body=content,
+        client_addr=client_addr,
+        body_limit=body_limit,
+        limits=limits,
+    )
+    if tx.body_args or not tx.body:
+        return tx
+    return replace(tx, body_args=(("websocket_message", tx.body),))
 
 
 def with_response(

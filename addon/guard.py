@@ -49,6 +49,7 @@ class LogoutGuard:
         self.metrics_server: MetricsServer | None = None
         self.rewrites_host = False  # LogoutGuard, not mitmproxy, gives requests the upstream's Host
         self.pipeline.show_flow = self._show_flow
+        self.pipeline.close_connection = self._close_connection
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -172,6 +173,16 @@ class LogoutGuard:
         sees it (mitmweb lists it, -w saves it, mitmdump prints it); LogoutGuard's hooks skip it."""
         self._spawn(ctx.master.load_flow(shown))
 
+    def _close_connection(self, shown: http.HTTPFlow) -> bool:
+        """Close a flow's client connection (mitmproxy has no public call for it: flow.kill() does not
+        end a WebSocket); False when this mitmproxy's connection handler is not where it was."""
+        handler = getattr(ctx.master.addons.get("proxyserver"), "connections", {}).get(shown.client_conn.id)
+        close = getattr(handler, "close_connection", None)
+        if close is None:
+            return False
+        close(shown.client_conn)
+        return True
+
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
         answered = flow_.response is not None and flow_.live
@@ -182,6 +193,9 @@ class LogoutGuard:
 
     async def response(self, flow_: http.HTTPFlow) -> None:
         await self.pipeline.on_response(flow_)
+
+    def websocket_message(self, flow_: http.HTTPFlow) -> None:
+        self.pipeline.on_websocket_message(flow_)
 
     async def error(self, flow_: http.HTTPFlow) -> None:
         await self.pipeline.on_error(flow_)

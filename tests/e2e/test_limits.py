@@ -7,6 +7,7 @@ record is read from the flows mitmdump saved (-w).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 from collections.abc import Iterator
@@ -160,3 +161,62 @@ def test_the_rules_see_the_host_the_client_sent(backend: Backend, tmp_path: Path
     assert [920350 in rule_ids(r) for r in records] == [False, False, True]
     upstream = f"127.0.0.1:{backend.port}"
     assert [dict(r.headers)["Host"] for r in backend.received][:2] == [upstream] * 2
+
+
+class EchoServer:
+    """A WebSocket application on 127.0.0.1 that records every message it gets and echoes it."""
+
+    def __init__(self) -> None:
+        self.received: list[str | bytes] = []
+        self.port = 0
+        self._server: Any = None
+
+    async def __aenter__(self) -> EchoServer:
+        from websockets.asyncio.server import serve
+
+        async def echo(connection: Any) -> None:
+            async for message in connection:
+                self.received.append(message)
+                await connection.send(message)
+
+        self._server = await serve(echo, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def test_websocket_messages_are_judged_with_the_request_rules(tmp_path: Path) -> None:
+    """A client's messages after the handshake meet the request rules: a benign one reaches the
+    application and comes back; an attack (as text or in a JSON message) is dropped and the
+    connection closed, and never reaches the application."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async def scenario(payload: str) -> tuple[list[str | bytes], list[str | bytes], bool]:
+        async with EchoServer() as app:
+            proxy = start_mitmdump(f"http://127.0.0.1:{app.port}", tmp_path, "guard_session_store=memory")
+            try:
+                answers: list[str | bytes] = []
+                closed = False
+                async with connect(f"ws://127.0.0.1:{proxy.port}/chat", open_timeout=30) as ws:
+                    await ws.send('{"text": "hello, it\'s Ana"}')
+                    answers.append(await asyncio.wait_for(ws.recv(), 30))
+                    await ws.send(payload)
+                    try:
+                        answers.append(await asyncio.wait_for(ws.recv(), 30))
+                    except ConnectionClosed:
+                        closed = True
+                return app.received, answers, closed
+            finally:
+                proxy.stop()
+
+    for payload in (
+        '{"text": "<script>alert(document.cookie)</script>"}',
+        "1' UNION SELECT password FROM users--",
+    ):
+        received, answers, closed = asyncio.run(scenario(payload))
+        assert received == ['{"text": "hello, it\'s Ana"}'], payload
+        assert answers == ['{"text": "hello, it\'s Ana"}'] and closed, payload
