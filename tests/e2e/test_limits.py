@@ -163,6 +163,43 @@ def test_the_rules_see_the_host_the_client_sent(backend: Backend, tmp_path: Path
     assert [dict(r.headers)["Host"] for r in backend.received][:2] == [upstream] * 2
 
 
+def test_attacks_in_headers_cookie_names_xml_and_split_arguments_are_caught(
+    backend: Backend, tmp_path: Path
+) -> None:
+    proxy = Proxy(backend, tmp_path)
+    sqli = "1' UNION SELECT password FROM users--"
+    xml = {"Content-Type": "application/xml"}
+    attacks = [
+        ("GET", "/", {"X-Tenant-Id": sqli}, b""),
+        ("GET", "/", {"Accept-Language": XSS}, b""),
+        ("GET", "/", {"X-Forwarded-For": "10.0.0.1; cat /etc/passwd"}, b""),
+        ("GET", "/", {"Cookie": "<img src=x onerror=alert(1)>=1"}, b""),
+        ("POST", "/api", xml, f"<order><id>{sqli}</id></order>".encode()),
+        ("POST", "/api", xml, b'<order note="&lt;script&gt;alert(1)&lt;/script&gt;"/>'),
+        ("GET", "/s?q=1%26%2339%3B%20OR%20%26%2339%3B1%26%2339%3B%3D%26%2339%3B1", {}, b""),
+        ("GET", "/s?id=1%20UNION/*&id=*/SELECT%20password%20FROM%20users", {}, b""),
+    ]
+    statuses = [proxy.send(method, path, headers, body)[0] for method, path, headers, body in attacks]
+    benign = [
+        ("GET", "/", {"Accept-Language": "en-US,en;q=0.9", "X-Forwarded-For": "10.0.0.1, 10.0.0.2"}, b""),
+        (
+            "POST",
+            "/api",
+            xml,
+            b"<order><note>Tom &amp; Jerry's order</note><item qty='2'>shoes</item></order>",
+        ),
+        ("GET", "/s?tag=red&tag=blue&tag=o%27brien", {}, b""),
+    ]
+    benign_statuses = [proxy.send(method, path, headers, body)[0] for method, path, headers, body in benign]
+    records = proxy.records()
+    assert statuses == [403] * len(attacks), [rule_ids(r) for r in records]
+    assert benign_statuses == [200] * len(benign), [rule_ids(r) for r in records[len(attacks) :]]
+    targets = [m["target"] for r in records[: len(attacks)] for m in r["matches"]]
+    assert any(t == "REQUEST_HEADERS_TEXT:X-Tenant-Id" for t in targets)
+    assert any(t == "ARGS:order/id" for t in targets)
+    assert any(t == "ARGS_JOINED:id" for t in targets)
+
+
 class EchoServer:
     """A WebSocket application on 127.0.0.1 that records every message it gets and echoes it."""
 
