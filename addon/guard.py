@@ -180,7 +180,11 @@ class LogoutGuard:
         close = getattr(handler, "close_connection", None)
         if close is None:
             return False
-        close(shown.client_conn)
+        try:
+            close(shown.client_conn)
+        except Exception:  # already closed (KeyError), or the internals changed: the message is dropped anyway
+            log.exception("LogoutGuard: closing the connection of a refused WebSocket message failed")
+            return False
         return True
 
     # -- hooks ---------------------------------------------------------------------------------
