@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mitmproxy import http
 from mitmproxy.net.http.http1 import read_request_head
 
 from .engine.transaction import (
     DEFAULT_BODY_LIMIT,
+    DEFAULT_LIMITS,
+    Limits,
     Transaction,
     build_transaction,
     byte_text,
@@ -45,12 +47,16 @@ class SeenRequest:
         return self.tx.client_addr
 
 
-def read_request(flow: http.HTTPFlow, rules: IdentifierRules, body_limit: int) -> SeenRequest:
-    """The request of a flow as the pipeline judges it (see request_to_judge)."""
+def read_request(
+    flow: http.HTTPFlow, rules: IdentifierRules, body_limit: int, limits: Limits = DEFAULT_LIMITS
+) -> SeenRequest:
+    """The request of a flow as the pipeline judges it (see request_to_judge). Its session IDs are
+    read from the cookies the Transaction kept (at most limits.cookies of them)."""
     request = request_to_judge(flow)
+    tx = from_request(request, client_address(flow), body_limit, limits)
     return SeenRequest(
-        tx=from_request(request, client_address(flow), body_limit),
-        session_ids=tuple(carried_identifiers(request, rules)),
+        tx=tx,
+        session_ids=tuple(carried_identifiers(request, rules, tx.cookies)),
         user_agent=request.headers.get("user-agent"),
         at=time.time() if flow.live else flow.request.timestamp_start,
         live=flow.live,
@@ -71,10 +77,16 @@ def carried_session_ids(
     )
 
 
-def carried_identifiers(request: http.Request, rules: IdentifierRules) -> list[SessionId]:
+def carried_identifiers(
+    request: http.Request, rules: IdentifierRules, cookies: Iterable[tuple[str, str]] | None = None
+) -> list[SessionId]:
     """Every session identifier of a request: identifier cookies (split as the rules' REQUEST_COOKIES
-    are), session path parameters (`;jsessionid=`), and the Authorization credential."""
-    pairs = [pair for value in request.headers.get_all("cookie") for pair in parse_cookie_header(value)]
+    are, or the given pairs), session path parameters (`;jsessionid=`), and the Authorization credential."""
+    pairs = (
+        [pair for value in request.headers.get_all("cookie") for pair in parse_cookie_header(value)]
+        if cookies is None
+        else cookies
+    )
     authorization = request.headers.get("authorization")
     return request_identifiers(pairs, request.data.path.decode("latin-1"), authorization, rules)
 
@@ -89,7 +101,10 @@ def request_body(request: http.Request) -> bytes:
 
 
 def from_request(
-    request: http.Request, client_addr: str = "", body_limit: int = DEFAULT_BODY_LIMIT
+    request: http.Request,
+    client_addr: str = "",
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Transaction:
     return build_transaction(
         method=request.data.method,
@@ -99,7 +114,40 @@ def from_request(
         body=request_body(request),
         client_addr=client_addr,
         body_limit=body_limit,
+        limits=limits,
     )
+
+
+WEBSOCKET_HEADERS = ("host", "user-agent", "accept", "origin")  # the handshake's, kept with each message
+
+
+def from_websocket_message(
+    handshake: http.Request,
+    content: bytes,
+    client_addr: str = "",
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Transaction:
+    """A client's WebSocket message as a request the rules judge: the handshake's path (its query was
+    judged with the handshake) and identifying headers, the message as the body. A JSON or form-shaped
+    message is parsed into ARGS as a body of that shape would be; any other is both REQUEST_BODY and
+    the argument `websocket_message` (a chat line is free text, like a form field)."""
+    headers = [
+        (k, v) for k, v in handshake.data.headers.fields if k.decode("latin-1").lower() in WEBSOCKET_HEADERS
+    ]
+    tx = build_transaction(
+        method="POST",
+        uri=handshake.data.path.split(b"?", 1)[0],
+        protocol=handshake.data.http_version,
+        headers=headers,
+        body=content,
+        client_addr=client_addr,
+        body_limit=body_limit,
+        limits=limits,
+    )
+    if tx.body_args or not tx.body:
+        return tx
+    return replace(tx, body_args=(("websocket_message", tx.body),))
 
 
 def with_response(

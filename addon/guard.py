@@ -14,7 +14,7 @@ from typing import Any
 
 from mitmproxy import command, contentviews, ctx, exceptions, flow, http, types
 
-from . import contentview, guard_options, startup
+from . import client_host, contentview, guard_options, startup
 from .assembly import (
     Ruleset,
     SessionStore,
@@ -52,7 +52,9 @@ class LogoutGuard:
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics: Metrics | None = None  # counting while guard_metrics serves them
         self.metrics_server: MetricsServer | None = None
+        self.rewrites_host = False  # LogoutGuard, not mitmproxy, gives requests the upstream's Host
         self.pipeline.show_flow = self._show_flow
+        self.pipeline.close_connection = self._close_connection
 
     # -- options -------------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -143,6 +145,8 @@ class LogoutGuard:
                 fail_closed=opts.guard_fail_mode == "closed",
                 deny_on_error=opts.guard_error_action == "deny",
                 body_limit=opts.guard_body_limit,
+                reject_over_limit=opts.guard_body_limit_action == "reject",
+                limits=guard_options.limits(opts),
                 offline_revoke=opts.guard_offline_revoke,
                 paranoia=opts.guard_paranoia,
                 inbound_threshold=opts.guard_inbound_threshold,
@@ -187,6 +191,7 @@ class LogoutGuard:
             log.info(
                 "LogoutGuard: connection_strategy set to lazy (requests are judged before connecting upstream)"
             )
+        self.rewrites_host = client_host.take_over_host_rewrite(ctx.options)
         self._spawn(self.pipeline.purge_forever())
 
     async def done(self) -> None:
@@ -215,17 +220,35 @@ class LogoutGuard:
         sees it (mitmweb lists it, -w saves it, mitmdump prints it); LogoutGuard's hooks skip it."""
         self._spawn(ctx.master.load_flow(shown))
 
+    def _close_connection(self, shown: http.HTTPFlow) -> bool:
+        """Close a flow's client connection (mitmproxy has no public call for it: flow.kill() does not
+        end a WebSocket); False when this mitmproxy's connection handler is not where it was."""
+        handler = getattr(ctx.master.addons.get("proxyserver"), "connections", {}).get(shown.client_conn.id)
+        close = getattr(handler, "close_connection", None)
+        if close is None:
+            return False
+        try:
+            close(shown.client_conn)
+        except Exception:  # already closed (KeyError), or the internals changed: the message is dropped anyway
+            log.exception("LogoutGuard: closing the connection of a refused WebSocket message failed")
+            return False
+        return True
+
     # -- hooks ---------------------------------------------------------------------------------
     async def request(self, flow_: http.HTTPFlow) -> None:
         if self.gate.refuses(flow_):  # not configured (yet): answered 503, nothing passes unjudged
             return
         answered = flow_.response is not None and flow_.live
-        if answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_):
-            return
-        await self.pipeline.on_request(flow_)
+        if not (answered or flow_.error is not None or self.pipeline.engine is None or is_logout_flow(flow_)):
+            await self.pipeline.on_request(flow_)  # judged on the Host the client sent
+        if self.rewrites_host:
+            client_host.to_upstream(flow_)
 
     async def response(self, flow_: http.HTTPFlow) -> None:
         await self.pipeline.on_response(flow_)
+
+    def websocket_message(self, flow_: http.HTTPFlow) -> None:
+        self.pipeline.on_websocket_message(flow_)
 
     async def error(self, flow_: http.HTTPFlow) -> None:
         await self.pipeline.on_error(flow_)

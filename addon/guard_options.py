@@ -12,6 +12,7 @@ from typing import Any
 from mitmproxy import exceptions
 
 from .assembly import DEFAULT_MAX_SESSIONS, DEFAULT_RULES_DIR, DEFAULT_TTL_S
+from .engine.transaction import DEFAULT_LIMITS, Limits
 from .forced_logout import parse_upstream
 from .metrics import parse_listen
 from .pipeline import Mode
@@ -19,6 +20,7 @@ from .pipeline import Mode
 MODES = tuple(str(m) for m in Mode)
 FAIL_MODES = ("closed", "open")
 ERROR_ACTIONS = ("deny", "pass")
+BODY_LIMIT_ACTIONS = ("reject", "inspect")
 DEFAULT_STORE = "~/.logoutguard/sessions.sqlite"
 DEFAULT_AUDIT_LOG = "~/.logoutguard/audit.jsonl"
 ENGINE_OPTIONS = {
@@ -37,6 +39,10 @@ POSITIVE_OPTIONS = (
     "guard_body_limit",
     "guard_session_ttl",
     "guard_max_sessions",
+    "guard_max_args",
+    "guard_max_cookies",
+    "guard_max_headers",
+    "guard_max_parts",
 )
 
 
@@ -73,9 +79,30 @@ def declare(loader: Any) -> None:
         "guard_body_limit",
         int,
         128 * 1024,
-        "Bytes of a body that are inspected; larger bodies are inspected up to this limit and score "
-        "the oversized-body rule.",
+        "Bytes of a body that are inspected (>= 1); what a larger body gets is guard_body_limit_action.",
     )
+    add(
+        "guard_body_limit_action",
+        str,
+        "reject",
+        "A body over guard_body_limit: reject = refuse it (413) unless the part inspected already asks "
+        "for more (a logout); inspect = judge the part kept alone (parsed as far as it goes) and pass "
+        "the rest unread.",
+        choices=BODY_LIMIT_ACTIONS,
+    )
+    for name, what, default in (
+        ("guard_max_args", "arguments (query and body)", DEFAULT_LIMITS.args),
+        ("guard_max_cookies", "cookies", DEFAULT_LIMITS.cookies),
+        ("guard_max_headers", "headers", DEFAULT_LIMITS.headers),
+        ("guard_max_parts", "multipart parts", DEFAULT_LIMITS.parts),
+    ):
+        add(
+            name,
+            int,
+            default,
+            f"Most {what} a request may carry (>= 1); over it, rule 920395 refuses the request before "
+            "any other rule runs.",
+        )
     add(
         "guard_error_action",
         str,
@@ -173,6 +200,7 @@ def validate(opts: Any, updated: set[str]) -> None:
         ("guard_mode", MODES),
         ("guard_error_action", ERROR_ACTIONS),
         ("guard_fail_mode", FAIL_MODES),
+        ("guard_body_limit_action", BODY_LIMIT_ACTIONS),
     ):
         if name in updated and getattr(opts, name) not in allowed:
             raise exceptions.OptionsError(
@@ -191,3 +219,8 @@ def validate(opts: Any, updated: set[str]) -> None:
     upstream = opts.guard_upstream
     if "guard_upstream" in updated and upstream and parse_upstream(f"reverse:{upstream}") is None:
         raise exceptions.OptionsError(f"guard_upstream: {upstream!r} is not an http(s) URL")
+
+
+def limits(opts: Any) -> Limits:
+    """The count limits the options set (guard_max_args, guard_max_cookies, ...)."""
+    return Limits(opts.guard_max_args, opts.guard_max_cookies, opts.guard_max_headers, opts.guard_max_parts)

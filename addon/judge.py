@@ -44,6 +44,7 @@ class Situation(StrEnum):
     )
     ANONYMOUS_OVER_THRESHOLD = "anonymous_over_threshold"  # no session, or one never shown authenticated
     CUMULATIVE_THRESHOLD = "cumulative_threshold"  # N scored requests of one session within a window
+    BODY_OVER_LIMIT = "body_over_limit"  # a body longer than the inspection limit, refused (413)
     ERROR = "error"  # judging failed (not the judge's answer: the pipeline's, when something raised)
 
 
@@ -79,6 +80,7 @@ class RequestSignals:
 
     cross_site: bool = False  # another site made the browser send it
     asks_redirect_target: bool = False  # it asks for the page `redirect` sends to (redirecting would loop)
+    body_over_limit: bool = False  # its body is longer than the inspection limit and such bodies are refused
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,14 @@ def judge(
             Situation.CUMULATIVE_THRESHOLD,
             policy.cumulative.action,
             reason=f"{policy.cumulative.scored_requests} scored requests within {policy.cumulative.window:g}s",
+        )
+    if signals.body_over_limit:  # what the part kept asks for came first; else nothing unread passes
+        return judgement(
+            Situation.BODY_OVER_LIMIT,
+            Action.DENY,
+            strip,
+            "request body over the inspection limit (guard_body_limit): refused",
+            refused,
         )
     if strip:
         return judgement(Situation.UNKNOWN_SESSION, Action.NONE, True, "session stripped", refused)

@@ -27,9 +27,18 @@ from .audit_log import AuditLog
 from .engine.combined import CombinedEngine, CombinedState
 from .engine.engine import Engine
 from .engine.state import EvalState
+from .engine.transaction import DEFAULT_LIMITS, Limits
 from .engine.verdict import Match, Verdict
 from .exchange import Exchange
-from .flow_bridge import DEFAULT_BODY_LIMIT, META_KEY, SeenRequest, read_request, with_response
+from .flow_bridge import (
+    DEFAULT_BODY_LIMIT,
+    META_KEY,
+    SeenRequest,
+    client_address,
+    from_websocket_message,
+    read_request,
+    with_response,
+)
 from .flow_record import ActionTaken, FlowRecord
 from .forced_logout import LogoutResult, Upstream, force_logout, revoke_sessions
 from .judge import RequestSignals, SessionCheck, Situation, counts_toward_window, judge
@@ -49,6 +58,7 @@ from .sessions.tracker import SessionFacts, SessionTracker
 log = logging.getLogger("logoutguard")
 
 MAX_PENDING = 10_000
+WEBSOCKET_REFUSED = "websocket_refused"  # in a flow's record: a message was refused, drop all later ones
 MAX_RECENT_SESSIONS = 1_000
 PURGE_EVERY_S = 300.0
 
@@ -66,6 +76,10 @@ class Settings:
     fail_closed: bool = True  # a request with a session ID is refused while the store cannot answer
     deny_on_error: bool = True  # enforce mode denies a flow whose judging failed
     body_limit: int = DEFAULT_BODY_LIMIT
+    # A body over body_limit: refused with 413 (True, ModSecurity's SecRequestBodyLimitAction Reject)
+    # unless the rules' verdict on the part kept asks for more; False: the part kept is judged alone.
+    reject_over_limit: bool = True
+    limits: Limits = DEFAULT_LIMITS  # counts of args, cookies, headers, parts checked before any rule
     offline_revoke: bool = False
     paranoia: int = 1
     inbound_threshold: int = 5
@@ -106,6 +120,8 @@ class Pipeline:
         self.observer = Observer()  # metrics.Metrics when the adapter serves metrics
         # The adapter hands flows the actions made (a forced logout's own flow) to mitmproxy.
         self.show_flow: Callable[[http.HTTPFlow], None] = lambda flow: None
+        # The adapter closes a flow's client connection (a refused WebSocket message); False: it could not.
+        self.close_connection: Callable[[http.HTTPFlow], bool] = lambda flow: False
 
     @property
     def matcher(self) -> SessionCookieMatcher:
@@ -135,7 +151,7 @@ class Pipeline:
 
     async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
         assert self.engine is not None
-        seen = read_request(flow, self.rules, self.settings.body_limit)
+        seen = read_request(flow, self.rules, self.settings.body_limit, self.settings.limits)
         tracker = self._tracker_for(flow)
         check = await self._check_session(tracker, seen)
         started = time.perf_counter()
@@ -173,6 +189,7 @@ class Pipeline:
         return RequestSignals(
             cross_site=is_cross_site(seen.tx, self.policy, listening),
             asks_redirect_target=seen.tx.path.split(";", 1)[0] == location,
+            body_over_limit=seen.tx.body_truncated and self.settings.reject_over_limit,
         )
 
     def _tracker_for(self, flow: http.HTTPFlow) -> SessionTracker:
@@ -247,6 +264,9 @@ class Pipeline:
             case Action.DENY if judgement.situation is Situation.STORE_UNAVAILABLE:
                 deny(flow, 503)
                 return ActionTaken.DENY
+            case Action.DENY if judgement.situation is Situation.BODY_OVER_LIMIT:
+                deny(flow, 413)
+                return ActionTaken.DENY
             case Action.DENY if judgement.situation in (Situation.REVOKED_SESSION, Situation.UNKNOWN_SESSION):
                 signed_out(flow, actions.deny_status, actions.redirect_location, expire)
                 return ActionTaken.DENY
@@ -266,7 +286,9 @@ class Pipeline:
                 record.logout = outcome
                 if outcome.request is not None and upstream is not None:
                     path = redact_path(flow.request.path, self.rules)
-                    shown = logout_flow(flow, outcome.request, upstream, outcome, record, outcome.sent_at, path)
+                    shown = logout_flow(
+                        flow, outcome.request, upstream, outcome, record, outcome.sent_at, path
+                    )
                     record.logout_flow = shown.id
                     self.show_flow(shown)
                 if not outcome.sent:
@@ -303,6 +325,61 @@ class Pipeline:
         self.recent.move_to_end(facts.id_hash)
         while len(self.recent) > MAX_RECENT_SESSIONS:
             self.recent.popitem(last=False)
+
+    # -- WebSocket messages --------------------------------------------------------------------------
+    def on_websocket_message(self, flow: http.HTTPFlow) -> None:
+        """Judge the message a client just sent on an open WebSocket with the request rules. In
+        enforce mode one over the threshold (or over the body limit, when such bodies are refused) is
+        dropped and the connection closed; every later message of that WebSocket, either way, is
+        dropped too. Never raises; a failure counts as a refusal when guard_error_action is deny."""
+        if self.engine is None or flow.websocket is None or not flow.websocket.messages:
+            return
+        message = flow.websocket.messages[-1]
+        record = flow.metadata.get(META_KEY)
+        if isinstance(record, dict) and record.get(WEBSOCKET_REFUSED) and flow.live:
+            message.drop()  # the connection is being closed: nothing more passes either way
+            return
+        if not message.from_client:
+            return
+        try:
+            tx = from_websocket_message(
+                flow.request,
+                message.content,
+                client_address(flow),
+                self.settings.body_limit,
+                self.settings.limits,
+            )
+            verdict, _ = self.engine.inspect_request(tx)
+            refuse = verdict.inbound_blocked or (tx.body_truncated and self.settings.reject_over_limit)
+            error = ""
+        except Exception as exc:  # a hook must never raise
+            log.exception(f"LogoutGuard: judging a WebSocket message on {self._path(flow)} failed")
+            verdict, refuse, error = Verdict(), self.settings.deny_on_error, f"{type(exc).__name__}: {exc}"
+        if not (refuse or verdict.matches or error):
+            return
+        action = "log" if refuse else "none"
+        if refuse and self.settings.enforce and flow.live:
+            message.drop()
+            if isinstance(record, dict):
+                record[WEBSOCKET_REFUSED] = True
+            action = "drop_close" if self.close_connection(flow) else "drop"
+        line = {
+            "client": client_address(flow),
+            "method": "WEBSOCKET",
+            "path": self._path(flow),
+            "rules": [m.id for m in verdict.matches],
+            "targets": [m.target for m in verdict.matches],
+            "inbound_score": verdict.inbound_score,
+            "situation": "websocket_message_refused" if refuse else "websocket_message_scored",
+            "action": action,
+            "mode": str(self.settings.mode),
+        }
+        if error:
+            line["error"] = error
+        if isinstance(record, dict):
+            record.setdefault("websocket", []).append(line)
+        if flow.live:
+            self.audit.write(line)
 
     # -- response ----------------------------------------------------------------------------------
     async def on_response(self, flow: http.HTTPFlow) -> None:
@@ -344,7 +421,7 @@ class Pipeline:
 
     def _rejudged(self, flow: http.HTTPFlow) -> Pending:
         assert self.engine is not None
-        seen = read_request(flow, self.rules, self.settings.body_limit)
+        seen = read_request(flow, self.rules, self.settings.body_limit, self.settings.limits)
         seen = replace(seen, session_ids=(), user_agent=None)  # the request's own sessions are not known
         verdict, state = self.engine.inspect_request(seen.tx)
         return Pending(state, verdict.matches, seen)

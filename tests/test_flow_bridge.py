@@ -140,3 +140,20 @@ def test_a_rewritten_saved_flow_is_judged_on_its_original_request() -> None:
 def test_original_request_body_is_bounded() -> None:
     record = original_request_record(tutils.treq(content=b"x" * 70_000))
     assert record["body_length"] == 70_000 and len(record["body"]) == 64 * 1024
+
+
+def test_a_websocket_message_is_judged_as_a_body_on_the_handshakes_path() -> None:
+    from logoutguard.flow_bridge import from_websocket_message
+
+    handshake = tutils.treq(path=b"/chat?room=1")
+    handshake.headers.clear()
+    handshake.headers.update({"Host": "app.test", "User-Agent": "UA", "Cookie": "sid=secret"})
+    as_json = from_websocket_message(handshake, b'{"text": "<script>"}', "192.0.2.1")
+    assert (as_json.path, as_json.query, as_json.body_args) == ("/chat", "", (("text", "<script>"),))
+    assert dict(as_json.headers) == {
+        "Host": "app.test",
+        "User-Agent": "UA",
+    }  # no cookie: judged at the handshake
+    as_text = from_websocket_message(handshake, b"1' or '1'='1")
+    assert as_text.body_args == (("websocket_message", "1' or '1'='1"),) and as_text.body == "1' or '1'='1"
+    assert from_websocket_message(handshake, b"").body_args == ()

@@ -40,6 +40,11 @@ GOOD = SimpleNamespace(**{name: opt.default for name, opt in declared()._options
         ("guard_error_action", "drop", "guard_error_action: 'drop' is not one of deny, pass"),
         ("guard_paranoia", 5, "guard_paranoia: 5 is not in 1-4"),
         ("guard_body_limit", 0, "guard_body_limit: 0 must be at least 1"),
+        ("guard_body_limit_action", "drop", "guard_body_limit_action: 'drop' is not one of reject, inspect"),
+        ("guard_max_args", 0, "guard_max_args: 0 must be at least 1"),
+        ("guard_max_cookies", -1, "guard_max_cookies: -1 must be at least 1"),
+        ("guard_max_headers", 0, "guard_max_headers: 0 must be at least 1"),
+        ("guard_max_parts", 0, "guard_max_parts: 0 must be at least 1"),
         ("guard_metrics", "not a port", "guard_metrics: "),
         ("guard_upstream", "ftp://app", "guard_upstream: 'ftp://app' is not an http(s) URL"),
     ],
@@ -50,3 +55,9 @@ def test_a_bad_value_is_refused_naming_the_option(name: str, value: Any, words: 
         guard_options.validate(opts, {name})
     guard_options.validate(opts, set())  # only updated options are checked
     guard_options.validate(GOOD, set(vars(GOOD)))  # the defaults are valid
+
+
+def test_limits_come_from_the_max_options() -> None:
+    opts = SimpleNamespace(**{**vars(GOOD), "guard_max_args": 7, "guard_max_cookies": 8})
+    limits = guard_options.limits(opts)
+    assert (limits.args, limits.cookies, limits.headers, limits.parts) == (7, 8, 200, 1000)

@@ -38,6 +38,7 @@ LENIENT = parse_policy({"actions": {"revoked_session": "strip", "unknown_session
 REDIRECTING = parse_policy({"actions": {"revoked_session": "redirect", "cross_site": "logout"}})
 CROSS = RequestSignals(cross_site=True)
 AT_LOGIN = RequestSignals(asks_redirect_target=True)
+OVER_LIMIT = RequestSignals(body_over_limit=True)
 SID = SessionId(IdKind.COOKIE, "sid", "v", "sid")
 
 
@@ -398,6 +399,28 @@ CASES = [
         Situation.LOCKED_OUT,
         Action.DENY,
         False,
+    ),
+    (
+        "a body over the inspection limit is refused when nothing else is asked",
+        SCORED,
+        check(S.ACTIVE),
+        DEFAULTS,
+        True,
+        Situation.BODY_OVER_LIMIT,
+        Action.DENY,
+        False,
+        OVER_LIMIT,
+    ),
+    (
+        "an attack in the part kept of an over-limit body logs its session out",
+        ATTACK,
+        check(S.ACTIVE),
+        DEFAULTS,
+        True,
+        Situation.AUTHENTICATED_OVER_THRESHOLD,
+        Action.LOGOUT,
+        False,
+        OVER_LIMIT,
     ),
     (
         "a denying rule counts as over",

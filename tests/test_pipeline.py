@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from mitmproxy import http
+from mitmproxy import http, websocket
 from mitmproxy.test import tflow, tutils
+from wsproto.frame_protocol import Opcode
 
 from logoutguard import pipeline as pipeline_module
 from logoutguard.audit_log import AuditLog
@@ -312,3 +313,48 @@ async def test_the_logout_is_its_own_flow_and_the_mode_says_what_the_client_gets
             assert b"bye" not in attack.response.content and b'href="/login"' in attack.response.content
     finally:
         app.stop()
+
+
+def websocket_flow(content: bytes, from_client: bool = True) -> http.HTTPFlow:
+    flow = tflow.twebsocketflow()
+    flow.websocket.messages.append(websocket.WebSocketMessage(Opcode.TEXT, from_client, content))  # type: ignore[union-attr]
+    return flow
+
+
+def test_a_websocket_attack_is_dropped_and_its_connection_closed(make) -> None:  # type: ignore[no-untyped-def]
+    p = make()
+    closed: list[str] = []
+    p.close_connection = lambda flow: closed.append(flow.id) or True
+    flow = websocket_flow(b"1 union select password")
+    flow.metadata[META_KEY] = {}
+    p.on_websocket_message(flow)
+    message = flow.websocket.messages[-1]  # type: ignore[union-attr]
+    assert message.dropped and closed == [flow.id]
+    line = flow.metadata[META_KEY]["websocket"][0]
+    assert (line["rules"], line["action"], line["situation"]) == (
+        [100001],
+        "drop_close",
+        "websocket_message_refused",
+    )
+    later = websocket.WebSocketMessage(Opcode.TEXT, False, b"the application's answer")
+    flow.websocket.messages.append(later)  # type: ignore[union-attr]
+    p.on_websocket_message(flow)
+    assert later.dropped  # nothing more passes on a refused WebSocket
+
+
+def test_websocket_messages_that_pass_or_come_from_the_server_are_left_alone(make) -> None:  # type: ignore[no-untyped-def]
+    p = make()
+    benign, from_server = websocket_flow(b"hello union"), websocket_flow(b"1 union select", from_client=False)
+    for flow in (benign, from_server):
+        flow.metadata[META_KEY] = {}
+        p.on_websocket_message(flow)
+        assert not flow.websocket.messages[-1].dropped and "websocket" not in flow.metadata[META_KEY]  # type: ignore[union-attr]
+
+
+def test_detect_mode_logs_a_websocket_attack_and_drops_nothing(make) -> None:  # type: ignore[no-untyped-def]
+    p = make(mode=Mode.DETECT)
+    flow = websocket_flow(b"1 union select password")
+    flow.metadata[META_KEY] = {}
+    p.on_websocket_message(flow)
+    assert not flow.websocket.messages[-1].dropped  # type: ignore[union-attr]
+    assert flow.metadata[META_KEY]["websocket"][0]["action"] == "log"

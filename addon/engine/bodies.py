@@ -1,7 +1,8 @@
-"""Request bodies -> args: urlencoded, multipart (field values and file names) and JSON (key paths).
+"""Request bodies -> args: urlencoded, multipart (field values and file names), JSON (key paths) and XML.
 
 Works on byte text (one character per byte). A body whose Content-Type is missing or wrong is
-still inspected: JSON and urlencoded shapes are recognised from the bytes themselves.
+still inspected: JSON and urlencoded shapes are recognised from the bytes themselves. A body cut at
+the inspection limit is parsed as far as it goes (a JSON document is closed where it was cut).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import email.policy
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from urllib.parse import parse_qsl
+from xml.parsers import expat
 
 from .transaction import Pairs
 
@@ -29,6 +31,7 @@ class ParsedBody:
     part_headers: Pairs = ()
     files_size: int = 0
     error: str = ""
+    parts: int = 0  # multipart parts in the body (all of them, also those past the parts limit)
 
 
 class JsonNaming(Enum):
@@ -50,34 +53,47 @@ class JsonNaming(Enum):
     MODSECURITY = "modsecurity"
 
 
-def parse_body(content_type: str | None, body: str, naming: JsonNaming = JsonNaming.PATHS) -> ParsedBody:
+def parse_body(
+    content_type: str | None,
+    body: str,
+    naming: JsonNaming = JsonNaming.PATHS,
+    truncated: bool = False,
+    max_parts: int | None = None,
+) -> ParsedBody:
     """Parse `body` according to its Content-Type, falling back to what the bytes look like; JSON
-    values are named as `naming` says."""
+    values are named as `naming` says. `truncated`: the body was cut at the inspection limit, so what
+    is there is read as far as it goes. `max_parts`: multipart parts past it are left out."""
     if not body:
         return ParsedBody()
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == "application/x-www-form-urlencoded":
         return ParsedBody("URLENCODED", parse_urlencoded(body))
     if mime == "multipart/form-data":
-        parsed = parse_multipart(content_type or "", body)
-        if not parsed.error:
+        parsed = parse_multipart(content_type or "", body, max_parts)
+        if not parsed.error or (truncated and parsed.parts):
             return parsed
-        return _sniff(body, parsed.error, naming)
+        return _sniff(body, parsed.error, naming, truncated)
     if mime == "application/json" or mime.endswith("+json"):
-        parsed = parse_json(body, naming)
-        if not parsed.error:
+        parsed = parse_json(body, naming, truncated)
+        if not parsed.error or parsed.args:
             return parsed
-        return _sniff(body, parsed.error, naming)
-    return _sniff(body, "", naming)
+        return _sniff(body, parsed.error, naming, truncated)
+    if mime in ("application/xml", "text/xml") or mime.endswith("+xml"):
+        return parse_xml(body, truncated)
+    return _sniff(body, "", naming, truncated)
 
 
-def _sniff(body: str, error: str, naming: JsonNaming) -> ParsedBody:
-    """No (usable) Content-Type: recognise JSON or urlencoded by shape, else inspect it raw."""
+def _sniff(body: str, error: str, naming: JsonNaming, truncated: bool = False) -> ParsedBody:
+    """No (usable) Content-Type: recognise JSON, XML or urlencoded by shape, else inspect it raw."""
     stripped = body.lstrip()
     if stripped[:1] in ("{", "["):
-        parsed = parse_json(body, naming)
-        if not parsed.error:
-            return ParsedBody("JSON", parsed.args, error=error)
+        parsed = parse_json(body, naming, truncated)
+        if not parsed.error or parsed.args:
+            return ParsedBody("JSON", parsed.args, error=error or parsed.error)
+    if stripped[:1] == "<":
+        parsed = parse_xml(body, truncated)
+        if parsed.args:  # the XML view of an undeclared body; its parse error is not the body's error
+            return replace(parsed, error=error)
     if _looks_urlencoded(body):
         return ParsedBody("URLENCODED", parse_urlencoded(body), error=error)
     return ParsedBody("", error=error)
@@ -88,12 +104,15 @@ def _looks_urlencoded(body: str) -> bool:
     return bool(_URLENCODED_SHAPE.fullmatch(first)) and "\n" not in body[:4096]
 
 
-def parse_urlencoded(text: str) -> Pairs:
-    """`a=1&b=2&a=3` -> all pairs, repeated names kept, percent-decoding byte-exact."""
+def parse_urlencoded(text: str, limit: int | None = None) -> Pairs:
+    """`a=1&b=2&a=3` -> all pairs, repeated names kept, percent-decoding byte-exact; with `limit`,
+    only the first `limit` `&`-separated pieces are read."""
+    if limit is not None:
+        text = "&".join(text.split("&", limit)[:limit])
     return tuple(parse_qsl(text, keep_blank_values=True, encoding="latin-1", errors="strict"))
 
 
-def parse_multipart(content_type: str, body: str) -> ParsedBody:
+def parse_multipart(content_type: str, body: str, max_parts: int | None = None) -> ParsedBody:
     if "boundary=" not in content_type.lower():
         return ParsedBody("MULTIPART", error="multipart body without a boundary")
     raw = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
@@ -107,7 +126,7 @@ def parse_multipart(content_type: str, body: str) -> ParsedBody:
     files: list[tuple[str, str]] = []
     headers: list[tuple[str, str]] = []
     size = 0
-    for part in parts:
+    for part in parts[:max_parts]:
         name = part.get_param("name", header="content-disposition") or ""
         if isinstance(name, tuple):  # RFC 2231 encoded
             name = email.utils.collapse_rfc2231_value(name)
@@ -125,25 +144,122 @@ def parse_multipart(content_type: str, body: str) -> ParsedBody:
         if message.defects == []
         else f"multipart defects: {', '.join(type(d).__name__ for d in message.defects)}"
     )
-    return ParsedBody("MULTIPART", tuple(args), tuple(files), tuple(headers), size, error)
+    return ParsedBody("MULTIPART", tuple(args), tuple(files), tuple(headers), size, error, len(parts))
 
 
 class _Object(list):  # type: ignore[type-arg]
     """An object's (key, value) pairs in document order, duplicates kept (as a streaming parser sees them)."""
 
 
-def parse_json(body: str, naming: JsonNaming = JsonNaming.PATHS) -> ParsedBody:
-    """A JSON body -> its values as ARGS, named as `naming` says (error: why it could not be read)."""
+def parse_json(body: str, naming: JsonNaming = JsonNaming.PATHS, truncated: bool = False) -> ParsedBody:
+    """A JSON body -> its values as ARGS, named as `naming` says (error: why it could not be read).
+    A `truncated` body that does not parse is closed where it was cut (close_truncated_json) and read
+    as far as it goes; the error says so."""
     try:
         document = json.loads(
             body.encode("latin-1"), object_pairs_hook=_Object, parse_float=str, parse_int=str, parse_constant=str
         )
-    except RecursionError:
-        return ParsedBody("JSON", error=f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded")
-    except ValueError as exc:
-        return ParsedBody("JSON", error=f"JSON parsing error: {exc}")
+    except (ValueError, RecursionError) as exc:
+        if not truncated:
+            return _json_error(exc)
+        closed = close_truncated_json(body.encode("latin-1").decode("utf-8", "surrogateescape"))
+        try:
+            document = json.loads(
+                closed, object_pairs_hook=_Object, parse_float=str, parse_int=str, parse_constant=str
+            )
+        except (ValueError, RecursionError):
+            return _json_error(exc)
+        args, error = flatten_json(document, naming)
+        return ParsedBody("JSON", args, error=error or "JSON body cut at the inspection limit; read as far as it goes")
     args, error = flatten_json(document, naming)
     return ParsedBody("JSON", args, error=error)
+
+
+def _json_error(exc: Exception) -> ParsedBody:
+    if isinstance(exc, RecursionError):
+        return ParsedBody("JSON", error=f"JSON depth limit {JSON_DEPTH_LIMIT} exceeded")
+    return ParsedBody("JSON", error=f"JSON parsing error: {exc}")
+
+
+_JSON_LITERAL_END = re.compile(r'[\s,:\[\]{}"]')
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def close_truncated_json(text: str) -> str:
+    """A JSON document cut short -> the same document closed where it was cut: a cut string ends
+    there, a cut number or literal is dropped, a key without its value gets null, open arrays and
+    objects are closed. Linear; the result parses when the part before the cut was valid JSON."""
+    stack: list[list[str]] = []  # per open container: [kind "{" or "[", what comes next]
+    i, n = 0, len(text)
+    end = 0  # the text up to here is kept
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        top = stack[-1] if stack else None
+        if c in "{[":
+            stack.append([c, "key" if c == "{" else "value"])
+            i += 1
+        elif c in "}]":
+            if stack:
+                stack.pop()
+            i += 1
+            if stack:
+                stack[-1][1] = "comma"
+        elif c == ",":
+            if top is not None:
+                top[1] = "key" if top[0] == "{" else "value"
+            i += 1
+        elif c == ":":
+            if top is not None:
+                top[1] = "value"
+            i += 1
+        elif c == '"':
+            string = _JSON_STRING.match(text, i)
+            if string is None:  # the cut is inside this string: end it there
+                value = _without_cut_escape(text)
+                if top is not None and top[0] == "{" and top[1] == "key":
+                    return value + '":null' + _closers(stack, "comma")
+                return value + '"' + _closers(stack, "comma")
+            i = string.end()
+            if top is not None:
+                top[1] = "colon" if top[0] == "{" and top[1] == "key" else "comma"
+        else:  # a number or literal: kept only when something ends it before the cut
+            found = _JSON_LITERAL_END.search(text, i)
+            if found is None:
+                break
+            i = found.start()
+            if top is not None:
+                top[1] = "comma"
+        end = i
+    kept = text[:end].rstrip()
+    expecting = stack[-1][1] if stack else "comma"
+    if expecting == "key" and kept.endswith(","):
+        kept = kept[:-1]
+    return kept + _closers(stack, expecting)
+
+
+def _without_cut_escape(text: str) -> str:
+    """A string's text cut at its end without the escape sequence the cut broke (`\\`, `\\u12`)."""
+    unicode_cut = re.search(r"\\u[0-9a-fA-F]{0,3}$", text)
+    if unicode_cut is not None:
+        before = text[: unicode_cut.start()]
+        if (len(before) - len(before.rstrip("\\"))) % 2 == 0:
+            return before
+    if (len(text) - len(text.rstrip("\\"))) % 2 == 1:
+        return text[:-1]
+    return text
+
+
+def _closers(stack: list[list[str]], expecting: str) -> str:
+    """What closes the open containers, starting with what the innermost one lacks."""
+    head = ""
+    if stack and stack[-1][0] == "{":
+        head = {"colon": ":null", "value": "null"}.get(expecting, "")
+    elif stack and expecting == "value":
+        head = "null"  # after '[' or ','
+    return head + "".join("}" if kind == "{" else "]" for kind, _ in reversed(stack))
 
 
 def flatten_json(document: object, naming: JsonNaming = JsonNaming.PATHS) -> tuple[Pairs, str]:
@@ -281,3 +397,45 @@ def _scalar(value: object) -> str:
 def _text(value: str) -> str:
     """JSON strings are Unicode; inspect them as their UTF-8 bytes like every other value."""
     return value.encode("utf-8", "surrogatepass").decode("latin-1")
+
+
+def parse_xml(body: str, truncated: bool = False) -> ParsedBody:
+    """An XML body -> element text and attribute values as ARGS, named by element path (`order/item`,
+    `order/item/@id`). No DTD is loaded and no external entity fetched (expat, as the CRS importer's
+    parse_xml). A `truncated` or malformed document gives what was read before the cut or the error."""
+    args: list[tuple[str, str]] = []
+    path: list[str] = []
+    text: list[list[str]] = []
+
+    def start(name: str, attributes: dict[str, str]) -> None:
+        path.append(name)
+        text.append([])
+        where = "/".join(path)
+        args.extend((f"{where}/@{key}", value) for key, value in attributes.items())
+
+    def end(name: str) -> None:
+        content = "".join(text.pop())
+        if content.strip():
+            args.append(("/".join(path), content))
+        path.pop()
+
+    def data(chunk: str) -> None:
+        if text:
+            text[-1].append(chunk)
+
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.ExternalEntityRefHandler = lambda *args: 1
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    error = ""
+    try:
+        parser.Parse(body.encode("latin-1"), not truncated)
+    except expat.ExpatError as exc:
+        error = f"XML parser error: {exc}"
+    while text:  # elements left open by a cut or an error: their text so far
+        end(path[-1])
+    if truncated and not error:
+        error = "XML body cut at the inspection limit; read as far as it goes"
+    return ParsedBody("XML", tuple((_text(name), _text(value)) for name, value in args), error=error)

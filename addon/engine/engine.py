@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .evaluator import PhasePlan, inspected_values, link_matches_value, plan, run_phase
+from .evaluator import PhasePlan, inspected_values, limits_plan, link_matches_value, plan, run_phase
 from .exclusions import Exclusions
 from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
@@ -40,12 +40,15 @@ class Engine:
     # actions change each transaction's state before its first rule runs.
     exclusions: Exclusions | None = None
     _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
+    # The rules that run when a request is over a limit (limits_plan): nothing else does then.
+    _limit_plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
     _prefilter: Prefilter | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if not 1 <= self.paranoia <= 4:
             raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
         self._plans = plan(self.ruleset, self.paranoia)
+        self._limit_plans = limits_plan(self._plans)
         if self.prefilter:
             self._prefilter = build_prefilter(
                 self._plans, inspected_values, is_dynamic, self.prefilter_skip, link_matches_value
@@ -56,7 +59,8 @@ class Engine:
         return Thresholds(self.inbound_threshold, self.outbound_threshold)
 
     def new_state(self, tx: Transaction) -> EvalState:
-        state = EvalState(tx=tx, paranoia=self.paranoia, prefilter=self._prefilter)
+        prefilter = None if tx.limits_exceeded else self._prefilter
+        state = EvalState(tx=tx, paranoia=self.paranoia, prefilter=prefilter)
         state.vars.update(self.tx_defaults)
         if self.exclusions is not None:
             self.exclusions.apply(state)
@@ -84,8 +88,14 @@ class Engine:
         return verdict
 
     def _run_phases(self, state: EvalState, phases: tuple[Phase, ...]) -> list[Match]:
-        """The phases in order, each after `prepare`; none after a deny or ctl:ruleEngine=Off."""
+        """The phases in order, each after `prepare`; none after a deny or ctl:ruleEngine=Off. A
+        request over a limit (Transaction.limits_exceeded) meets only the rules about limits."""
         matches: list[Match] = []
+        if state.tx.limits_exceeded:
+            for phase in phases:
+                if not state.interrupted:
+                    matches.extend(run_phase(self._limit_plans, state, phase))
+            return matches
         for phase in phases:
             if state.interrupted or state.engine_off:
                 break

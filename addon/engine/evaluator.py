@@ -30,6 +30,24 @@ def plan(ruleset: Ruleset, paranoia: int) -> dict[Phase, PhasePlan]:
     return plans
 
 
+LIMITS_COLLECTION = "LIMITS_EXCEEDED"
+
+
+def limits_plan(plans: dict[Phase, PhasePlan]) -> dict[Phase, PhasePlan]:
+    """The plans cut down to the rules that inspect LIMITS_EXCEEDED (all that runs for a request over
+    a limit: its collections were cut, and its size must not cost the other rules' work)."""
+    limited: dict[Phase, PhasePlan] = {}
+    for phase, phase_plan in plans.items():
+        kept = tuple(
+            item
+            for item in phase_plan.items
+            if isinstance(item, Rule)
+            and any(t.collection == LIMITS_COLLECTION for link in item.links for t in link.targets)
+        )
+        limited[phase] = PhasePlan(kept, {})
+    return limited
+
+
 def run_phase(plans: dict[Phase, PhasePlan], state: EvalState, phase: Phase) -> list[Match]:
     """Evaluate every rule of `phase` in order; honour skip_after and ctl rule removals."""
     phase_plan = plans[phase]

@@ -25,9 +25,11 @@ _PAIRS = {
     "ARGS_POST": "body_args",
     "REQUEST_COOKIES": "cookies",
     "REQUEST_HEADERS": "headers",
+    "REQUEST_HEADERS_TEXT": "headers",
     "FILES": "files",
     "MULTIPART_PART_HEADERS": "part_headers",
     "SESSION": "session",
+    "LIMITS_EXCEEDED": "limits_exceeded",
     "RESPONSE_HEADERS": "response_headers",
 }
 

@@ -216,6 +216,7 @@ def _build_rule(
         ),
         source=str(file),
         scoring=raw.get("scoring", True),
+        disruptive="deny" if raw.get("deny") else "pass",
     )
 
 

@@ -48,6 +48,9 @@ class Transaction:
     response_headers: Pairs = ()
     response_body: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # The counts over a Limits maximum, as (what, "count > limit"): args, cookies, headers, parts.
+    # The collections were cut at the limit, and the engine runs only the rules about limits.
+    limits_exceeded: Pairs = ()
 
     @property
     def args(self) -> Pairs:
@@ -70,14 +73,30 @@ class Transaction:
 DEFAULT_BODY_LIMIT = 128 * 1024
 
 
-def parse_cookie_header(value: str) -> list[tuple[str, str]]:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The most arguments, cookies, headers and multipart parts one request may carry before any
+    rule runs (guard_max_args, guard_max_cookies, guard_max_headers, guard_max_parts)."""
+
+    args: int = 1000
+    cookies: int = 200
+    headers: int = 200
+    parts: int = 1000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def parse_cookie_header(value: str, limit: int | None = None) -> list[tuple[str, str]]:
     """Lenient `a=1; b=2` split, as ModSecurity does it: a malformed pair never hides the others.
+    With `limit`, only the first `limit` pieces are read.
 
     (http.cookies rejects a whole header for one bad character, which would let an attacker hide
     a payload from the rules, so it is not used here.)
     """
-    pairs = []
-    for piece in value.split(";"):
+    pairs: list[tuple[str, str]] = []
+    pieces = value.split(";") if limit is None else value.split(";", limit)[:limit]
+    for piece in pieces:
         piece = piece.strip()
         if not piece:
             continue
@@ -106,26 +125,38 @@ def build_transaction(
     client_addr: str = "",
     body_limit: int = DEFAULT_BODY_LIMIT,
     json_naming: JsonNaming | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Transaction:
     """Build a Transaction from the raw parts of a request (wire bytes, or text taken as UTF-8).
 
     `json_naming` says how the values of a JSON body are named as ARGS (bodies.JsonNaming: PATHS,
     `items.0`, the default and what our rules are written for; MODSECURITY, `items.items`, what the
     OWASP CRS is written for). It is the one point where the two views of a request differ on purpose.
+
+    A body longer than `body_limit` is cut there and what is left is parsed as far as it goes.
+    Headers, cookies, arguments and multipart parts beyond `limits` are not kept; the counts over a
+    limit are in `limits_exceeded` (each collection is counted with work linear in its size).
     """
     from .bodies import JsonNaming, parse_body, parse_urlencoded  # local: bodies imports Pairs from here
 
     method_t, uri_t, protocol_t = byte_text(method), byte_text(uri), byte_text(protocol)
+    exceeded: list[tuple[str, str]] = []
+    if len(headers) > limits.headers:
+        exceeded.append(("headers", f"{len(headers)} > {limits.headers}"))
+        headers = headers[: limits.headers]
     header_pairs = tuple((byte_text(k), byte_text(v)) for k, v in headers)
     path, query = split_uri(uri_t)
+    cookie_values = [value for name, value in header_pairs if name.lower() == "cookie"]
+    content_type = next((value for name, value in header_pairs if name.lower() == "content-type"), None)
+    cookie_count = sum(value.count(";") + 1 for value in cookie_values)  # pieces, empty ones too
+    if cookie_count > limits.cookies:
+        exceeded.append(("cookies", f"{cookie_count} > {limits.cookies}"))
     cookies: list[tuple[str, str]] = []
-    content_type = None
-    for name, value in header_pairs:
-        lname = name.lower()
-        if lname == "cookie":
-            cookies.extend(parse_cookie_header(value))
-        elif lname == "content-type" and content_type is None:
-            content_type = value
+    for value in cookie_values:
+        if len(cookies) >= limits.cookies:
+            break
+        cookies.extend(parse_cookie_header(value, limits.cookies - len(cookies)))
+    del cookies[limits.cookies :]
     if body is None:
         body = b""
     if isinstance(body, str):
@@ -134,7 +165,16 @@ def build_transaction(
     truncated = body_length > body_limit
     view = memoryview(body)[:body_limit] if truncated else body
     body_text = str(view, "latin-1") if isinstance(view, memoryview) else view.decode("latin-1")
-    parsed = parse_body(content_type, body_text, json_naming or JsonNaming.PATHS)
+    parsed = parse_body(content_type, body_text, json_naming or JsonNaming.PATHS, truncated, limits.parts)
+    query_count = query.count("&") + 1 if query else 0  # pieces, empty ones too
+    query_args = parse_urlencoded(query, limits.args) if query else ()
+    body_args = parsed.args
+    if query_count + len(body_args) > limits.args:
+        exceeded.append(("args", f"{query_count + len(body_args)} > {limits.args}"))
+        query_args = query_args[: limits.args]
+        body_args = body_args[: limits.args - len(query_args)]
+    if parsed.parts > limits.parts:
+        exceeded.append(("parts", f"{parsed.parts} > {limits.parts}"))
     return Transaction(
         method=method_t,
         uri=uri_t,
@@ -143,8 +183,8 @@ def build_transaction(
         protocol=protocol_t,
         headers=header_pairs,
         cookies=tuple(cookies),
-        query_args=parse_urlencoded(query) if query else (),
-        body_args=parsed.args,
+        query_args=query_args,
+        body_args=body_args,
         files=parsed.files,
         part_headers=parsed.part_headers,
         body=body_text,
@@ -154,4 +194,5 @@ def build_transaction(
         body_error=parsed.error,
         client_addr=client_addr,
         extra={"files_size": str(parsed.files_size)},
+        limits_exceeded=tuple(exceeded),
     )

@@ -31,9 +31,45 @@ def _one(name: str, value: str) -> Values:
 
 def _request_body(s: EvalState) -> Values:
     processor = s.body_processor if s.body_processor is not None else s.tx.body_processor
-    if processor in ("", "URLENCODED") or s.force_request_body or s.tx.body_error:
+    if processor in ("", "URLENCODED", "XML") or s.force_request_body or s.tx.body_error:
         return _one("REQUEST_BODY", s.tx.body)
     return []
+
+
+# Headers left out of REQUEST_HEADERS_TEXT: split into a collection of their own (Cookie), opaque
+# credentials, framing and negotiation values the protocol rules judge, validators and dates,
+# the headers rules name on their own (User-Agent, Referer: some rules want them, some do not),
+# the WebSocket handshake's keys and X-Requested-With. Every other header (X-*, Accept-Language, X-Forwarded-For,
+# Origin, ...) is free text an attacker controls and is inspected like an argument.
+NOT_TEXT_HEADERS = frozenset(
+    {
+        *("cookie", "authorization", "proxy-authorization", "host"),
+        *("content-type", "content-length", "transfer-encoding", "content-encoding", "te", "trailer"),
+        *("accept", "accept-encoding", "accept-charset", "connection", "keep-alive", "upgrade"),
+        *("range", "if-range", "if-none-match", "if-match", "if-modified-since", "if-unmodified-since"),
+        *("user-agent", "referer"),
+        *("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"),
+        "x-requested-with",  # a fixed marker, "XMLHttpRequest": the XSS rules' own word
+    }
+)
+NOT_TEXT_HEADER_PREFIXES = ("sec-ch-", "sec-fetch-")  # client hints: quoted brand lists; fetch metadata
+
+
+def _text_headers(tx: Transaction) -> Values:
+    return [
+        (f"REQUEST_HEADERS_TEXT:{k}", v)
+        for k, v in tx.headers
+        if k.lower() not in NOT_TEXT_HEADERS and not k.lower().startswith(NOT_TEXT_HEADER_PREFIXES)
+    ]
+
+
+def _joined_args(tx: Transaction) -> Values:
+    """Arguments sent more than once under one name, their values joined with ',' as ASP.NET and IIS
+    join them: a payload split across `id=1/*&id=*/union...` is inspected whole."""
+    by_name: dict[str, list[str]] = {}
+    for name, value in tx.args:
+        by_name.setdefault(name, []).append(value)
+    return [(f"ARGS_JOINED:{k}", ",".join(vs)) for k, vs in by_name.items() if len(vs) > 1]
 
 
 def _filename(tx: Transaction) -> str:
@@ -52,11 +88,14 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
     "ARGS_GET_NAMES": lambda s: _names("ARGS_GET_NAMES", s.tx.query_args),
     "ARGS_POST": lambda s: _pairs("ARGS_POST", s.tx.body_args),
     "ARGS_POST_NAMES": lambda s: _names("ARGS_POST_NAMES", s.tx.body_args),
+    "ARGS_JOINED": lambda s: _joined_args(s.tx),
     "ARGS_COMBINED_SIZE": lambda s: _one("ARGS_COMBINED_SIZE", _args_combined_size(s.tx)),
     "REQUEST_COOKIES": lambda s: _pairs("REQUEST_COOKIES", s.tx.cookies),
     "REQUEST_COOKIES_NAMES": lambda s: _names("REQUEST_COOKIES_NAMES", s.tx.cookies),
     "REQUEST_HEADERS": lambda s: _pairs("REQUEST_HEADERS", s.tx.headers),
     "REQUEST_HEADERS_NAMES": lambda s: _names("REQUEST_HEADERS_NAMES", s.tx.headers),
+    # REQUEST_HEADERS less NOT_TEXT_HEADERS: the headers inspected like arguments by the injection rules
+    "REQUEST_HEADERS_TEXT": lambda s: _text_headers(s.tx),
     "REQUEST_METHOD": lambda s: _one("REQUEST_METHOD", s.tx.method),
     "REQUEST_PROTOCOL": lambda s: _one("REQUEST_PROTOCOL", s.tx.protocol),
     "REQUEST_LINE": lambda s: _one("REQUEST_LINE", f"{s.tx.method} {s.tx.uri} {s.tx.protocol}"),
@@ -79,6 +118,9 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
     "REQBODY_ERROR": lambda s: _one("REQBODY_ERROR", "1" if s.tx.body_error else "0"),
     "REQBODY_ERROR_MSG": lambda s: _one("REQBODY_ERROR_MSG", s.tx.body_error),
     "REMOTE_ADDR": lambda s: _one("REMOTE_ADDR", s.tx.client_addr),
+    # Counts over a limit (guard_max_args, ...): LIMITS_EXCEEDED:cookies = "10000 > 200"; when there
+    # are any, the engine runs only the rules that name this collection (engine.py).
+    "LIMITS_EXCEEDED": lambda s: _pairs("LIMITS_EXCEEDED", s.tx.limits_exceeded),
     "SESSION": lambda s: _pairs("SESSION", s.tx.session),
     "TX": lambda s: [(f"TX:{k}", v) for k, v in s.vars.items()],
     "MATCHED_VAR": lambda s: _one("MATCHED_VAR", s.matched_var) if s.matched_var_name else [],

@@ -92,11 +92,11 @@ def request_identifiers(
 ) -> list[SessionId]:
     """The identifiers of one request, in a stable order: cookies (as the rules' REQUEST_COOKIES split
     them), path parameters, then the Authorization credential. Empty values and duplicates dropped."""
-    found: list[SessionId] = []
+    found: dict[SessionId, None] = {}  # ordered and deduplicated in one step each (a list was quadratic)
 
     def add(sid: SessionId) -> None:
-        if sid.value and sid not in found:
-            found.append(sid)
+        if sid.value:
+            found.setdefault(sid)
 
     for name, value in cookies:
         kind = rules.cookie_kind(name)
@@ -109,7 +109,7 @@ def request_identifiers(
     credential = credential_identifier(authorization or "", rules)
     if credential is not None:
         add(credential)
-    return found
+    return list(found)
 
 
 def credential_identifier(authorization: str, rules: IdentifierRules) -> SessionId | None:

@@ -109,6 +109,30 @@ def cases(smoke: bool) -> dict[str, dict[str, object]]:
                 ("Cookie", "; ".join(f"c{n}={quote(NEAR_MISSES[n % 20])}" for n in range(1000))),
             ],
         },
+        # Issue 11's red-team requests: over the count limits (guard_max_cookies 200, guard_max_args
+        # 1000) only rule 920395 runs; the cases at the limits show the most a request can cost.
+        "cookies_10000_session_ids": {
+            "method": "GET",
+            "uri": "/?q=<script>alert(1)</script>",
+            "headers": [*HEADERS, ("Cookie", "; ".join(f"sessionid=s{n:06d}" for n in range(10_000)))],
+        },
+        "args_100000_query": {
+            "method": "GET",
+            "uri": "/search?" + "&".join(f"a{n}=1" for n in range(100_000)),
+            "headers": HEADERS,
+        },
+        "cookies_200_at_the_limit": {
+            "method": "GET",
+            "headers": [
+                *HEADERS,
+                ("Cookie", "; ".join(f"c{n}={quote(NEAR_MISSES[n % 20])}" for n in range(200))),
+            ],
+        },
+        "args_1000_at_the_limit": {
+            "method": "GET",
+            "uri": "/search?" + "&".join(f"a{n}={quote(NEAR_MISSES[n % 20])}" for n in range(1000)),
+            "headers": HEADERS,
+        },
         "spaces_128kb_backtracking_bait": {
             "method": "POST",
             "headers": [*HEADERS, *form.items()],

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from logoutguard.engine.bodies import (
     JSON_DEPTH_LIMIT,
     JsonNaming,
     ParsedBody,
+    close_truncated_json,
     parse_body,
     parse_json,
     parse_multipart,
@@ -165,3 +168,70 @@ def test_multipart_fields_files_and_part_headers() -> None:
 )
 def test_bad_multipart_is_an_error(content_type: str, error: str) -> None:
     assert error in parse_multipart(content_type, MULTIPART).error
+
+
+@pytest.mark.parametrize(
+    ("cut", "closed"),
+    [
+        ('{"a": "<script>alert(1)</scr', '{"a": "<script>alert(1)</scr"}'),
+        ('{"a": 1, "b": [1, 2, 3', '{"a": 1, "b": [1, 2,null]}'),
+        ('{"a": 1, "b', '{"a": 1, "b":null}'),
+        ('{"a": 1,', '{"a": 1}'),
+        ("[1, 2,", "[1, 2,null]"),
+        ('{"a":', '{"a":null}'),
+        ('{"a": tru', '{"a":null}'),
+        ('{"a": "x\\', '{"a": "x"}'),
+        ('{"a": "x\\\\', '{"a": "x\\\\"}'),
+        ('{"a": "x\\u00', '{"a": "x"}'),
+        ('[{"k": {"z": ["q', '[{"k": {"z": ["q"]}}]'),
+    ],
+)
+def test_close_truncated_json(cut: str, closed: str) -> None:
+    assert close_truncated_json(cut) == closed
+    json.loads(closed)
+
+
+def test_a_cut_json_body_without_content_type_is_still_json() -> None:
+    parsed = parse_body(None, '{"q": "1 union select", "p": "aaaa', truncated=True)
+    assert parsed.processor == "JSON"
+    assert parsed.args == (("q", "1 union select"), ("p", "aaaa"))
+
+
+def test_an_uncut_invalid_json_body_is_an_error_not_a_guess() -> None:
+    parsed = parse_body("application/json", '{"q": "x", ', truncated=False)
+    assert parsed.args == () and parsed.error.startswith("JSON parsing error")
+
+
+def test_a_cut_multipart_body_keeps_the_parts_before_the_cut() -> None:
+    body = '--B\r\nContent-Disposition: form-data; name="a"\r\n\r\n<script>\r\n--B\r\nContent-Disposition: form-d'
+    parsed = parse_body("multipart/form-data; boundary=B", body, truncated=True)
+    assert ("a", "<script>") in parsed.args
+
+
+def test_xml_element_text_and_attributes_are_args() -> None:
+    body = '<?xml version="1.0"?><order id="1\' OR 1=1"><item>a<b>x</b>c</item><note>&lt;script&gt;</note></order>'
+    parsed = parse_body("application/xml", body)
+    assert parsed.processor == "XML" and parsed.error == ""
+    assert parsed.args == (
+        ("order/@id", "1' OR 1=1"),
+        ("order/item/b", "x"),
+        ("order/item", "ac"),
+        ("order/note", "<script>"),
+    )
+
+
+def test_xml_cut_or_malformed_gives_what_was_read() -> None:
+    assert parse_body("text/xml", "<a><b>union select", truncated=True).args == (("a/b", "union select"),)
+    malformed = parse_body("application/xml", "<a><b>bad</a>")
+    assert malformed.args == (("a/b", "bad"),) and malformed.error.startswith("XML parser error")
+    sniffed = parse_body(None, "<a><b>bad</a>")  # not declared XML: no body error for the guess
+    assert sniffed.processor == "XML" and sniffed.error == ""
+
+
+def test_xml_external_entities_are_not_loaded() -> None:
+    body = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+    assert parse_body("application/xml", body).args == ()
+
+
+def test_urlencoded_limit_reads_the_first_pieces_only() -> None:
+    assert parse_urlencoded("a=1&b=2&c=3", 2) == (("a", "1"), ("b", "2"))

@@ -152,3 +152,34 @@ def test_operators_can_be_kept_out_of_the_prefilter_without_changing_a_verdict()
     ):
         tx = request(uri, headers=[("User-Agent", "Mozilla/5.0"), ("Accept", "*/*")])
         assert full.inspect(tx).to_json() == no_rx.inspect(tx).to_json() == plain.inspect(tx).to_json()
+
+
+def test_a_request_over_a_limit_meets_only_the_rules_about_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped limit rule denies it, and no other rule (of any phase) is evaluated."""
+    from logoutguard.engine import evaluator
+    from logoutguard.engine.transaction import Limits, build_transaction
+
+    engine = Engine(load_ruleset([DEFAULT_RULES_DIR]))
+    cookies = "; ".join(f"sessionid=v{n}" for n in range(10_000))
+    tx = build_transaction(
+        method="GET",
+        uri="/?q=<script>alert(1)</script>",
+        headers=[("Host", "h"), ("Cookie", cookies)],
+        limits=Limits(cookies=200),
+    )
+    evaluated: list[int] = []
+    original = evaluator.evaluate_rule
+
+    def counting(rule, state):  # type: ignore[no-untyped-def]
+        evaluated.append(rule.id)
+        return original(rule, state)
+
+    monkeypatch.setattr(evaluator, "evaluate_rule", counting)
+    verdict = engine.inspect(tx)
+    assert evaluated == [920395]
+    assert verdict.rule_ids == [920395] and verdict.inbound_blocked
+    assert verdict.matches[0].excerpt.endswith("10000 > 200")
+    assert "denied by rule 920395" in verdict.reason
+    under = build_transaction(method="GET", uri="/?q=<script>alert(1)</script>", headers=[("Host", "h")])
+    evaluated.clear()
+    assert 920395 not in engine.inspect(under).rule_ids and len(evaluated) > 1

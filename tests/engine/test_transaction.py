@@ -9,6 +9,7 @@ import pytest
 from logoutguard.engine.bodies import JsonNaming
 from logoutguard.engine.transaction import (
     DEFAULT_BODY_LIMIT,
+    Limits,
     Transaction,
     build_transaction,
     byte_text,
@@ -131,3 +132,63 @@ def test_transactions_are_frozen_and_grow_a_response_and_session_facts() -> None
     )
     assert tx.response_status == 0
     assert tx.with_session((("state", "revoked"),)).session == (("state", "revoked"),)
+
+
+def test_counts_over_a_limit_are_named_and_the_collections_cut_there() -> None:
+    limits = Limits(args=3, cookies=2, headers=4, parts=1)
+    tx = build_transaction(
+        method="GET",
+        uri="/?a=1&b=2&c=3&d=4&e=5",
+        headers=[("Host", "h"), ("Cookie", "x=1; y=2; z=3"), ("X-A", "1"), ("X-B", "2"), ("X-C", "3")],
+        limits=limits,
+    )
+    assert dict(tx.limits_exceeded) == {"headers": "5 > 4", "cookies": "3 > 2", "args": "5 > 3"}
+    assert tx.cookies == (("x", "1"), ("y", "2"))
+    assert [k for k, _ in tx.query_args] == ["a", "b", "c"]
+    assert len(tx.headers) == 4
+
+
+def test_empty_pieces_count_toward_the_limit() -> None:
+    """Semicolons or ampersands without pairs cannot push a cookie or an argument past the parsed part."""
+    tx = build_transaction(
+        method="GET",
+        uri="/?" + "&" * 10 + "q=evil",
+        headers=[("Cookie", ";" * 10 + "s=evil")],
+        limits=Limits(args=5, cookies=5),
+    )
+    assert {k for k, _ in tx.limits_exceeded} == {"args", "cookies"}
+
+
+def test_at_the_limits_nothing_is_exceeded() -> None:
+    tx = build_transaction(
+        method="GET",
+        uri="/?a=1&b=2",
+        headers=[("Host", "h"), ("Cookie", "x=1; y=2")],
+        limits=Limits(args=2, cookies=2, headers=2),
+    )
+    assert tx.limits_exceeded == ()
+    assert tx.cookies == (("x", "1"), ("y", "2"))
+
+
+def test_multipart_parts_over_the_limit() -> None:
+    part = b'--B\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n'
+    tx = build_transaction(
+        method="POST",
+        uri="/",
+        headers=[("Content-Type", "multipart/form-data; boundary=B")],
+        body=part * 3 + b"--B--\r\n",
+        limits=Limits(parts=2),
+    )
+    assert dict(tx.limits_exceeded) == {"parts": "3 > 2"}
+    assert len(tx.body_args) == 2
+
+
+def test_a_cut_json_body_is_read_as_far_as_it_goes() -> None:
+    body = b'{"q": "<script>alert(1)</script>", "pad": "' + b"a" * 200 + b'"}'
+    tx = build_transaction(
+        method="POST", uri="/", headers=[("Content-Type", "application/json")], body=body, body_limit=100
+    )
+    assert tx.body_truncated
+    assert tx.body_args[0] == ("q", "<script>alert(1)</script>")
+    assert tx.body_args[1][0] == "pad"
+    assert "cut at the inspection limit" in tx.body_error

