@@ -98,6 +98,12 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                     else ""
                 )
             )
+        if isinstance(data, dict) and "cpu_ratio" in data:
+            cpu, ratio = data["cpu_ms_per_request"], data["cpu_ratio"]
+            lines.append(
+                f"e2e {name} CPU per request: bare {cpu['bare']} ms, "  # type: ignore[index]
+                + ", ".join(f"{kind} {cpu[kind]} ms (x{r})" for kind, r in ratio.items())  # type: ignore[index, union-attr]
+            )
     sessions = results.get("sessions") or {}
     for backend in ("memory", "sqlite"):
         data = sessions.get(backend)  # type: ignore[assignment]
