@@ -110,6 +110,7 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
         if data:
             lines.append(
                 f"sessions {backend}: {data['sessions']} sessions, issue {data['issue_per_s']}/s, get {data['get_per_s']}/s, "
+                f"request (look_up + seen) {data.get('request_per_s')}/s then {data.get('request_again_per_s')}/s, "
                 f"touch {data['touch_per_s']}/s, is_revoked {data['is_revoked_per_s']}/s, revoke {data['revoke_per_s']}/s"
                 + (
                     f", {data['memory_mb']} MB"

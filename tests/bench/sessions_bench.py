@@ -46,6 +46,12 @@ async def fill_through_api(store: SessionStore, hashes: list[str], now: float) -
     return await rate(issue, len(hashes))
 
 
+async def timed(fn: Callable[[], Awaitable[object]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return round(time.perf_counter() - start, 3)
+
+
 def bulk_fill(path: Path, hashes: list[str], now: float) -> None:
     """Insert active sessions straight into a store's database file, in one transaction."""
     # authenticated (as at a login), no linked identifiers: one value per column of COLUMNS
@@ -65,9 +71,18 @@ def bulk_fill(path: Path, hashes: list[str], now: float) -> None:
 
 async def operations(store: SessionStore, hashes: list[str], ops: int, now: float) -> dict[str, object]:
     picks = [random.choice(hashes) for _ in range(ops)]
+    async def request(n: int) -> object:
+        """What a request with a session costs the store: one look_up, a sighting written behind."""
+        view = await store.look_up([picks[n]], [], now + 1)
+        store.seen(picks[n], now + 1)
+        return view
+
     return {
         "count": await store.count(),
         "get_per_s": await rate(lambda n: store.get(picks[n]), ops),
+        "request_per_s": await rate(request, ops),
+        "flush_s": await timed(store.flush),
+        "request_again_per_s": await rate(request, ops),
         "touch_per_s": await rate(lambda n: store.touch(picks[n], now + 1), ops),
         "is_revoked_per_s": await rate(lambda n: store.is_revoked(picks[n]), ops),
         "revoke_per_s": await rate(lambda n: store.revoke(picks[n], "bench", now + 2), max(100, ops // 20)),
@@ -128,6 +143,9 @@ def sessions_section(smoke: bool, log: Callable[[str], None]) -> dict[str, objec
         out["sqlite"] = sqlite_run(Path(tmp) / "sessions.sqlite", hashes, ops, min(count, 20_000))
     log(f"sessions sqlite: {out['sqlite']}")
     out["note"] = (
+        "request = look_up + seen (a request with a session: one read at most, its sighting written behind; "
+        "the first pass over the random picks fills SQLite's local cache, request_again is answered from it; "
+        "flush_s writes the pending sightings in one transaction); "
         "issue/touch/revoke on SQLite are one transaction each (WAL, synchronous=NORMAL; revoke fsyncs), "
         "run on the store's worker thread; the SQLite store gets its first sessions through issue() and "
         "the rest by a bulk insert; memory_mb is what tracemalloc counts for filling the memory store "

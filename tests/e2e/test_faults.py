@@ -376,6 +376,44 @@ def test_kill_9_under_load_loses_no_revocation(tmp_path: Path) -> None:
         app.stop()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_kill_9_right_after_a_forced_logout(tmp_path: Path, backend: str) -> None:
+    """The proxy is killed (SIGKILL) the moment the forced logout is answered, with the sightings of the
+    requests before still written behind; restarted on the same SQLite file or Redis, it refuses the
+    revoked ID (its own refusal, audited as revoked_session) and still serves the valid session."""
+    app = DemoApp(port=0).start()
+    redis = start_redis(tmp_path) if backend == "redis" else None
+    options = (
+        {"guard_session_store": redis.url, "guard_session_key": str(tmp_path / "shared.key")}
+        if redis is not None
+        else {}
+    )
+    proxy = start_guard(app.url, tmp_path, **options)
+    restarted = None
+    try:
+        victim, bystander = Browser(proxy.port), Browser(proxy.port)
+        stolen = victim.login()
+        bystander.login()
+        assert victim.get("/account").status == 200 and bystander.get("/account").status == 200
+        reply = victim.get(XSS)
+        assert reply.status == 302 and reply.header("Location") == SIGNED_OUT
+        proxy.proc.kill()  # right after the answer: no done(), no flush
+        assert proxy.proc.wait() == -signal.SIGKILL
+        restarted = start_guard(app.url, tmp_path, **options)
+        before = len(audit_lines(tmp_path))
+        assert refused(Browser(restarted.port, cookies={"JSESSIONID": stolen}).get("/account"))
+        assert Browser(restarted.port, cookies=dict(bystander.cookies)).get("/account").status == 200
+        situations = [line["situation"] for line in audit_lines(tmp_path)[before:]]
+        assert situations[0] == "revoked_session", situations
+    finally:
+        if restarted is not None:
+            restarted.stop()
+        proxy.stop()
+        app.stop()
+        if redis is not None:
+            redis.stop()
+
+
 # --- (d) SQLite on a full or read-only disk -------------------------------------------------------
 
 
