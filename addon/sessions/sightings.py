@@ -30,6 +30,13 @@ MAX_PENDING = 10_000  # sessions with a pending sighting; reaching it flushes at
 Writer = Callable[[dict[str, float]], Awaitable[None]]
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class Sightings:
     """Pending sightings (session hash -> latest time seen) and the flush that writes them."""
 
@@ -38,6 +45,7 @@ class Sightings:
         self.delay, self.most = delay, most
         self._pending: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._failing = False
         self.written = 0  # sightings written so far (for tests and benchmarks)
@@ -53,8 +61,8 @@ class Sightings:
             pending[id_hash] = now
         if len(pending) >= self.most:
             self._schedule(0.0)
-        elif self._timer is None and self._flushing is None:
-            self._schedule(self.delay)
+        elif (self._timer is None and self._flushing is None) or self._timer_loop is not _running_loop():
+            self._schedule(self.delay)  # (a timer of a loop that has ended would never fire)
 
     def last_seen_of(self, id_hash: str, stored: float) -> float:
         """The later of a stored last_seen and this worker's pending sighting of the session."""
@@ -67,12 +75,11 @@ class Sightings:
         return batch
 
     def _schedule(self, delay: float) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (synchronous use): written at flush() or close
+        loop = _running_loop()
+        if loop is None:  # no loop (synchronous use): written at flush() or close
             return
         self._cancel_timer()
-        self._timer = loop.call_later(delay, self._start)
+        self._timer, self._timer_loop = loop.call_later(delay, self._start), loop
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

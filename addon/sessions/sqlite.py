@@ -539,11 +539,11 @@ class SqliteStore(SessionStore):
         """The store's generation, read on the event loop (None when it cannot be read at once)."""
         if self._reader is None:
             return None
-        try:
-            row = self._reader.execute(GENERATION).fetchone()
+        try:  # fetchall: the statement runs to its end, so no read snapshot is kept open
+            rows = self._reader.execute(GENERATION).fetchall()
         except sqlite3.Error:
             return None
-        return None if row is None else int(row[0])
+        return int(rows[0][0]) if rows else None
 
     async def get(self, id_hash: str) -> SessionRecord | None:
         return self._with_sightings(await self._call("get", self._select, id_hash))
