@@ -118,6 +118,14 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                     else f", file {data.get('db_file_mb')} MB"
                 )
             )
+    for backend in ("memory", "sqlite", "redis"):
+        path = (sessions.get(backend) or {}).get("request_path")  # type: ignore[union-attr]
+        if path:
+            lines.append(
+                f"sessions {backend} per request with a session: get+touch {path['get_touch']['cpu_us']} us CPU "
+                f"({path['get_touch']['wall_us']} us wall), look_up+seen {path['look_up_seen']['cpu_us']} us CPU "
+                f"({path['look_up_seen']['wall_us']} us wall) -> x{path['cpu_ratio_new_to_old']}"
+            )
     for config, data in (results.get("worst") or {}).items():
         if not isinstance(data, dict):
             continue
