@@ -97,6 +97,7 @@ UPGRADES = {  # from version N to N + 1
 }
 GENERATION = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'"
 BUMP = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation' RETURNING CAST(value AS INTEGER)"
+SEEN_CHUNK = 500  # sightings per write transaction
 # a write's result, and what it did to the generation: (new generation, keys written, anything else too)
 Change = tuple[int, tuple[str, ...], bool]
 _HINTS = {
@@ -585,7 +586,10 @@ class SqliteStore(SessionStore):
         self.sightings.note(id_hash, now)
 
     async def _write_sightings(self, batch: dict[str, float]) -> None:
-        await self._call("write sightings", self._write_seen, [(at, h) for h, at in batch.items()])
+        """In transactions of SEEN_CHUNK rows: a read queued meanwhile waits for one chunk, not all."""
+        rows = [(at, h) for h, at in batch.items()]
+        for start in range(0, len(rows), SEEN_CHUNK):
+            await self._call("write sightings", self._write_seen, rows[start : start + SEEN_CHUNK])
 
     async def flush(self) -> None:
         await self.sightings.flush()
