@@ -11,7 +11,8 @@
   generation is read on the event loop itself from a second, read-only connection (one row of a
   tiny table, busy timeout 0: when it cannot be read at once the request reads through the
   executor), so a revocation by any worker sharing the file is seen by the next request.
-- Sightings (last_seen) are written behind in batches (sightings.py), at most a second late.
+- Sightings (last_seen) are written behind in batches (sightings.py), at most a second late, in
+  transactions of SEEN_CHUNK rows (a read queued behind them waits for one chunk).
 - WAL journal. Ordinary writes (sightings, issue) use synchronous=NORMAL: a committed write survives
   a crash or kill -9 of the proxy, only an OS crash or power loss may drop the last ones.
   Revocations and lockouts are committed with synchronous=FULL (the WAL is fsynced before revoke()

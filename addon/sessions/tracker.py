@@ -315,7 +315,9 @@ class SessionTracker:
                 SessionState.ACTIVE, in_grace, adopted=True, cookie=sid.cookie, id_hash=id_hash
             )
         state = effective_state(record, now, self.store.ttl)
-        if state is not record.state:  # active but idle too long: persist the expiry
+        if self._known.get(id_hash, (state,))[0] is SessionState.REVOKED:
+            state = SessionState.REVOKED  # this worker revoked it, though the store could not record it
+        elif state is not record.state:  # active but idle too long: persist the expiry
             await self.store.set_state(id_hash, state, EXPIRED_REASON, record.last_seen + self.store.ttl)
         self.store.seen(id_hash, now)
         self._remember(id_hash, state, record.authenticated)
