@@ -208,12 +208,14 @@ class Pipeline:
         return self._offline
 
     async def _check_session(self, tracker: SessionTracker, seen: SeenRequest) -> SessionCheck:
-        """Ask the tracker about the request's identifiers (and its client's lockout); a store failure
-        is noted and the tracker's local cache answers (see SessionTracker.lookup_without_store)."""
+        """Ask the tracker about the request's identifiers and its client's lockout (one store read); a
+        store failure is noted and the tracker's local cache answers (see SessionTracker.lookup_without_store)."""
         lockout = self.policy.lockout.enabled
         try:
-            locked = lockout and await tracker.is_locked_out(seen.client, seen.at)
-            lookup = await tracker.lookup(seen.session_ids, seen.client, seen.user_agent, seen.at)
+            lookup = await tracker.lookup(
+                seen.session_ids, seen.client, seen.user_agent, seen.at, lockout=lockout
+            )
+            locked = lookup.client_locked
             if seen.session_ids or lockout:  # only a store that answered is "reachable again"
                 self.health.ok()
             store_error = ""

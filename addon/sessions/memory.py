@@ -122,6 +122,12 @@ class MemoryStore(SessionStore):
         self._put(record)
         return record
 
+    def seen(self, id_hash: str, now: float) -> None:
+        """Nothing to write behind in memory: last_seen changes at once."""
+        record = self._find(id_hash)
+        if record is not None and now > record.last_seen:
+            self._put(replace(record, last_seen=now))
+
     async def _write_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
         record = self._find(id_hash)
         if record is None or record.state is SessionState.REVOKED:

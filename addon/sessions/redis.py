@@ -6,10 +6,16 @@ default 1.0: a busy proxy's event loop may be slow to read a prompt reply) and `
 prefix, default "logoutguard") are understood. One Redis server (or a primary with
 replicas/Sentinel), not Redis Cluster: the scripts touch keys of several sessions (eviction).
 
-- Never blocks the event loop: redis.asyncio, and every call is bounded (connect and socket
-  timeouts, no client-side retries, and an overall deadline per call of connect + 2 x socket
-  timeout, 2.5 s by default, which also bounds waiting for a free pooled connection). Every failure is a
-  StoreError naming the server, the operation and the reason. After a connection failure, calls
+- Never blocks the event loop: redis.asyncio, and every call is bounded by one deadline of
+  connect + 2 x socket timeout (2.5 s by default; it also bounds connecting and waiting for a free
+  pooled connection), no client-side retries. The deadline measures Redis, not the proxy's own
+  event loop (deadline.py): a busy loop that reads a prompt answer late is no timeout. (redis-py's
+  own asyncio timeouts would count the loop's lateness, so the connections get none.) Every failure
+  is a StoreError naming the server, the operation and the reason.
+- One round trip per request at most: `look_up` pipelines the session records and lockouts a
+  request needs; sightings (last_seen) are written behind in batches (sightings.py), a second late
+  at most, by one script call per SEEN_BATCH sessions. Revocations, state changes and lockouts are
+  written before their call returns. After a connection failure, calls
   fail at once for RETRY_AFTER_S instead of each waiting for a timeout; then the next call tries
   again, so the store recovers by itself when Redis returns (the connection pool reconnects).
 - Opening connects to nothing: a proxy starts while Redis is down and applies its fail mode.
@@ -50,13 +56,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
+from .deadline import StoreDeadline
 from .hashing import key_check
+from .sightings import Sightings
 from .state import SessionState
 from .store import (
     DEFAULT_MAX_SESSIONS,
@@ -67,6 +77,7 @@ from .store import (
     SessionRecord,
     SessionStore,
     StoreError,
+    StoreView,
     check_limits,
 )
 
@@ -80,6 +91,8 @@ try:
 except ImportError:  # the redis extra is optional: RedisStore() says so
     aioredis = None  # type: ignore[assignment]
 
+log = logging.getLogger("logoutguard")
+
 SCHEMA_VERSION = "1"
 DEFAULT_CONNECT_TIMEOUT_S = 0.5
 DEFAULT_SOCKET_TIMEOUT_S = 1.0
@@ -88,6 +101,7 @@ RETRY_AFTER_S = 0.5
 MAX_CONNECTIONS = 64
 MAX_WINDOW_ENTRIES = 1000
 PURGE_BATCH = 500
+SEEN_BATCH = 500
 ENCODING = ("utf-8", "surrogatepass")  # any str round-trips (cookie names may carry escaped bytes)
 
 # --- Lua: helpers shared by the scripts ---------------------------------------------------------
@@ -186,6 +200,25 @@ redis.call('HINCRBY', k, 'cs', ARGV[4])
 if f[1] ~= 'revoked' then redis.call('ZADD', ARGV[1] .. 'live', redis.call('HGET', k, 'l'), ARGV[2]) end
 retain(k, tonumber(now), tonumber(ARGV[5]), tonumber(ARGV[6]))
 return redis.call('HGETALL', k)
+"""
+
+# KEYS: sessions. ARGV: prefix, ttl, keep, then hash and time seen of each session in KEYS' order
+SEEN = """
+local prefix, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i, k in ipairs(KEYS) do
+  local h, now = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local f = redis.call('HMGET', k, 'st', 'l')
+  if f[1] then
+    local l = f[2]
+    if tonumber(now) > tonumber(l) then
+      l = now
+      redis.call('HSET', k, 'l', now)
+    end
+    if f[1] ~= 'revoked' then redis.call('ZADD', prefix .. 'live', l, h) end
+    retain(k, tonumber(now), ttl, keep)
+  end
+end
+return #KEYS
 """
 
 # KEYS: session. ARGV: state, reason, now, ttl, keep
@@ -318,6 +351,7 @@ SCRIPTS = {
     "issue": ISSUE,
     "link": LINK,
     "touch": TOUCH,
+    "seen": SEEN,
     "set_state": SET_STATE,
     "revoke": REVOKE,
     "record_scored_request": RECORD_SCORED,
@@ -402,7 +436,7 @@ def describe_error(exc: BaseException, socket_timeout: float, deadline: float) -
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, RedisTimeoutError):
         return f"no answer within {socket_timeout:g}s ({detail})"
-    if isinstance(exc, TimeoutError):  # the call's own deadline (asyncio.timeout)
+    if isinstance(exc, TimeoutError):  # the call's own deadline (StoreDeadline)
         return f"no answer within {deadline:g}s (the call's deadline)"
     if isinstance(exc, RedisConnectionError | OSError):
         return f"cannot reach Redis ({detail})"
@@ -443,6 +477,7 @@ class RedisStore(SessionStore):
         self._retry_at = 0.0
         self._last_failure = ""
         self._closed = False
+        self.sightings = Sightings(self._write_sightings)
         self._make_client()  # a bad URL option fails here, at configure time
 
     # --- connection ---------------------------------------------------------------------------
@@ -464,6 +499,9 @@ class RedisStore(SessionStore):
         self._deadline = (
             float(options.get("socket_connect_timeout") or self._connect_timeout) + 2 * self._socket_timeout
         )
+        # redis-py's asyncio timeouts are timers on the loop: they would fire when only the loop was late.
+        # The call's StoreDeadline (which tells the two apart) bounds connecting, sending and reading.
+        options["socket_connect_timeout"] = options["socket_timeout"] = None
         self._client = aioredis.Redis(connection_pool=pool)
         self._scripts = {
             name: self._client.register_script(LUA_HELPERS + body) for name, body in SCRIPTS.items()
@@ -505,7 +543,7 @@ class RedisStore(SessionStore):
             raise StoreError(f"{where}: {self._last_failure} (next attempt in under {RETRY_AFTER_S:g}s)")
         client = self._client_for_running_loop()
         try:
-            async with asyncio.timeout(self._deadline):
+            async with StoreDeadline(self._deadline):
                 if not self._ready:
                     await self._prepare(client)
                 result = await call(client)
@@ -539,9 +577,56 @@ class RedisStore(SessionStore):
 
     # --- the SessionStore contract ------------------------------------------------------------
 
+    def _with_sightings(self, id_hash: str, fields: dict[Any, Any]) -> SessionRecord | None:
+        record = record_from(id_hash, {text(k): text(v) for k, v in fields.items()})
+        if record is None:
+            return None
+        last_seen = self.sightings.last_seen_of(id_hash, record.last_seen)
+        return record if last_seen == record.last_seen else replace(record, last_seen=last_seen)
+
     async def get(self, id_hash: str) -> SessionRecord | None:
         fields = await self._run("get", lambda c: c.hgetall(self._session_key(id_hash)))
-        return record_from(id_hash, {text(k): text(v) for k, v in fields.items()})
+        return self._with_sightings(id_hash, fields)
+
+    async def look_up(self, id_hashes: Sequence[str], lockout_keys: Sequence[str], now: float) -> StoreView:
+        """The records and the lockouts in one pipelined round trip (none when nothing is asked)."""
+        if not id_hashes and not lockout_keys:
+            return StoreView({})
+
+        async def read(client: Any) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for id_hash in id_hashes:
+                    pipe.hgetall(self._session_key(id_hash))
+                for key in lockout_keys:
+                    pipe.zscore(self.prefix + "lockouts", key)
+                return await pipe.execute()
+
+        replies = await self._run("look_up", read)
+        records = {h: self._with_sightings(h, fields) for h, fields in zip(id_hashes, replies, strict=False)}
+        untils = replies[len(id_hashes) :]
+        locked = frozenset(
+            k
+            for k, until in zip(lockout_keys, untils, strict=True)
+            if until is not None and float(until) > now
+        )
+        return StoreView(records, locked)
+
+    def seen(self, id_hash: str, now: float) -> None:
+        self.sightings.note(id_hash, now)
+
+    async def _write_sightings(self, batch: dict[str, float]) -> None:
+        items = list(batch.items())
+        for start in range(0, len(items), SEEN_BATCH):
+            chunk = items[start : start + SEEN_BATCH]
+            args: list[Any] = [self.prefix, num(self.ttl), num(self.keep_revoked)]
+            for id_hash, at in chunk:
+                args += [id_hash, num(at)]
+            await self._script(
+                "seen", [self._session_key(h) for h, _ in chunk], args, operation="write sightings"
+            )
+
+    async def flush(self) -> None:
+        await self.sightings.flush()
 
     async def issue(
         self,
@@ -620,6 +705,7 @@ class RedisStore(SessionStore):
         by last_seen (a revoked record is ranked by its revocation, which is close to its last sighting)."""
         if limit <= 0:
             return []
+        await self.flush()
 
         async def fetch(client: Any) -> list[tuple[str, dict[Any, Any]]]:
             live = await client.zrevrange(self.prefix + "live", 0, limit - 1)
@@ -678,6 +764,7 @@ class RedisStore(SessionStore):
                 return deleted
 
     async def purge_expired(self, now: float) -> int:
+        await self.flush()  # no session is expired for want of its last sighting
         p = self.prefix
         deleted = await self._purge_batches(
             "purge_live",
@@ -713,6 +800,10 @@ class RedisStore(SessionStore):
         """Release the connections; idempotent. From another event loop (tests) they are just dropped."""
         if self._closed:
             return
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.error(f"LogoutGuard: the last session sightings are lost: {exc}")
         self._closed = True
         client, self._client = self._client, None
         try:

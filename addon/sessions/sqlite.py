@@ -1,15 +1,26 @@
 """SQLite session store (the default): one local file that survives restarts, used from one worker thread.
 
-- Every sqlite3 call runs in a dedicated single-thread executor, so the mitmproxy event loop never
-  waits on disk; one thread also means no two writes ever interleave. Opening is synchronous (it
-  happens at configure time and must fail there, not inside a hook).
-- WAL journal. Ordinary writes (touch, issue) use synchronous=NORMAL: a committed write survives a
-  crash or kill -9 of the proxy, only an OS crash or power loss may drop the last ones.
+- Every sqlite3 call that may touch the disk runs in a dedicated single-thread executor, so the
+  mitmproxy event loop never waits on disk; one thread also means no two writes ever interleave.
+  Opening is synchronous (it happens at configure time and must fail there, not inside a hook).
+  Deadlines are SQLite's own (the busy timeout), measured on that thread: a late event loop never
+  makes a store call fail.
+- A request costs at most one read, and usually none (`look_up`): the records are answered from a
+  bounded local cache (record_cache.py) that is exact as of the store's generation, a counter every
+  write that matters to an answer raises (issue, state change, revocation, lockout, purge). The
+  generation is read on the event loop itself from a second, read-only connection (one row of a
+  tiny table, busy timeout 0: when it cannot be read at once the request reads through the
+  executor), so a revocation by any worker sharing the file is seen by the next request.
+- Sightings (last_seen) are written behind in batches (sightings.py), at most a second late, in
+  transactions of SEEN_CHUNK rows (a read queued behind them waits for one chunk).
+- WAL journal. Ordinary writes (sightings, issue) use synchronous=NORMAL: a committed write survives
+  a crash or kill -9 of the proxy, only an OS crash or power loss may drop the last ones.
   Revocations and lockouts are committed with synchronous=FULL (the WAL is fsynced before revoke()
   returns), so not even a power loss undoes them.
 - Schema created on open, with its version in the `meta` table, next to a check value of the hash
-  key: a database opened with another key (every stored hash meaningless) is refused. A version 1
-  file (before `authenticated` and `linked`) is upgraded in place on open.
+  key: a database opened with another key (every stored hash meaningless) is refused. Older files
+  are upgraded in place on open (version 1 had no `authenticated` and `linked`, version 2 no
+  generation); an older LogoutGuard then refuses the file, as it would not raise the generation.
 - Bounded: beyond `max_sessions` rows the least recently seen non-revoked rows go first.
 - Every failure is a StoreError naming the file and the reason; all SQL takes parameters.
 """
@@ -17,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import stat
@@ -24,10 +36,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .hashing import key_check
+from .record_cache import RecordCache
+from .sightings import Sightings
 from .state import SessionState
 from .store import (
     DEFAULT_MAX_SESSIONS,
@@ -37,11 +52,15 @@ from .store import (
     SessionRecord,
     SessionStore,
     StoreError,
+    StoreView,
     check_limits,
+    effective_state,
     merged_links,
 )
 
-SCHEMA_VERSION = 2
+log = logging.getLogger("logoutguard")
+
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sessions (
@@ -75,7 +94,13 @@ UPGRADES = {  # from version N to N + 1
         "ALTER TABLE sessions ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE sessions ADD COLUMN linked TEXT NOT NULL DEFAULT ''",
     ),
+    2: ("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0')",),
 }
+GENERATION = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'"
+BUMP = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation' RETURNING CAST(value AS INTEGER)"
+SEEN_CHUNK = 500  # sightings per write transaction
+# a write's result, and what it did to the generation: (new generation, keys written, anything else too)
+Change = tuple[int, tuple[str, ...], bool]
 _HINTS = {
     "SQLITE_READONLY": "the file or its directory is not writable by this process",
     "SQLITE_FULL": "free some disk space",
@@ -163,11 +188,15 @@ class SqliteStore(SessionStore):
         self.path = Path(path)
         self.description = f"sqlite://{self.path}"
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # the event loop's, for the generation only
         self._rows = 0
         self._closed = False
+        self.cache = RecordCache()
+        self.sightings = Sightings(self._write_sightings)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logoutguard-sqlite")
         try:
             self._executor.submit(self._guarded, "open", self._open, key).result()
+            self._reader = self._guarded("open", self._open_reader)
         except BaseException:
             self._executor.submit(self._close_connection).result()
             self._executor.shutdown(wait=True)
@@ -202,6 +231,7 @@ class SqliteStore(SessionStore):
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     self._db.execute(statement)
                 self._set_meta("schema_version", str(SCHEMA_VERSION))
+                self._set_meta("generation", "0")
             elif "meta" not in tables:
                 raise StoreError(
                     f"session store {self.path}: open failed: not a LogoutGuard session database "
@@ -213,6 +243,12 @@ class SqliteStore(SessionStore):
                 self._check_key(key_check(key))
             self._set_meta("opened_at", repr(time.time()))  # a write now: a read-only file fails here
         self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """The read-only connection the event loop reads the generation with (never waits on a lock)."""
+        reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        reader.execute("PRAGMA query_only = 1")
+        return reader
 
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute(
@@ -252,17 +288,25 @@ class SqliteStore(SessionStore):
             )
 
     def _close_connection(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         if self._conn is not None:
             try:
                 self._conn.close()
             finally:
                 self._conn = None
 
+    def _bump(self) -> int:
+        """Raise the generation (inside the caller's write transaction); the new value."""
+        return int(self._db.execute(BUMP).fetchall()[0][0])
+
     def _select(self, id_hash: str) -> SessionRecord | None:
         row = self._db.execute(f"SELECT {COLUMNS} FROM sessions WHERE id_hash = ?", (id_hash,)).fetchone()
         return None if row is None else row_record(row)
 
-    def _insert(self, record: SessionRecord) -> None:
+    def _insert(self, record: SessionRecord) -> bool:
+        """Insert a new record (evicting beyond max_sessions); True when others were evicted."""
         self._db.execute(
             f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -289,6 +333,8 @@ class SqliteStore(SessionStore):
                 (record.id_hash, self._rows - self.max_sessions),
             )
             self._rows -= cursor.rowcount
+            return cursor.rowcount > 0
+        return False
 
     def _issue(
         self,
@@ -300,8 +346,9 @@ class SqliteStore(SessionStore):
         reason: str,
         authenticated: bool,
         reinstate: bool,
-    ) -> SessionRecord:
+    ) -> tuple[SessionRecord, Change]:
         with transaction(self._db, durable=reinstate):
+            generation = self._bump()
             record = self._select(id_hash)
             if record is None:
                 new = SessionRecord(
@@ -316,8 +363,8 @@ class SqliteStore(SessionStore):
                     now,
                     authenticated=authenticated,
                 )
-                self._insert(new)
-                return new
+                evicted = self._insert(new)
+                return new, (generation, (id_hash,), evicted)
             if record.state is not SessionState.REVOKED or reinstate:
                 self._db.execute(
                     "UPDATE sessions SET last_seen = max(last_seen, ?), state = ?, state_reason = ?, "
@@ -327,7 +374,7 @@ class SqliteStore(SessionStore):
                 )
                 record = self._select(id_hash)
             assert record is not None
-            return record
+            return record, (generation, (id_hash,), False)
 
     def _link(self, id_hash: str, others: list[str]) -> None:
         with transaction(self._db):
@@ -347,20 +394,24 @@ class SqliteStore(SessionStore):
             )
             return self._select(id_hash)
 
-    def _set_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
+    def _set_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> tuple[bool, Change]:
         with transaction(self._db):
+            generation = self._bump()
             cursor = self._db.execute(
                 "UPDATE sessions SET state = ?, state_reason = ?, state_changed_at = ? "
                 "WHERE id_hash = ? AND state != 'revoked'",
                 (str(state), reason, now, id_hash),
             )
-            return cursor.rowcount > 0
+            return cursor.rowcount > 0, (generation, (id_hash,), False)
 
-    def _revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
+    def _revoke(self, id_hash: str, reason: str, now: float) -> tuple[SessionRecord, Change]:
+        evicted = False
         with transaction(self._db, durable=True):
+            generation = self._bump()
             record = self._select(id_hash)
             if record is None:
-                self._insert(SessionRecord(id_hash, "", now, now, "", "", SessionState.REVOKED, reason, now))
+                record = SessionRecord(id_hash, "", now, now, "", "", SessionState.REVOKED, reason, now)
+                evicted = self._insert(record)
             elif record.state is not SessionState.REVOKED:
                 self._db.execute(
                     "UPDATE sessions SET state = 'revoked', state_reason = ?, state_changed_at = ? "
@@ -369,7 +420,7 @@ class SqliteStore(SessionStore):
                 )
             record = self._select(id_hash)
             assert record is not None
-            return record
+            return record, (generation, (id_hash,), evicted)
 
     def _is_revoked(self, id_hash: str) -> bool:
         row = self._db.execute(
@@ -399,21 +450,24 @@ class SqliteStore(SessionStore):
             row = self._db.execute("SELECT count(*) FROM scored_requests WHERE id_hash = ?", (id_hash,))
             return int(row.fetchone()[0])
 
-    def _lockout(self, network: str, until: float) -> None:
+    def _lockout(self, network: str, until: float) -> tuple[None, Change]:
         with transaction(self._db, durable=True):
+            generation = self._bump()
             self._db.execute(
                 "INSERT INTO lockouts (network, until) VALUES (?, ?) "
                 "ON CONFLICT (network) DO UPDATE SET until = max(until, excluded.until)",
                 (network, until),
             )
+            return None, (generation, (network,), False)
 
     def _is_locked_out(self, network: str, now: float) -> bool:
         row = self._db.execute("SELECT 1 FROM lockouts WHERE network = ? AND until > ?", (network, now))
         return row.fetchone() is not None
 
-    def _purge(self, now: float) -> int:
+    def _purge(self, now: float) -> tuple[int, Change]:
         ttl, keep_revoked = self.ttl, max(self.revoked_ttl, self.ttl)
         with transaction(self._db):
+            generation = self._bump()
             self._db.execute(
                 "UPDATE sessions SET state = 'expired', state_reason = ?, state_changed_at = last_seen + ? "
                 "WHERE state = 'active' AND last_seen < ?",
@@ -427,7 +481,37 @@ class SqliteStore(SessionStore):
             self._db.execute("DELETE FROM scored_requests WHERE at <= ?", (now - ttl,))
             self._db.execute("DELETE FROM lockouts WHERE until <= ?", (now,))
             self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
-        return deleted
+        return deleted, (generation, (), True)
+
+    def _read_many(
+        self, hashes: list[str], keys: list[str]
+    ) -> tuple[int, list[SessionRecord], dict[str, float]]:
+        """One read transaction: the generation, the records of `hashes` that exist, and when the
+        lockouts of `keys` end (0.0: none)."""
+        self._db.execute("BEGIN")
+        try:
+            generation = int(self._db.execute(GENERATION).fetchone()[0])
+            records: list[SessionRecord] = []
+            if hashes:
+                marks = ", ".join("?" * len(hashes))
+                rows = self._db.execute(f"SELECT {COLUMNS} FROM sessions WHERE id_hash IN ({marks})", hashes)
+                records = [row_record(row) for row in rows]
+            lockouts = dict.fromkeys(keys, 0.0)
+            if keys:
+                marks = ", ".join("?" * len(keys))
+                rows = self._db.execute(
+                    f"SELECT network, until FROM lockouts WHERE network IN ({marks})", keys
+                )
+                lockouts.update({network: float(until) for network, until in rows})
+        finally:
+            self._db.execute("COMMIT")
+        return generation, records, lockouts
+
+    def _write_seen(self, sightings: list[tuple[float, str]]) -> None:
+        with transaction(self._db):
+            self._db.executemany(
+                "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?", sightings
+            )
 
     def _count(self) -> int:
         self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
@@ -441,8 +525,75 @@ class SqliteStore(SessionStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._guarded, operation, fn, *args)
 
+    async def _write(self, operation: str, fn: Callable[..., tuple[Any, Change]], *args: Any) -> Any:
+        """A write that raises the generation; the cache learns what it changed."""
+        result, (generation, keys, everything) = await self._call(operation, fn, *args)
+        self.cache.written(generation, keys, everything)
+        return result
+
+    def _with_sightings(self, record: SessionRecord | None) -> SessionRecord | None:
+        if record is None:
+            return None
+        last_seen = self.sightings.last_seen_of(record.id_hash, record.last_seen)
+        return record if last_seen == record.last_seen else replace(record, last_seen=last_seen)
+
+    def _generation_now(self) -> int | None:
+        """The store's generation, read on the event loop (None when it cannot be read at once)."""
+        if self._reader is None:
+            return None
+        try:  # fetchall: the statement runs to its end, so no read snapshot is kept open
+            rows = self._reader.execute(GENERATION).fetchall()
+        except sqlite3.Error:
+            return None
+        return int(rows[0][0]) if rows else None
+
     async def get(self, id_hash: str) -> SessionRecord | None:
-        return await self._call("get", self._select, id_hash)
+        return self._with_sightings(await self._call("get", self._select, id_hash))
+
+    async def look_up(self, id_hashes: Sequence[str], lockout_keys: Sequence[str], now: float) -> StoreView:
+        """From the cache when it holds them (no executor round trip), else one read for what it lacks.
+        An active record whose idle time says expired is read again (expiry is decided on the stored
+        last_seen, which other workers' sightings may have moved)."""
+        if self._closed:
+            raise StoreError(f"session store {self.path}: look_up failed: the store is closed")
+        cache = self.cache
+        records: dict[str, SessionRecord | None] = {}
+        locked: set[str] = set()
+        wanted, keys = list(id_hashes), list(lockout_keys)
+        if cache.validate(self._generation_now()):
+            wanted = []
+            for id_hash in id_hashes:
+                record = cache.record(id_hash)
+                if record is None or effective_state(record, now, self.ttl) is not record.state:
+                    wanted.append(id_hash)
+                else:
+                    records[id_hash] = record
+            keys = []
+            for key in lockout_keys:
+                until = cache.lockout_until(key)
+                if until is None:
+                    keys.append(key)
+                elif until > now:
+                    locked.add(key)
+        if wanted or keys:
+            generation, found, lockouts = await self._call("look_up", self._read_many, wanted, keys)
+            cache.fill(generation, found, lockouts)
+            records.update(dict.fromkeys(wanted))
+            records.update((record.id_hash, record) for record in found)
+            locked.update(key for key, until in lockouts.items() if until > now)
+        return StoreView({h: self._with_sightings(records[h]) for h in id_hashes}, frozenset(locked))
+
+    def seen(self, id_hash: str, now: float) -> None:
+        self.sightings.note(id_hash, now)
+
+    async def _write_sightings(self, batch: dict[str, float]) -> None:
+        """In transactions of SEEN_CHUNK rows: a read queued meanwhile waits for one chunk, not all."""
+        rows = [(at, h) for h, at in batch.items()]
+        for start in range(0, len(rows), SEEN_CHUNK):
+            await self._call("write sightings", self._write_seen, rows[start : start + SEEN_CHUNK])
+
+    async def flush(self) -> None:
+        await self.sightings.flush()
 
     async def issue(
         self,
@@ -456,7 +607,7 @@ class SqliteStore(SessionStore):
         authenticated: bool = False,
         reinstate: bool = False,
     ) -> SessionRecord:
-        return await self._call(
+        return await self._write(
             "issue",
             self._issue,
             id_hash,
@@ -471,33 +622,40 @@ class SqliteStore(SessionStore):
 
     async def link(self, id_hash: str, others: Sequence[str]) -> None:
         await self._call("link", self._link, id_hash, list(others))
+        self.cache.forget([id_hash])
 
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
-        return await self._call("touch", self._touch, id_hash, now, score_delta)
+        record = await self._call("touch", self._touch, id_hash, now, score_delta)
+        self.cache.forget([id_hash])
+        return self._with_sightings(record)
 
     async def _write_state(self, id_hash: str, state: SessionState, reason: str, now: float) -> bool:
-        return await self._call("set_state", self._set_state, id_hash, state, reason, now)
+        return await self._write("set_state", self._set_state, id_hash, state, reason, now)
 
     async def revoke(self, id_hash: str, reason: str, now: float) -> SessionRecord:
-        return await self._call("revoke", self._revoke, id_hash, reason, now)
+        return await self._write("revoke", self._revoke, id_hash, reason, now)
 
     async def is_revoked(self, id_hash: str) -> bool:
         return await self._call("is_revoked", self._is_revoked, id_hash)
 
     async def list(self, limit: int = 100) -> list[SessionRecord]:
+        await self.flush()
         return await self._call("list", self._list, limit)
 
     async def record_scored_request(self, id_hash: str, now: float, score: int, window_s: float) -> int:
-        return await self._call("record_scored_request", self._record_scored, id_hash, now, score, window_s)
+        count = await self._call("record_scored_request", self._record_scored, id_hash, now, score, window_s)
+        self.cache.forget([id_hash])
+        return count
 
     async def lockout(self, client_network: str, until: float) -> None:
-        await self._call("lockout", self._lockout, client_network, until)
+        await self._write("lockout", self._lockout, client_network, until)
 
     async def is_locked_out(self, client_network: str, now: float) -> bool:
         return await self._call("is_locked_out", self._is_locked_out, client_network, now)
 
     async def purge_expired(self, now: float) -> int:
-        return await self._call("purge_expired", self._purge, now)
+        await self.flush()  # no session is expired for want of its last sighting
+        return await self._write("purge_expired", self._purge, now)
 
     async def count(self) -> int:
         return await self._call("count", self._count)
@@ -505,6 +663,10 @@ class SqliteStore(SessionStore):
     async def close(self) -> None:
         if self._closed:
             return
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.error(f"LogoutGuard: the last session sightings are lost: {exc}")
         self._closed = True
         loop = asyncio.get_running_loop()
         try:
@@ -517,7 +679,10 @@ class SqliteStore(SessionStore):
         if self._closed:
             return
         self._closed = True
+        batch = [(at, h) for h, at in self.sightings.take().items()]
         try:
+            if batch:
+                self._executor.submit(self._guarded, "write sightings", self._write_seen, batch).result()
             self._executor.submit(self._guarded, "close", self._close_connection).result()
         finally:
             self._executor.shutdown(wait=True)

@@ -16,6 +16,11 @@ rotated by a login response: `authenticated`) and which other identifiers belong
 (`linked`: the keyed hashes of e.g. the remember-me cookie issued with the session), so that they
 are revoked together.
 
+Per request (see tracker.py) a store answers one read, `look_up`: the records of the request's
+identifiers and the lockouts that concern it, together; the sighting is noted with `seen()` and
+written behind (sightings.py), never awaited by the request. Revocations, state changes and
+lockouts are written before their call returns.
+
 Retention (purge_expired): ended and expired records are deleted `ttl` seconds after they were
 last seen or changed state (so a replayed old ID is reported as ended/expired for a while, then as
 unknown); revoked records are kept `revoked_ttl` seconds after the revocation (default 30 days,
@@ -79,6 +84,14 @@ class SessionRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """What one `look_up` read: each hash's record (None when unknown) and the lockout keys in force."""
+
+    records: dict[str, SessionRecord | None]
+    locked: frozenset[str] = frozenset()
+
+
 def merged_links(current: tuple[str, ...], others: Sequence[str], own: str) -> tuple[str, ...]:
     """`current` plus `others` (never `own`, no duplicates), the most recent MAX_LINKS kept."""
     links = [h for h in current if h not in others] + [h for h in dict.fromkeys(others) if h != own]
@@ -134,7 +147,24 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def touch(self, id_hash: str, now: float, score_delta: int = 0) -> SessionRecord | None:
-        """Note a request on this session: last_seen = now, cumulative_score += score_delta."""
+        """Note a request on this session: last_seen = now, cumulative_score += score_delta (written now)."""
+
+    @abc.abstractmethod
+    def seen(self, id_hash: str, now: float) -> None:
+        """Note a request on this session (last_seen = now), written behind: within the store's flush delay,
+        at flush() and at close(); reads of this store see it at once. Never waits, never raises."""
+
+    async def flush(self) -> None:
+        """Write what is written behind (sightings) now; StoreError when that fails."""
+        return None
+
+    async def look_up(self, id_hashes: Sequence[str], lockout_keys: Sequence[str], now: float) -> StoreView:
+        """One read for a request: the records of `id_hashes` (as get() gives them) and which of
+        `lockout_keys` (client networks, credential keys) are locked out at `now`. Backends answer it
+        in one round trip (or from a cache they keep exact); this default asks one by one."""
+        records = {h: await self.get(h) for h in id_hashes}
+        locked = frozenset([k for k in lockout_keys if await self.is_locked_out(k, now)])
+        return StoreView(records, locked)
 
     async def set_state(
         self, id_hash: str, state: SessionState, reason: str, now: float | None = None

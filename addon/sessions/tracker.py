@@ -44,7 +44,7 @@ from .cookies import CookieEvent, CookieScope, SessionCookieMatcher, session_coo
 from .hashing import SessionHasher, looks_like_hash
 from .identifiers import IdentifierRules, IdKind, SessionId
 from .state import SessionState
-from .store import EXPIRED_REASON, SessionRecord, SessionStore, effective_state
+from .store import EXPIRED_REASON, SessionRecord, SessionStore, StoreView, effective_state
 
 # The order in which the states of several IDs in one request count: the worst one describes it.
 _SEVERITY = {
@@ -166,6 +166,7 @@ class SessionLookup:
     facts: SessionFacts = field(default_factory=SessionFacts)
     states: tuple[tuple[SessionId, SessionState], ...] = ()
     credentials_locked: bool = False  # Basic credentials refused after an attack (ASR-K)
+    client_locked: bool = False  # the client's network is locked out (asked with lookup(lockout=True))
 
     @property
     def refused(self) -> tuple[SessionId, ...]:
@@ -286,10 +287,12 @@ class SessionTracker:
         return events
 
     # -- requests ---------------------------------------------------------------------------------
-    async def _facts(self, sid: SessionId, network: str, ua: str, now: float) -> SessionFacts:
-        id_hash = self.hasher.hash(sid.value)
+    async def _facts(
+        self, sid: SessionId, id_hash: str, record: SessionRecord | None, network: str, ua: str, now: float
+    ) -> SessionFacts:
+        """The facts of one identifier from its record as read; the sighting is noted (written behind),
+        what changes a state (adoption, expiry) is written before this returns."""
         in_grace = self.in_grace(now)
-        record = await self.store.get(id_hash)
         if sid.kind is IdKind.BEARER and (record is None or record.state is not SessionState.REVOKED):
             # a presented credential: active unless revoked (never issued with Set-Cookie, never stored)
             return SessionFacts(
@@ -312,9 +315,11 @@ class SessionTracker:
                 SessionState.ACTIVE, in_grace, adopted=True, cookie=sid.cookie, id_hash=id_hash
             )
         state = effective_state(record, now, self.store.ttl)
-        if state is not record.state:  # active but idle too long: persist the expiry
+        if self._known.get(id_hash, (state,))[0] is SessionState.REVOKED:
+            state = SessionState.REVOKED  # this worker revoked it, though the store could not record it
+        elif state is not record.state:  # active but idle too long: persist the expiry
             await self.store.set_state(id_hash, state, EXPIRED_REASON, record.last_seen + self.store.ttl)
-        await self.store.touch(id_hash, now)
+        self.store.seen(id_hash, now)
         self._remember(id_hash, state, record.authenticated)
         return SessionFacts(
             state,
@@ -336,25 +341,45 @@ class SessionTracker:
         )
 
     async def lookup(
-        self, ids: Sequence[SessionId], client_addr: str, user_agent: str | None, now: float
+        self,
+        ids: Sequence[SessionId],
+        client_addr: str,
+        user_agent: str | None,
+        now: float,
+        *,
+        lockout: bool = False,
     ) -> SessionLookup:
-        """The facts of a request carrying these identifiers (touching known sessions), each one's state,
-        and whether its Basic credentials are locked out. Raises StoreError when the store fails."""
-        if not ids:
+        """The facts of a request carrying these identifiers (noting a sighting of known sessions), each
+        one's state, whether its Basic credentials are locked out and (`lockout`) whether its client's
+        network is. One read of the store (store.look_up); raises StoreError when the store fails."""
+        network = client_network(client_addr)
+        check_client = lockout and bool(network)
+        if not ids and not check_client:
             return SessionLookup(SessionFacts(in_grace=self.in_grace(now)))
-        network, ua = client_network(client_addr), ua_fingerprint(user_agent)
+        hashes = [self.hasher.hash(sid.value) for sid in ids]
+        credentials = [
+            CREDENTIAL_PREFIX + h for sid, h in zip(ids, hashes, strict=True) if sid.kind is IdKind.BASIC
+        ]
+        view: StoreView = await self.store.look_up(
+            [h for sid, h in zip(ids, hashes, strict=True) if sid.kind is not IdKind.BASIC],
+            credentials + ([network] if check_client else []),
+            now,
+        )
+        client_locked = check_client and network in view.locked
+        if not ids:
+            return SessionLookup(SessionFacts(in_grace=self.in_grace(now)), client_locked=client_locked)
+        ua = ua_fingerprint(user_agent)
         states: list[tuple[SessionId, SessionState]] = []
         facts: list[SessionFacts] = []
-        locked = False
-        for sid in ids:
+        for sid, id_hash in zip(ids, hashes, strict=True):
             if sid.kind is IdKind.BASIC:
                 fact = self._credential_facts(sid, now)
-                locked = locked or await self.store.is_locked_out(CREDENTIAL_PREFIX + fact.id_hash, now)
             else:
-                fact = await self._facts(sid, network, ua, now)
+                fact = await self._facts(sid, id_hash, view.records.get(id_hash), network, ua, now)
             facts.append(fact)
             states.append((sid, fact.state))
-        return SessionLookup(worst(facts), tuple(states), locked)
+        locked = any(key in view.locked for key in credentials)
+        return SessionLookup(worst(facts), tuple(states), locked, client_locked)
 
     def lookup_without_store(self, ids: Sequence[SessionId], now: float) -> SessionLookup:
         """The store is unreachable (fail mode open): what this worker's cache knows. A cached state

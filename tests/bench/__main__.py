@@ -70,7 +70,9 @@ def targets(results: dict[str, dict[str, object]]) -> dict[str, dict[str, object
     post = (results.get("crs") or {}).get("post_2kb_urlencoded")
     if isinstance(post, dict) and "logoutguard_crs_vs_apache" in post:
         values["crs_post_cpu_vs_apache_modsecurity"] = post["logoutguard_crs_vs_apache"]
-    cpu_ratios = [v["cpu_ratio"] for v in e2e.values() if isinstance(v, dict) and "cpu_ratio" in v]
+    cpu_ratios = [
+        v["cpu_ratio"]["addon"] for v in e2e.values() if isinstance(v, dict) and "addon" in v.get("cpu_ratio", {})
+    ]
     if cpu_ratios:
         values["e2e_cpu_ratio"] = max(cpu_ratios)
     out: dict[str, dict[str, object]] = {}
@@ -116,29 +118,33 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
                     else ""
                 )
             )
-            if "cpu_ratio" in data:
-                cpu = data["cpu_ms_per_request"]
-                lines.append(
-                    f"e2e {name}: CPU per request bare {cpu['bare']} ms, addon {cpu['addon']} ms -> "
-                    f"{data['cpu_ratio']}x"
-                    + (
-                        f"; memory store {cpu['addon_memory_store']} ms -> {data['cpu_ratio_memory_store']}x"
-                        if "cpu_ratio_memory_store" in data
-                        else ""
-                    )
-                )
+        if isinstance(data, dict) and "cpu_ratio" in data:
+            cpu, ratio = data["cpu_ms_per_request"], data["cpu_ratio"]
+            lines.append(
+                f"e2e {name} CPU per request: bare {cpu['bare']} ms, "  # type: ignore[index]
+                + ", ".join(f"{kind} {cpu[kind]} ms (x{r})" for kind, r in ratio.items())  # type: ignore[index, union-attr]
+            )
     sessions = results.get("sessions") or {}
     for backend in ("memory", "sqlite"):
         data = sessions.get(backend)  # type: ignore[assignment]
         if data:
             lines.append(
                 f"sessions {backend}: {data['sessions']} sessions, issue {data['issue_per_s']}/s, get {data['get_per_s']}/s, "
+                f"request (look_up + seen) {data.get('request_per_s')}/s then {data.get('request_again_per_s')}/s, "
                 f"touch {data['touch_per_s']}/s, is_revoked {data['is_revoked_per_s']}/s, revoke {data['revoke_per_s']}/s"
                 + (
                     f", {data['memory_mb']} MB"
                     if "memory_mb" in data
                     else f", file {data.get('db_file_mb')} MB"
                 )
+            )
+    for backend in ("memory", "sqlite", "redis"):
+        path = (sessions.get(backend) or {}).get("request_path")  # type: ignore[union-attr]
+        if path:
+            lines.append(
+                f"sessions {backend} per request with a session: get+touch {path['get_touch']['cpu_us']} us CPU "
+                f"({path['get_touch']['wall_us']} us wall), look_up+seen {path['look_up_seen']['cpu_us']} us CPU "
+                f"({path['look_up_seen']['wall_us']} us wall) -> x{path['cpu_ratio_new_to_old']}"
             )
     for config, data in (results.get("worst") or {}).items():
         if not isinstance(data, dict):

@@ -7,10 +7,13 @@ time, with a fixed number of connections; without wrk (smoke mode only) a small 
 one keep-alive connection stands in. Two requests: a GET with query arguments and a session cookie
 the addon has seen issued, and a 2 KB urlencoded POST. The addon runs with its defaults (enforce
 mode, SQLite session store, audit log) in a temporary folder, and (full mode) once more with the
-in-memory session store, to show what the store costs. Each configuration gets its best round.
+in-memory session store and once with a Redis store (a private redis-server), to show what the
+store costs. Each configuration gets its best round. Besides requests per second, the proxy
+process's CPU time (user + system, all threads, from /proc) per request is measured over each run:
+unlike throughput it hardly depends on what else runs on the machine. The same GET is also sent
+without the session cookie, so that the session's own cost is the difference of the two.
 
-CPU per request is the proxy process's own CPU time (user + system, from /proc) over a run divided by
-the requests it answered: unlike requests per second it hardly depends on what else the machine runs.
+LOGOUTGUARD_BENCH_E2E_KINDS (comma-separated, e.g. `bare,addon`) limits the configurations.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -26,11 +30,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from tests.bench.backend import SESSION_COOKIE, SESSION_ID
 from tests.procs import REPO, Mitmdump, free_port, start_mitmdump, wait_port
+
+if TYPE_CHECKING:
+    from tests.services import RedisServer
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -68,12 +77,11 @@ def shapes() -> dict[str, Shape]:
     }
     body = urlencode(form)
     cookie = f"{SESSION_COOKIE}={SESSION_ID}; theme=dark; lang=en"
+    search = "/search?q=running+shoes&category=sport&page=2&sort=price_asc&size=40"
+    referer = {"Referer": "https://shop.example/search?q=shoes"}
     return {
-        "get_args_session": Shape(
-            "GET",
-            "/search?q=running+shoes&category=sport&page=2&sort=price_asc&size=40",
-            {**BROWSER, "Cookie": cookie, "Referer": "https://shop.example/search?q=shoes"},
-        ),
+        "get_args_session": Shape("GET", search, {**BROWSER, "Cookie": cookie, **referer}),
+        "get_args_no_session": Shape("GET", search, {**BROWSER, "Cookie": "theme=dark; lang=en", **referer}),
         "post_2kb_urlencoded": Shape(
             "POST",
             "/account/support",
@@ -101,7 +109,8 @@ def lua_script(shape: Shape) -> str:
 
 
 def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of one process so far (Linux /proc), None where it cannot be read."""
+    """User + system CPU seconds of one process so far (all its threads; Linux /proc), None where it
+    cannot be read."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
@@ -110,12 +119,14 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def with_cpu(pid: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
-    """`run`'s result with the process's CPU milliseconds per request during it."""
+    """`run()`'s result with the CPU the process `pid` spent during it, per request (ms)."""
     before = process_cpu_s(pid)
     result = run()
     after = process_cpu_s(pid)
-    if before is not None and after is not None and result["requests"]:
-        result["cpu_ms_per_request"] = round((after - before) * 1000 / result["requests"], 3)
+    if before is None or after is None:
+        raise RuntimeError(f"cannot read the CPU time of process {pid} from /proc")
+    spent = after - before
+    result["cpu_ms_per_request"] = round(spent * 1000 / max(result["requests"], 1), 3)
     return result
 
 
@@ -187,20 +198,32 @@ KINDS = {
     "bare": None,
     "addon": "sessions.sqlite",  # the defaults: SQLite session store, audit log
     "addon_memory_store": "memory",  # the same with the in-memory session store
+    "addon_redis_store": "redis",  # the same with a Redis store (a private redis-server)
 }
 
 
-def start_proxy(kind: str, upstream: str, workdir: Path) -> Mitmdump:
+def start_redis_server(workdir: Path) -> RedisServer:
+    sys.path.insert(0, str(REPO / "tests"))  # tests/services.py imports its sibling modules by name
+    from services import start_redis
+
+    return start_redis(workdir)
+
+
+def start_proxy(kind: str, upstream: str, workdir: Path, redis: RedisServer | None) -> Mitmdump:
     store = KINDS[kind]
     if store is None:
         return start_mitmdump(upstream, workdir, extra_args=("-q",), addon=False)
-    return start_mitmdump(
-        upstream,
-        workdir,
-        f"guard_session_store={store if store == 'memory' else workdir / store}",
-        f"guard_audit_log={workdir / 'audit.jsonl'}",
-        extra_args=("-q",),
-    )
+    options = [f"guard_audit_log={workdir / 'audit.jsonl'}"]
+    if store == "redis":
+        assert redis is not None
+        key = workdir / "redis-session.key"
+        if not key.exists():
+            key.write_text(secrets.token_hex(32) + "\n")
+            key.chmod(0o600)
+        options += [f"guard_session_store={redis.url}", f"guard_session_key={key}"]
+    else:
+        options.append(f"guard_session_store={store if store == 'memory' else workdir / store}")
+    return start_mitmdump(upstream, workdir, *options, extra_args=("-q",))
 
 
 def warm_up(port: int, all_shapes: dict[str, Shape]) -> None:
@@ -226,32 +249,44 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
     connections = 16
     all_shapes = shapes()
     kinds = ("bare", "addon") if smoke else tuple(KINDS)
+    chosen = os.environ.get("LOGOUTGUARD_BENCH_E2E_KINDS")
+    if chosen:
+        kinds = tuple(k for k in KINDS if k in chosen.split(","))
+        if "bare" not in kinds or "addon" not in kinds:
+            raise RuntimeError(
+                f"LOGOUTGUARD_BENCH_E2E_KINDS={chosen!r}: bare and addon are needed, of {tuple(KINDS)}"
+            )
     runs: dict[str, dict[str, list[dict[str, float]]]] = {k: {kind: [] for kind in kinds} for k in all_shapes}
+
+    def load(proxy: Mitmdump, shape: Shape) -> dict[str, float]:
+        if wrk is not None:
+            return run_wrk(proxy.url, shape, seconds, connections, workdir)
+        return run_python(proxy.port, shape, seconds)
+
     backend, backend_port = start_backend()
+    redis: RedisServer | None = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
+            if "addon_redis_store" in kinds:
+                redis = start_redis_server(workdir)
             for _ in range(rounds):
                 for kind in kinds:
-                    proxy = start_proxy(kind, f"http://127.0.0.1:{backend_port}", workdir)
+                    proxy = start_proxy(kind, f"http://127.0.0.1:{backend_port}", workdir, redis)
                     try:
                         warm_up(proxy.port, all_shapes)
                         for name, shape in all_shapes.items():
-                            if wrk is not None:
-                                result = with_cpu(
-                                    proxy.proc.pid,
-                                    lambda s=shape, p=proxy: run_wrk(p.url, s, seconds, connections, workdir),
-                                )
-                            else:
-                                result = with_cpu(proxy.proc.pid, lambda s=shape, p=proxy: run_python(p.port, s, seconds))
+                            result = with_cpu(proxy.proc.pid, partial(load, proxy, shape))
                             runs[name][kind].append(result)
                             log(
                                 f"e2e {name} {kind}: {result['rps']} req/s, p50 {result['p50_ms']} ms, "
-                                f"CPU {result.get('cpu_ms_per_request')} ms/request"
+                                f"CPU {result['cpu_ms_per_request']} ms/request"
                             )
                     finally:
                         proxy.stop()
     finally:
+        if redis is not None:
+            redis.stop()
         backend.terminate()
         backend.wait(timeout=10)
     out: dict[str, object] = {
@@ -262,19 +297,14 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
         best = {kind: max(results, key=lambda r: r["rps"]) for kind, results in by_kind.items()}
         out[name] = {**best, "all_runs": by_kind}
         out[name]["throughput_ratio"] = round(best["addon"]["rps"] / best["bare"]["rps"], 3)
-        cpu = {kind: _least_cpu(results) for kind, results in by_kind.items()}
-        out[name]["cpu_ms_per_request"] = cpu
-        if cpu.get("bare") and cpu.get("addon"):
-            out[name]["cpu_ratio"] = round(cpu["addon"] / cpu["bare"], 3)  # type: ignore[operator]
-        if cpu.get("bare") and cpu.get("addon_memory_store"):
-            out[name]["cpu_ratio_memory_store"] = round(cpu["addon_memory_store"] / cpu["bare"], 3)  # type: ignore[operator]
         if "addon_memory_store" in best:
             ratio = best["addon_memory_store"]["rps"] / best["bare"]["rps"]
             out[name]["throughput_ratio_memory_store"] = round(ratio, 3)
+        # CPU per request: the least of the rounds (the one least disturbed), as a ratio to bare mitmdump
+        cpu = {kind: min(r["cpu_ms_per_request"] for r in results) for kind, results in by_kind.items()}
+        out[name]["cpu_ms_per_request"] = cpu
+        out[name]["cpu_ratio"] = {
+            kind: round(v / cpu["bare"], 3) for kind, v in cpu.items() if kind != "bare"
+        }
     return out
 
-
-def _least_cpu(results: list[dict[str, float]]) -> float | None:
-    """The lowest CPU per request of the rounds (the round least disturbed by the rest of the machine)."""
-    values = [r["cpu_ms_per_request"] for r in results if "cpu_ms_per_request" in r]
-    return min(values) if values else None

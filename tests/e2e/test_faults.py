@@ -166,7 +166,7 @@ def test_redis_outages_follow_the_fail_mode(tmp_path: Path, fail_mode: str) -> N
     log = proxy.log()
     report(clock)
     assert log.count(UNAVAILABLE) == 3 and log.count(REACHABLE) == 3, log[-4000:]  # once per outage
-    assert f"redis://127.0.0.1:{port}/0: get failed: cannot reach Redis" in log
+    assert f"redis://127.0.0.1:{port}/0: look_up failed: cannot reach Redis" in log
     assert "failed: no answer within" in log  # the hang
     assert f"fail mode {fail_mode}" in log
     if fail_mode == "open":
@@ -376,6 +376,44 @@ def test_kill_9_under_load_loses_no_revocation(tmp_path: Path) -> None:
         app.stop()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_kill_9_right_after_a_forced_logout(tmp_path: Path, backend: str) -> None:
+    """The proxy is killed (SIGKILL) the moment the forced logout is answered, with the sightings of the
+    requests before still written behind; restarted on the same SQLite file or Redis, it refuses the
+    revoked ID (its own refusal, audited as revoked_session) and still serves the valid session."""
+    app = DemoApp(port=0).start()
+    redis = start_redis(tmp_path) if backend == "redis" else None
+    options = (
+        {"guard_session_store": redis.url, "guard_session_key": str(tmp_path / "shared.key")}
+        if redis is not None
+        else {}
+    )
+    proxy = start_guard(app.url, tmp_path, **options)
+    restarted = None
+    try:
+        victim, bystander = Browser(proxy.port), Browser(proxy.port)
+        stolen = victim.login()
+        bystander.login()
+        assert victim.get("/account").status == 200 and bystander.get("/account").status == 200
+        reply = victim.get(XSS)
+        assert reply.status == 302 and reply.header("Location") == SIGNED_OUT
+        proxy.proc.kill()  # right after the answer: no done(), no flush
+        assert proxy.proc.wait() == -signal.SIGKILL
+        restarted = start_guard(app.url, tmp_path, **options)
+        before = len(audit_lines(tmp_path))
+        assert refused(Browser(restarted.port, cookies={"JSESSIONID": stolen}).get("/account"))
+        assert Browser(restarted.port, cookies=dict(bystander.cookies)).get("/account").status == 200
+        situations = [line["situation"] for line in audit_lines(tmp_path)[before:]]
+        assert situations[0] == "revoked_session", situations
+    finally:
+        if restarted is not None:
+            restarted.stop()
+        proxy.stop()
+        app.stop()
+        if redis is not None:
+            redis.stop()
+
+
 # --- (d) SQLite on a full or read-only disk -------------------------------------------------------
 
 
@@ -418,8 +456,10 @@ def test_full_disk_fails_closed_then_recovers(tmp_path: Path, tiny_disk: Path) -
         user = clock.login()
         assert clock.get("/account", user).status == 200
         filler = fill(tiny_disk)
-        assert clock.get("/account", user).status == 503  # its last_seen cannot be written
+        # no write per request: reads still answer, the sighting waits (and fails) behind
+        assert clock.get("/account", user).status == 200
         assert clock.get("/").status == 200  # anonymous traffic is served
+        assert clock.get(XSS, user).status == 503  # its score cannot be recorded: closed
         filler.unlink()
         assert clock.get("/account", user).status == 200
     finally:
@@ -428,7 +468,7 @@ def test_full_disk_fails_closed_then_recovers(tmp_path: Path, tiny_disk: Path) -
     log = proxy.log()
     report(clock)
     assert (
-        f"{UNAVAILABLE}session store {store}: touch failed: database or disk is full (free some disk space)); fail mode closed"
+        f"{UNAVAILABLE}session store {store}: record_scored_request failed: database or disk is full (free some disk space)); fail mode closed"
         in log
     )
     assert REACHABLE in log and "Traceback" not in log
@@ -446,12 +486,15 @@ def test_full_disk_fails_open(tmp_path: Path, tiny_disk: Path) -> None:
         attacked = clock.get(XSS, user)  # the revocation cannot be written; the logout still happens
         assert attacked.status == 302 and attacked.header("Location") == SIGNED_OUT
         assert not app.is_session_valid(user["JSESSIONID"])
+        # the store still reads it active; this worker remembers what it revoked and refuses it itself
+        assert refused(clock.get("/account", user))
+        assert audit_lines(tmp_path)[-1]["situation"] == "revoked_session"
     finally:
         proxy.stop()
         app.stop()
     log = proxy.log()
     report(clock)
-    assert f"{UNAVAILABLE}session store {store}: touch failed: database or disk is full" in log
+    assert f"{UNAVAILABLE}session store {store}: record_scored_request failed: database or disk is full" in log
     assert "fail mode open" in log and "could not record the revocation (store unavailable)" in log
     assert "Traceback" not in log
 

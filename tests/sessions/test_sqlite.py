@@ -220,7 +220,8 @@ INSERT INTO sessions VALUES ('{h}', 'sid', 1.0, 2.0, '', '', 'revoked', 'attack'
 
 
 def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A store written before `authenticated` and `linked` opens, keeps its revocations, and is version 2."""
+    """A store written before `authenticated` and `linked` opens, keeps its revocations, and is upgraded
+    to the current version (with a generation)."""
     path = tmp_path / "s.sqlite"
     with sqlite3.connect(path) as conn:
         conn.executescript(VERSION_1.format(h="a" * 32))
@@ -232,7 +233,9 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close_sync()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+    assert meta["schema_version"] == str(SCHEMA_VERSION) == "3"
+    assert int(meta["generation"]) >= 0
 
 
 def test_other_key_refused(tmp_path: Path) -> None:
@@ -276,3 +279,97 @@ def test_revocations_and_lockouts_commit_with_synchronous_full(tmp_path: Path) -
 
     asyncio.run(scenario())
     store.close_sync()
+
+
+def counting_calls(store: SqliteStore) -> list[str]:
+    """The operations that went to the store's executor thread (each one a round trip)."""
+    calls: list[str] = []
+    original = store._call
+
+    async def counted(operation: str, fn: Callable[..., object], *args: object) -> object:
+        calls.append(operation)
+        return await original(operation, fn, *args)
+
+    store._call = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_request_costs_at_most_one_read_and_no_write(tmp_path: Path) -> None:
+    """The first look_up of a session reads it (one executor round trip); later ones are answered by
+    the cache; sightings wait for one batched write."""
+    store = open_db(tmp_path / "s.sqlite")
+    statements: list[str] = []
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        await store._call("trace", lambda: store._db.set_trace_callback(statements.append))
+        calls = counting_calls(store)
+        first = await store.look_up([A], [], 2.0)
+        store.seen(A, 2.0)
+        assert calls == ["look_up"] and first.records[A] is not None
+        for n in range(3, 50):
+            view = await store.look_up([A], [], float(n))
+            store.seen(A, float(n))
+            assert view.records[A] is not None and view.records[A].last_seen == n - 1
+        assert calls == ["look_up"]  # 47 requests later: no further round trip
+        assert not any(s.startswith("UPDATE sessions") for s in statements)  # no write per request
+        await store.flush()
+        assert calls == ["look_up", "write sightings"]
+        assert sum(s.startswith("UPDATE sessions SET last_seen") for s in statements) == 1
+        record = await store.get(A)
+        assert record is not None and record.last_seen == 49.0
+
+    asyncio.run(scenario())
+    store.close_sync()
+
+
+def test_own_writes_keep_the_cache(tmp_path: Path) -> None:
+    """This worker's own issue/revoke raise the generation by one: its cache stays, minus what changed."""
+    store = open_db(tmp_path / "s.sqlite")
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        await store.look_up([A], [], 2.0)
+        calls = counting_calls(store)
+        await store.issue(B, cookie_name="sid", now=2.0, client_network="", ua_fingerprint="")
+        await store.look_up([A], [], 3.0)
+        assert calls == ["issue"]  # A still from the cache
+        await store.revoke(A, "forced logout", 4.0)
+        view = await store.look_up([A], [], 5.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+        assert calls == ["issue", "revoke", "look_up"]  # the revoked record is read again, not guessed
+
+    asyncio.run(scenario())
+    store.close_sync()
+
+
+KILLED_WITH_SIGHTINGS = """
+import asyncio, os, signal, sys
+from logoutguard.sessions.sqlite import SqliteStore
+
+async def main():
+    store = SqliteStore(sys.argv[1], key=b"k" * 32)
+    await store.issue("b" * 32, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+    store.seen("b" * 32, 5.0)  # written behind: may be lost
+    await store.revoke("a" * 32, "forced logout", 2.0)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def test_kill_9_with_pending_sightings_loses_no_revocation(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_WITH_SIGHTINGS, str(path)], capture_output=True, timeout=60
+    )
+    assert result.returncode == -9, result.stderr.decode()
+
+    async def check() -> None:
+        store = open_db(path)
+        assert await store.is_revoked(A)
+        issued = await store.get(B)
+        assert issued is not None and issued.state is SessionState.ACTIVE and issued.last_seen in (1.0, 5.0)
+        await store.close()
+
+    asyncio.run(check())

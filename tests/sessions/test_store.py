@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from logoutguard.sessions.factory import open_store
 from logoutguard.sessions.store import (
     EXPIRED_REASON,
     MAX_LINKS,
@@ -18,7 +20,7 @@ from logoutguard.sessions.store import (
     purged,
 )
 
-from .conftest import StoreFactory
+from .conftest import KEY, StoreFactory, store_spec
 
 A, B, C, D = ("a" * 32, "b" * 32, "c" * 32, "d" * 32)
 TTL = 100.0
@@ -333,5 +335,74 @@ def test_close_is_idempotent(make_store: StoreFactory) -> None:
         store = make_store()
         await store.close()
         await store.close()
+
+    run(scenario())
+
+
+def test_look_up_reads_records_and_lockouts_together(make_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = make_store(ttl=TTL)
+        await issue(store, A, 1.0)
+        await store.lockout("203.0.113.0/24", 50.0)
+        view = await store.look_up([A, B], ["203.0.113.0/24", "198.51.100.0/24"], 10.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.ACTIVE
+        assert view.records[B] is None
+        assert view.locked == frozenset({"203.0.113.0/24"})
+        assert (await store.look_up([], ["203.0.113.0/24"], 60.0)).locked == frozenset()  # it ended
+        assert (await store.look_up([], [], 1.0)).records == {}
+        await store.close()
+
+    run(scenario())
+
+
+def test_sightings_are_seen_at_once_and_written_by_close(make_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = make_store(ttl=TTL)
+        await issue(store, A, 1.0)
+        store.seen(A, 7.0)
+        store.seen(B, 7.0)  # unknown: nothing to write
+        record = await store.get(A)
+        assert record is not None and record.last_seen == 7.0
+        view = await store.look_up([A], [], 8.0)
+        assert view.records[A] is not None and view.records[A].last_seen == 7.0
+        await store.close()
+        again = make_store(ttl=TTL)
+        record = await again.get(A)
+        if again.description != "memory":  # a memory store starts empty
+            assert record is not None and record.last_seen == 7.0
+        assert await again.get(B) is None
+        await again.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_revocation_by_another_worker_is_seen_by_the_next_look_up(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two workers on one store (the same SQLite file, the same Redis): whatever one of them caches,
+    a revocation, an end or a lockout written by the other counts on the very next request."""
+    spec = store_spec(backend, tmp_path)
+    if backend == "redis":
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        spec = server.url
+
+    async def scenario() -> None:
+        one, other = open_store(spec, key=KEY, ttl=TTL), open_store(spec, key=KEY, ttl=TTL)
+        await issue(one, A, 1.0)
+        await issue(one, B, 1.0)
+        for _ in range(3):  # read and read again: from the cache where the backend keeps one
+            view = await one.look_up([A, B], ["203.0.113.0/24"], 2.0)
+            assert view.records[A].state is SessionState.ACTIVE and not view.locked  # type: ignore[union-attr]
+        await other.revoke(A, "forced logout", 3.0)
+        await other.set_state(B, SessionState.ENDED, "logout", 3.0)
+        await other.lockout("203.0.113.0/24", 100.0)
+        view = await one.look_up([A, B], ["203.0.113.0/24"], 4.0)
+        assert view.records[A].state is SessionState.REVOKED  # type: ignore[union-attr]
+        assert view.records[B].state is SessionState.ENDED  # type: ignore[union-attr]
+        assert view.locked == frozenset({"203.0.113.0/24"})
+        await one.close()
+        await other.close()
 
     run(scenario())

@@ -466,3 +466,40 @@ def test_cookie_scope_is_learned_for_deleting_the_cookie(tracker: SessionTracker
         assert tracker.cookie_scope("sid") == CookieScope("/app", "example.test", True)
 
     run(scenario())
+
+
+def test_a_request_is_one_store_read_and_its_sighting_is_written_behind(tracker: SessionTracker) -> None:
+    """Two session IDs, Basic credentials and the client's lockout: one look_up; the known session's
+    sighting is noted, not written."""
+
+    async def scenario() -> None:
+        await login(tracker, "S1")
+        await tracker.lockout(CLIENT, AFTER_GRACE + 100)
+        store = tracker.store
+        assert isinstance(store, SqliteStore)
+        reads: list[tuple[object, ...]] = []
+        original = store.look_up
+
+        async def counted(*args: object) -> object:
+            reads.append(args)
+            return await original(*args)  # type: ignore[arg-type]
+
+        store.look_up = counted  # type: ignore[method-assign]
+        basic = SessionId(IdKind.BASIC, "Authorization", "dXNlcjpwYXNz", "Authorization")
+        lookup = await tracker.lookup(
+            [*sids("S1", "S2"), basic], CLIENT, FIREFOX, AFTER_GRACE + 5, lockout=True
+        )
+        assert len(reads) == 1
+        assert [state for _, state in lookup.states] == [
+            SessionState.ACTIVE,
+            SessionState.UNKNOWN,
+            SessionState.ACTIVE,
+        ]
+        assert lookup.client_locked and not lookup.credentials_locked
+        assert len(store.sightings) == 1  # S1's, not yet written
+        record = await store.get(tracker.hasher.hash("S1"))
+        assert record is not None and record.last_seen == AFTER_GRACE + 5
+        other = await tracker.lookup([], OTHER_NET, FIREFOX, AFTER_GRACE + 5, lockout=True)
+        assert not other.client_locked and len(reads) == 2
+
+    run(scenario())
