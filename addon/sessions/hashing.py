@@ -25,6 +25,7 @@ from pathlib import Path
 
 HASH_LENGTH = 32  # hex characters (128 bits) kept of the HMAC-SHA256 digest
 MIN_KEY_BYTES = 16
+KNOWN_HASHES = 4096  # IDs whose hash a hasher remembers
 _KEY_CHECK_MESSAGE = b"logoutguard session store key check v1"
 
 
@@ -35,16 +36,25 @@ class KeyFileError(ValueError):
 class SessionHasher:
     """HMAC-SHA256 of session IDs under a secret key, as 32 lowercase hex characters."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_known")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"session hash key too short: {len(key)} bytes, need at least {MIN_KEY_BYTES}")
         self._key = bytes(key)
+        # Every request of a session hashes its ID again: the hashes of the IDs seen lately, in this
+        # process's memory only (where the IDs pass anyway); emptied when full, so it stays bounded.
+        self._known: dict[str, str] = {}
 
     def hash(self, session_id: str) -> str:
-        digest = hmac.new(self._key, id_bytes(session_id), hashlib.sha256).hexdigest()
-        return digest[:HASH_LENGTH]
+        known = self._known.get(session_id)
+        if known is not None:
+            return known
+        digest = hmac.new(self._key, id_bytes(session_id), hashlib.sha256).hexdigest()[:HASH_LENGTH]
+        if len(self._known) >= KNOWN_HASHES:
+            self._known.clear()
+        self._known[session_id] = digest
+        return digest
 
     def __repr__(self) -> str:  # never show the key
         return "SessionHasher(key=<redacted>)"

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from .store import (
     check_limits,
     effective_state,
     merged_links,
+    with_last_seen,
 )
 
 log = logging.getLogger("logoutguard")
@@ -535,7 +535,7 @@ class SqliteStore(SessionStore):
         if record is None:
             return None
         last_seen = self.sightings.last_seen_of(record.id_hash, record.last_seen)
-        return record if last_seen == record.last_seen else replace(record, last_seen=last_seen)
+        return record if last_seen == record.last_seen else with_last_seen(record, last_seen)
 
     def _generation_now(self) -> int | None:
         """The store's generation, read on the event loop (None when it cannot be read at once)."""

@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from .cookies import CookieEvent, CookieScope, SessionCookieMatcher, session_cookie_events
 from .hashing import SessionHasher, looks_like_hash
@@ -67,6 +68,7 @@ REFUSED_STATES = frozenset({SessionState.REVOKED, SessionState.ENDED})
 REISSUED_REASON = "issued again by the application at a fresh login"
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for every request: a client's next requests pay a dict read
 def client_network(addr: str) -> str:
     """The client's network: /24 for IPv4 (IPv4-mapped IPv6 included), /64 for IPv6; "" when not an IP."""
     text = addr.strip().removeprefix("[").split("]")[0]
@@ -80,6 +82,7 @@ def client_network(addr: str) -> str:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
+@lru_cache(maxsize=1024)  # pure; clients send the same User-Agent on every request
 def ua_fingerprint(user_agent: str | None) -> str:
     """A short hash of the User-Agent (16 hex characters); "" when there is none."""
     if not user_agent:
@@ -147,6 +150,19 @@ class SessionFacts:
 def worst(facts: Sequence[SessionFacts]) -> SessionFacts:
     """The facts of the most serious session, with the change flags of all of them; authenticated
     when an active one is (a request with an authenticated session and an anonymous one is authenticated)."""
+    if len(facts) == 1:  # the usual request: one identifier (the same facts as below, without replace())
+        f = facts[0]
+        return SessionFacts(
+            f.state,
+            f.in_grace,
+            f.ua_changed,
+            f.network_changed,
+            f.adopted,
+            1,
+            f.cookie,
+            f.id_hash,
+            f.state is SessionState.ACTIVE and f.authenticated,
+        )
     chosen = max(facts, key=lambda f: _SEVERITY[f.state])  # first of equals
     return replace(
         chosen,
