@@ -101,6 +101,17 @@ class Pending:
     audited: bool = False
     authenticated: bool = False  # the request carried a session the application showed authenticated
     expire: tuple[str, ...] = ()  # Set-Cookie values deleting refused cookies, added to the response
+    # The request's record and the metadata it wrote: while the flow still carries that very data the
+    # response continues this record instead of reading it back from the JSON (see record_of).
+    record: FlowRecord | None = None
+    written: dict[str, Any] | None = None
+
+    def record_of(self, data: dict[str, Any]) -> FlowRecord | None:
+        """The request's record when `data` is still what it wrote (None: read `data` back). A forced
+        logout's record is always read back, as before (its outcome is kept as its JSON says)."""
+        if data is self.written and self.record is not None and self.record.logout is None:
+            return self.record
+        return None
 
 
 class Pipeline:
@@ -118,6 +129,7 @@ class Pipeline:
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # session hash -> last facts
         self._offline: SessionTracker | None = None
         self.observer = Observer()  # metrics.Metrics when the adapter serves metrics
+        self._redirect_path = self.policy.actions.redirect_location.split("?", 1)[0].split("#", 1)[0]
         # The adapter hands flows the actions made (a forced logout's own flow) to mitmproxy.
         self.show_flow: Callable[[http.HTTPFlow], None] = lambda flow: None
         # The adapter closes a flow's client connection (a refused WebSocket message); False: it could not.
@@ -130,6 +142,8 @@ class Pipeline:
     def use_policy(self, policy: Policy) -> None:
         """The policy, and the identifier rules that follow from it (see assembly.identifier_rules)."""
         self.policy, self.rules = policy, identifier_rules(policy)
+        # The page `redirect` sends to, as request paths are compared with it (see _signals).
+        self._redirect_path = policy.actions.redirect_location.split("?", 1)[0].split("#", 1)[0]
 
     def use_tracker(self, tracker: SessionTracker) -> None:
         self.tracker, self._offline = tracker, None
@@ -147,6 +161,9 @@ class Pipeline:
             log.exception(f"LogoutGuard: judging {flow.request.method} {self._path(flow)} failed")
             record = self._error_record(flow, exc)
         record.write_to(flow)
+        pending = self.pending.get(flow.id)
+        if pending is not None:
+            pending.record, pending.written = record, flow.metadata[META_KEY]
         self.observer.request_judged(record)
 
     async def judge_request(self, flow: http.HTTPFlow) -> FlowRecord:
@@ -185,10 +202,9 @@ class Pipeline:
     def _signals(self, flow: http.HTTPFlow, seen: SeenRequest) -> RequestSignals:
         sockname = flow.client_conn.sockname
         listening = [f"{sockname[0]}:{sockname[1]}"] if sockname and len(sockname) >= 2 else []
-        location = self.policy.actions.redirect_location.split("?", 1)[0].split("#", 1)[0]
         return RequestSignals(
             cross_site=is_cross_site(seen.tx, self.policy, listening),
-            asks_redirect_target=seen.tx.path.split(";", 1)[0] == location,
+            asks_redirect_target=seen.tx.path.split(";", 1)[0] == self._redirect_path,
             body_over_limit=seen.tx.body_truncated and self.settings.reject_over_limit,
         )
 
@@ -390,11 +406,13 @@ class Pipeline:
         data = flow.metadata.get(META_KEY)
         if self.engine is None or flow.response is None or not isinstance(data, dict):
             return
-        try:
-            record = FlowRecord.from_json(data)
-        except Exception:  # not a record we can read: leave it as it is
-            log.exception(f"LogoutGuard: the record of {self._path(flow)} cannot be read")
-            return
+        record = pending.record_of(data) if pending is not None else None
+        if record is None:
+            try:
+                record = FlowRecord.from_json(data)
+            except Exception:  # not a record we can read: leave it as it is
+                log.exception(f"LogoutGuard: the record of {self._path(flow)} cannot be read")
+                return
         try:
             if pending is None:  # judged by another process or ruleset: judge the request again
                 pending = self._rejudged(flow)
@@ -452,9 +470,15 @@ class Pipeline:
 
     def _judge_response(self, flow: http.HTTPFlow, pending: Pending, record: FlowRecord) -> None:
         assert self.engine is not None and flow.response is not None
-        tx = with_response(pending.state.tx, flow.response, self.settings.body_limit)
-        started = time.perf_counter()
-        verdict = self.engine.inspect_response(pending.state, tx, pending.matches)
+        engine, state = self.engine, pending.state
+        if isinstance(engine, Engine) and isinstance(state, EvalState) and not engine.needs_response(state):
+            # No response rule can run: the verdict inspect_response would give, without reading the response.
+            started = time.perf_counter()
+            verdict = engine.verdict([*pending.matches], state)
+        else:
+            tx = with_response(state.tx, flow.response, self.settings.body_limit)
+            started = time.perf_counter()
+            verdict = engine.inspect_response(state, tx, pending.matches)  # type: ignore[arg-type]
         self.observer.engine_time("response", time.perf_counter() - started)
         if verdict.outbound_blocked and flow.live:
             if self.settings.enforce:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .evaluator import PhasePlan, inspected_values, limits_plan, link_matches_value, plan, run_phase
 from .exclusions import Exclusions
 from .prefilter import Prefilter, build_prefilter
-from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Ruleset
+from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Rule, Ruleset
 from .scoring import Thresholds, score
 from .state import EvalState
 from .transaction import Transaction
@@ -79,6 +79,20 @@ class Engine:
         state.prefilter_cache.clear()
         matches = [*request_matches, *self._run_phases(state, RESPONSE_PHASES)]
         return self.verdict(matches, state)
+
+    def needs_response(self, state: EvalState) -> bool:
+        """Whether inspect_response could find anything the request's verdict has not: False when no
+        response-phase rule would run for this transaction (none at this paranoia level, none about
+        limits for a request over one, or the request stopped the engine) and no `prepare` hook could
+        change the state. Then inspect_response's verdict is `verdict(request_matches, state)`."""
+        if self.prepare is not None:
+            return True
+        if state.interrupted or (state.engine_off and not state.tx.limits_exceeded):  # as _run_phases
+            return False
+        plans = self._limit_plans if state.tx.limits_exceeded else self._plans
+        return any(
+            isinstance(item, Rule) for phase in RESPONSE_PHASES if phase in plans for item in plans[phase].items
+        )
 
     def inspect(self, tx: Transaction) -> Verdict:
         """All four phases in order (offline use: scan, replay, tests)."""
