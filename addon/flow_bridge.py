@@ -53,14 +53,44 @@ def read_request(
     """The request of a flow as the pipeline judges it (see request_to_judge). Its session IDs are
     read from the cookies the Transaction kept (at most limits.cookies of them)."""
     request = request_to_judge(flow)
-    tx = from_request(request, client_address(flow), body_limit, limits)
+    fields = request.data.headers.fields
+    named = headers_named(fields, _READ_HEADERS)
+    tx = build_transaction(
+        method=request.data.method,
+        uri=request.data.path,
+        protocol=request.data.http_version,
+        headers=list(fields),
+        body=request_body(request, b"content-encoding" in named),
+        client_addr=client_address(flow),
+        body_limit=body_limit,
+        limits=limits,
+    )
+    path = request.data.path.decode("latin-1")
+    live = flow.live
     return SeenRequest(
         tx=tx,
-        session_ids=tuple(carried_identifiers(request, rules, tx.cookies)),
-        user_agent=request.headers.get("user-agent"),
-        at=time.time() if flow.live else flow.request.timestamp_start,
-        live=flow.live,
+        session_ids=tuple(request_identifiers(tx.cookies, path, named.get(b"authorization"), rules)),
+        user_agent=named.get(b"user-agent"),
+        at=time.time() if live else flow.request.timestamp_start,
+        live=live,
     )
+
+
+_READ_HEADERS = frozenset({b"user-agent", b"authorization", b"content-encoding"})
+
+
+def headers_named(fields: tuple[tuple[bytes, bytes], ...], names: frozenset[bytes]) -> dict[bytes, str]:
+    """The headers of `names` (lower case) as mitmproxy's `Headers.get` gives them (several folded
+    with ", ", decoded as it decodes them), all found in one pass (each Headers.get is a pass)."""
+    found: dict[bytes, list[bytes]] = {}
+    for key, value in fields:
+        lower = key.lower()
+        if lower in names:
+            found.setdefault(lower, []).append(value)
+    return {
+        name: ", ".join(v.decode("utf-8", "surrogateescape") for v in values)
+        for name, values in found.items()
+    }
 
 
 def client_address(flow: http.HTTPFlow) -> str:
@@ -91,11 +121,12 @@ def carried_identifiers(
     return request_identifiers(pairs, request.data.path.decode("latin-1"), authorization, rules)
 
 
-def request_body(request: http.Request) -> bytes:
-    """The body as the application will read it: content-encoding undone when possible, else raw."""
+def request_body(request: http.Request, encoded: bool | None = None) -> bytes:
+    """The body as the application will read it: content-encoding undone when possible, else raw.
+    `encoded`: whether the request has a Content-Encoding header, when the caller knows already."""
     if request.raw_content is None:
         return b""
-    if "content-encoding" not in request.headers:
+    if not (("content-encoding" in request.headers) if encoded is None else encoded):
         return request.raw_content
     return request.get_content(strict=False) or b""
 

@@ -91,7 +91,10 @@ class Engine:
             return False
         plans = self._limit_plans if state.tx.limits_exceeded else self._plans
         return any(
-            isinstance(item, Rule) for phase in RESPONSE_PHASES if phase in plans for item in plans[phase].items
+            isinstance(item, Rule)
+            for phase in RESPONSE_PHASES
+            if phase in plans
+            for item in plans[phase].items
         )
 
     def inspect(self, tx: Transaction) -> Verdict:

@@ -6,7 +6,8 @@ byte-wise the way ModSecurity does and nothing is lost to a decoding error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,10 +65,24 @@ class Transaction:
         return None
 
     def with_response(self, status: int, headers: Pairs, body: str) -> Transaction:
-        return replace(self, response_status=status, response_headers=headers, response_body=body)
+        return _replaced(self, response_status=status, response_headers=headers, response_body=body)
 
     def with_session(self, facts: Pairs) -> Transaction:
-        return replace(self, session=facts)
+        return _replaced(self, session=facts)
+
+
+_FIELDS = tuple(f.name for f in fields(Transaction))
+_INDEX = {name: i for i, name in enumerate(_FIELDS)}
+_values = attrgetter(*_FIELDS)
+
+
+def _replaced(tx: Transaction, **changes: object) -> Transaction:
+    """dataclasses.replace(tx, **changes) at about half its cost (the proxy does it twice per flow):
+    every field passed by position, all read with one attrgetter."""
+    values = list(_values(tx))
+    for name, value in changes.items():
+        values[_INDEX[name]] = value
+    return Transaction(*values)
 
 
 DEFAULT_BODY_LIMIT = 128 * 1024
