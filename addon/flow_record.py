@@ -108,7 +108,7 @@ class FlowRecord:
     # -- JSON (flow.metadata) ----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         data = {**self.extra}
-        data.update({k: v for k, v in self.verdict.to_json().items() if k != "action"})
+        data.update(self.verdict.to_json())  # (it has no "action": that key is the record's)
         data.update(blocked=self.blocked, reason=self.reason, mode=self.mode)
         if self.session is not None:
             data["session"] = self.session.to_json()

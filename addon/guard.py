@@ -250,8 +250,8 @@ class LogoutGuard:
     def websocket_message(self, flow_: http.HTTPFlow) -> None:
         self.pipeline.on_websocket_message(flow_)
 
-    async def error(self, flow_: http.HTTPFlow) -> None:
-        await self.pipeline.on_error(flow_)
+    def error(self, flow_: http.HTTPFlow) -> None:  # nothing to wait for: a plain hook (mitmproxy takes both)
+        self.pipeline.on_error(flow_)
 
     # -- commands ------------------------------------------------------------------------------
     @command.command("guard.explain")

@@ -320,6 +320,8 @@ class Pipeline:
 
     def _expiring(self, tracker: SessionTracker, refused: tuple[SessionId, ...]) -> tuple[str, ...]:
         """Set-Cookie values deleting the refused identifier cookies where the browser keeps them."""
+        if not refused:
+            return ()
         names = dict.fromkeys(sid.cookie for sid in refused if sid.is_cookie)
         return tuple(expiring_set_cookie(name, tracker.cookie_scope(name)) for name in names)
 
@@ -428,7 +430,7 @@ class Pipeline:
         record.write_to(flow)
         self._audit(flow, record, pending)
 
-    async def on_error(self, flow: http.HTTPFlow) -> None:
+    def on_error(self, flow: http.HTTPFlow) -> None:
         pending = self.pending.pop(flow.id, None)
         data = flow.metadata.get(META_KEY)
         if isinstance(data, dict):

@@ -59,6 +59,7 @@ def _header(tx: Transaction, name: str) -> str | None:
     return next((v for k, v in tx.headers if k.lower() == name), None)
 
 
+@lru_cache(maxsize=1024)  # pure; a client sends the same few Origin and Referer values again and again
 def _origin(url: str) -> str:
     """scheme://host[:port] of a URL, lower-cased, default ports left out ("" when not an http(s) URL)."""
     try:
@@ -73,15 +74,22 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
+@lru_cache(maxsize=1024)
 def _authority(url_or_origin: str) -> str:
     return urlsplit(url_or_origin).netloc.lower()
+
+
+@lru_cache(maxsize=16)
+def _policy_authorities(origins: tuple[str, ...]) -> frozenset[str]:
+    """The authorities of the policy's origins (worked out once per policy, not per request)."""
+    return frozenset(_authority(o) for o in origins)
 
 
 def own_authorities(tx: Transaction, policy: Policy, listening: Iterable[str] = ()) -> set[str]:
     """host[:port] the application answers under: the policy's origins, the address the client
     connected to (`listening`) and the request's Host (in reverse mode mitmproxy has already set it
     to the upstream's, so the name clients use must be among the policy's origins)."""
-    own = {_authority(o) for o in policy.attribution.origins}
+    own = set(_policy_authorities(policy.attribution.origins))
     for authority in (*listening, _header(tx, "host") or ""):
         authority = authority.strip().lower()
         if authority:

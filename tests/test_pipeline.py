@@ -14,7 +14,7 @@ from logoutguard import pipeline as pipeline_module
 from logoutguard.audit_log import AuditLog
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.loader import load_ruleset
-from logoutguard.flow_bridge import read_request
+from logoutguard.flow_bridge import read_request, with_response
 from logoutguard.flow_record import META_KEY
 from logoutguard.forced_logout import Upstream
 from logoutguard.pipeline import Mode, Pipeline, Settings
@@ -127,7 +127,7 @@ async def test_a_request_and_its_response_make_one_record_and_one_audit_line(mak
     failed = flow("/?q=union select")  # the upstream fails: the error hook audits the request's record
     await p.on_request(failed)
     failed.response = None
-    await p.on_error(failed)
+    p.on_error(failed)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [line["action"] for line in lines] == ["deny (outbound)", "deny"]
 
@@ -358,3 +358,68 @@ def test_detect_mode_logs_a_websocket_attack_and_drops_nothing(make) -> None:  #
     p.on_websocket_message(flow)
     assert not flow.websocket.messages[-1].dropped  # type: ignore[union-attr]
     assert flow.metadata[META_KEY]["websocket"][0]["action"] == "log"
+
+
+async def _judged_flows(p: Pipeline, read_back: bool) -> list[tuple[object, ...]]:
+    """Flows of every kind through a pipeline; read_back: the request's metadata is replaced by a copy
+    before the response, so the response reads the record back from its JSON (as for a flow judged
+    by another process) instead of continuing the request's record."""
+    await issue(p, ["JSESSIONID=AUTH; Path=/"])
+    results = []
+    for path, cookie, body in (
+        ("/item", "", b"fine"),
+        ("/item?q=union select", "", b"fine"),  # refused on the request
+        ("/item", "JSESSIONID=AUTH", b"You have an error in your SQL syntax"),  # refused on the response
+        ("/item?q=union", "JSESSIONID=UNKNOWN", b"fine"),
+    ):
+        f = flow(path, cookie)
+        await p.on_request(f)
+        pending = p.pending[f.id]
+        assert (pending.record_of(f.metadata[META_KEY]) is not None) is (pending.record.logout is None)
+        if read_back:
+            f.metadata[META_KEY] = dict(f.metadata[META_KEY])
+            assert pending.record_of(f.metadata[META_KEY]) is None
+        if f.response is None:
+            f.response = tutils.tresp(content=body)
+        await p.on_response(f)
+        results.append((f.metadata[META_KEY], f.comment, f.marked, f.response.status_code))
+    return results
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.DETECT])
+async def test_the_response_continues_the_request_record_as_if_read_back(
+    make, tmp_path: Path, mode: Mode
+) -> None:  # type: ignore[no-untyped-def]
+    audit = tmp_path / "audit.jsonl"
+
+    def audit_lines() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in audit.read_text().splitlines()]
+        audit.unlink()
+        return [{k: v for k, v in line.items() if k != "time"} for line in lines]
+
+    kept = await _judged_flows(make(mode=mode), read_back=False)
+    kept_lines = audit_lines()
+    read = await _judged_flows(make(mode=mode), read_back=True)
+    assert kept == read and kept_lines == audit_lines() and len(kept_lines) == 3
+    assert any(record["outbound_score"] for record, *_ in kept) and any(
+        record["reason"] for record, *_ in kept
+    )
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.DETECT])
+async def test_without_response_rules_the_response_is_not_inspected_and_the_record_is_the_same(
+    make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: Mode
+) -> None:  # type: ignore[no-untyped-def]
+    """A ruleset without response rules: the records are those of inspecting the response anyway."""
+    (tmp_path / "request-only.yaml").write_text(RULES.split("  - id: 100002")[0])
+    request_only = load_ruleset([tmp_path / "request-only.yaml"])
+    skipping, inspecting = make(mode=mode), make(mode=mode)
+    skipping.engine, inspecting.engine = Engine(request_only), Engine(request_only)
+    monkeypatch.setattr(inspecting.engine, "needs_response", lambda state: True)
+    built: list[object] = []
+    monkeypatch.setattr(pipeline_module, "with_response", lambda *a: built.append(a) or with_response(*a))
+    inspected = await _judged_flows(inspecting, read_back=False)
+    answered = 4 if mode is Mode.ENFORCE else 5  # the login's and those of the flows the proxy did not answer
+    assert len(built) == answered
+    assert await _judged_flows(skipping, read_back=False) == inspected
+    assert len(built) == answered  # the skipping pipeline built no response Transaction

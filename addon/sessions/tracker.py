@@ -152,6 +152,8 @@ def worst(facts: Sequence[SessionFacts]) -> SessionFacts:
     when an active one is (a request with an authenticated session and an anonymous one is authenticated)."""
     if len(facts) == 1:  # the usual request: one identifier (the same facts as below, without replace())
         f = facts[0]
+        if f.count == 1 and (f.state is SessionState.ACTIVE or not f.authenticated):
+            return f  # already what the lines below would make of it
         return SessionFacts(
             f.state,
             f.in_grace,
@@ -306,17 +308,24 @@ class SessionTracker:
     async def _facts(
         self, sid: SessionId, id_hash: str, record: SessionRecord | None, network: str, ua: str, now: float
     ) -> SessionFacts:
-        """The facts of one identifier from its record as read; the sighting is noted (written behind),
-        what changes a state (adoption, expiry) is written before this returns."""
+        """The facts of one identifier from its record as read (count 1: see worst); the sighting is
+        noted (written behind), what changes a state (adoption, expiry) is written before this returns."""
         in_grace = self.in_grace(now)
         if sid.kind is IdKind.BEARER and (record is None or record.state is not SessionState.REVOKED):
             # a presented credential: active unless revoked (never issued with Set-Cookie, never stored)
             return SessionFacts(
-                SessionState.ACTIVE, in_grace, cookie="Authorization", id_hash=id_hash, authenticated=True
+                SessionState.ACTIVE,
+                in_grace,
+                count=1,
+                cookie="Authorization",
+                id_hash=id_hash,
+                authenticated=True,
             )
         if record is None:
             if not in_grace or self._adoptions.get(network, 0) >= ADOPTIONS_PER_NETWORK:
-                return SessionFacts(SessionState.UNKNOWN, in_grace, cookie=sid.cookie, id_hash=id_hash)
+                return SessionFacts(
+                    SessionState.UNKNOWN, in_grace, count=1, cookie=sid.cookie, id_hash=id_hash
+                )
             self._adoptions[network] = self._adoptions.get(network, 0) + 1
             await self.store.issue(
                 id_hash,
@@ -328,7 +337,7 @@ class SessionTracker:
             )
             self._remember(id_hash, SessionState.ACTIVE, False)
             return SessionFacts(
-                SessionState.ACTIVE, in_grace, adopted=True, cookie=sid.cookie, id_hash=id_hash
+                SessionState.ACTIVE, in_grace, adopted=True, count=1, cookie=sid.cookie, id_hash=id_hash
             )
         state = effective_state(record, now, self.store.ttl)
         if self._known.get(id_hash, (state,))[0] is SessionState.REVOKED:
@@ -342,6 +351,7 @@ class SessionTracker:
             in_grace,
             ua_changed=bool(record.ua_fingerprint and ua and record.ua_fingerprint != ua),
             network_changed=bool(record.client_network and network and record.client_network != network),
+            count=1,
             cookie=sid.cookie or "Authorization",
             id_hash=id_hash,
             authenticated=record.authenticated or sid.kind is IdKind.BEARER,

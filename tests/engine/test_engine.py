@@ -10,6 +10,7 @@ from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
 from logoutguard.engine.rules import Ctl, Phase, Ruleset
 from logoutguard.engine.scoring import Thresholds
 from logoutguard.engine.state import EvalState
+from logoutguard.engine.transaction import Limits, build_transaction
 
 from .helpers import link, request, rule
 
@@ -183,3 +184,51 @@ def test_a_request_over_a_limit_meets_only_the_rules_about_limits(monkeypatch: p
     under = build_transaction(method="GET", uri="/?q=<script>alert(1)</script>", headers=[("Host", "h")])
     evaluated.clear()
     assert 920395 not in engine.inspect(under).rule_ids and len(evaluated) > 1
+
+
+def test_needs_response_says_when_no_response_rule_can_run() -> None:
+    """Without a response rule that would run, inspect_response's verdict is the request's matches
+    scored again: the pipeline then skips the response Transaction and phases 3-4."""
+    tx = request("/?q=evil")
+    request_only = Ruleset.build([rule(2, link("ARGS", "contains", "evil"), phase=2)])
+    paranoid_response = Ruleset.build(
+        [
+            rule(2, link("ARGS", "contains", "evil"), phase=2),
+            rule(5, link("RESPONSE_BODY", "contains", "SQL syntax"), phase=4, paranoia=2),
+        ]
+    )
+    for engine, needed in (
+        (Engine(ruleset()), True),
+        (Engine(request_only), False),
+        (Engine(paranoid_response), False),  # its response rule is above PL1
+        (Engine(paranoid_response, paranoia=2), True),
+        (Engine(request_only, prepare=lambda state, phase: None), True),  # prepare may change the state
+    ):
+        verdict, state = engine.inspect_request(tx)
+        assert engine.needs_response(state) is needed
+        if not needed:
+            response = tx.with_response(500, (("Server", "Apache"),), "You have an error in your SQL syntax")
+            assert engine.inspect_response(state, response, verdict.matches) == engine.verdict(
+                [*verdict.matches], state
+            )
+
+
+def test_needs_response_is_false_after_a_deny_and_true_for_the_rules_about_limits() -> None:
+    stopping = Ruleset.build(
+        [
+            rule(1, link("ARGS", "contains", "stop"), phase=1, disruptive="deny", scoring=False),
+            rule(5, link("RESPONSE_BODY", "contains", "SQL syntax"), phase=4),
+        ]
+    )
+    engine = Engine(stopping)
+    _, state = engine.inspect_request(request("/?q=stop"))
+    assert state.interrupted and not engine.needs_response(state)
+    _, state = engine.inspect_request(request("/?q=go"))
+    assert engine.needs_response(state)
+    limits = Ruleset.build([rule(6, link("LIMITS_EXCEEDED", "rx", "."), phase=3)])
+    over = build_transaction(method="GET", uri="/?" + "&".join(["a=1"] * 3), limits=Limits(args=2))
+    engine = Engine(limits)
+    assert engine.needs_response(engine.inspect_request(over)[1])
+    assert engine.needs_response(engine.inspect_request(request("/"))[1])  # rule 6 runs for any request
+    plain = Engine(ruleset())  # response rules, none about limits: none runs for a request over a limit
+    assert not plain.needs_response(plain.inspect_request(over)[1])
