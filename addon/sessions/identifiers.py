@@ -16,6 +16,8 @@ from enum import StrEnum
 
 from .cookies import SessionCookieMatcher
 
+COOKIE_KINDS = 1024  # cookie names whose kind an IdentifierRules remembers
+
 # Remember-me cookie names of the common frameworks: Flask-Login `remember_token`, Devise
 # `remember_user_token`, Laravel `remember_web_<hash>`, Spring Security `remember-me`, Apache Shiro
 # `rememberMe`, and the like (`__Host-` / `__Secure-` prefixes allowed).
@@ -63,14 +65,23 @@ class IdentifierRules:
     path_parameters: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PATH_PARAMETERS))
     bearer: bool = True
     basic: bool = True
+    # cookie name -> its kind, for the names seen lately (each request asks for every cookie it carries)
+    _kinds: dict[str, IdKind | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def cookie_kind(self, name: str) -> IdKind | None:
         """COOKIE or REMEMBER for an identifier cookie's name, None for any other cookie."""
+        kinds = self._kinds
+        if name in kinds:
+            return kinds[name]
+        kind = None
         if self.remember.matches(name):
-            return IdKind.REMEMBER
-        if self.sessions.matches(name):
-            return IdKind.COOKIE
-        return None
+            kind = IdKind.REMEMBER
+        elif self.sessions.matches(name):
+            kind = IdKind.COOKIE
+        if len(kinds) >= COOKIE_KINDS:  # names are the client's to choose: bounded
+            kinds.clear()
+        kinds[name] = kind
+        return kind
 
     def matches(self, name: str) -> bool:
         """A cookie the tracker follows (session or remember-me): what Set-Cookie events are learned for."""
