@@ -184,12 +184,25 @@ def from_websocket_message(
 def with_response(
     tx: Transaction, response: http.Response, body_limit: int = DEFAULT_BODY_LIMIT
 ) -> Transaction:
-    body = response.get_content(strict=False) or b""
+    fields = response.data.headers.fields
+    if any(k.lower() == b"content-encoding" for k, _ in fields):
+        body = response.get_content(strict=False) or b""
+    else:  # what get_content gives then, without its Headers lookup
+        body = response.raw_content or b""
     return tx.with_response(
         response.status_code,
-        tuple((byte_text(k), byte_text(v)) for k, v in response.headers.fields),
+        tuple((byte_text(k), byte_text(v)) for k, v in fields),
         byte_text(body[:body_limit]),
     )
+
+
+def set_cookie_values(response: http.Response) -> list[str]:
+    """The response's Set-Cookie values, as `response.headers.get_all("set-cookie")` gives them."""
+    return [
+        v.decode("utf-8", "surrogateescape")
+        for k, v in response.data.headers.fields
+        if k.lower() == b"set-cookie"
+    ]
 
 
 def parse_raw_request(data: bytes, body_limit: int = DEFAULT_BODY_LIMIT) -> Transaction:

@@ -37,6 +37,7 @@ from .flow_bridge import (
     client_address,
     from_websocket_message,
     read_request,
+    set_cookie_values,
     with_response,
 )
 from .flow_record import ActionTaken, FlowRecord
@@ -419,7 +420,7 @@ class Pipeline:
             if pending is None:  # judged by another process or ruleset: judge the request again
                 pending = self._rejudged(flow)
             if not record.responded:  # the response came from the application
-                await self._learn(flow, pending, flow.response.headers.get_all("set-cookie"))
+                await self._learn(flow, pending, set_cookie_values(flow.response))
                 if pending.expire and flow.live:
                     add_set_cookies(flow.response, pending.expire)
                 if not record.error:

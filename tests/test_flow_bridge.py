@@ -6,6 +6,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
+from logoutguard.engine.transaction import byte_text
 from logoutguard.flow_bridge import (
     META_KEY,
     REDACTED,
@@ -16,6 +17,7 @@ from logoutguard.flow_bridge import (
     read_request,
     request_body,
     request_to_judge,
+    set_cookie_values,
     with_response,
 )
 from logoutguard.sessions.cookies import SessionCookieMatcher
@@ -157,3 +159,26 @@ def test_a_websocket_message_is_judged_as_a_body_on_the_handshakes_path() -> Non
     as_text = from_websocket_message(handshake, b"1' or '1'='1")
     assert as_text.body_args == (("websocket_message", "1' or '1'='1"),) and as_text.body == "1' or '1'='1"
     assert from_websocket_message(handshake, b"").body_args == ()
+
+
+@pytest.mark.parametrize("encoding", ["", "gzip", "br", "bogus"])
+def test_the_response_is_read_as_mitmproxy_decodes_it(encoding: str) -> None:
+    response = tutils.tresp(content=b"<p>You have an error in your SQL syntax</p>")
+    response.headers["Set-Cookie"] = "a=1"
+    response.headers.add("set-COOKIE", "b=\xe9; Path=/")
+    if encoding == "bogus":  # mitmproxy cannot decode it: the body is read as it is
+        response.headers["Content-Encoding"] = encoding
+    elif encoding:
+        response.encode(encoding)
+    tx = with_response(from_request(tutils.treq()), response, 20)
+    body = response.get_content(strict=False) or b""
+    assert tx.response_body == byte_text(body[:20]) and tx.response_status == response.status_code
+    assert tx.response_headers == tuple((byte_text(k), byte_text(v)) for k, v in response.headers.fields)
+    assert set_cookie_values(response) == response.headers.get_all("set-cookie") == ["a=1", "b=\xe9; Path=/"]
+    if encoding in ("gzip", "br"):
+        assert (
+            response.raw_content != response.content
+            and tx.response_body == "<p>You have an error in your"[:20]
+        )
+    response.raw_content = None
+    assert with_response(from_request(tutils.treq()), response).response_body == ""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from logoutguard.sessions import hashing
 from logoutguard.sessions.hashing import (
     HASH_LENGTH,
     KeyFileError,
@@ -93,3 +94,14 @@ def test_key_file_in_missing_directory(tmp_path: Path) -> None:
 def test_key_check_identifies_key_without_revealing_it() -> None:
     assert key_check(KEY) == key_check(KEY) != key_check(KEY[::-1])
     assert KEY.hex() not in key_check(KEY) and len(key_check(KEY)) == 16
+
+
+def test_remembered_hashes_are_the_hmac_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "KNOWN_HASHES", 3)
+    hasher = SessionHasher(KEY)
+    values = [f"id-{n}" for n in range(7)] + ["id-0", "caf\xe9", "\udcff"]
+    for value in values * 2:
+        expected = hmac.new(KEY, value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+        assert hasher.hash(value) == expected[:HASH_LENGTH]
+        assert len(hasher._known) <= 3
+    assert SessionHasher(b"another key, 16+ bytes").hash("id-0") != hasher.hash("id-0")

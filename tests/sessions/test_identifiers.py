@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from logoutguard.sessions import identifiers
 from logoutguard.sessions.cookies import SessionCookieMatcher
 from logoutguard.sessions.identifiers import (
     REDACTED,
@@ -104,3 +105,14 @@ def test_redaction() -> None:
     assert redact_values("/a;jsessionid=SECRET-VA", sid) == f"/a;jsessionid={REDACTED}"  # a cut-off excerpt
     assert redact_values("nothing here", sid) == "nothing here"
     assert redact_values("ab", [SessionId(IdKind.COOKIE, "sid", "ab", "sid")]) == "ab"  # too short to be one
+
+
+def test_cookie_kinds_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(identifiers, "COOKIE_KINDS", 2)
+    rules = IdentifierRules(sessions=SessionCookieMatcher(names=["sid"]))
+    names = ["sid", "remember_token", "theme", "sid", "lang", "remember_token"]
+    kinds = [IdKind.COOKIE, IdKind.REMEMBER, None, IdKind.COOKIE, None, IdKind.REMEMBER]
+    for _ in range(2):
+        assert [rules.cookie_kind(name) for name in names] == kinds
+        assert len(rules._kinds) <= 2
+    assert rules == IdentifierRules(sessions=rules.sessions, remember=rules.remember)  # memo not compared
