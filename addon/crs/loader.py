@@ -16,6 +16,7 @@ from pathlib import Path
 from ..engine.engine import Engine
 from ..engine.exclusions import Exclusions
 from ..engine.rules import Ruleset
+from .fold import fold
 from .importer import ImportProblem, ImportResult, RuleInfo, import_nodes
 from .modsec import prepare
 from .seclang import ParseResult, parse_file
@@ -62,6 +63,7 @@ class CrsLoad:
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")
             else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),
+            fold=fold,
         )
 
     @property
