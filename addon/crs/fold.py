@@ -24,15 +24,18 @@ can happen still can, and the anomaly totals (949/959/980) are computed by the s
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..engine.evaluator import PhasePlan, evaluate_rule
+from ..engine.evaluator import PhasePlan, evaluate_rule, match_link
 from ..engine.rules import Action, Ctl, Link, Marker, Phase, Rule, Target
 from ..engine.state import MACRO, EvalState
 from ..engine.transaction import build_transaction
+from ..engine.variables import COLLECTIONS
+from .modsec import ADAPTER_VARIABLES
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
@@ -52,6 +55,8 @@ _SELF_MACROS = frozenset({"MATCHED_VAR", "MATCHED_VAR_NAME", "RULE"})
 _MATCHED = ("MATCHED_VAR", "MATCHED_VARS", "MATCHED_VAR_NAME", "MATCHED_VARS_NAMES")
 _REMOVALS = ("ruleremovebyid", "ruleremovebytag", "ruleremovetargetbyid", "ruleremovetargetbytag")
 _CAPTURES = frozenset(str(n) for n in range(10))
+# Persistent collections LogoutGuard does not keep: always empty (a count of 0, no value).
+_EMPTY = frozenset({"IP", "GLOBAL", "USER", "RESOURCE", "GEO"}) - COLLECTIONS.keys() - ADAPTER_VARIABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,8 @@ def _link_targets(
                 reads.add(target.key.lower())
             else:
                 flags["all"] = True
+        elif target.collection in _EMPTY:
+            continue  # the same (nothing) for every request
         elif n > 0 and target.collection in _MATCHED:
             continue  # a chain link reading what its own rule's previous link matched
         elif not _unconditional(link):
@@ -280,13 +287,6 @@ class Removals:
         return any(t.collection in collections for t in removed)
 
 
-def _all_ctls(engine: Engine) -> list[Ctl]:
-    ctls = [a for r in engine.ruleset.rules for link in r.links for a in link.actions if isinstance(a, Ctl)]
-    if engine.exclusions is not None:
-        ctls.extend(c for item in engine.exclusions.items for c in item.ctls)
-    return ctls
-
-
 # --- the walk ---------------------------------------------------------------------------------------
 
 
@@ -297,6 +297,7 @@ class FoldStats:
     dropped: list[int] = field(default_factory=list)  # rules decided at load and left out
     skipped: list[int] = field(default_factory=list)  # rules a decided jump passes over
     preset: list[int] = field(default_factory=list)  # rules whose setvars are in the starting TX
+    dead: list[int] = field(default_factory=list)  # kept rules that set only what nothing reads
     kept: int = 0
 
 
@@ -327,17 +328,41 @@ def fold(engine: Engine, plans: dict[Phase, PhasePlan]) -> tuple[dict[Phase, Pha
 def fold_plans(
     engine: Engine, plans: dict[Phase, PhasePlan]
 ) -> tuple[dict[Phase, PhasePlan], dict[str, str], FoldStats]:
-    stats = FoldStats()
+    """Fold until the rules kept stop changing. A ctl can only remove rules when the rule holding it
+    runs: the first round counts every rule's ctls, each next round only those of the rules the
+    previous round kept (the add-on exclusion packages behind a switch that is off never run)."""
     if _reads_previous_match(plans):
-        return plans, dict(engine.tx_defaults), stats
-    walk = _Walk(engine.quiet_ids, Removals.of(_all_ctls(engine)), {}, stats)
+        return plans, dict(engine.tx_defaults), FoldStats()
+    excluded = [c for item in engine.exclusions.items for c in item.ctls] if engine.exclusions else []
+    holders: list[Rule] = [i for p in plans.values() for i in p.items if isinstance(i, Rule)]
+    for _ in range(8):
+        removals = Removals.of([*excluded, *_ctls(holders)])
+        folded, start, stats = _fold_once(engine, plans, removals)
+        kept = [i for p in folded.values() for i in p.items if isinstance(i, Rule)]
+        if {r.id for r in kept} == {r.id for r in holders}:
+            break
+        holders = kept
+    else:  # no fixed point (never seen): fold with every rule's ctls, which is always right
+        folded, start, stats = _fold_once(engine, plans, Removals.of([*excluded, *_ctls(holders)]))
+    return _without_dead(folded, engine, stats), start, stats
+
+
+def _ctls(rules: Iterable[Rule]) -> list[Ctl]:
+    return [a for r in rules for link in r.links for a in link.actions if isinstance(a, Ctl)]
+
+
+def _fold_once(
+    engine: Engine, plans: dict[Phase, PhasePlan], removals: Removals
+) -> tuple[dict[Phase, PhasePlan], dict[str, str], FoldStats]:
+    stats = FoldStats()
+    walk = _Walk(engine.quiet_ids, removals, {}, stats)
     facts: Facts | None = Facts(dict(engine.tx_defaults))
     folded: dict[Phase, PhasePlan] = {}
     for phase in sorted(plans):
         if phase > Phase.REQUEST_BODY:
             walk.prefix = False  # the request's verdict reads TX before these phases run
         items, facts = _fold_phase(plans[phase], facts, walk)
-        folded[phase] = PhasePlan(items, {i.name: n for n, i in enumerate(items) if isinstance(i, Marker)})
+        folded[phase] = _plan_without(PhasePlan(items, {}), set())
     start: dict[str, str] = dict(engine.tx_defaults)
     for name, value in walk.start.items():
         if value is None:
@@ -345,6 +370,56 @@ def fold_plans(
         else:
             start[name] = value
     return folded, start, stats
+
+
+def _without_dead(plans: dict[Phase, PhasePlan], engine: Engine, stats: FoldStats) -> dict[Phase, PhasePlan]:
+    """Leave out the kept rules whose only effect is to set TX variables nothing reads: no rule of the
+    plan (by name, pattern, macro), nor the verdict (the score variables and `*_score`). They are
+    quiet, do not jump or deny and have no ctl; a rule left out no longer reads, so repeat."""
+    score_vars = set(engine.score_vars or ())
+    while True:
+        rules = [i for p in plans.values() for i in p.items if isinstance(i, Rule)]
+        accesses = {id(r): access(r) for r in rules}
+        read: set[str] = set()
+        patterns: list[re.Pattern[str]] = []
+        for acc in accesses.values():
+            if acc.all_tx:
+                return plans
+            read |= acc.reads
+            patterns.extend(acc.patterns)
+
+        observed = _Observed(frozenset(read | score_vars), tuple(patterns))
+        gone = {id(r) for r in rules if _dead(r, accesses[id(r)], observed, engine.quiet_ids)}
+        if not gone:
+            return plans
+        stats.dead.extend(r.id for r in rules if id(r) in gone)
+        plans = {phase: _plan_without(p, gone) for phase, p in plans.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    """The TX variables some rule of the plan or the verdict reads: by name (the verdict reads the
+    score variables and every `*_score`), or through a TX:/regex/ target."""
+
+    names: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names or name.endswith("_score") or any(p.search(name) for p in self.patterns)
+
+
+def _dead(rule: Rule, acc: Access, observed: _Observed, quiet: frozenset[int]) -> bool:
+    """Does the rule only set variables nothing reads (and say nothing, jump nowhere)?"""
+    if acc.ctl or acc.wild or not acc.writes or rule.skip_after is not None:
+        return False
+    if rule.disruptive == "deny" or rule.id not in quiet:
+        return False
+    return not any(name in observed for name in acc.writes)
+
+
+def _plan_without(phase_plan: PhasePlan, gone: set[int]) -> PhasePlan:
+    items = tuple(i for i in phase_plan.items if id(i) not in gone)
+    return PhasePlan(items, {i.name: n for n, i in enumerate(items) if isinstance(i, Marker)})
 
 
 def _reads_previous_match(plans: dict[Phase, PhasePlan]) -> bool:
@@ -411,6 +486,9 @@ def _fold_rule(
     acc = access(rule)
     removable = walk.removals.rule(rule)
     decidable = not acc.request and not walk.removals.targets(rule, acc.collections) and facts.readable(acc)
+    if not decidable and _head_misses(rule, facts, walk):
+        walk.stats.dropped.append(rule.id)
+        return facts  # its first link matches nothing: no action runs, whatever the rest reads
     if not decidable:
         _keep(rule, acc, walk, kept, certain=False)
         facts.forget(acc)
@@ -451,6 +529,16 @@ def _fold_rule(
         _land(arriving, _jump(rule, index, phase_plan), after)
         return None
     return None if stops else after
+
+
+def _head_misses(rule: Rule, facts: Facts, walk: _Walk) -> bool:
+    """Is the rule's first link decided, on known TX values alone, to match no value?"""
+    head = dataclasses.replace(rule.head, actions=(), capture=False)
+    acc = access(dataclasses.replace(rule, head=head, chain=(), msg=""))
+    if acc.request or walk.removals.targets(rule, acc.collections) or not facts.readable(acc):
+        return False
+    state = EvalState(tx=_DUMMY, vars=facts.concrete())
+    return not match_link(head, state, rule)
 
 
 def _simulate(rule: Rule, facts: Facts) -> tuple[bool, dict[str, str | None], bool]:
