@@ -28,10 +28,12 @@ import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..engine.evaluator import PhasePlan, evaluate_rule, match_link
-from ..engine.rules import Action, Ctl, Link, Marker, Phase, Rule, Target
+from ..engine.operators import OPERATORS, OperatorContext, atoi
+from ..engine.rules import Action, Ctl, Link, Marker, Operator, Phase, Rule, Target
 from ..engine.state import MACRO, EvalState
 from ..engine.transaction import build_transaction
 from ..engine.variables import COLLECTIONS
@@ -490,7 +492,7 @@ def _fold_rule(
         walk.stats.dropped.append(rule.id)
         return facts  # its first link matches nothing: no action runs, whatever the rest reads
     if not decidable:
-        _keep(rule, acc, walk, kept, certain=False)
+        _keep(rule, acc, walk, kept, facts, certain=False)
         facts.forget(acc)
         if rule.skip_after is not None:
             _land(arriving, _jump(rule, index, phase_plan), facts)
@@ -508,7 +510,7 @@ def _fold_rule(
     jumps = matched and rule.skip_after is not None
     stops = matched and rule.disruptive == "deny"
     if removable:  # it may run (as decided) or not (removed): both paths go on
-        _keep(rule, acc, walk, kept, certain=False)
+        _keep(rule, acc, walk, kept, facts, certain=False)
         if jumps:
             _land(arriving, _jump(rule, index, phase_plan), after)
         return facts if jumps or stops else facts.join(after)
@@ -524,7 +526,7 @@ def _fold_rule(
             walk.start.update(effects)
             walk.stats.preset.append(rule.id)
     else:
-        _keep(rule, acc, walk, kept, certain=True)
+        _keep(rule, acc, walk, kept, facts, certain=True)
     if jumps:
         _land(arriving, _jump(rule, index, phase_plan), after)
         return None
@@ -564,10 +566,13 @@ def _unobserved(walk: _Walk, effects: dict[str, str | None]) -> bool:
     return True
 
 
-def _keep(rule: Rule, acc: Access, walk: _Walk, kept: list[Rule | Marker], *, certain: bool) -> None:
-    """Keep the rule in the plan; what it reads or writes at run time may no longer be preset, and
-    after a rule that may change the run's path (jump, deny, engine off) nothing more is."""
-    kept.append(rule)
+def _keep(
+    rule: Rule, acc: Access, walk: _Walk, kept: list[Rule | Marker], facts: Facts, *, certain: bool
+) -> None:
+    """Keep the rule in the plan (its %{tx.x} macros of known values written in); what it reads or
+    writes at run time may no longer be preset, and after a rule that may change the run's path
+    (jump, deny, engine off) nothing more is."""
+    kept.append(specialised(rule, acc, facts))
     walk.stats.kept += 1
     walk.observed |= acc.reads | acc.writes
     walk.observed_patterns.extend(acc.patterns)
@@ -576,3 +581,67 @@ def _keep(rule: Rule, acc: Access, walk: _Walk, kept: list[Rule | Marker], *, ce
     turns = rule.skip_after is not None or rule.disruptive == "deny" or acc.engine_off
     if acc.engine_off or (turns and not certain):
         walk.prefix = False
+
+
+# --- known macros written in ------------------------------------------------------------------------
+
+# Operators whose factory needs nothing but the argument, and which expand their macros the same way
+# at run time (numeric ones through atoi).
+_NUMERIC = frozenset({"eq", "ge", "gt", "le", "lt"})
+_STRING = frozenset({"contains", "contains_word", "streq", "begins_with", "ends_with", "within"})
+
+
+def specialised(rule: Rule, acc: Access, facts: Facts) -> Rule:
+    """The rule with each %{tx.x} in its operator arguments and setvar values replaced by x's value,
+    where x is known here on every path and the rule itself does not write it (so it holds when each
+    link and action runs): the operator is built once on the constant (and a link without a macro
+    can be gated by the prefilter, prefilter.exact_gate), and setvars expand nothing at run time."""
+    links = tuple(_specialised_link(link, acc, facts) for link in rule.links)
+    if all(new is old for new, old in zip(links, rule.links, strict=True)):
+        return rule
+    return dataclasses.replace(rule, head=links[0], chain=links[1:])
+
+
+def _specialised_link(link: Link, acc: Access, facts: Facts) -> Link:
+    operator = link.operator
+    if "%{" in operator.argument and operator.name in _NUMERIC | _STRING:
+        text = _written_in(operator.argument, acc, facts)
+        if text is not None and operator.name in _NUMERIC:
+            text = str(atoi(text))
+        if text is not None and "%{" not in text:
+            predicate = OPERATORS[operator.name](text, OperatorContext(rules_dir=Path(".")))
+            operator = Operator(operator.name, text, operator.negated, predicate)
+    actions = tuple(_specialised_action(a, acc, facts) for a in link.actions)
+    if operator is link.operator and all(new is old for new, old in zip(actions, link.actions, strict=True)):
+        return link
+    return dataclasses.replace(link, operator=operator, actions=actions)
+
+
+def _specialised_action(action: Action | Ctl, acc: Access, facts: Facts) -> Action | Ctl:
+    if not isinstance(action, Action) or action.kind != "setvar" or "%{" not in action.argument:
+        return action
+    name, eq, value = action.argument.strip().partition("=")
+    if not eq or "%{" in name or "%{" not in value:
+        return action
+    text = _written_in(value, acc, facts)
+    if text is None or "%{" in text:
+        return action
+    return Action("setvar", f"{name}={text}")
+
+
+def _written_in(text: str, acc: Access, facts: Facts) -> str | None:
+    """`text` with its macros expanded as the run would, or None when one is not known here."""
+    values: list[str] = []
+    for match in MACRO.finditer(text):
+        collection, _, key = match.group(1).partition(".")
+        name = key.strip().lower()
+        if collection.upper() != "TX" or not name or name in acc.writes:
+            return None
+        if any(name.startswith(prefix) for prefix in acc.wild):
+            return None
+        value = facts.get(name)
+        if value is UNKNOWN:
+            return None
+        values.append(value if isinstance(value, str) else "")
+    found = iter(values)
+    return MACRO.sub(lambda _: next(found), text)

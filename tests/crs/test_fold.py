@@ -198,3 +198,47 @@ def test_setvars_a_kept_rule_could_see_earlier_are_not_preset():
         assert_same(e, "/", headers)
     assert judged(e, "/", (("X-Mode", "on"),))[0] == [942301]  # mode_seen is "x": 900601 had not run
     assert judged(e, "/", (("X-Skip", "1"),))[0] == []  # 900701 jumped over: no tx.extra
+
+
+SETUP_METHODS = """
+SecAction "id:900200,phase:1,nolog,pass,setvar:'tx.allowed_methods=GET POST'"
+"""
+CHECK_METHOD = """
+SecRule REQUEST_METHOD "!@within %{tx.allowed_methods}" "id:911100,phase:1,block,msg:'method',setvar:'tx.anomaly_score=+%{tx.critical_anomaly_score}'"
+"""
+METHODS_FROM_HEADER = """
+SecRule REQUEST_HEADERS:X-Methods "@rx ^(.+)$" "id:900210,phase:1,pass,nolog,capture,setvar:'tx.allowed_methods=%{tx.1}'"
+"""
+
+
+def method_rule(e: Engine) -> Rule:
+    (rule,) = [i for i in e._plans[Phase.REQUEST_HEADERS].items if isinstance(i, Rule) and i.id == 911100]
+    return rule
+
+
+def judged_method(e: Engine, method: str, headers: tuple[tuple[str, str], ...] = ()) -> tuple:
+    tx = build_transaction(method=method, uri="/", headers=[("Host", "x"), *headers])
+    verdict, _ = e.inspect_request(tx)
+    unfolded, _ = dataclasses.replace(e, fold=None).inspect_request(tx)
+    assert (verdict.rule_ids, verdict.inbound_score, verdict.blocked) == (
+        unfolded.rule_ids,
+        unfolded.inbound_score,
+        unfolded.blocked,
+    )
+    return verdict.rule_ids, verdict.inbound_score
+
+
+def test_known_tx_macros_are_written_into_kept_rules():
+    e = engine(RULES + SETUP_METHODS + CHECK_METHOD, 1)
+    rule = method_rule(e)
+    assert rule.head.operator.argument == "GET POST"
+    assert [a.argument for a in rule.head.actions] == ["tx.anomaly_score=+5"]
+    assert judged_method(e, "GET") == ([], 0)
+    assert judged_method(e, "DELETE") == ([911100, 949110], 5)
+
+
+def test_a_macro_of_a_tx_variable_written_at_run_time_stays():
+    e = engine(RULES + SETUP_METHODS + METHODS_FROM_HEADER + CHECK_METHOD, 1)
+    assert method_rule(e).head.operator.argument == "%{tx.allowed_methods}"
+    assert judged_method(e, "DELETE", (("X-Methods", "GET DELETE"),)) == ([], 0)
+    assert judged_method(e, "DELETE") == ([911100, 949110], 5)
