@@ -92,6 +92,8 @@ def access(rule: Rule) -> Access:
             if isinstance(action, Ctl):
                 flags["ctl"] = True
                 flags["off"] |= action.setting == "ruleengine"
+                if action.dynamic:
+                    _macros(action.value, reads, flags, own=True)
             elif isinstance(action, Action) and action.kind == "setvar":
                 _setvar_access(action.argument, reads, writes, wild, flags)
     _macros(rule.msg, reads, flags, own=True)
@@ -300,6 +302,7 @@ class FoldStats:
     skipped: list[int] = field(default_factory=list)  # rules a decided jump passes over
     preset: list[int] = field(default_factory=list)  # rules whose setvars are in the starting TX
     dead: list[int] = field(default_factory=list)  # kept rules that set only what nothing reads
+    unread: list[str] = field(default_factory=list)  # starting TX variables nothing reads: left out
     kept: int = 0
 
 
@@ -346,7 +349,11 @@ def fold_plans(
         holders = kept
     else:  # no fixed point (never seen): fold with every rule's ctls, which is always right
         folded, start, stats = _fold_once(engine, plans, Removals.of([*excluded, *_ctls(holders)]))
-    return _without_dead(folded, engine, stats), start, stats
+    folded, observed = _without_dead(folded, engine, stats)
+    if observed is not None:  # what nothing reads need not be copied into every request's TX
+        stats.unread = sorted(k for k in start if k not in observed and k not in engine.tx_defaults)
+        start = {k: v for k, v in start.items() if k in observed or k in engine.tx_defaults}
+    return folded, start, stats
 
 
 def _ctls(rules: Iterable[Rule]) -> list[Ctl]:
@@ -374,10 +381,13 @@ def _fold_once(
     return folded, start, stats
 
 
-def _without_dead(plans: dict[Phase, PhasePlan], engine: Engine, stats: FoldStats) -> dict[Phase, PhasePlan]:
+def _without_dead(
+    plans: dict[Phase, PhasePlan], engine: Engine, stats: FoldStats
+) -> tuple[dict[Phase, PhasePlan], _Observed | None]:
     """Leave out the kept rules whose only effect is to set TX variables nothing reads: no rule of the
     plan (by name, pattern, macro), nor the verdict (the score variables and `*_score`). They are
-    quiet, do not jump or deny and have no ctl; a rule left out no longer reads, so repeat."""
+    quiet, do not jump or deny and have no ctl; a rule left out no longer reads, so repeat. Returns
+    the plans and what they read (None: some rule reads all of TX)."""
     score_vars = set(engine.score_vars or ())
     while True:
         rules = [i for p in plans.values() for i in p.items if isinstance(i, Rule)]
@@ -386,14 +396,14 @@ def _without_dead(plans: dict[Phase, PhasePlan], engine: Engine, stats: FoldStat
         patterns: list[re.Pattern[str]] = []
         for acc in accesses.values():
             if acc.all_tx:
-                return plans
+                return plans, None
             read |= acc.reads
             patterns.extend(acc.patterns)
 
         observed = _Observed(frozenset(read | score_vars), tuple(patterns))
         gone = {id(r) for r in rules if _dead(r, accesses[id(r)], observed, engine.quiet_ids)}
         if not gone:
-            return plans
+            return plans, observed
         stats.dead.extend(r.id for r in rules if id(r) in gone)
         plans = {phase: _plan_without(p, gone) for phase, p in plans.items()}
 
