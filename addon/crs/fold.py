@@ -16,10 +16,18 @@ abstract interpretation: a variable is a known value, known absent, or unknown) 
   switch the engine off before it, and it is in a request phase);
 - keeps everything else as it was: a rule reading request data, a TX variable some kept rule may
   write at run time (it is unknown from there on), a rule a ctl action or an exclusion may remove
-  (or remove a target of that it reads), a logged or denying match, a rule with ctl actions.
+  (or remove a target of that it reads), a logged or denying match, a rule with ctl actions; but
+  writes into a kept rule's operator argument and setvars the %{tx.x} values known there;
+- then leaves out the kept rules that only set variables nothing reads (901318's ua_hash: only the
+  IP collection LogoutGuard does not keep used it), and the starting variables nothing reads.
 
-Run-time semantics are unchanged: every kept rule sees the TX it would have seen, every jump that
-can happen still can, and the anomaly totals (949/959/980) are computed by the same rules.
+The ctls that can remove rules are those of the engine's exclusions and of the rules that can run:
+folding is repeated until the rules kept stop changing (an add-on exclusion package behind a switch
+that is off never runs, so its ruleRemoveById ranges do not count).
+
+Verdicts are unchanged: every kept rule sees the TX values it reads as it would have, every jump
+that can happen still can, the anomaly totals (949/959/980) are computed by the same rules; the
+final TX differs only in variables that neither a rule nor the verdict reads.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ class CrsLoad:
 
     def engine(self, exclusions: Exclusions | None = None) -> Engine:
         """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores), with
-        the YAML exclusions that apply to the CRS (guard_exclusions) if any."""
+        the YAML exclusions that apply to the CRS (guard_exclusions) if any. What the TX bookkeeping
+        decides the same for every request (paranoia gates, 901's defaults) is decided once (fold.py)."""
         return Engine(
             self.ruleset,
             paranoia=self.paranoia,
