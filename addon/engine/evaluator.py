@@ -131,7 +131,24 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
 
 
 def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
-    """Transform the value and apply the operator (after every step with multi_match)."""
+    """Transform the value and apply the operator (after every step with multi_match). With a
+    prefilter, the answer for a short value of a link whose operator reads no macro is kept across
+    transactions (see Prefilter.results): it is a pure function of the link and the value."""
+    prefilter = state.prefilter
+    if prefilter is None or len(value) > MAX_TEXT or id(link) not in prefilter.pure_links:
+        return _test_value(link, value, state)
+    key = (id(link), value)
+    results = prefilter.results
+    found = results.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        found = results.put(key, _test_value(link, value, state))
+    return found
+
+
+_UNKNOWN = object()
+
+
+def _test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
     operator = link.operator
     prefilter = state.prefilter
     candidates = (value,) if not link.transform_fns else inspected_values(link, value, state)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
-from .variables import collect, keyed, lookup
+from .variables import collect, is_dynamic, keyed, lookup, member_name
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -451,6 +451,8 @@ ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
 MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
+RESULT_ENTRIES = 32768  # (link, short value) pairs whose operator result each engine keeps
+NAME_ENTRIES = 4096  # member names whose selecting targets each Source keeps
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -489,6 +491,39 @@ class PhaseGates:
 
     always: tuple[int, ...]
     targets: tuple[TargetGates, ...]
+    # The same targets by collection (see Source), and those read another way (dynamic ones).
+    sources: tuple[Source, ...] = ()
+    loose: tuple[TargetGates, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The targets of one phase that read one static collection: one pass over the collection's
+    members answers for all of them. Which of them select a member is a function of the member's
+    name alone (kept in `names`); the targets selecting a member form a group, and what a value
+    adds to the rules to visit is kept per (group, value)."""
+
+    collection: str
+    reads: tuple[TargetGates, ...]  # targets reading members' values (whole, keyed, key regex)
+    counts: tuple[TargetGates, ...]  # `&` targets: the number of members they select is the value
+    names: Memo  # full member name -> (group id or -1, indexes in `counts` of the counts selecting it)
+
+
+def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tuple[TargetGates, ...]]:
+    """The targets grouped by static collection, and the rest (a dynamic collection: TX, MATCHED_*)."""
+    by_collection: dict[str, tuple[list[TargetGates], list[TargetGates]]] = {}
+    loose: list[TargetGates] = []
+    for tg in targets:
+        collection = tg.target.collection
+        if is_dynamic(collection):
+            loose.append(tg)
+            continue
+        reads, counts = by_collection.setdefault(collection, ([], []))
+        (counts if tg.target.count else reads).append(tg)
+    sources = tuple(
+        Source(c, tuple(reads), tuple(counts), Memo(NAME_ENTRIES)) for c, (reads, counts) in by_collection.items()
+    )
+    return sources, tuple(loose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,7 +562,16 @@ class Prefilter:
         self._everything = frozenset(link_pids.values())
         self._memo = Memo(MEMO_ENTRIES)  # short text -> (scan, signature)
         self._answers = Memo(ANSWER_ENTRIES)  # (TargetGates.memo_key, short value) -> rule indexes
+        self._group_answers = Memo(ANSWER_ENTRIES)  # (group id, short value) -> rule indexes
+        self._group_ids: dict[tuple[int, ...], int] = {}  # memo_keys of a group's targets -> group id
+        self._groups: list[tuple[TargetGates, ...]] = []  # group id -> its targets
         self._keep = keep  # the links keyed by id() above stay alive with their rules
+        # Links whose operator reads no %{macro}: evaluator.test_value keeps their answers for short
+        # values in `results`, keyed by (id(link), value) (the links stay alive with `keep`).
+        self.pure_links = frozenset(
+            id(link) for rule in keep for link in rule.links if "%{" not in link.operator.argument
+        )
+        self.results = Memo(RESULT_ENTRIES)
         self.stats = stats
 
     def order(self, phase: Phase, count: int, state: EvalState) -> Iterator[int]:
@@ -580,8 +624,10 @@ class Prefilter:
     def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
         """The phase's rules that always run plus the gated ones one of whose values may match."""
         todo = set(gates.always)
+        for source in gates.sources:
+            self._source_todo(source, state, todo)
         answers = self._answers
-        for tg in gates.targets:
+        for tg in gates.loose:
             key = tg.memo_key
             for value in self._values(tg, state):
                 if len(value) <= MAX_TEXT:
@@ -594,6 +640,60 @@ class Prefilter:
                     todo.update(self._answer(tg, value, state))
         state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
         return sorted(todo)
+
+    def _source_todo(self, source: Source, state: EvalState, todo: set[int]) -> None:
+        """Add what the members of one collection make visitable: one pass over its members for all
+        the phase's targets reading it (leaving exclusions in, as `_values` does, only widens)."""
+        names = source.names
+        answers = self._group_answers
+        counts = [0] * len(source.counts) if source.counts else None
+        for name, value in lookup(state, source.collection, None):
+            record = names.get(name)
+            if record is None:
+                record = self._selection(source, name)
+                if len(name) <= MAX_TEXT:
+                    names.put(name, record)
+            group, selected_by = record
+            if group >= 0:
+                if len(value) <= MAX_TEXT:
+                    found = answers.get((group, value))
+                    if found is None:
+                        found = answers.put((group, value), frozenset(self._group_answer(group, value, state)))
+                    if found:
+                        todo.update(found)
+                else:
+                    todo.update(self._group_answer(group, value, state))
+            if counts is not None:
+                for i in selected_by:
+                    counts[i] += 1
+        if counts is not None:
+            for tg, n in zip(source.counts, counts, strict=True):
+                value = str(n)
+                found = self._answers.get((tg.memo_key, value))
+                if found is None:
+                    found = self._answers.put((tg.memo_key, value), frozenset(self._answer(tg, value, state)))
+                todo.update(found)
+
+    def _selection(self, source: Source, name: str) -> tuple[int, tuple[int, ...]]:
+        """(group id of the reading targets that select the member `name`, or -1; the indexes of the
+        counting targets that select it). Selection as in variables.collect/keyed: by member name."""
+        member = member_name(name)
+        reads = tuple(tg for tg in source.reads if tg.target.selects(member))
+        counted = tuple(i for i, tg in enumerate(source.counts) if tg.target.selects(member))
+        if not reads:
+            return -1, counted
+        key = tuple(tg.memo_key for tg in reads)
+        group = self._group_ids.get(key)
+        if group is None:
+            group = self._group_ids[key] = len(self._groups)
+            self._groups.append(reads)
+        return group, counted
+
+    def _group_answer(self, group: int, value: str, state: EvalState) -> set[int]:
+        todo: set[int] = set()
+        for tg in self._groups[group]:
+            todo.update(self._answer(tg, value, state))
+        return todo
 
     def _answer(self, tg: TargetGates, value: str, state: EvalState) -> set[int]:
         """The rules of `tg` that `value` may make match."""
@@ -725,7 +825,8 @@ class _PhaseBuilder:
                     key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1], signed
                 )
             )
-        return PhaseGates(tuple(sorted(self.always)), tuple(targets))
+        sources, loose = sources_of(tuple(targets))
+        return PhaseGates(tuple(sorted(self.always)), tuple(targets), sources, loose)
 
 
 def build_prefilter(
