@@ -32,7 +32,7 @@ import re._compiler as sre_compile
 import re._constants as sre
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -748,8 +748,43 @@ class Prefilter:
         return values
 
 
+def scanned_link(link: Link) -> Link:
+    """The link whose output the prefilter scans for `link`: without its trailing `lowercase` steps when
+    its patterns are compiled for lower-cased text (a folded pattern scanned on a text matches a
+    superset of what the pattern matches on the text lower-cased, `translate(fold=True)`), so that
+    chains differing only by a final lowercase share one transformed text and one scan."""
+    transforms = link.transforms
+    if link.multi_match or not chain_of(transforms).folded_output:
+        return link
+    kept = len(transforms)
+    while kept and transforms[kept - 1] == "lowercase":
+        kept -= 1
+    if kept == len(transforms):
+        return link
+    return replace(link, transforms=transforms[:kept], transform_fns=link.transform_fns[:kept])
+
+
 def _groupable(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
     return not any(is_dynamic(t.collection) or t.count for t in link.targets)
+
+
+def _folded_twins(
+    links: list[tuple[Phase, int, int, Link, int]], sets: list[PatternSet], keys: dict[tuple[Any, ...], int]
+) -> dict[int, int]:
+    """For the patterns compiled for raw text that a first link reads through a lower-casing chain:
+    pattern id -> the id of the same regexes compiled for lower-cased text (added to `sets`). A plain
+    value's own scan then answers for the value lower-cased: no second scan of a lower-cased copy."""
+    twins: dict[int, int] = {}
+    for _, _, n, link, pid in links:
+        regexes, fold = sets[pid]
+        if n != 0 or fold or pid in twins or not chain_of(link.transforms).lowers:
+            continue
+        key = (tuple((r.pattern, r.flags) for r in regexes), True)
+        if key not in keys:
+            keys[key] = len(sets)
+            sets.append((regexes, True))
+        twins[pid] = keys[key]
+    return twins
 
 
 def exact_gate(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
@@ -787,11 +822,20 @@ class _PhaseBuilder:
         for target in link.targets:
             self.exact.setdefault(target, []).append((index, link))
 
-    def gate(self, index: int, link: Link, pid: int, chain: Chain, lowered: bool) -> None:
+    def gate(
+        self, index: int, link: Link, pid: int, chain: Chain, lowered: bool, plain_pids: tuple[int, ...] = ()
+    ) -> None:
+        """`plain_pids`: the pattern ids whose scans of a plain value as it is answer for the link (its
+        own pid, or its folded twin for a link that sees the value lower-cased); else `pid`, and
+        `lowered` says whether the plain value is scanned lower-cased too."""
         mask = chain.mask
         for target in link.targets:
-            table = self.lowered if lowered else self.plain
-            table.setdefault(target, {}).setdefault(pid, []).append((index, mask))
+            if plain_pids:
+                for plain_pid in plain_pids:
+                    self.plain.setdefault(target, {}).setdefault(plain_pid, []).append((index, mask))
+            else:
+                table = self.lowered if lowered else self.plain
+                table.setdefault(target, {}).setdefault(pid, []).append((index, mask))
             self.plain.setdefault(target, {})
             key = (link.transforms, link.multi_match)
             _, _, rules = self.chains.setdefault(target, {}).setdefault(key, (link, mask, {}))
@@ -805,7 +849,7 @@ class _PhaseBuilder:
             by_mask: dict[int, list[ReadChain]] = {}
             opaque: list[ReadChain] = []
             for link, mask, rules in self.chains.get(target, {}).values():
-                read = ReadChain(link, {pid: tuple(ix) for pid, ix in rules.items()})
+                read = ReadChain(scanned_link(link), {pid: tuple(ix) for pid, ix in rules.items()})
                 if mask & ALWAYS:
                     opaque.append(read)
                 elif mask:  # mask 0: no value reacts to the chain; the plain entries cover it
@@ -862,6 +906,7 @@ def build_prefilter(
                     keys[key] = len(sets)
                     sets.append((regexes, fold))
                 links.append((phase, index, n, link, keys[key]))
+    twins = _folded_twins(links, sets, keys)
     if len(sets) < MIN_PATTERNS:
         return None
     database, refused = compile_database(sets)
@@ -883,7 +928,12 @@ def build_prefilter(
         # A plain value is scanned as it is when the chain leaves it so, or when it lower-cases it
         # for a pattern compiled for lower-cased text; else also lower-cased (see TargetGates).
         lowered = chain.lowers and not (sets[pid][1] and not link.multi_match)
-        builders[phase].gate(index, link, pid, chain, lowered)
+        twin = twins.get(pid)
+        plain_pids: tuple[int, ...] = ()
+        if lowered and twin is not None and twin not in refused and twin not in broad:
+            # The folded twin scanned on the value as it is answers for the value lower-cased.
+            plain_pids = (pid, twin) if link.multi_match else (twin,)
+        builders[phase].gate(index, link, pid, chain, lowered, plain_pids)
         gated.add((phase, index))
     exact_rules = 0
     for phase, phase_plan in plans.items():
