@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
+from .transformations import C_SPACE, path_has_work
 from .variables import collect, is_dynamic, keyed, lookup, member_name
 
 if TYPE_CHECKING:
@@ -190,7 +191,8 @@ def translate(pattern: re.Pattern[str], *, loose: bool = False, fold: bool = Fal
 # A value's signature: one bit per kind of character (or short sequence) that some transformation
 # reacts to. A chain leaves a value as it is (or only lower-cases it) when the value has none of the
 # chain's bits: the value is "plain" for that chain and its raw scan answers for it.
-PCT, AMP, BSL, NUL, HIGH, WS, SPACE, SPACE2, SLASH, DOT, CMT, CMD = (1 << n for n in range(12))
+# PATH: normalize_path has work to do (transformations.path_has_work); EDGE: whitespace at either end.
+PCT, AMP, BSL, NUL, HIGH, WS, SPACE, SPACE2, PATH, EDGE, CMT, CMD = (1 << n for n in range(12))
 ALWAYS = 1 << 20  # in every signature and in the mask of chains that no value is plain for
 _WS = re.compile("[\t\n\v\f\r\xa0]")
 _CMT = re.compile(r"/\*|\*/|<!--|-->|--|#")
@@ -217,10 +219,10 @@ def signature(value: str) -> int:
         sig |= WS
     if " " in value:
         sig |= SPACE | (SPACE2 if "  " in value else 0)
-    if "/" in value:
-        sig |= SLASH
-    if "." in value:
-        sig |= DOT
+    if value[0] in C_SPACE or value[-1] in C_SPACE:  # (not empty: _ANY_TRIGGER found something)
+        sig |= EDGE
+    if ("/" in value or "." in value) and path_has_work(value):
+        sig |= PATH
     if _CMT.search(value):
         sig |= CMT
     if _CMD.search(value):
@@ -246,14 +248,14 @@ PLAIN_TRANSFORMS: dict[str, tuple[int, bool]] = {
     "utf8_to_unicode": (HIGH, False),
     "compress_whitespace": (WS | SPACE2, False),
     "remove_whitespace": (WS | SPACE, False),
-    "trim": (WS | SPACE, False),
-    "trim_left": (WS | SPACE, False),
-    "trim_right": (WS | SPACE, False),
+    "trim": (EDGE, False),
+    "trim_left": (EDGE, False),
+    "trim_right": (EDGE, False),
     "remove_comments": (CMT, False),
     "remove_comments_char": (CMT, False),
     "replace_comments": (CMT, False),
-    "normalize_path": (SLASH | DOT, False),
-    "normalize_path_win": (SLASH | DOT | BSL, False),
+    "normalize_path": (PATH, False),
+    "normalize_path_win": (PATH | BSL, False),
     "cmd_line": (CMD, True),
 }
 
@@ -560,7 +562,8 @@ class Prefilter:
         self._candidates = candidates  # what the operator sees for one collected value
         self._exact = exact  # does a link's operator match one collected value (evaluator.test_value)
         self._everything = frozenset(link_pids.values())
-        self._memo = Memo(MEMO_ENTRIES)  # short text -> (scan, signature)
+        self._memo = Memo(MEMO_ENTRIES)  # short text -> its scan
+        self._signatures = Memo(MEMO_ENTRIES)  # short value -> its signature
         self._answers = Memo(ANSWER_ENTRIES)  # (TargetGates.memo_key, short value) -> rule indexes
         self._group_answers = Memo(ANSWER_ENTRIES)  # (group id, short value) -> rule indexes
         self._group_ids: dict[tuple[int, ...], int] = {}  # memo_keys of a group's targets -> group id
@@ -599,18 +602,22 @@ class Prefilter:
         """Pattern ids that may match `text`: memoised across transactions for short texts (header
         names and values, argument names repeat from request to request), else per transaction."""
         if len(text) <= MAX_TEXT:
-            return self._short(text)[0]
+            hits = self._memo.get(text)
+            if hits is None:
+                hits = self._memo.put(text, self._scan(text))
+            return hits
         hits = state.scan_cache.get(text)
         if hits is None:
             hits = state.scan_cache[text] = self._scan(text)
         return hits
 
-    def _short(self, text: str) -> tuple[Hits, int]:
-        """(scan, signature) of a short text, memoised; the memo is emptied when it is full."""
-        record = self._memo.get(text)
-        if record is None:
-            record = self._memo.put(text, (self._scan(text), signature(text)))
-        return record
+    def _signature(self, text: str) -> int:
+        """signature() of a short value, memoised (only values read from the transaction need one;
+        transformed candidates are only scanned)."""
+        sig = self._signatures.get(text)
+        if sig is None:
+            sig = self._signatures.put(text, signature(text))
+        return sig
 
     def _scan(self, text: str) -> Hits:
         try:
@@ -699,7 +706,7 @@ class Prefilter:
         """The rules of `tg` that `value` may make match."""
         todo: set[int] = set()
         if len(value) <= MAX_TEXT:
-            hits, sig = self._short(value)
+            hits, sig = self.scan(value, state), self._signature(value)
         else:  # a long value (a body): its signature only when a mask asks for it
             hits, sig = self.scan(value, state), signature(value) if tg.signed else ALWAYS
         for pid in hits:

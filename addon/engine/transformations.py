@@ -34,6 +34,7 @@ _OCT = frozenset("01234567")
 _DIGITS = frozenset("0123456789")
 _ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
+C_SPACE = _C_SPACE  # what trim strips (prefilter.py reads it)
 _NBSP = "\xa0"
 _LONG_MAX = 2**63 - 1
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -545,7 +546,7 @@ def _normalize_path(value: str, win: bool) -> str:
 _PATH_WORK = re.compile(r"//|\.\.(?:/|$)|(?:^|/)\.(?:/|$)")
 
 
-def _path_work(value: str) -> bool:
+def path_has_work(value: str) -> bool:
     """_PATH_WORK.search(value), with substring tests first: each of its branches needs "//", ".."
     or "/." or a leading ".", and long prose has none of them (the regex alone tries every position)."""
     if "//" in value:
@@ -558,14 +559,14 @@ def _path_work(value: str) -> bool:
 def normalize_path(value: str) -> str:
     """ModSecurity normalizePath: resolve ./ and ../, collapse //, keep a trailing slash only if there
     was one."""
-    if not _path_work(value):
+    if not path_has_work(value):
         return value
     return _normalize_path(value, win=False)
 
 
 def normalize_path_win(value: str) -> str:
     """ModSecurity normalizePathWin: normalize_path with \\ taken as /."""
-    if "\\" not in value and not _path_work(value):
+    if "\\" not in value and not path_has_work(value):
         return value
     return _normalize_path(value, win=True)
 
