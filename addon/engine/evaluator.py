@@ -123,10 +123,24 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
     if state.removed_targets or state.removed_targets_by_tag:
         exclusions = exclusions + _removed_targets(state, rule)
     hits: list[Hit] = []
-    for name, value in collect(state, link.targets, exclusions):
-        captures = test_value(link, value, state)
-        if captures is not None:
-            hits.append((name, value, captures))
+    prefilter = state.prefilter
+    head = prefilter.head_gate(link) if prefilter is not None else None
+    if head is None:
+        for name, value in collect(state, link.targets, exclusions):
+            captures = test_value(link, value, state)
+            if captures is not None:
+                hits.append((name, value, captures))
+        return hits
+    # A gated rule's first link: a value the prefilter's answer for it rules out is not tested (the
+    # same values in the same order as collect() gives for all the targets at once).
+    assert prefilter is not None
+    for target in link.targets:
+        for name, value in collect(state, (target,), exclusions):
+            if not target.count and not prefilter.member_may_match(head, target.collection, name, value, state):
+                continue
+            captures = test_value(link, value, state)
+            if captures is not None:
+                hits.append((name, value, captures))
     return hits
 
 

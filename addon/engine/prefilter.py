@@ -555,7 +555,9 @@ class Prefilter:
         keep: tuple[Rule, ...],
         stats: Stats,
         exact: ExactTest,
+        heads: dict[int, tuple[Phase, int]] | None = None,
     ) -> None:
+        heads = heads or {}
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
         self._phases = phases
@@ -576,6 +578,12 @@ class Prefilter:
         )
         self.results = Memo(RESULT_ENTRIES)
         self.stats = stats
+        # The first link of every rule the gates decide about -> (its phase's sources, its index):
+        # evaluator.match_link asks `member_may_match` before testing a value of that link.
+        self._heads: dict[int, tuple[dict[str, Source], int]] = {}
+        for link_id, (phase, index) in heads.items():
+            by_collection = {source.collection: source for source in phases[phase].sources}
+            self._heads[link_id] = (by_collection, index)
 
     def order(self, phase: Phase, count: int, state: EvalState) -> Iterator[int]:
         """Indexes of the phase's items that may match, ascending. After a ctl action (which may
@@ -654,7 +662,11 @@ class Prefilter:
         names = source.names
         answers = self._group_answers
         counts = [0] * len(source.counts) if source.counts else None
-        for name, value in lookup(state, source.collection, None):
+        # A static collection: what lookup() keeps in collect_cache (unless an adapter overrides it).
+        pairs = None if state.extra_vars else state.collect_cache.get(source.collection)
+        if pairs is None:
+            pairs = lookup(state, source.collection, None)
+        for name, value in pairs:
             record = names.get(name)
             if record is None:
                 record = self._selection(source, name)
@@ -695,6 +707,33 @@ class Prefilter:
             group = self._group_ids[key] = len(self._groups)
             self._groups.append(reads)
         return group, counted
+
+    def head_gate(self, link: Link) -> tuple[dict[str, Source], int] | None:
+        """For the first link of a rule the gates decide about: its phase's sources and its index."""
+        return self._heads.get(id(link))
+
+    def member_may_match(
+        self, head: tuple[dict[str, Source], int], collection: str, name: str, value: str, state: EvalState
+    ) -> bool:
+        """May the rule's first link match `value`, the member `name` of `collection`? The same answer
+        as for `order` (one memo lookup when the value was answered there): False only when no target
+        of the phase selecting the member lets the value through to the rule."""
+        sources, index = head
+        source = sources.get(collection)
+        if source is None or index < 0 or len(value) > MAX_TEXT:
+            return True
+        record = source.names.get(name)
+        if record is None:
+            record = self._selection(source, name)
+            if len(name) <= MAX_TEXT:
+                source.names.put(name, record)
+        group = record[0]
+        if group < 0:
+            return True
+        found = self._group_answers.get((group, value))
+        if found is None:
+            found = self._group_answers.put((group, value), frozenset(self._group_answer(group, value, state)))
+        return index in found
 
     def _group_answer(self, group: int, value: str, state: EvalState) -> set[int]:
         todo: set[int] = set()
@@ -943,12 +982,14 @@ def build_prefilter(
         builders[phase].gate(index, link, pid, chain, lowered, plain_pids)
         gated.add((phase, index))
     exact_rules = 0
+    exact_gated: set[tuple[Phase, int]] = set()
     for phase, phase_plan in plans.items():
         for i, item in enumerate(phase_plan.items):
             if isinstance(item, Marker) or (phase, i) in gated:
                 continue
             if exact is not None and exact_gate(item.links[0], is_dynamic):
                 builders[phase].gate_exact(i, item.links[0])
+                exact_gated.add((phase, i))
                 exact_rules += 1
             else:
                 builders[phase].always.append(i)
@@ -957,7 +998,13 @@ def build_prefilter(
     phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
     ungated = sum(1 for *_, pid in links if pid in refused)
     stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused), exact_rules)
-    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True))
+    heads: dict[int, tuple[Phase, int]] = {}
+    for phase, index in sorted(gated | exact_gated):
+        head = plans[phase].items[index].links[0]  # type: ignore[union-attr]
+        heads[id(head)] = (phase, index) if id(head) not in heads else (phase, -1)  # -1: never skip
+    return Prefilter(
+        database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True), heads
+    )
 
 
 _warned = False
