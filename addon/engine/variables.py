@@ -192,7 +192,10 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
             if target.key_regex is not None:
                 values = [(n, v) for n, v in values if target.selects(member_name(n))]
         if exclusions:
-            values = [(n, v) for n, v in values if not _excluded(n, target.collection, exclusions)]
+            # only the exclusions of this target's collection can leave a value out
+            own = tuple(ex for ex in exclusions if ex.collection == target.collection)
+            if own:
+                values = [(n, v) for n, v in values if not _excluded(n, target.collection, own)]
         if target.count:
             out.append((str(target), str(len(values))))
         else:
