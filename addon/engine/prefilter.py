@@ -556,7 +556,9 @@ class Prefilter:
         stats: Stats,
         exact: ExactTest,
         heads: dict[int, tuple[Phase, int]] | None = None,
+        sets: list[PatternSet] | None = None,
     ) -> None:
+        sets = sets or []
         heads = heads or {}
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
@@ -578,6 +580,9 @@ class Prefilter:
         )
         self.results = Memo(RESULT_ENTRIES)
         self.stats = stats
+        self._sets = sets  # pattern id -> its regexes (for `_width`)
+        self._widths: dict[int, int] = {}
+        self._chain_widths: dict[int, int] = {}  # id(ReadChain) -> the least width of its patterns
         # The first link of every rule the gates decide about -> (its phase's sources, its index):
         # evaluator.match_link asks `member_may_match` before testing a value of that link.
         self._heads: dict[int, tuple[dict[str, Source], int]] = {}
@@ -604,7 +609,7 @@ class Prefilter:
 
     def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
         pid = self._link_pids.get(id(link))
-        return pid is None or pid in self.scan(value, state)
+        return pid is None or (len(value) >= self._width(pid) and pid in self.scan(value, state))
 
     def scan(self, text: str, state: EvalState) -> Hits:
         """Pattern ids that may match `text`: memoised across transactions for short texts (header
@@ -773,9 +778,21 @@ class Prefilter:
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
     ) -> None:
         for chain in chains:
+            shortest = self._chain_widths.get(id(chain))
+            if shortest is None:
+                shortest = self._chain_widths[id(chain)] = min(map(self._width, chain.rules), default=0)
             for candidate in self._candidates(chain.link, value, state):
+                if len(candidate) < shortest:
+                    continue  # shorter than any match of the chain's patterns (often: base64 garbage)
                 for pid in self.scan(candidate, state):
                     todo.update(chain.rules.get(pid, ()))
+
+    def _width(self, pid: int) -> int:
+        """The fewest characters any match of pattern set `pid` spans (re's own lower bound)."""
+        width = self._widths.get(pid)
+        if width is None:
+            width = self._widths[pid] = min_width(self._sets[pid][0])
+        return width
 
     def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
         """The values a target reads (exclusions aside: leaving them in only widens), cached. A named
@@ -831,6 +848,15 @@ def _folded_twins(
             sets.append((regexes, True))
         twins[pid] = keys[key]
     return twins
+
+
+def min_width(regexes: tuple[re.Pattern[str], ...]) -> int:
+    """The fewest characters a match of any of `regexes` spans, as `re` computes it for itself (0 when
+    it cannot be worked out): a text shorter than that is not matched by any of them."""
+    try:
+        return min((sre_parse.parse(r.pattern, r.flags).getwidth()[0] for r in regexes), default=0)
+    except (re.error, RecursionError, OverflowError):
+        return 0
 
 
 def exact_gate(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
@@ -1003,7 +1029,7 @@ def build_prefilter(
         head = plans[phase].items[index].links[0]  # type: ignore[union-attr]
         heads[id(head)] = (phase, index) if id(head) not in heads else (phase, -1)  # -1: never skip
     return Prefilter(
-        database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True), heads
+        database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True), heads, sets
     )
 
 

@@ -466,3 +466,22 @@ def test_operator_answers_are_kept_only_for_links_without_macros(tmp_path: Path)
     by_id = ruleset.by_id()
     assert id(by_id[995001].head) in engine._prefilter.pure_links
     assert id(by_id[995002].head) not in engine._prefilter.pure_links
+
+
+@pytest.mark.parametrize(
+    ("patterns", "width"),
+    [
+        (["attack[0-9]"], 7),
+        (["a|bc"], 1),
+        (["(?=x)"], 0),
+        ([r"(ab)\1"], 4),
+        (["x{3,}", "yyyy"], 3),
+        (["(?i)select"], 6),
+        ([r"(a)?(?(1)b|cd)"], 1),  # re is conservative here (the shortest match is 2): a lower bound
+    ],
+)
+def test_min_width_is_the_shortest_match(patterns: list[str], width: int) -> None:
+    regexes = tuple(re.compile(p) for p in patterns)
+    assert prefilter.min_width(regexes) == width
+    text = "z" * (width - 1) if width else ""
+    assert not any(r.search(text) for r in regexes) or width == 0
