@@ -453,8 +453,8 @@ ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
 MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
-RESULT_ENTRIES = 32768  # (link, short value) pairs whose operator result each engine keeps
-NAME_ENTRIES = 4096  # member names whose selecting targets each Source keeps
+RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
+NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
