@@ -16,6 +16,15 @@ classified: a value holding none of the characters that the transformations of a
 ("plain", see PLAIN_TRANSFORMS) is left as it is by that chain, or only lower-cased; its one scan
 answers for every such chain, and a plain value no pattern can match is never looked at again.
 
+The targets of a phase are answered collection by collection (`Source`): one pass over a collection's
+members serves every target reading it; which targets select a member depends on its name only, and
+what a value adds is kept per (group of targets, value). A visited rule's first link skips the values
+that answer rules out (`member_may_match`), and a link whose operator reads no macro keeps its
+result per short value (`results`). A pattern compiled for raw text that a link reads through a
+lower-casing chain gets a folded twin, so a plain value is never scanned a second time lower-cased;
+a chain ending in `lowercase` with folded patterns is scanned before that step; a candidate shorter
+than every match of its patterns (re's width bound) is not scanned.
+
 A pattern that hyperscan rejects leaves its link ungated (plain `re` for that rule only). Without
 hyperscan there is no prefilter at all (one log line). Scanning uses one scratch space per
 database, so it is not thread-safe; mitmproxy runs its hooks on one thread.
@@ -451,7 +460,7 @@ Hits = set[int] | frozenset[int]
 Candidates = Callable[[Link, str, "EvalState"], list[str]]
 ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
-MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
+MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each engine keeps (memo.py)
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
 NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
@@ -543,7 +552,8 @@ class Prefilter:
 
     What one value of one target adds to a phase's rules to visit is a pure function of the value
     (the scans, signatures, transformations and exact tests all are), so for short values it is
-    computed once and kept (`_answers`): a repeated header, cookie or argument costs one lookup.
+    computed once and kept (`_group_answers` per group of targets, `_answers` for counts and dynamic
+    targets): a repeated header, cookie or argument costs one lookup.
     """
 
     def __init__(

@@ -160,17 +160,18 @@ def lookup(state: EvalState, collection: str, key: str | None) -> Values:
         lkey = key.lower()
         value = state.vars.get(lkey)
         return [] if value is None else [(f"TX:{lkey}", value)]
-    fetch = COLLECTIONS.get(collection)
     override = state.extra_vars.get(collection) if state.extra_vars else None
     if override is not None:  # an adapter's view of this variable (the CRS importer's Apache paths)
         values = override
-    elif fetch is None:
-        return []
     else:
-        values = state.collect_cache.get(collection)
-        if values is None or is_dynamic(collection):
+        values = state.collect_cache.get(collection)  # only static collections are kept there
+        if values is None:
+            fetch = COLLECTIONS.get(collection)
+            if fetch is None:
+                return []
             values = fetch(state)
-            state.collect_cache[collection] = values
+            if not is_dynamic(collection):
+                state.collect_cache[collection] = values
     if key is None:
         return values
     lkey = key.lower()
