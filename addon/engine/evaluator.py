@@ -134,9 +134,10 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
     # A gated rule's first link: a value the prefilter's answer for it rules out is not tested (the
     # same values in the same order as collect() gives for all the targets at once).
     assert prefilter is not None
+    may_match = prefilter.member_may_match
     for target in link.targets:
         for name, value in collect(state, (target,), exclusions):
-            if not target.count and not prefilter.member_may_match(head, target.collection, name, value, state):
+            if not target.count and not may_match(head, target.collection, name, value, state):
                 continue
             captures = test_value(link, value, state)
             if captures is not None:

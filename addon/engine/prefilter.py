@@ -532,7 +532,8 @@ def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tu
         reads, counts = by_collection.setdefault(collection, ([], []))
         (counts if tg.target.count else reads).append(tg)
     sources = tuple(
-        Source(c, tuple(reads), tuple(counts), Memo(NAME_ENTRIES)) for c, (reads, counts) in by_collection.items()
+        Source(c, tuple(reads), tuple(counts), Memo(NAME_ENTRIES))
+        for c, (reads, counts) in by_collection.items()
     )
     return sources, tuple(loose)
 
@@ -692,7 +693,9 @@ class Prefilter:
                 if len(value) <= MAX_TEXT:
                     found = answers.get((group, value))
                     if found is None:
-                        found = answers.put((group, value), frozenset(self._group_answer(group, value, state)))
+                        found = answers.put(
+                            (group, value), frozenset(self._group_answer(group, value, state))
+                        )
                     if found:
                         todo.update(found)
                 else:
@@ -747,7 +750,9 @@ class Prefilter:
             return True
         found = self._group_answers.get((group, value))
         if found is None:
-            found = self._group_answers.put((group, value), frozenset(self._group_answer(group, value, state)))
+            found = self._group_answers.put(
+                (group, value), frozenset(self._group_answer(group, value, state))
+            )
         return index in found
 
     def _group_answer(self, group: int, value: str, state: EvalState) -> set[int]:

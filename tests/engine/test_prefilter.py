@@ -361,17 +361,24 @@ def filler_rules(count: int = 9) -> list[dict[str, object]]:
     ]
 
 
+def rule(rule_id: int, targets: list[str], transforms: list[str], pattern: str) -> dict[str, object]:
+    return {
+        "id": rule_id,
+        "targets": targets,
+        "transforms": transforms,
+        "operator": "rx",
+        "argument": pattern,
+    }
+
+
 def twin_engines(tmp_path: Path) -> tuple[Engine, Engine]:
     rules = [
         # lower-cases, then decodes: a pattern for raw text read through a lower-casing chain
-        {"id": 992001, "targets": ["ARGS"], "transforms": ["lowercase", "url_decode"], "operator": "rx",
-         "argument": "attack[0-9]"},
+        rule(992001, ["ARGS"], ["lowercase", "url_decode"], "attack[0-9]"),
         # the same with every step inspected
-        {"id": 992002, "targets": ["ARGS"], "transforms": ["lowercase"], "multi_match": True, "operator": "rx",
-         "argument": "shout[0-9]|whisper[0-9]"},
+        {**rule(992002, ["ARGS"], ["lowercase"], "shout[0-9]|whisper[0-9]"), "multi_match": True},
         # ends with lowercase: compiled for lower-cased text
-        {"id": 992003, "targets": ["ARGS", "REQUEST_COOKIES"], "transforms": ["url_decode", "lowercase"],
-         "operator": "rx", "argument": "union[0-9]"},
+        rule(992003, ["ARGS", "REQUEST_COOKIES"], ["url_decode", "lowercase"], "union[0-9]"),
         *filler_rules(),
     ]
     ruleset = helpers.yaml_rules(tmp_path, *rules)

@@ -200,7 +200,9 @@ def test_start_option_makes_the_value_start_a_command_position() -> None:
 @settings(max_examples=1500, deadline=None)
 @given(
     parts=st.lists(
-        st.sampled_from([*" \t\n;|&<>()`\\'\"$?*[]{}ab/.-09", "``", "$IFS", "${IFS}", "$(id)", "cat", "\xe9"]),
+        st.sampled_from(
+            [*" \t\n;|&<>()`\\'\"$?*[]{}ab/.-09", "``", "$IFS", "${IFS}", "$(id)", "cat", "\xe9"]
+        ),
         max_size=12,
     ),
     long=st.booleans(),
