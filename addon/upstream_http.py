@@ -8,13 +8,14 @@ status (None: no answer), headers, Set-Cookie values and a bounded body.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mitmproxy.proxy import mode_specs
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from .deadline import MAX_EXTRA_S, LoopAwareDeadline
 
 ANSWER_BODY_KEPT = 256 * 1024  # of an answer: kept for the client (the logout response) and for token taking
 USER_AGENT = "LogoutGuard (forced logout)"
@@ -110,8 +111,9 @@ async def send(
         method=method,
         headers=out,
         body=body if method not in ("GET", "HEAD") or body else None,
-        connect_timeout=timeout,
-        request_timeout=timeout,
+        # tornado's own timers only back up the deadline below (they would count the loop's lateness)
+        connect_timeout=timeout + MAX_EXTRA_S + 1,
+        request_timeout=timeout + MAX_EXTRA_S + 1,
         follow_redirects=False,
         allow_nonstandard_methods=True,
         validate_cert=False,
@@ -119,7 +121,9 @@ async def send(
         streaming_callback=keep,
     )
     try:
-        response = await asyncio.wait_for(AsyncHTTPClient().fetch(request, raise_error=False), timeout + 1)
+        # The application's time, not the proxy's: a busy loop that reads the answer late is no timeout.
+        async with LoopAwareDeadline(timeout):
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
         delivery.status = response.code
         delivery.set_cookies = response.headers.get_list("Set-Cookie")
         delivery.headers = list(response.headers.get_all())

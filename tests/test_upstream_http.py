@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -51,6 +52,28 @@ async def test_no_answer_is_an_error_within_the_timeout() -> None:
         assert hung.status is None and "imeout" in hung.error and time.monotonic() - started < 2
     finally:
         silent.close()
+
+
+async def test_a_busy_loop_is_no_application_timeout() -> None:
+    """The application answers at once, but the proxy's loop is busy (blocked) past the deadline while
+    the answer waits in the socket: that is the proxy's lateness, not a silent application."""
+    app = start_backend()
+    loop = asyncio.get_running_loop()
+
+    def stall_once_the_app_has_answered() -> None:
+        if not app.received:
+            loop.call_later(0.001, stall_once_the_app_has_answered)
+            return
+        time.sleep(0.05)  # the answer is written right after the request is read
+        time.sleep(1.0)  # the loop is busy far past the 0.3 s deadline
+
+    try:
+        loop.call_soon(stall_once_the_app_has_answered)
+        delivery = await send(Upstream("http", "127.0.0.1", app.port), "GET", "/", [], b"", 0.3)
+        assert (delivery.status, delivery.error) == (200, "")
+        assert delivery.elapsed_ms > 1000  # the stall happened while the request was out
+    finally:
+        app.stop()
 
 
 def test_wire_keeps_the_original_bytes() -> None:

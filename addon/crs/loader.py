@@ -16,6 +16,7 @@ from pathlib import Path
 from ..engine.engine import Engine
 from ..engine.exclusions import Exclusions
 from ..engine.rules import Ruleset
+from .fold import fold
 from .importer import ImportProblem, ImportResult, RuleInfo, import_nodes
 from .modsec import prepare
 from .seclang import ParseResult, parse_file
@@ -49,7 +50,8 @@ class CrsLoad:
 
     def engine(self, exclusions: Exclusions | None = None) -> Engine:
         """An Engine running these rules the ModSecurity way (body processors, TX anomaly scores), with
-        the YAML exclusions that apply to the CRS (guard_exclusions) if any."""
+        the YAML exclusions that apply to the CRS (guard_exclusions) if any. What the TX bookkeeping
+        decides the same for every request (paranoia gates, 901's defaults) is decided once (fold.py)."""
         return Engine(
             self.ruleset,
             paranoia=self.paranoia,
@@ -62,6 +64,7 @@ class CrsLoad:
             score_vars=("anomaly_score", "outbound_anomaly_score")
             if self.version.startswith("3")
             else ("blocking_inbound_anomaly_score", "blocking_outbound_anomaly_score"),
+            fold=fold,
         )
 
     @property

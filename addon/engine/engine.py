@@ -15,6 +15,9 @@ from .transaction import Transaction
 from .variables import is_dynamic
 from .verdict import Match, Verdict
 
+# Engine.fold: (engine, planned phases) -> (phases with what is decided at load left out, starting TX)
+Fold = Callable[["Engine", dict[Phase, PhasePlan]], tuple[dict[Phase, PhasePlan], dict[str, str]]]
+
 
 @dataclass
 class Engine:
@@ -39,7 +42,12 @@ class Engine:
     # Rules or targets switched off for the requests a condition selects (exclusions.py): their ctl
     # actions change each transaction's state before its first rule runs.
     exclusions: Exclusions | None = None
+    # Called once with the planned phases: returns them with what is decided at load left out, and
+    # the TX each request starts from (the CRS importer's folding, crs/fold.py). A request over a
+    # limit still starts from tx_defaults and meets the unfolded limit rules.
+    fold: Fold | None = None
     _plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
+    _start_tx: dict[str, str] = field(init=False, repr=False)
     # The rules that run when a request is over a limit (limits_plan): nothing else does then.
     _limit_plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
     _prefilter: Prefilter | None = field(init=False, repr=False, default=None)
@@ -49,6 +57,9 @@ class Engine:
             raise ValueError(f"paranoia level must be 1-4, not {self.paranoia}")
         self._plans = plan(self.ruleset, self.paranoia)
         self._limit_plans = limits_plan(self._plans)
+        self._start_tx = self.tx_defaults
+        if self.fold is not None:
+            self._plans, self._start_tx = self.fold(self, self._plans)
         if self.prefilter:
             self._prefilter = build_prefilter(
                 self._plans, inspected_values, is_dynamic, self.prefilter_skip, link_matches_value
@@ -61,7 +72,7 @@ class Engine:
     def new_state(self, tx: Transaction) -> EvalState:
         prefilter = None if tx.limits_exceeded else self._prefilter
         state = EvalState(tx=tx, paranoia=self.paranoia, prefilter=prefilter)
-        state.vars.update(self.tx_defaults)
+        state.vars.update(self.tx_defaults if tx.limits_exceeded else self._start_tx)
         if self.exclusions is not None:
             self.exclusions.apply(state)
         return state

@@ -123,15 +123,47 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
     if state.removed_targets or state.removed_targets_by_tag:
         exclusions = exclusions + _removed_targets(state, rule)
     hits: list[Hit] = []
-    for name, value in collect(state, link.targets, exclusions):
-        captures = test_value(link, value, state)
-        if captures is not None:
-            hits.append((name, value, captures))
+    prefilter = state.prefilter
+    head = prefilter.head_gate(link) if prefilter is not None else None
+    if head is None:
+        for name, value in collect(state, link.targets, exclusions):
+            captures = test_value(link, value, state)
+            if captures is not None:
+                hits.append((name, value, captures))
+        return hits
+    # A gated rule's first link: a value the prefilter's answer for it rules out is not tested (the
+    # same values in the same order as collect() gives for all the targets at once).
+    assert prefilter is not None
+    may_match = prefilter.member_may_match
+    for target in link.targets:
+        for name, value in collect(state, (target,), exclusions):
+            if not target.count and not may_match(head, target.collection, name, value, state):
+                continue
+            captures = test_value(link, value, state)
+            if captures is not None:
+                hits.append((name, value, captures))
     return hits
 
 
 def test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
-    """Transform the value and apply the operator (after every step with multi_match)."""
+    """Transform the value and apply the operator (after every step with multi_match). With a
+    prefilter, the answer for a short value of a link whose operator reads no macro is kept across
+    transactions (see Prefilter.results): it is a pure function of the link and the value."""
+    prefilter = state.prefilter
+    if prefilter is None or len(value) > MAX_TEXT or id(link) not in prefilter.pure_links:
+        return _test_value(link, value, state)
+    key = (id(link), value)
+    results = prefilter.results
+    found = results.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        found = results.put(key, _test_value(link, value, state))
+    return found
+
+
+_UNKNOWN = object()
+
+
+def _test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
     operator = link.operator
     prefilter = state.prefilter
     candidates = (value,) if not link.transform_fns else inspected_values(link, value, state)

@@ -16,6 +16,15 @@ classified: a value holding none of the characters that the transformations of a
 ("plain", see PLAIN_TRANSFORMS) is left as it is by that chain, or only lower-cased; its one scan
 answers for every such chain, and a plain value no pattern can match is never looked at again.
 
+The targets of a phase are answered collection by collection (`Source`): one pass over a collection's
+members serves every target reading it; which targets select a member depends on its name only, and
+what a value adds is kept per (group of targets, value). A visited rule's first link skips the values
+that answer rules out (`member_may_match`), and a link whose operator reads no macro keeps its
+result per short value (`results`). A pattern compiled for raw text that a link reads through a
+lower-casing chain gets a folded twin, so a plain value is never scanned a second time lower-cased;
+a chain ending in `lowercase` with folded patterns is scanned before that step; a candidate shorter
+than every match of its patterns (re's width bound) is not scanned.
+
 A pattern that hyperscan rejects leaves its link ungated (plain `re` for that rule only). Without
 hyperscan there is no prefilter at all (one log line). Scanning uses one scratch space per
 database, so it is not thread-safe; mitmproxy runs its hooks on one thread.
@@ -32,13 +41,14 @@ import re._compiler as sre_compile
 import re._constants as sre
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
-from .variables import collect, keyed, lookup
+from .transformations import C_SPACE, path_has_work
+from .variables import collect, is_dynamic, keyed, lookup, member_name
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -190,7 +200,8 @@ def translate(pattern: re.Pattern[str], *, loose: bool = False, fold: bool = Fal
 # A value's signature: one bit per kind of character (or short sequence) that some transformation
 # reacts to. A chain leaves a value as it is (or only lower-cases it) when the value has none of the
 # chain's bits: the value is "plain" for that chain and its raw scan answers for it.
-PCT, AMP, BSL, NUL, HIGH, WS, SPACE, SPACE2, SLASH, DOT, CMT, CMD = (1 << n for n in range(12))
+# PATH: normalize_path has work to do (transformations.path_has_work); EDGE: whitespace at either end.
+PCT, AMP, BSL, NUL, HIGH, WS, SPACE, SPACE2, PATH, EDGE, CMT, CMD = (1 << n for n in range(12))
 ALWAYS = 1 << 20  # in every signature and in the mask of chains that no value is plain for
 _WS = re.compile("[\t\n\v\f\r\xa0]")
 _CMT = re.compile(r"/\*|\*/|<!--|-->|--|#")
@@ -217,10 +228,10 @@ def signature(value: str) -> int:
         sig |= WS
     if " " in value:
         sig |= SPACE | (SPACE2 if "  " in value else 0)
-    if "/" in value:
-        sig |= SLASH
-    if "." in value:
-        sig |= DOT
+    if value[0] in C_SPACE or value[-1] in C_SPACE:  # (not empty: _ANY_TRIGGER found something)
+        sig |= EDGE
+    if ("/" in value or "." in value) and path_has_work(value):
+        sig |= PATH
     if _CMT.search(value):
         sig |= CMT
     if _CMD.search(value):
@@ -246,14 +257,14 @@ PLAIN_TRANSFORMS: dict[str, tuple[int, bool]] = {
     "utf8_to_unicode": (HIGH, False),
     "compress_whitespace": (WS | SPACE2, False),
     "remove_whitespace": (WS | SPACE, False),
-    "trim": (WS | SPACE, False),
-    "trim_left": (WS | SPACE, False),
-    "trim_right": (WS | SPACE, False),
+    "trim": (EDGE, False),
+    "trim_left": (EDGE, False),
+    "trim_right": (EDGE, False),
     "remove_comments": (CMT, False),
     "remove_comments_char": (CMT, False),
     "replace_comments": (CMT, False),
-    "normalize_path": (SLASH | DOT, False),
-    "normalize_path_win": (SLASH | DOT | BSL, False),
+    "normalize_path": (PATH, False),
+    "normalize_path_win": (PATH | BSL, False),
     "cmd_line": (CMD, True),
 }
 
@@ -449,8 +460,10 @@ Hits = set[int] | frozenset[int]
 Candidates = Callable[[Link, str, "EvalState"], list[str]]
 ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
-MEMO_ENTRIES = 8192  # short texts whose scan and signature each engine keeps (memo.py)
+MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each engine keeps (memo.py)
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
+RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
+NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -489,6 +502,40 @@ class PhaseGates:
 
     always: tuple[int, ...]
     targets: tuple[TargetGates, ...]
+    # The same targets by collection (see Source), and those read another way (dynamic ones).
+    sources: tuple[Source, ...] = ()
+    loose: tuple[TargetGates, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The targets of one phase that read one static collection: one pass over the collection's
+    members answers for all of them. Which of them select a member is a function of the member's
+    name alone (kept in `names`); the targets selecting a member form a group, and what a value
+    adds to the rules to visit is kept per (group, value)."""
+
+    collection: str
+    reads: tuple[TargetGates, ...]  # targets reading members' values (whole, keyed, key regex)
+    counts: tuple[TargetGates, ...]  # `&` targets: the number of members they select is the value
+    names: Memo  # full member name -> (group id or -1, indexes in `counts` of the counts selecting it)
+
+
+def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tuple[TargetGates, ...]]:
+    """The targets grouped by static collection, and the rest (a dynamic collection: TX, MATCHED_*)."""
+    by_collection: dict[str, tuple[list[TargetGates], list[TargetGates]]] = {}
+    loose: list[TargetGates] = []
+    for tg in targets:
+        collection = tg.target.collection
+        if is_dynamic(collection):
+            loose.append(tg)
+            continue
+        reads, counts = by_collection.setdefault(collection, ([], []))
+        (counts if tg.target.count else reads).append(tg)
+    sources = tuple(
+        Source(c, tuple(reads), tuple(counts), Memo(NAME_ENTRIES))
+        for c, (reads, counts) in by_collection.items()
+    )
+    return sources, tuple(loose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +553,8 @@ class Prefilter:
 
     What one value of one target adds to a phase's rules to visit is a pure function of the value
     (the scans, signatures, transformations and exact tests all are), so for short values it is
-    computed once and kept (`_answers`): a repeated header, cookie or argument costs one lookup.
+    computed once and kept (`_group_answers` per group of targets, `_answers` for counts and dynamic
+    targets): a repeated header, cookie or argument costs one lookup.
     """
 
     def __init__(
@@ -518,17 +566,40 @@ class Prefilter:
         keep: tuple[Rule, ...],
         stats: Stats,
         exact: ExactTest,
+        heads: dict[int, tuple[Phase, int]] | None = None,
+        sets: list[PatternSet] | None = None,
     ) -> None:
+        sets = sets or []
+        heads = heads or {}
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
         self._phases = phases
         self._candidates = candidates  # what the operator sees for one collected value
         self._exact = exact  # does a link's operator match one collected value (evaluator.test_value)
         self._everything = frozenset(link_pids.values())
-        self._memo = Memo(MEMO_ENTRIES)  # short text -> (scan, signature)
+        self._memo = Memo(MEMO_ENTRIES)  # short text -> its scan
+        self._signatures = Memo(MEMO_ENTRIES)  # short value -> its signature
         self._answers = Memo(ANSWER_ENTRIES)  # (TargetGates.memo_key, short value) -> rule indexes
+        self._group_answers = Memo(ANSWER_ENTRIES)  # (group id, short value) -> rule indexes
+        self._group_ids: dict[tuple[int, ...], int] = {}  # memo_keys of a group's targets -> group id
+        self._groups: list[tuple[TargetGates, ...]] = []  # group id -> its targets
         self._keep = keep  # the links keyed by id() above stay alive with their rules
+        # Links whose operator reads no %{macro}: evaluator.test_value keeps their answers for short
+        # values in `results`, keyed by (id(link), value) (the links stay alive with `keep`).
+        self.pure_links = frozenset(
+            id(link) for rule in keep for link in rule.links if "%{" not in link.operator.argument
+        )
+        self.results = Memo(RESULT_ENTRIES)
         self.stats = stats
+        self._sets = sets  # pattern id -> its regexes (for `_width`)
+        self._widths: dict[int, int] = {}
+        self._chain_widths: dict[int, int] = {}  # id(ReadChain) -> the least width of its patterns
+        # The first link of every rule the gates decide about -> (its phase's sources, its index):
+        # evaluator.match_link asks `member_may_match` before testing a value of that link.
+        self._heads: dict[int, tuple[dict[str, Source], int]] = {}
+        for link_id, (phase, index) in heads.items():
+            by_collection = {source.collection: source for source in phases[phase].sources}
+            self._heads[link_id] = (by_collection, index)
 
     def order(self, phase: Phase, count: int, state: EvalState) -> Iterator[int]:
         """Indexes of the phase's items that may match, ascending. After a ctl action (which may
@@ -549,24 +620,28 @@ class Prefilter:
 
     def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
         pid = self._link_pids.get(id(link))
-        return pid is None or pid in self.scan(value, state)
+        return pid is None or (len(value) >= self._width(pid) and pid in self.scan(value, state))
 
     def scan(self, text: str, state: EvalState) -> Hits:
         """Pattern ids that may match `text`: memoised across transactions for short texts (header
         names and values, argument names repeat from request to request), else per transaction."""
         if len(text) <= MAX_TEXT:
-            return self._short(text)[0]
+            hits = self._memo.get(text)
+            if hits is None:
+                hits = self._memo.put(text, self._scan(text))
+            return hits
         hits = state.scan_cache.get(text)
         if hits is None:
             hits = state.scan_cache[text] = self._scan(text)
         return hits
 
-    def _short(self, text: str) -> tuple[Hits, int]:
-        """(scan, signature) of a short text, memoised; the memo is emptied when it is full."""
-        record = self._memo.get(text)
-        if record is None:
-            record = self._memo.put(text, (self._scan(text), signature(text)))
-        return record
+    def _signature(self, text: str) -> int:
+        """signature() of a short value, memoised (only values read from the transaction need one;
+        transformed candidates are only scanned)."""
+        sig = self._signatures.get(text)
+        if sig is None:
+            sig = self._signatures.put(text, signature(text))
+        return sig
 
     def _scan(self, text: str) -> Hits:
         try:
@@ -580,8 +655,10 @@ class Prefilter:
     def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
         """The phase's rules that always run plus the gated ones one of whose values may match."""
         todo = set(gates.always)
+        for source in gates.sources:
+            self._source_todo(source, state, todo)
         answers = self._answers
-        for tg in gates.targets:
+        for tg in gates.loose:
             key = tg.memo_key
             for value in self._values(tg, state):
                 if len(value) <= MAX_TEXT:
@@ -595,11 +672,100 @@ class Prefilter:
         state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
         return sorted(todo)
 
+    def _source_todo(self, source: Source, state: EvalState, todo: set[int]) -> None:
+        """Add what the members of one collection make visitable: one pass over its members for all
+        the phase's targets reading it (leaving exclusions in, as `_values` does, only widens)."""
+        names = source.names
+        answers = self._group_answers
+        counts = [0] * len(source.counts) if source.counts else None
+        # A static collection: what lookup() keeps in collect_cache (unless an adapter overrides it).
+        pairs = None if state.extra_vars else state.collect_cache.get(source.collection)
+        if pairs is None:
+            pairs = lookup(state, source.collection, None)
+        for name, value in pairs:
+            record = names.get(name)
+            if record is None:
+                record = self._selection(source, name)
+                if len(name) <= MAX_TEXT:
+                    names.put(name, record)
+            group, selected_by = record
+            if group >= 0:
+                if len(value) <= MAX_TEXT:
+                    found = answers.get((group, value))
+                    if found is None:
+                        found = answers.put(
+                            (group, value), frozenset(self._group_answer(group, value, state))
+                        )
+                    if found:
+                        todo.update(found)
+                else:
+                    todo.update(self._group_answer(group, value, state))
+            if counts is not None:
+                for i in selected_by:
+                    counts[i] += 1
+        if counts is not None:
+            for tg, n in zip(source.counts, counts, strict=True):
+                value = str(n)
+                found = self._answers.get((tg.memo_key, value))
+                if found is None:
+                    found = self._answers.put((tg.memo_key, value), frozenset(self._answer(tg, value, state)))
+                todo.update(found)
+
+    def _selection(self, source: Source, name: str) -> tuple[int, tuple[int, ...]]:
+        """(group id of the reading targets that select the member `name`, or -1; the indexes of the
+        counting targets that select it). Selection as in variables.collect/keyed: by member name."""
+        member = member_name(name)
+        reads = tuple(tg for tg in source.reads if tg.target.selects(member))
+        counted = tuple(i for i, tg in enumerate(source.counts) if tg.target.selects(member))
+        if not reads:
+            return -1, counted
+        key = tuple(tg.memo_key for tg in reads)
+        group = self._group_ids.get(key)
+        if group is None:
+            group = self._group_ids[key] = len(self._groups)
+            self._groups.append(reads)
+        return group, counted
+
+    def head_gate(self, link: Link) -> tuple[dict[str, Source], int] | None:
+        """For the first link of a rule the gates decide about: its phase's sources and its index."""
+        return self._heads.get(id(link))
+
+    def member_may_match(
+        self, head: tuple[dict[str, Source], int], collection: str, name: str, value: str, state: EvalState
+    ) -> bool:
+        """May the rule's first link match `value`, the member `name` of `collection`? The same answer
+        as for `order` (one memo lookup when the value was answered there): False only when no target
+        of the phase selecting the member lets the value through to the rule."""
+        sources, index = head
+        source = sources.get(collection)
+        if source is None or index < 0 or len(value) > MAX_TEXT:
+            return True
+        record = source.names.get(name)
+        if record is None:
+            record = self._selection(source, name)
+            if len(name) <= MAX_TEXT:
+                source.names.put(name, record)
+        group = record[0]
+        if group < 0:
+            return True
+        found = self._group_answers.get((group, value))
+        if found is None:
+            found = self._group_answers.put(
+                (group, value), frozenset(self._group_answer(group, value, state))
+            )
+        return index in found
+
+    def _group_answer(self, group: int, value: str, state: EvalState) -> set[int]:
+        todo: set[int] = set()
+        for tg in self._groups[group]:
+            todo.update(self._answer(tg, value, state))
+        return todo
+
     def _answer(self, tg: TargetGates, value: str, state: EvalState) -> set[int]:
         """The rules of `tg` that `value` may make match."""
         todo: set[int] = set()
         if len(value) <= MAX_TEXT:
-            hits, sig = self._short(value)
+            hits, sig = self.scan(value, state), self._signature(value)
         else:  # a long value (a body): its signature only when a mask asks for it
             hits, sig = self.scan(value, state), signature(value) if tg.signed else ALWAYS
         for pid in hits:
@@ -627,9 +793,21 @@ class Prefilter:
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
     ) -> None:
         for chain in chains:
+            shortest = self._chain_widths.get(id(chain))
+            if shortest is None:
+                shortest = self._chain_widths[id(chain)] = min(map(self._width, chain.rules), default=0)
             for candidate in self._candidates(chain.link, value, state):
+                if len(candidate) < shortest:
+                    continue  # shorter than any match of the chain's patterns (often: base64 garbage)
                 for pid in self.scan(candidate, state):
                     todo.update(chain.rules.get(pid, ()))
+
+    def _width(self, pid: int) -> int:
+        """The fewest characters any match of pattern set `pid` spans (re's own lower bound)."""
+        width = self._widths.get(pid)
+        if width is None:
+            width = self._widths[pid] = min_width(self._sets[pid][0])
+        return width
 
     def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
         """The values a target reads (exclusions aside: leaving them in only widens), cached. A named
@@ -648,8 +826,52 @@ class Prefilter:
         return values
 
 
+def scanned_link(link: Link) -> Link:
+    """The link whose output the prefilter scans for `link`: without its trailing `lowercase` steps when
+    its patterns are compiled for lower-cased text (a folded pattern scanned on a text matches a
+    superset of what the pattern matches on the text lower-cased, `translate(fold=True)`), so that
+    chains differing only by a final lowercase share one transformed text and one scan."""
+    transforms = link.transforms
+    if link.multi_match or not chain_of(transforms).folded_output:
+        return link
+    kept = len(transforms)
+    while kept and transforms[kept - 1] == "lowercase":
+        kept -= 1
+    if kept == len(transforms):
+        return link
+    return replace(link, transforms=transforms[:kept], transform_fns=link.transform_fns[:kept])
+
+
 def _groupable(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
     return not any(is_dynamic(t.collection) or t.count for t in link.targets)
+
+
+def _folded_twins(
+    links: list[tuple[Phase, int, int, Link, int]], sets: list[PatternSet], keys: dict[tuple[Any, ...], int]
+) -> dict[int, int]:
+    """For the patterns compiled for raw text that a first link reads through a lower-casing chain:
+    pattern id -> the id of the same regexes compiled for lower-cased text (added to `sets`). A plain
+    value's own scan then answers for the value lower-cased: no second scan of a lower-cased copy."""
+    twins: dict[int, int] = {}
+    for _, _, n, link, pid in links:
+        regexes, fold = sets[pid]
+        if n != 0 or fold or pid in twins or not chain_of(link.transforms).lowers:
+            continue
+        key = (tuple((r.pattern, r.flags) for r in regexes), True)
+        if key not in keys:
+            keys[key] = len(sets)
+            sets.append((regexes, True))
+        twins[pid] = keys[key]
+    return twins
+
+
+def min_width(regexes: tuple[re.Pattern[str], ...]) -> int:
+    """The fewest characters a match of any of `regexes` spans, as `re` computes it for itself (0 when
+    it cannot be worked out): a text shorter than that is not matched by any of them."""
+    try:
+        return min((sre_parse.parse(r.pattern, r.flags).getwidth()[0] for r in regexes), default=0)
+    except (re.error, RecursionError, OverflowError):
+        return 0
 
 
 def exact_gate(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
@@ -687,11 +909,20 @@ class _PhaseBuilder:
         for target in link.targets:
             self.exact.setdefault(target, []).append((index, link))
 
-    def gate(self, index: int, link: Link, pid: int, chain: Chain, lowered: bool) -> None:
+    def gate(
+        self, index: int, link: Link, pid: int, chain: Chain, lowered: bool, plain_pids: tuple[int, ...] = ()
+    ) -> None:
+        """`plain_pids`: the pattern ids whose scans of a plain value as it is answer for the link (its
+        own pid, or its folded twin for a link that sees the value lower-cased); else `pid`, and
+        `lowered` says whether the plain value is scanned lower-cased too."""
         mask = chain.mask
         for target in link.targets:
-            table = self.lowered if lowered else self.plain
-            table.setdefault(target, {}).setdefault(pid, []).append((index, mask))
+            if plain_pids:
+                for plain_pid in plain_pids:
+                    self.plain.setdefault(target, {}).setdefault(plain_pid, []).append((index, mask))
+            else:
+                table = self.lowered if lowered else self.plain
+                table.setdefault(target, {}).setdefault(pid, []).append((index, mask))
             self.plain.setdefault(target, {})
             key = (link.transforms, link.multi_match)
             _, _, rules = self.chains.setdefault(target, {}).setdefault(key, (link, mask, {}))
@@ -705,7 +936,7 @@ class _PhaseBuilder:
             by_mask: dict[int, list[ReadChain]] = {}
             opaque: list[ReadChain] = []
             for link, mask, rules in self.chains.get(target, {}).values():
-                read = ReadChain(link, {pid: tuple(ix) for pid, ix in rules.items()})
+                read = ReadChain(scanned_link(link), {pid: tuple(ix) for pid, ix in rules.items()})
                 if mask & ALWAYS:
                     opaque.append(read)
                 elif mask:  # mask 0: no value reacts to the chain; the plain entries cover it
@@ -725,7 +956,8 @@ class _PhaseBuilder:
                     key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1], signed
                 )
             )
-        return PhaseGates(tuple(sorted(self.always)), tuple(targets))
+        sources, loose = sources_of(tuple(targets))
+        return PhaseGates(tuple(sorted(self.always)), tuple(targets), sources, loose)
 
 
 def build_prefilter(
@@ -761,6 +993,7 @@ def build_prefilter(
                     keys[key] = len(sets)
                     sets.append((regexes, fold))
                 links.append((phase, index, n, link, keys[key]))
+    twins = _folded_twins(links, sets, keys)
     if len(sets) < MIN_PATTERNS:
         return None
     database, refused = compile_database(sets)
@@ -782,15 +1015,22 @@ def build_prefilter(
         # A plain value is scanned as it is when the chain leaves it so, or when it lower-cases it
         # for a pattern compiled for lower-cased text; else also lower-cased (see TargetGates).
         lowered = chain.lowers and not (sets[pid][1] and not link.multi_match)
-        builders[phase].gate(index, link, pid, chain, lowered)
+        twin = twins.get(pid)
+        plain_pids: tuple[int, ...] = ()
+        if lowered and twin is not None and twin not in refused and twin not in broad:
+            # The folded twin scanned on the value as it is answers for the value lower-cased.
+            plain_pids = (pid, twin) if link.multi_match else (twin,)
+        builders[phase].gate(index, link, pid, chain, lowered, plain_pids)
         gated.add((phase, index))
     exact_rules = 0
+    exact_gated: set[tuple[Phase, int]] = set()
     for phase, phase_plan in plans.items():
         for i, item in enumerate(phase_plan.items):
             if isinstance(item, Marker) or (phase, i) in gated:
                 continue
             if exact is not None and exact_gate(item.links[0], is_dynamic):
                 builders[phase].gate_exact(i, item.links[0])
+                exact_gated.add((phase, i))
                 exact_rules += 1
             else:
                 builders[phase].always.append(i)
@@ -799,7 +1039,13 @@ def build_prefilter(
     phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
     ungated = sum(1 for *_, pid in links if pid in refused)
     stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused), exact_rules)
-    return Prefilter(database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True))
+    heads: dict[int, tuple[Phase, int]] = {}
+    for phase, index in sorted(gated | exact_gated):
+        head = plans[phase].items[index].links[0]  # type: ignore[union-attr]
+        heads[id(head)] = (phase, index) if id(head) not in heads else (phase, -1)  # -1: never skip
+    return Prefilter(
+        database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True), heads, sets
+    )
 
 
 _warned = False

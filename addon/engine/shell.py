@@ -189,9 +189,26 @@ def _glob_regex(name: str) -> re.Pattern[str] | None:
         return None
 
 
+# A run of characters each of which the word loop below only copies (no quote, escape, expansion,
+# glob, backtick or word end).
+_PLAIN_RUN = re.compile("[^ \t\n\r\x0b\x0c;|&<>()`\\\\'\"$?*\\[]*")
+
+
 def _read_word(value: str, pos: int) -> tuple[str, int, bool, bool, bool] | None:
     """One shell word from `pos`: (normalised text, end, obfuscated, globbed, quoted as a whole), or
     None when the word is empty, too long, or has an unclosed quote."""
+    # Most words are plain (a session id, a word of prose): copied as they are up to a word end.
+    n = len(value)
+    end = _PLAIN_RUN.match(value, pos).end()  # type: ignore[union-attr]
+    limit = min(n, pos + MAX_WORD)
+    if end >= limit and limit < n:
+        return None  # too long
+    if end == n or (value[end] in _WORD_END and value[end] != "`"):
+        return None if end == pos else (value[pos:end], end, False, False, False)
+    return _read_word_slowly(value, pos)
+
+
+def _read_word_slowly(value: str, pos: int) -> tuple[str, int, bool, bool, bool] | None:
     out: list[str] = []
     obfuscated = globbed = False
     quoted_whole = False  # set when the only change was quotes around the whole word

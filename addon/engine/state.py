@@ -57,6 +57,8 @@ class EvalState:
 
         name = match.group(1)
         collection, _, key = name.partition(".")
+        if key and collection in ("tx", "TX"):  # the CRS's common case (%{tx.x}): lookup's dict read
+            return self.vars.get(key.lower(), "")
         values = lookup(self, collection.upper(), key or None)
         return values[0][1] if values else ""
 

@@ -34,6 +34,7 @@ _OCT = frozenset("01234567")
 _DIGITS = frozenset("0123456789")
 _ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
+C_SPACE = _C_SPACE  # what trim strips (prefilter.py reads it)
 _NBSP = "\xa0"
 _LONG_MAX = 2**63 - 1
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -116,12 +117,29 @@ def trim(value: str) -> str:
 _WHITESPACE_RUN = re.compile(f"[{re.escape(_C_SPACE + _NBSP)}]+")
 
 
+# Each whitespace character becomes a space, then runs of two or more spaces one: the same as each
+# run of whitespace -> one space, with one regex match per long run instead of one per word.
+_WHITESPACE_TO_SPACE = bytes.maketrans(b"\t\n\v\f\r\xa0", b"      ")
+_WHITESPACE_BYTES = b" \t\n\v\f\r\xa0"
+_SPACE_RUN = re.compile("  +")
+
+
+def _whitespace_to_space(value: str) -> str:
+    try:
+        return value.encode("latin-1").translate(_WHITESPACE_TO_SPACE).decode("latin-1")
+    except UnicodeEncodeError:  # not byte text
+        return _WHITESPACE_RUN.sub(" ", value)
+
+
 def compress_whitespace(value: str) -> str:
-    return _WHITESPACE_RUN.sub(" ", value)
+    return _SPACE_RUN.sub(" ", _whitespace_to_space(value))
 
 
 def remove_whitespace(value: str) -> str:
-    return _WHITESPACE_RUN.sub("", value)
+    try:
+        return value.encode("latin-1").translate(None, _WHITESPACE_BYTES).decode("latin-1")
+    except UnicodeEncodeError:  # not byte text
+        return _WHITESPACE_RUN.sub("", value)
 
 
 def remove_nulls(value: str) -> str:
@@ -134,17 +152,18 @@ def replace_nulls(value: str) -> str:
 
 _CMD_DELETE = str.maketrans("", "", "\"'\\^")
 _CMD_SPACE_RUN = re.compile(r"[ ,;\t\r\n]+")
+_CMD_TO_SPACE = bytes.maketrans(b",;\t\r\n", b"     ")
 _CMD_SPACE_BEFORE = re.compile(r" (?=[/(])")
 
 
 def cmd_line(value: str) -> str:
     """ModSecurity cmdLine: delete \\ " ' ^; each run of space , ; \\t \\r \\n -> one space; no space
     before / or (; lowercase."""
-    try:
-        value = value.encode("latin-1").translate(None, b"\"'\\^").decode("latin-1")
+    try:  # delete \ " ' ^ and turn , ; \t \r \n into spaces; then each run of spaces -> one
+        data = value.encode("latin-1").translate(_CMD_TO_SPACE, b"\"'\\^")
+        value = _SPACE_RUN.sub(" ", data.decode("latin-1"))
     except UnicodeEncodeError:  # not byte text
-        value = value.translate(_CMD_DELETE)
-    value = _CMD_SPACE_RUN.sub(" ", value)
+        value = _CMD_SPACE_RUN.sub(" ", value.translate(_CMD_DELETE))
     return _ascii_lower(_CMD_SPACE_BEFORE.sub("", value))
 
 
@@ -527,17 +546,27 @@ def _normalize_path(value: str, win: bool) -> str:
 _PATH_WORK = re.compile(r"//|\.\.(?:/|$)|(?:^|/)\.(?:/|$)")
 
 
+def path_has_work(value: str) -> bool:
+    """_PATH_WORK.search(value), with substring tests first: each of its branches needs "//", ".."
+    or "/." or a leading ".", and long prose has none of them (the regex alone tries every position)."""
+    if "//" in value:
+        return True
+    if ".." not in value and "/." not in value and not value.startswith("."):
+        return False
+    return _PATH_WORK.search(value) is not None
+
+
 def normalize_path(value: str) -> str:
     """ModSecurity normalizePath: resolve ./ and ../, collapse //, keep a trailing slash only if there
     was one."""
-    if not _PATH_WORK.search(value):
+    if not path_has_work(value):
         return value
     return _normalize_path(value, win=False)
 
 
 def normalize_path_win(value: str) -> str:
     """ModSecurity normalizePathWin: normalize_path with \\ taken as /."""
-    if "\\" not in value and not _PATH_WORK.search(value):
+    if "\\" not in value and not path_has_work(value):
         return value
     return _normalize_path(value, win=True)
 

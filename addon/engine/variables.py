@@ -160,17 +160,18 @@ def lookup(state: EvalState, collection: str, key: str | None) -> Values:
         lkey = key.lower()
         value = state.vars.get(lkey)
         return [] if value is None else [(f"TX:{lkey}", value)]
-    fetch = COLLECTIONS.get(collection)
     override = state.extra_vars.get(collection) if state.extra_vars else None
     if override is not None:  # an adapter's view of this variable (the CRS importer's Apache paths)
         values = override
-    elif fetch is None:
-        return []
     else:
-        values = state.collect_cache.get(collection)
-        if values is None or is_dynamic(collection):
+        values = state.collect_cache.get(collection)  # only static collections are kept there
+        if values is None:
+            fetch = COLLECTIONS.get(collection)
+            if fetch is None:
+                return []
             values = fetch(state)
-            state.collect_cache[collection] = values
+            if not is_dynamic(collection):
+                state.collect_cache[collection] = values
     if key is None:
         return values
     lkey = key.lower()
@@ -192,7 +193,10 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
             if target.key_regex is not None:
                 values = [(n, v) for n, v in values if target.selects(member_name(n))]
         if exclusions:
-            values = [(n, v) for n, v in values if not _excluded(n, target.collection, exclusions)]
+            # only the exclusions of this target's collection can leave a value out
+            own = tuple(ex for ex in exclusions if ex.collection == target.collection)
+            if own:
+                values = [(n, v) for n, v in values if not _excluded(n, target.collection, own)]
         if target.count:
             out.append((str(target), str(len(values))))
         else:

@@ -64,7 +64,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from .deadline import StoreDeadline
+from ..deadline import LoopAwareDeadline
 from .hashing import key_check
 from .sightings import Sightings
 from .state import SessionState
@@ -436,7 +436,7 @@ def describe_error(exc: BaseException, socket_timeout: float, deadline: float) -
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, RedisTimeoutError):
         return f"no answer within {socket_timeout:g}s ({detail})"
-    if isinstance(exc, TimeoutError):  # the call's own deadline (StoreDeadline)
+    if isinstance(exc, TimeoutError):  # the call's own deadline (LoopAwareDeadline)
         return f"no answer within {deadline:g}s (the call's deadline)"
     if isinstance(exc, RedisConnectionError | OSError):
         return f"cannot reach Redis ({detail})"
@@ -500,7 +500,7 @@ class RedisStore(SessionStore):
             float(options.get("socket_connect_timeout") or self._connect_timeout) + 2 * self._socket_timeout
         )
         # redis-py's asyncio timeouts are timers on the loop: they would fire when only the loop was late.
-        # The call's StoreDeadline (which tells the two apart) bounds connecting, sending and reading.
+        # The call's LoopAwareDeadline (which tells the two apart) bounds connecting, sending and reading.
         options["socket_connect_timeout"] = options["socket_timeout"] = None
         self._client = aioredis.Redis(connection_pool=pool)
         self._scripts = {
@@ -543,7 +543,7 @@ class RedisStore(SessionStore):
             raise StoreError(f"{where}: {self._last_failure} (next attempt in under {RETRY_AFTER_S:g}s)")
         client = self._client_for_running_loop()
         try:
-            async with StoreDeadline(self._deadline):
+            async with LoopAwareDeadline(self._deadline):
                 if not self._ready:
                     await self._prepare(client)
                 result = await call(client)

@@ -176,8 +176,12 @@ def test_plain_values_are_left_alone(name: str, text: str) -> None:
         ("a b", prefilter.SPACE),
         ("a  b", prefilter.SPACE | prefilter.SPACE2 | prefilter.CMD),
         ("50%+1", prefilter.PCT),
-        ("/etc/passwd", prefilter.SLASH),
-        ("a/*b", prefilter.SLASH | prefilter.CMT),
+        ("/etc/passwd", 0),  # normalize_path leaves it alone
+        ("/etc/../passwd", prefilter.PATH),
+        ("a//b", prefilter.PATH),
+        ("a/*b", prefilter.CMT),
+        (" a", prefilter.SPACE | prefilter.EDGE),
+        ("a\t", prefilter.WS | prefilter.EDGE | prefilter.CMD),
         ("x;y", prefilter.CMD),
         ("caf\xe9", prefilter.HIGH),
     ],
@@ -344,3 +348,147 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     assert prefilter._load_cached(prefilter._cache_key([])) is not None
     shared.chmod(0o666)  # anyone may change it: never trusted
     assert prefilter._load_cached(prefilter._cache_key([])) is None
+
+
+# --- per-collection answers, folded twins, first-link value skipping ------------------------------
+
+
+def filler_rules(count: int = 9) -> list[dict[str, object]]:
+    """Enough distinct gated patterns for a prefilter database (MIN_PATTERNS)."""
+    return [
+        {"id": 991000 + n, "targets": ["REQUEST_HEADERS"], "operator": "rx", "argument": f"filler{n}[0-9]"}
+        for n in range(count)
+    ]
+
+
+def rule(rule_id: int, targets: list[str], transforms: list[str], pattern: str) -> dict[str, object]:
+    return {
+        "id": rule_id,
+        "targets": targets,
+        "transforms": transforms,
+        "operator": "rx",
+        "argument": pattern,
+    }
+
+
+def twin_engines(tmp_path: Path) -> tuple[Engine, Engine]:
+    rules = [
+        # lower-cases, then decodes: a pattern for raw text read through a lower-casing chain
+        rule(992001, ["ARGS"], ["lowercase", "url_decode"], "attack[0-9]"),
+        # the same with every step inspected
+        {**rule(992002, ["ARGS"], ["lowercase"], "shout[0-9]|whisper[0-9]"), "multi_match": True},
+        # ends with lowercase: compiled for lower-cased text
+        rule(992003, ["ARGS", "REQUEST_COOKIES"], ["url_decode", "lowercase"], "union[0-9]"),
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    return Engine(ruleset, paranoia=1, prefilter=False), Engine(ruleset, paranoia=1)
+
+
+def test_lower_casing_links_are_answered_by_a_folded_twin_of_their_pattern(tmp_path: Path) -> None:
+    plain, fast = twin_engines(tmp_path)
+    assert fast._prefilter is not None
+    phase = fast.ruleset.by_id()[992001].phase
+    gates = fast._prefilter._phases[phase]
+    assert all(not tg.lowered for tg in gates.targets)  # no plain value is scanned lower-cased
+    cases = {
+        "?a=ATTACK1": [992001],
+        "?a=AtTaCk%31": [992001],
+        "?a=SHOUT1": [992002],  # multi_match: "SHOUT1", then "shout1"
+        "?a=whisper1": [992002],
+        "?a=WHISPERx": [],
+        "?a=UNION%31": [992003],
+        "?a=benign": [],
+    }
+    for query, expected in cases.items():
+        tx = helpers.request(uri="/" + query)
+        assert [m.id for m in fast.inspect(tx).matches] == expected, query
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), query
+
+
+def test_a_folded_chain_is_scanned_before_its_final_lowercase(tmp_path: Path) -> None:
+    _, fast = twin_engines(tmp_path)
+    by_id = fast.ruleset.by_id()
+    folded = by_id[992003].head
+    assert prefilter.scanned_link(folded).transforms == ("url_decode",)
+    assert prefilter.scanned_link(by_id[992001].head) is by_id[992001].head  # the chain does not end lower
+    assert prefilter.scanned_link(by_id[992002].head) is by_id[992002].head  # multi_match: every step
+
+
+def test_one_pass_per_collection_counts_and_selects_members(tmp_path: Path) -> None:
+    rules = [
+        {"id": 993001, "targets": ["&ARGS:id"], "operator": "gt", "argument": "1"},
+        {"id": 993002, "targets": ["ARGS:/^x_/"], "operator": "rx", "argument": "evil[0-9]"},
+        {"id": 993003, "targets": ["ARGS:id"], "operator": "rx", "argument": "bad[0-9]"},
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    plain, fast = Engine(ruleset, paranoia=1, prefilter=False), Engine(ruleset, paranoia=1)
+    cases = {
+        "/?id=1&ID=2": [993001],  # member names are matched without regard to case
+        "/?id=1": [],
+        "/?x_a=evil1&y=evil1": [993002],
+        "/?y_a=evil1": [],
+        "/?id=bad1&x_id=bad1": [993003],
+        "/?iD=bad1": [993003],
+    }
+    for uri, expected in cases.items():
+        tx = helpers.request(uri=uri)
+        assert [m.id for m in fast.inspect(tx).matches] == expected, uri
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), uri
+
+
+def test_a_gated_first_link_tests_only_the_values_that_may_match(tmp_path: Path) -> None:
+    rules = [
+        {"id": 994001, "targets": ["ARGS", "REQUEST_COOKIES"], "operator": "rx", "argument": "attack[0-9]"},
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    engine = Engine(ruleset, paranoia=1)
+    assert engine._prefilter is not None
+    head = engine._prefilter.head_gate(ruleset.by_id()[994001].head)
+    assert head is not None
+    tx = helpers.request(uri="/?a=attack1&b=hello", headers=[("Cookie", "c=attack2; d=plain")])
+    state = engine.new_state(tx)
+    may = engine._prefilter.member_may_match
+    assert may(head, "ARGS", "ARGS:a", "attack1", state)
+    assert not may(head, "ARGS", "ARGS:b", "hello", state)
+    assert may(head, "REQUEST_COOKIES", "REQUEST_COOKIES:c", "attack2", state)
+    assert not may(head, "REQUEST_COOKIES", "REQUEST_COOKIES:d", "plain", state)
+    assert may(head, "ARGS", "ARGS:b", "x" * 300, state)  # long values are always tested
+    match = engine.inspect(tx).matches
+    assert [(m.id, m.target) for m in match] == [(994001, "ARGS:a")]
+    assert Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).matches == match
+
+
+def test_operator_answers_are_kept_only_for_links_without_macros(tmp_path: Path) -> None:
+    rules = [
+        {"id": 995001, "targets": ["ARGS"], "operator": "rx", "argument": "attack[0-9]"},
+        {"id": 995002, "targets": ["ARGS"], "operator": "streq", "argument": "%{tx.expected}"},
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    engine = Engine(ruleset, paranoia=1)
+    assert engine._prefilter is not None
+    by_id = ruleset.by_id()
+    assert id(by_id[995001].head) in engine._prefilter.pure_links
+    assert id(by_id[995002].head) not in engine._prefilter.pure_links
+
+
+@pytest.mark.parametrize(
+    ("patterns", "width"),
+    [
+        (["attack[0-9]"], 7),
+        (["a|bc"], 1),
+        (["(?=x)"], 0),
+        ([r"(ab)\1"], 4),
+        (["x{3,}", "yyyy"], 3),
+        (["(?i)select"], 6),
+        ([r"(a)?(?(1)b|cd)"], 1),  # re is conservative here (the shortest match is 2): a lower bound
+    ],
+)
+def test_min_width_is_the_shortest_match(patterns: list[str], width: int) -> None:
+    regexes = tuple(re.compile(p) for p in patterns)
+    assert prefilter.min_width(regexes) == width
+    text = "z" * (width - 1) if width else ""
+    assert not any(r.search(text) for r in regexes) or width == 0

@@ -195,3 +195,21 @@ def test_start_option_makes_the_value_start_a_command_position() -> None:
     assert predicate("cat /etc/passwd", str) == ("cat",)
     assert predicate("Cat food", str) is None
     assert not hasattr(predicate, "prefilter")  # every value is a candidate: the prefilter keeps it
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    parts=st.lists(
+        st.sampled_from(
+            [*" \t\n;|&<>()`\\'\"$?*[]{}ab/.-09", "``", "$IFS", "${IFS}", "$(id)", "cat", "\xe9"]
+        ),
+        max_size=12,
+    ),
+    long=st.booleans(),
+)
+def test_plain_word_shortcut_reads_as_the_word_loop(parts: list[str], long: bool) -> None:
+    from logoutguard.engine.shell import MAX_WORD, _read_word, _read_word_slowly
+
+    value = ("a" * (MAX_WORD - 2) if long else "") + "".join(parts)
+    for pos in range(len(value) + 1):
+        assert _read_word(value, pos) == _read_word_slowly(value, pos), (value, pos)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -437,3 +438,26 @@ def test_url_decode_fast_path_matches_the_escape_regex(value: str) -> None:
 
     assert t.url_decode(value) == t._URL_ESCAPE.sub(t._url_char, value)
     assert t.url_decode_uni(value) == t._URL_ESCAPE_UNI.sub(t._url_char_uni, value)
+
+
+# The whitespace and cmd_line transformations as their definitions say (one regex match per run):
+# the fast versions (translate, then one match per run of two or more spaces) must agree.
+_WS_RUN = re.compile("[ \t\n\v\f\r\xa0]+")
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from(" \t\n\v\f\r\xa0,;\"'\\^/(aAB\u0101"), max_size=16))
+def test_whitespace_and_cmd_line_match_their_run_definitions(value: str) -> None:
+    assert TRANSFORMATIONS["compress_whitespace"](value) == _WS_RUN.sub(" ", value)
+    assert TRANSFORMATIONS["remove_whitespace"](value) == _WS_RUN.sub("", value)
+    expected = re.sub(r"[ ,;\t\r\n]+", " ", re.sub("[\"'\\\\^]", "", value))
+    expected = re.sub(r" (?=[/(])", "", expected).translate(str.maketrans("AB", "ab"))
+    assert TRANSFORMATIONS["cmd_line"](value) == expected
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("a./\\"), max_size=12))
+def test_path_work_shortcut_agrees_with_the_regex(value: str) -> None:
+    from logoutguard.engine import transformations as t
+
+    assert t.path_has_work(value) == (t._PATH_WORK.search(value) is not None)

@@ -1,4 +1,4 @@
-"""Tests for sessions/deadline.py: a late event loop is no store timeout; a silent store still is."""
+"""Tests for deadline.py: a late event loop is no timeout of the peer (a store, the application); a silent peer still is."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from logoutguard.sessions.deadline import StoreDeadline
+from logoutguard.deadline import LoopAwareDeadline
 
 
-async def answer_during_a_stall(deadline: type[StoreDeadline] | None) -> bytes:
+async def answer_during_a_stall(deadline: type[LoopAwareDeadline] | None) -> bytes:
     """The store's answer reaches the socket while the loop is busy past the deadline (a blocking
     callback), so the socket and the timer become ready in the same loop iteration."""
     loop = asyncio.get_running_loop()
@@ -43,13 +43,13 @@ def test_asyncio_timeout_counts_the_late_loop_as_a_slow_store() -> None:
 
 
 def test_store_deadline_reads_the_answer_that_arrived_in_time() -> None:
-    assert asyncio.run(answer_during_a_stall(StoreDeadline)) == b"answer"
+    assert asyncio.run(answer_during_a_stall(LoopAwareDeadline)) == b"answer"
 
 
 def test_a_silent_store_still_times_out() -> None:
     async def scenario() -> None:
         never = asyncio.get_running_loop().create_future()
-        async with StoreDeadline(0.05):
+        async with LoopAwareDeadline(0.05):
             await never
 
     with pytest.raises(TimeoutError, match=r"no answer within 0\.05s"):
@@ -59,7 +59,7 @@ def test_a_silent_store_still_times_out() -> None:
 def test_someone_elses_cancellation_stays_a_cancellation() -> None:
     async def scenario() -> None:
         async def call() -> None:
-            async with StoreDeadline(60):
+            async with LoopAwareDeadline(60):
                 await asyncio.sleep(60)
 
         task = asyncio.create_task(call())

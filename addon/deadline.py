@@ -1,12 +1,14 @@
-"""A deadline for a store call that measures the store, not the event loop it runs on.
+"""A deadline for a call to a peer (the session store, the application) that measures the peer, not
+the event loop it runs on.
 
 `asyncio.timeout` fires when its timer is due, even if the answer had arrived long before and only
 the loop was too busy (other flows, a CPU-starved machine) to read it: the timer and the socket's
 read then become ready in the same loop iteration, and the timer runs first. A busy proxy would
-count its own lateness as an unreachable store and answer valid sessions 503 (fail mode closed).
+count its own lateness as an unreachable store and answer valid sessions 503 (fail mode closed), or
+as an application whose logout did not answer.
 
-`store_deadline(seconds)` runs its timer on the same loop, but when it finds itself late (the loop
-did not run it within LATE_S of when it was due), the loop, not the store, was the slow one: it
+`LoopAwareDeadline(seconds)` runs its timer on the same loop, but when it finds itself late (the loop
+did not run it within LATE_S of when it was due), the loop, not the peer, was the slow one: it
 lets the loop run for GRACE_S more, so that an answer waiting in the socket is read first, and only
 times out when it fires on time with no answer. At most MAX_EXTRA_S is added in all, so a loop
 that stays stalled cannot wait forever either.
@@ -22,8 +24,8 @@ GRACE_S = 0.05  # how long an answer that may be waiting gets, once the loop run
 MAX_EXTRA_S = 10.0
 
 
-class StoreDeadline:
-    """`async with StoreDeadline(2.5):` raises TimeoutError when the block outlives the store's time."""
+class LoopAwareDeadline:
+    """`async with LoopAwareDeadline(2.5):` raises TimeoutError when the block outlives the peer's time."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -32,10 +34,10 @@ class StoreDeadline:
         self._handle: asyncio.TimerHandle | None = None
         self._expired = False
 
-    async def __aenter__(self) -> StoreDeadline:
+    async def __aenter__(self) -> LoopAwareDeadline:
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        assert self._task is not None, "store_deadline outside a task"
+        assert self._task is not None, "LoopAwareDeadline outside a task"
         self._cancelling = self._task.cancelling()
         self._last = loop.time() + MAX_EXTRA_S + self.seconds
         self._arm(loop, loop.time() + self.seconds)
