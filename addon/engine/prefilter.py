@@ -590,6 +590,15 @@ class Prefilter:
             id(link) for rule in keep for link in rule.links if "%{" not in link.operator.argument
         )
         self.results = Memo(RESULT_ENTRIES)
+        # Gated links ending in `lowercase` whose pattern is compiled for lower-cased text -> the link
+        # without that step (scanned_link): `pre_scan` asks the scan of the text before the last
+        # step, which is often the value itself or a chain output scanned already for `order`.
+        self._before_lower: dict[int, Link] = {}
+        for rule in keep:
+            for link in rule.links:
+                scanned = scanned_link(link)
+                if scanned is not link and id(link) in link_pids and sets[link_pids[id(link)]][1]:
+                    self._before_lower[id(link)] = scanned
         self.stats = stats
         self._sets = sets  # pattern id -> its regexes (for `_width`)
         self._widths: dict[int, int] = {}
@@ -617,6 +626,13 @@ class Prefilter:
             if not state.prefilter_cache:  # cleared by a ctl action
                 todo = [i for i in self._todo(gates, state) if i > index]
                 position = 0
+
+    def before_lower(self, link: Link) -> Link | None:
+        """For a link ending in `lowercase` whose pattern is compiled for lower-cased text: the link
+        without its final lowercase steps. `value_may_match` of the link on that link's output answers
+        as on the lower-cased output (a folded pattern matches a text as it matches it lower-cased:
+        every class holds a letter's upper case exactly when it holds its lower case)."""
+        return self._before_lower.get(id(link))
 
     def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
         pid = self._link_pids.get(id(link))

@@ -415,6 +415,30 @@ def test_a_folded_chain_is_scanned_before_its_final_lowercase(tmp_path: Path) ->
     assert prefilter.scanned_link(by_id[992002].head) is by_id[992002].head  # multi_match: every step
 
 
+def test_a_folded_link_is_tested_on_its_text_before_the_final_lowercase(tmp_path: Path) -> None:
+    plain, fast = twin_engines(tmp_path)
+    assert fast._prefilter is not None
+    by_id = fast.ruleset.by_id()
+    before = fast._prefilter.before_lower(by_id[992003].head)
+    assert before is not None and before.transforms == ("url_decode",)
+    assert fast._prefilter.before_lower(by_id[992001].head) is None  # the chain does not end lower
+    assert fast._prefilter.before_lower(by_id[992002].head) is None  # multi_match: every step
+    scanned: list[str] = []
+    scan = fast._prefilter._scan
+
+    def spy(text: str) -> prefilter.Hits:
+        scanned.append(text)
+        return scan(text)
+
+    fast._prefilter._scan = spy  # type: ignore[method-assign]
+    filler = "Some Long Prose " * 20  # a long value: scanned per transaction, not memoised
+    for query, expected in {f"?a={filler}UNION%31": [992003], f"?a={filler}UNIONx": []}.items():
+        tx = helpers.request(uri="/" + query.replace(" ", "+"))
+        assert [m.id for m in fast.inspect(tx).matches] == expected, query
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), query
+    assert scanned and not any(text.islower() and "union" in text for text in scanned)
+
+
 def test_one_pass_per_collection_counts_and_selects_members(tmp_path: Path) -> None:
     rules = [
         {"id": 993001, "targets": ["&ARGS:id"], "operator": "gt", "argument": "1"},
