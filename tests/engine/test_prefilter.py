@@ -190,6 +190,31 @@ def test_signature(text: str, bits: int) -> None:
     assert prefilter.signature(text) == prefilter.ALWAYS | bits
 
 
+def reference_signature(value: str) -> int:
+    """signature() spelt with one regex per bit (what its substring tests stand for)."""
+    tests = {
+        prefilter.PCT: "[%+]",
+        prefilter.AMP: "&",
+        prefilter.BSL: r"\\",
+        prefilter.NUL: "\x00",
+        prefilter.HIGH: "[^\x00-\x7f]",
+        prefilter.WS: "[\t\n\v\f\r\xa0]",
+        prefilter.SPACE: " ",
+        prefilter.SPACE2: "  ",
+        prefilter.EDGE: "^[ \t\n\v\f\r]|[ \t\n\v\f\r]\\Z",
+        prefilter.PATH: r"//|\.\.(?:/|$)|(?:^|/)\.(?:/|$)",
+        prefilter.CMT: r"/\*|\*/|<!--|-->|--|#",
+        prefilter.CMD: "[\"'\\\\^,;\t\r\n]| [ /(]",
+    }
+    return prefilter.ALWAYS | sum(bit for bit, regex in tests.items() if re.search(regex, value))
+
+
+@given(text=st.text(alphabet=st.sampled_from(ALPHABET + "()"), max_size=24))
+@settings(max_examples=1500, deadline=None)
+def test_signature_agrees_with_its_regex_spelling(text: str) -> None:
+    assert prefilter.signature(text) == reference_signature(text)
+
+
 # --- engine behaviour ----------------------------------------------------------------------------------
 
 
