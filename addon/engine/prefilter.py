@@ -239,7 +239,11 @@ def signature(value: str) -> int:
         sig |= EDGE
     if ("/" in value or "." in value) and path_has_work(value):
         sig |= PATH
-    if "#" in value or ("-" in value and "--" in value) or ("*" in value and ("/*" in value or "*/" in value)):
+    if (
+        "#" in value
+        or ("-" in value and "--" in value)
+        or ("*" in value and ("/*" in value or "*/" in value))
+    ):
         sig |= CMT
     if (
         double
@@ -611,6 +615,15 @@ class Prefilter:
                 if scanned is not link and id(link) in link_pids and sets[link_pids[id(link)]][1]:
                     self._before_lower[id(link)] = scanned
         self.stats = stats
+        # Exact links whose chain leaves a value without these bits as it is (no lower-casing): id ->
+        # the chain's mask (see `_answer`).
+        self._direct_masks: dict[int, int] = {}
+        for gates in phases.values():
+            for tg in gates.targets:
+                for _, link in tg.exact:
+                    chain = chain_of(link.transforms)
+                    if not chain.mask & ALWAYS and not chain.lowers:
+                        self._direct_masks[id(link)] = chain.mask
         self._sets = sets  # pattern id -> its regexes (for `_width`)
         self._widths: dict[int, int] = {}
         self._chain_widths: dict[int, int] = {}  # id(ReadChain) -> the least width of its patterns
@@ -811,9 +824,23 @@ class Prefilter:
                     self._transformed_hits(chains, value, state, todo)
         if tg.opaque:
             self._transformed_hits(tg.opaque, value, state, todo)
-        for index, link in tg.exact:
-            if index not in todo and self._exact(link, value, state):
-                todo.add(index)
+        if tg.exact:
+            # A value plain for an exact link's chain reaches its operator as it is (multi_match: every
+            # step is the value): the operator is asked directly. `sig` is the real signature for a
+            # short value, and for a long one when `tg.signed`.
+            known = len(value) <= MAX_TEXT or tg.signed
+            direct = self._direct_masks
+            for index, link in tg.exact:
+                if index in todo:
+                    continue
+                mask = direct.get(id(link))
+                if mask is not None and known and not sig & mask:
+                    operator = link.operator
+                    found = (operator.predicate(value, state.expand) is not None) != operator.negated
+                else:
+                    found = self._exact(link, value, state)
+                if found:
+                    todo.add(index)
         return todo
 
     def _transformed_hits(

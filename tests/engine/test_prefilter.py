@@ -375,6 +375,54 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     assert prefilter._load_cached(prefilter._cache_key([])) is None
 
 
+def test_an_exact_link_asks_its_operator_directly_for_a_value_its_chain_leaves_alone(tmp_path: Path) -> None:
+    def exact_rule(
+        rule_id: int, transforms: list[str], operator: str, argument: str, **extra: object
+    ) -> dict[str, object]:
+        return {"id": rule_id, "targets": ["ARGS"], "transforms": transforms, "operator": operator} | {
+            "argument": argument,
+            **extra,
+        }
+
+    rules = [
+        exact_rule(996001, ["url_decode"], "eq", "5"),
+        exact_rule(996002, ["url_decode"], "eq", "7", multi_match=True),
+        exact_rule(996003, ["lowercase"], "within", "abc efg"),  # lower-cases: never direct
+        exact_rule(996004, ["url_decode"], "eq", "9", negate=True),
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    plain, fast = Engine(ruleset, paranoia=1, prefilter=False), Engine(ruleset, paranoia=1)
+    assert fast._prefilter is not None
+    by_id = fast.ruleset.by_id()
+    direct = fast._prefilter._direct_masks
+    assert {id(by_id[i].head) for i in (996001, 996002, 996004)} <= set(direct)
+    assert id(by_id[996003].head) not in direct
+    cases = {
+        "?v=5": [996001, 996004],
+        "?v=%2535": [996001, 996004],  # the argument "%35" is transformed (PCT): "5"
+        "?v=%252535&w=9": [996004],  # "%2535" after one url_decode: not 5
+        "?v=%2537&w=9": [996002, 996004],
+        "?v=EFG&w=9": [996003, 996004],
+        "?v=9": [],
+    }
+    for query, expected in cases.items():
+        tx = helpers.request(uri="/" + query)
+        assert sorted(m.id for m in fast.inspect(tx).matches) == expected, query
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), query
+    # A plain value reaches the operator without the chain: a chain that raised is never run for it.
+    link = by_id[996001].head
+    broken = replace(link, transform_fns=tuple(lambda v: 1 / 0 for _ in link.transform_fns))
+    direct[id(broken)] = direct[id(link)]
+    tg = next(tg for tg in fast._prefilter._phases[by_id[996001].phase].targets if tg.exact)
+    tg_broken = replace(tg, exact=((0, broken),))
+    state = fast.new_state(helpers.request(uri="/?v=x"))
+    assert fast._prefilter._answer(tg_broken, "5", state) == {0}
+    assert fast._prefilter._answer(tg_broken, "6", state) == set()
+    with pytest.raises(ZeroDivisionError):
+        fast._prefilter._answer(tg_broken, "%36", state)
+
+
 # --- per-collection answers, folded twins, first-link value skipping ------------------------------
 
 
