@@ -41,14 +41,14 @@ import re._compiler as sre_compile
 import re._constants as sre
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
 from .transformations import C_SPACE, path_has_work
-from .variables import collect, is_dynamic, keyed, lookup, member_name
+from .variables import Values, collect, is_dynamic, keyed, lookup, member_name
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -479,6 +479,11 @@ MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each 
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
 NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
+# Whole collections whose answer each Source keeps: at most WHOLE_MEMBERS members of WHOLE_CHARS
+# characters in all (so at most ~WHOLE_ENTRIES * WHOLE_CHARS characters kept per Source).
+WHOLE_ENTRIES = 256
+WHOLE_MEMBERS = 64
+WHOLE_CHARS = 4096
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -533,6 +538,8 @@ class Source:
     reads: tuple[TargetGates, ...]  # targets reading members' values (whole, keyed, key regex)
     counts: tuple[TargetGates, ...]  # `&` targets: the number of members they select is the value
     names: Memo  # full member name -> (group id or -1, indexes in `counts` of the counts selecting it)
+    # All the members (a tuple of (name, value) pairs) -> the rules they make visitable (`_source_todo`).
+    wholes: Memo = field(default_factory=lambda: Memo(WHOLE_ENTRIES))
 
 
 def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tuple[TargetGates, ...]]:
@@ -714,15 +721,37 @@ class Prefilter:
 
     def _source_todo(self, source: Source, state: EvalState, todo: set[int]) -> None:
         """Add what the members of one collection make visitable: one pass over its members for all
-        the phase's targets reading it (leaving exclusions in, as `_values` does, only widens)."""
-        names = source.names
-        answers = self._group_answers
-        counts = [0] * len(source.counts) if source.counts else None
+        the phase's targets reading it (leaving exclusions in, as `_values` does, only widens). The
+        answer is a pure function of the members (names and values), so for a small collection of
+        short texts it is kept whole: the same headers or cookies again cost one lookup instead of one
+        per member. (A long value is never kept across transactions, as everywhere: see memo.py.)"""
         # A static collection: what lookup() keeps in collect_cache (unless an adapter overrides it).
         pairs = None if state.extra_vars else state.collect_cache.get(source.collection)
         if pairs is None:
             pairs = lookup(state, source.collection, None)
+        if len(pairs) > WHOLE_MEMBERS:
+            self._members_todo(source, pairs, state, todo)
+            return
+        whole = tuple(pairs)
+        found = source.wholes.get(whole)
+        if found is None:
+            added: set[int] = set()
+            size = self._members_todo(source, pairs, state, added)
+            found = frozenset(added)
+            if 0 <= size <= WHOLE_CHARS:
+                source.wholes.put(whole, found)
+        todo.update(found)
+
+    def _members_todo(self, source: Source, pairs: Values, state: EvalState, todo: set[int]) -> int:
+        """`_source_todo`'s pass over the members; returns their total length (names and values), or
+        -1 when a name or value is longer than MAX_TEXT."""
+        names = source.names
+        answers = self._group_answers
+        counts = [0] * len(source.counts) if source.counts else None
+        size = 0
         for name, value in pairs:
+            if size >= 0:
+                size = -1 if len(name) > MAX_TEXT or len(value) > MAX_TEXT else size + len(name) + len(value)
             record = names.get(name)
             if record is None:
                 record = self._selection(source, name)
@@ -750,6 +779,7 @@ class Prefilter:
                 if found is None:
                     found = self._answers.put((tg.memo_key, value), frozenset(self._answer(tg, value, state)))
                 todo.update(found)
+        return size
 
     def _selection(self, source: Source, name: str) -> tuple[int, tuple[int, ...]]:
         """(group id of the reading targets that select the member `name`, or -1; the indexes of the

@@ -423,6 +423,34 @@ def test_an_exact_link_asks_its_operator_directly_for_a_value_its_chain_leaves_a
         fast._prefilter._answer(tg_broken, "%36", state)
 
 
+def test_a_small_collection_of_short_values_is_answered_whole_once_seen(
+    engines: dict[tuple[int, bool], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, fast = engines[(1, False)], engines[(1, True)]
+    assert fast._prefilter is not None
+    walked: list[str] = []
+    members_todo = fast._prefilter._members_todo
+
+    def spy(source: prefilter.Source, *args: object) -> int:
+        walked.append(source.collection)
+        return members_todo(source, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast._prefilter, "_members_todo", spy)
+    headers = [("User-Agent", "whole-answer-test/1.0 (7f3a)"), ("X-Note", "<script>alert(1)</script>")]
+    long_headers = [*headers, ("X-Long", "b" * (prefilter.MAX_TEXT + 1))]
+    for attempt in range(2):
+        walked.clear()
+        tx = helpers.request(uri="/w?q=1", headers=headers)
+        verdict = fast.inspect(tx)
+        assert ("REQUEST_HEADERS" in walked) == (attempt == 0)  # the second time: one lookup
+        assert verdict.matches and outcome(verdict) == outcome(plain.inspect(tx))
+        walked.clear()
+        tx = helpers.request(uri="/w?q=1", headers=long_headers)
+        verdict = fast.inspect(tx)
+        assert "REQUEST_HEADERS" in walked  # a long value: never kept, walked every time
+        assert verdict.matches and outcome(verdict) == outcome(plain.inspect(tx))
+
+
 # --- per-collection answers, folded twins, first-link value skipping ------------------------------
 
 
