@@ -880,6 +880,8 @@ class Prefilter:
             shortest = self._chain_widths.get(id(chain))
             if shortest is None:
                 shortest = self._chain_widths[id(chain)] = min(map(self._width, chain.rules), default=0)
+            if shortest and longest_output(chain.link, len(value)) < shortest:
+                continue  # every output is shorter than that: the chain is not even run
             for candidate in self._candidates(chain.link, value, state):
                 if len(candidate) < shortest:
                     continue  # shorter than any match of the chain's patterns (often: base64 garbage)
@@ -908,6 +910,25 @@ class Prefilter:
                 pairs = lookup(state, target.collection, None)
             values = cache[tg.key] = [v for _, v in pairs]
         return values
+
+
+# Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
+_NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))
+
+
+def longest_output(link: Link, length: int) -> int:
+    """An upper bound on the length of what the link's operator sees for a value of `length`
+    characters (with multi_match, the value itself is among the candidates)."""
+    bound = length
+    for name in link.transforms:
+        if name == "base64_decode":
+            bound = bound * 3 // 4
+        elif name not in _NOT_LONGER:
+            return _UNBOUNDED
+    return length if link.multi_match else bound
+
+
+_UNBOUNDED = 1 << 62
 
 
 def scanned_link(link: Link) -> Link:

@@ -451,6 +451,40 @@ def test_a_small_collection_of_short_values_is_answered_whole_once_seen(
         assert verdict.matches and outcome(verdict) == outcome(plain.inspect(tx))
 
 
+BOUNDED_CHAINS = [
+    ("base64_decode",),
+    ("remove_nulls", "base64_decode"),
+    ("trim", "base64_decode", "base64_decode"),
+    ("none", "trim_left", "trim_right"),
+]
+
+
+@pytest.mark.parametrize("multi_match", [False, True])
+@pytest.mark.parametrize("transforms", BOUNDED_CHAINS)
+@given(value=st.text(alphabet=st.sampled_from("aZ09+/=% \t\x00-_"), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_longest_output_bounds_what_the_operator_sees(
+    transforms: tuple[str, ...], multi_match: bool, value: str
+) -> None:
+    link = helpers.link(transforms=transforms, multi_match=multi_match)
+    outputs = [value] if multi_match else []
+    for n in range(1, len(transforms) + 1):
+        output = value
+        for name in transforms[:n]:
+            output = transformations.TRANSFORMATIONS[name](output)
+        if multi_match or n == len(transforms):
+            outputs.append(output)
+    assert max(map(len, outputs)) <= prefilter.longest_output(link, len(value))
+
+
+def test_longest_output_is_unbounded_for_a_chain_that_may_lengthen() -> None:
+    lengthening = [("url_decode", "base64_decode"), ("base64_decode", "utf8_to_unicode"), ("hex_encode",)]
+    for transforms in lengthening:
+        assert prefilter.longest_output(helpers.link(transforms=transforms), 8) > 10**9
+    assert prefilter.longest_output(helpers.link(transforms=("base64_decode",)), 8) == 6
+    assert prefilter.longest_output(helpers.link(transforms=("base64_decode",), multi_match=True), 8) == 8
+
+
 # --- per-collection answers, folded twins, first-link value skipping ------------------------------
 
 
