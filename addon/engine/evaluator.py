@@ -166,9 +166,18 @@ _UNKNOWN = object()
 def _test_value(link: Link, value: str, state: EvalState) -> tuple[str, ...] | None:
     operator = link.operator
     prefilter = state.prefilter
+    checked = False  # the prefilter's answer is already "maybe" for the candidate(s) below
+    if prefilter is not None and not link.multi_match:
+        before = prefilter.before_lower(link)
+        if before is not None:
+            # The text before the final lowercase: for a plain value the value itself, scanned
+            # already; lower-casing it and scanning the copy again is then left out.
+            if not prefilter.value_may_match(link, transform(state, value, before), state):
+                return None
+            checked = True
     candidates = (value,) if not link.transform_fns else inspected_values(link, value, state)
     for candidate in candidates:
-        if prefilter is not None and not prefilter.value_may_match(link, candidate, state):
+        if prefilter is not None and not checked and not prefilter.value_may_match(link, candidate, state):
             continue
         captures = operator.predicate(candidate, state.expand)
         if operator.negated:

@@ -505,7 +505,11 @@ def _sqli(value: str) -> Captures | None:
 
 
 def _xss(value: str) -> Captures | None:
-    """libinjection XSS detection; the capture is the value."""
+    """libinjection XSS detection; the capture is the value. Its HTML5 tokenizer reaches a tag, a
+    comment or a doctype only through "<", and an attribute value after a listed attribute name only
+    through "=" (the value a context starts in follows no name): without either, it finds nothing."""
+    if "<" not in value and "=" not in value:
+        return None
     return (value,) if libinjection.is_xss(_RawBytes(value))["is_xss"] else None
 
 

@@ -41,14 +41,14 @@ import re._compiler as sre_compile
 import re._constants as sre
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
 from .transformations import C_SPACE, path_has_work
-from .variables import collect, is_dynamic, keyed, lookup, member_name
+from .variables import Values, collect, is_dynamic, keyed, lookup, member_name
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -203,9 +203,14 @@ def translate(pattern: re.Pattern[str], *, loose: bool = False, fold: bool = Fal
 # PATH: normalize_path has work to do (transformations.path_has_work); EDGE: whitespace at either end.
 PCT, AMP, BSL, NUL, HIGH, WS, SPACE, SPACE2, PATH, EDGE, CMT, CMD = (1 << n for n in range(12))
 ALWAYS = 1 << 20  # in every signature and in the mask of chains that no value is plain for
-_WS = re.compile("[\t\n\v\f\r\xa0]")
-_CMT = re.compile(r"/\*|\*/|<!--|-->|--|#")
-_CMD = re.compile("[\"'\\\\^,;\t\r\n]| [ /(]")
+# The bits below are substring tests (str `in` is a fast search; a regex with alternatives tries each
+# at every position, tens of microseconds on a 2 KB body). Their regex spelling, which
+# tests/engine/test_prefilter.py checks them against:
+#   WS: [\t\n\v\f\r\xa0]  CMT: /\*|\*/|<!--|-->|--|#  (both HTML markers hold "--")
+#   CMD: ["'\\^,;\t\r\n]| [ /(]
+# A two-character test runs only after its first character was found (one-character `in` is memchr).
+_WS_CHARS = ("\t", "\n", "\v", "\f", "\r", "\xa0")
+_CMD_CHARS = ('"', "'", "\\", "^", ",", ";", "\t", "\r", "\n")
 _ANY_TRIGGER = re.compile("[%+&\\\\\x00\t\n\v\f\r\xa0 /.*<\\-#\"'^,;\x80-\U0010ffff]")
 
 
@@ -224,17 +229,27 @@ def signature(value: str) -> int:
         sig |= NUL
     if not value.isascii():
         sig |= HIGH
-    if _WS.search(value):
+    if any(c in value for c in _WS_CHARS):
         sig |= WS
-    if " " in value:
-        sig |= SPACE | (SPACE2 if "  " in value else 0)
+    space = " " in value
+    double = space and "  " in value
+    if space:
+        sig |= SPACE | (SPACE2 if double else 0)
     if value[0] in C_SPACE or value[-1] in C_SPACE:  # (not empty: _ANY_TRIGGER found something)
         sig |= EDGE
     if ("/" in value or "." in value) and path_has_work(value):
         sig |= PATH
-    if _CMT.search(value):
+    if (
+        "#" in value
+        or ("-" in value and "--" in value)
+        or ("*" in value and ("/*" in value or "*/" in value))
+    ):
         sig |= CMT
-    if _CMD.search(value):
+    if (
+        double
+        or any(c in value for c in _CMD_CHARS)
+        or (space and (("/" in value and " /" in value) or ("(" in value and " (" in value)))
+    ):
         sig |= CMD
     return sig
 
@@ -464,6 +479,11 @@ MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each 
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
 NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
+# Whole collections whose answer each Source keeps: at most WHOLE_MEMBERS members of WHOLE_CHARS
+# characters in all (so at most ~WHOLE_ENTRIES * WHOLE_CHARS characters kept per Source).
+WHOLE_ENTRIES = 256
+WHOLE_MEMBERS = 64
+WHOLE_CHARS = 4096
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -518,6 +538,8 @@ class Source:
     reads: tuple[TargetGates, ...]  # targets reading members' values (whole, keyed, key regex)
     counts: tuple[TargetGates, ...]  # `&` targets: the number of members they select is the value
     names: Memo  # full member name -> (group id or -1, indexes in `counts` of the counts selecting it)
+    # All the members (a tuple of (name, value) pairs) -> the rules they make visitable (`_source_todo`).
+    wholes: Memo = field(default_factory=lambda: Memo(WHOLE_ENTRIES))
 
 
 def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tuple[TargetGates, ...]]:
@@ -590,7 +612,25 @@ class Prefilter:
             id(link) for rule in keep for link in rule.links if "%{" not in link.operator.argument
         )
         self.results = Memo(RESULT_ENTRIES)
+        # Gated links ending in `lowercase` whose pattern is compiled for lower-cased text -> the link
+        # without that step (scanned_link): `pre_scan` asks the scan of the text before the last
+        # step, which is often the value itself or a chain output scanned already for `order`.
+        self._before_lower: dict[int, Link] = {}
+        for rule in keep:
+            for link in rule.links:
+                scanned = scanned_link(link)
+                if scanned is not link and id(link) in link_pids and sets[link_pids[id(link)]][1]:
+                    self._before_lower[id(link)] = scanned
         self.stats = stats
+        # Exact links whose chain leaves a value without these bits as it is (no lower-casing): id ->
+        # the chain's mask (see `_answer`).
+        self._direct_masks: dict[int, int] = {}
+        for gates in phases.values():
+            for tg in gates.targets:
+                for _, link in tg.exact:
+                    chain = chain_of(link.transforms)
+                    if not chain.mask & ALWAYS and not chain.lowers:
+                        self._direct_masks[id(link)] = chain.mask
         self._sets = sets  # pattern id -> its regexes (for `_width`)
         self._widths: dict[int, int] = {}
         self._chain_widths: dict[int, int] = {}  # id(ReadChain) -> the least width of its patterns
@@ -617,6 +657,13 @@ class Prefilter:
             if not state.prefilter_cache:  # cleared by a ctl action
                 todo = [i for i in self._todo(gates, state) if i > index]
                 position = 0
+
+    def before_lower(self, link: Link) -> Link | None:
+        """For a link ending in `lowercase` whose pattern is compiled for lower-cased text: the link
+        without its final lowercase steps. `value_may_match` of the link on that link's output answers
+        as on the lower-cased output (a folded pattern matches a text as it matches it lower-cased:
+        every class holds a letter's upper case exactly when it holds its lower case)."""
+        return self._before_lower.get(id(link))
 
     def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
         pid = self._link_pids.get(id(link))
@@ -674,15 +721,37 @@ class Prefilter:
 
     def _source_todo(self, source: Source, state: EvalState, todo: set[int]) -> None:
         """Add what the members of one collection make visitable: one pass over its members for all
-        the phase's targets reading it (leaving exclusions in, as `_values` does, only widens)."""
-        names = source.names
-        answers = self._group_answers
-        counts = [0] * len(source.counts) if source.counts else None
+        the phase's targets reading it (leaving exclusions in, as `_values` does, only widens). The
+        answer is a pure function of the members (names and values), so for a small collection of
+        short texts it is kept whole: the same headers or cookies again cost one lookup instead of one
+        per member. (A long value is never kept across transactions, as everywhere: see memo.py.)"""
         # A static collection: what lookup() keeps in collect_cache (unless an adapter overrides it).
         pairs = None if state.extra_vars else state.collect_cache.get(source.collection)
         if pairs is None:
             pairs = lookup(state, source.collection, None)
+        if len(pairs) > WHOLE_MEMBERS:
+            self._members_todo(source, pairs, state, todo)
+            return
+        whole = tuple(pairs)
+        found = source.wholes.get(whole)
+        if found is None:
+            added: set[int] = set()
+            size = self._members_todo(source, pairs, state, added)
+            found = frozenset(added)
+            if 0 <= size <= WHOLE_CHARS:
+                source.wholes.put(whole, found)
+        todo.update(found)
+
+    def _members_todo(self, source: Source, pairs: Values, state: EvalState, todo: set[int]) -> int:
+        """`_source_todo`'s pass over the members; returns their total length (names and values), or
+        -1 when a name or value is longer than MAX_TEXT."""
+        names = source.names
+        answers = self._group_answers
+        counts = [0] * len(source.counts) if source.counts else None
+        size = 0
         for name, value in pairs:
+            if size >= 0:
+                size = -1 if len(name) > MAX_TEXT or len(value) > MAX_TEXT else size + len(name) + len(value)
             record = names.get(name)
             if record is None:
                 record = self._selection(source, name)
@@ -710,6 +779,7 @@ class Prefilter:
                 if found is None:
                     found = self._answers.put((tg.memo_key, value), frozenset(self._answer(tg, value, state)))
                 todo.update(found)
+        return size
 
     def _selection(self, source: Source, name: str) -> tuple[int, tuple[int, ...]]:
         """(group id of the reading targets that select the member `name`, or -1; the indexes of the
@@ -784,9 +854,23 @@ class Prefilter:
                     self._transformed_hits(chains, value, state, todo)
         if tg.opaque:
             self._transformed_hits(tg.opaque, value, state, todo)
-        for index, link in tg.exact:
-            if index not in todo and self._exact(link, value, state):
-                todo.add(index)
+        if tg.exact:
+            # A value plain for an exact link's chain reaches its operator as it is (multi_match: every
+            # step is the value): the operator is asked directly. `sig` is the real signature for a
+            # short value, and for a long one when `tg.signed`.
+            known = len(value) <= MAX_TEXT or tg.signed
+            direct = self._direct_masks
+            for index, link in tg.exact:
+                if index in todo:
+                    continue
+                mask = direct.get(id(link))
+                if mask is not None and known and not sig & mask:
+                    operator = link.operator
+                    found = (operator.predicate(value, state.expand) is not None) != operator.negated
+                else:
+                    found = self._exact(link, value, state)
+                if found:
+                    todo.add(index)
         return todo
 
     def _transformed_hits(
@@ -796,6 +880,8 @@ class Prefilter:
             shortest = self._chain_widths.get(id(chain))
             if shortest is None:
                 shortest = self._chain_widths[id(chain)] = min(map(self._width, chain.rules), default=0)
+            if shortest and longest_output(chain.link, len(value)) < shortest:
+                continue  # every output is shorter than that: the chain is not even run
             for candidate in self._candidates(chain.link, value, state):
                 if len(candidate) < shortest:
                     continue  # shorter than any match of the chain's patterns (often: base64 garbage)
@@ -824,6 +910,25 @@ class Prefilter:
                 pairs = lookup(state, target.collection, None)
             values = cache[tg.key] = [v for _, v in pairs]
         return values
+
+
+# Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
+_NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))
+
+
+def longest_output(link: Link, length: int) -> int:
+    """An upper bound on the length of what the link's operator sees for a value of `length`
+    characters (with multi_match, the value itself is among the candidates)."""
+    bound = length
+    for name in link.transforms:
+        if name == "base64_decode":
+            bound = bound * 3 // 4
+        elif name not in _NOT_LONGER:
+            return _UNBOUNDED
+    return length if link.multi_match else bound
+
+
+_UNBOUNDED = 1 << 62
 
 
 def scanned_link(link: Link) -> Link:

@@ -548,10 +548,12 @@ _PATH_WORK = re.compile(r"//|\.\.(?:/|$)|(?:^|/)\.(?:/|$)")
 
 def path_has_work(value: str) -> bool:
     """_PATH_WORK.search(value), with substring tests first: each of its branches needs "//", ".."
-    or "/." or a leading ".", and long prose has none of them (the regex alone tries every position)."""
-    if "//" in value:
+    or "/." or a leading ".", and long prose has none of them (the regex alone tries every position).
+    A two-character search runs only when its first character is there (one-character `in` is memchr)."""
+    slash = "/" in value
+    if slash and "//" in value:
         return True
-    if ".." not in value and "/." not in value and not value.startswith("."):
+    if "." not in value or (".." not in value and not (slash and "/." in value) and value[0] != "."):
         return False
     return _PATH_WORK.search(value) is not None
 

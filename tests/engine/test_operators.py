@@ -452,6 +452,31 @@ def test_libinjection(name: str, value: str, expected: tuple[str, ...] | None) -
     assert run(name, "", value) == expected
 
 
+# Pieces of XSS payloads with their "<" and "=" taken out: tag and attribute names, URL schemes,
+# quotes of every context, blanks, comments, IE conditionals, doctype and entity declarations.
+_XSS_PIECES = [
+    "script", "img", "svg", "onerror", "onload", "ONMOUSEOVER", "style", "href", "src", "action",
+    "formaction", "xmlns", "xlink:href", "attributename", "javascript:", "vbscript:", "data:", "alert(1)",
+    "expression(", "!DOCTYPE", "!--", "-->", "[if", "xml", "IMPORT", "ENTITY", "?", "%", "/", ">", "'", '"',
+    "`", " ", "\t", "\n", "\x0b", "\x0c", "\r", "\x00", "a", "x", ";", ":", "(", ")", "&#x3c;", "&lt;",
+    "\\u003c", "\xff", "\xbc",
+]  # fmt: skip
+
+
+@needs_libinjection
+@given(pieces=st.lists(st.sampled_from(_XSS_PIECES), min_size=1, max_size=10))
+@settings(max_examples=3000, deadline=None)
+def test_libinjection_finds_no_xss_without_a_less_than_or_equals_sign(pieces: list[str]) -> None:
+    """What lets detect_xss skip libinjection for such a value (operators._xss)."""
+    value = "".join(pieces)
+    assert operators.libinjection.is_xss(operators._RawBytes(value))["is_xss"] == 0
+    assert run("detect_xss", "", value) is None
+    for sign in ("<", "="):  # the same pieces with one of the signs do reach libinjection
+        with_sign = sign.join(pieces[:1] + pieces) if sign == "=" else sign + value
+        expected = operators.libinjection.is_xss(operators._RawBytes(with_sign))["is_xss"]
+        assert (run("detect_xss", "", with_sign) is not None) == bool(expected)
+
+
 # --- registry and robustness ----------------------------------------------------------------------
 
 REQUIRED = [

@@ -190,6 +190,31 @@ def test_signature(text: str, bits: int) -> None:
     assert prefilter.signature(text) == prefilter.ALWAYS | bits
 
 
+def reference_signature(value: str) -> int:
+    """signature() spelt with one regex per bit (what its substring tests stand for)."""
+    tests = {
+        prefilter.PCT: "[%+]",
+        prefilter.AMP: "&",
+        prefilter.BSL: r"\\",
+        prefilter.NUL: "\x00",
+        prefilter.HIGH: "[^\x00-\x7f]",
+        prefilter.WS: "[\t\n\v\f\r\xa0]",
+        prefilter.SPACE: " ",
+        prefilter.SPACE2: "  ",
+        prefilter.EDGE: "^[ \t\n\v\f\r]|[ \t\n\v\f\r]\\Z",
+        prefilter.PATH: r"//|\.\.(?:/|$)|(?:^|/)\.(?:/|$)",
+        prefilter.CMT: r"/\*|\*/|<!--|-->|--|#",
+        prefilter.CMD: "[\"'\\\\^,;\t\r\n]| [ /(]",
+    }
+    return prefilter.ALWAYS | sum(bit for bit, regex in tests.items() if re.search(regex, value))
+
+
+@given(text=st.text(alphabet=st.sampled_from(ALPHABET + "()"), max_size=24))
+@settings(max_examples=1500, deadline=None)
+def test_signature_agrees_with_its_regex_spelling(text: str) -> None:
+    assert prefilter.signature(text) == reference_signature(text)
+
+
 # --- engine behaviour ----------------------------------------------------------------------------------
 
 
@@ -350,6 +375,116 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     assert prefilter._load_cached(prefilter._cache_key([])) is None
 
 
+def test_an_exact_link_asks_its_operator_directly_for_a_value_its_chain_leaves_alone(tmp_path: Path) -> None:
+    def exact_rule(
+        rule_id: int, transforms: list[str], operator: str, argument: str, **extra: object
+    ) -> dict[str, object]:
+        return {"id": rule_id, "targets": ["ARGS"], "transforms": transforms, "operator": operator} | {
+            "argument": argument,
+            **extra,
+        }
+
+    rules = [
+        exact_rule(996001, ["url_decode"], "eq", "5"),
+        exact_rule(996002, ["url_decode"], "eq", "7", multi_match=True),
+        exact_rule(996003, ["lowercase"], "within", "abc efg"),  # lower-cases: never direct
+        exact_rule(996004, ["url_decode"], "eq", "9", negate=True),
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    plain, fast = Engine(ruleset, paranoia=1, prefilter=False), Engine(ruleset, paranoia=1)
+    assert fast._prefilter is not None
+    by_id = fast.ruleset.by_id()
+    direct = fast._prefilter._direct_masks
+    assert {id(by_id[i].head) for i in (996001, 996002, 996004)} <= set(direct)
+    assert id(by_id[996003].head) not in direct
+    cases = {
+        "?v=5": [996001, 996004],
+        "?v=%2535": [996001, 996004],  # the argument "%35" is transformed (PCT): "5"
+        "?v=%252535&w=9": [996004],  # "%2535" after one url_decode: not 5
+        "?v=%2537&w=9": [996002, 996004],
+        "?v=EFG&w=9": [996003, 996004],
+        "?v=9": [],
+    }
+    for query, expected in cases.items():
+        tx = helpers.request(uri="/" + query)
+        assert sorted(m.id for m in fast.inspect(tx).matches) == expected, query
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), query
+    # A plain value reaches the operator without the chain: a chain that raised is never run for it.
+    link = by_id[996001].head
+    broken = replace(link, transform_fns=tuple(lambda v: 1 / 0 for _ in link.transform_fns))
+    direct[id(broken)] = direct[id(link)]
+    tg = next(tg for tg in fast._prefilter._phases[by_id[996001].phase].targets if tg.exact)
+    tg_broken = replace(tg, exact=((0, broken),))
+    state = fast.new_state(helpers.request(uri="/?v=x"))
+    assert fast._prefilter._answer(tg_broken, "5", state) == {0}
+    assert fast._prefilter._answer(tg_broken, "6", state) == set()
+    with pytest.raises(ZeroDivisionError):
+        fast._prefilter._answer(tg_broken, "%36", state)
+
+
+def test_a_small_collection_of_short_values_is_answered_whole_once_seen(
+    engines: dict[tuple[int, bool], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, fast = engines[(1, False)], engines[(1, True)]
+    assert fast._prefilter is not None
+    walked: list[str] = []
+    members_todo = fast._prefilter._members_todo
+
+    def spy(source: prefilter.Source, *args: object) -> int:
+        walked.append(source.collection)
+        return members_todo(source, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast._prefilter, "_members_todo", spy)
+    headers = [("User-Agent", "whole-answer-test/1.0 (7f3a)"), ("X-Note", "<script>alert(1)</script>")]
+    long_headers = [*headers, ("X-Long", "b" * (prefilter.MAX_TEXT + 1))]
+    for attempt in range(2):
+        walked.clear()
+        tx = helpers.request(uri="/w?q=1", headers=headers)
+        verdict = fast.inspect(tx)
+        assert ("REQUEST_HEADERS" in walked) == (attempt == 0)  # the second time: one lookup
+        assert verdict.matches and outcome(verdict) == outcome(plain.inspect(tx))
+        walked.clear()
+        tx = helpers.request(uri="/w?q=1", headers=long_headers)
+        verdict = fast.inspect(tx)
+        assert "REQUEST_HEADERS" in walked  # a long value: never kept, walked every time
+        assert verdict.matches and outcome(verdict) == outcome(plain.inspect(tx))
+
+
+BOUNDED_CHAINS = [
+    ("base64_decode",),
+    ("remove_nulls", "base64_decode"),
+    ("trim", "base64_decode", "base64_decode"),
+    ("none", "trim_left", "trim_right"),
+]
+
+
+@pytest.mark.parametrize("multi_match", [False, True])
+@pytest.mark.parametrize("transforms", BOUNDED_CHAINS)
+@given(value=st.text(alphabet=st.sampled_from("aZ09+/=% \t\x00-_"), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_longest_output_bounds_what_the_operator_sees(
+    transforms: tuple[str, ...], multi_match: bool, value: str
+) -> None:
+    link = helpers.link(transforms=transforms, multi_match=multi_match)
+    outputs = [value] if multi_match else []
+    for n in range(1, len(transforms) + 1):
+        output = value
+        for name in transforms[:n]:
+            output = transformations.TRANSFORMATIONS[name](output)
+        if multi_match or n == len(transforms):
+            outputs.append(output)
+    assert max(map(len, outputs)) <= prefilter.longest_output(link, len(value))
+
+
+def test_longest_output_is_unbounded_for_a_chain_that_may_lengthen() -> None:
+    lengthening = [("url_decode", "base64_decode"), ("base64_decode", "utf8_to_unicode"), ("hex_encode",)]
+    for transforms in lengthening:
+        assert prefilter.longest_output(helpers.link(transforms=transforms), 8) > 10**9
+    assert prefilter.longest_output(helpers.link(transforms=("base64_decode",)), 8) == 6
+    assert prefilter.longest_output(helpers.link(transforms=("base64_decode",), multi_match=True), 8) == 8
+
+
 # --- per-collection answers, folded twins, first-link value skipping ------------------------------
 
 
@@ -413,6 +548,30 @@ def test_a_folded_chain_is_scanned_before_its_final_lowercase(tmp_path: Path) ->
     assert prefilter.scanned_link(folded).transforms == ("url_decode",)
     assert prefilter.scanned_link(by_id[992001].head) is by_id[992001].head  # the chain does not end lower
     assert prefilter.scanned_link(by_id[992002].head) is by_id[992002].head  # multi_match: every step
+
+
+def test_a_folded_link_is_tested_on_its_text_before_the_final_lowercase(tmp_path: Path) -> None:
+    plain, fast = twin_engines(tmp_path)
+    assert fast._prefilter is not None
+    by_id = fast.ruleset.by_id()
+    before = fast._prefilter.before_lower(by_id[992003].head)
+    assert before is not None and before.transforms == ("url_decode",)
+    assert fast._prefilter.before_lower(by_id[992001].head) is None  # the chain does not end lower
+    assert fast._prefilter.before_lower(by_id[992002].head) is None  # multi_match: every step
+    scanned: list[str] = []
+    scan = fast._prefilter._scan
+
+    def spy(text: str) -> prefilter.Hits:
+        scanned.append(text)
+        return scan(text)
+
+    fast._prefilter._scan = spy  # type: ignore[method-assign]
+    filler = "Some Long Prose " * 20  # a long value: scanned per transaction, not memoised
+    for query, expected in {f"?a={filler}UNION%31": [992003], f"?a={filler}UNIONx": []}.items():
+        tx = helpers.request(uri="/" + query.replace(" ", "+"))
+        assert [m.id for m in fast.inspect(tx).matches] == expected, query
+        assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), query
+    assert scanned and not any(text.islower() and "union" in text for text in scanned)
 
 
 def test_one_pass_per_collection_counts_and_selects_members(tmp_path: Path) -> None:
