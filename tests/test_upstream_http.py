@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
 from logoutguard.upstream_http import ANSWER_BODY_KEPT, Delivery, Upstream, send, wire
@@ -55,25 +56,39 @@ async def test_no_answer_is_an_error_within_the_timeout() -> None:
 
 
 async def test_a_busy_loop_is_no_application_timeout() -> None:
-    """The application answers at once, but the proxy's loop is busy (blocked) past the deadline while
-    the answer waits in the socket: that is the proxy's lateness, not a silent application."""
-    app = start_backend()
+    """The application answers in time, but while its answer waits in the socket the proxy's loop is
+    busy (blocked) past the deadline: that is the proxy's lateness, not a silent application."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    received = threading.Event()
+
+    def app() -> None:  # reads the request, answers 0.2 s later (inside the loop's stall below)
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            received.set()
+            time.sleep(0.2)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    threading.Thread(target=app, daemon=True).start()
     loop = asyncio.get_running_loop()
 
-    def stall_once_the_app_has_answered() -> None:
-        if not app.received:
-            loop.call_later(0.001, stall_once_the_app_has_answered)
+    def stall_once_the_request_is_out() -> None:
+        if not received.is_set():
+            loop.call_later(0.001, stall_once_the_request_is_out)
             return
-        time.sleep(0.05)  # the answer is written right after the request is read
-        time.sleep(1.0)  # the loop is busy far past the 0.3 s deadline
+        time.sleep(1.0)  # the loop is busy far past the 0.3 s deadline; the answer comes at 0.2 s
 
     try:
-        loop.call_soon(stall_once_the_app_has_answered)
-        delivery = await send(Upstream("http", "127.0.0.1", app.port), "GET", "/", [], b"", 0.3)
-        assert (delivery.status, delivery.error) == (200, "")
-        assert delivery.elapsed_ms > 1000  # the stall happened while the request was out
+        loop.call_soon(stall_once_the_request_is_out)
+        delivery = await send(Upstream("http", "127.0.0.1", listener.getsockname()[1]), "GET", "/", [], b"", 0.3)
+        assert (delivery.status, delivery.error, delivery.body) == (200, "", b"ok")
+        assert delivery.elapsed_ms > 1000  # the stall happened while the answer was on its way
     finally:
-        app.stop()
+        listener.close()
 
 
 def test_wire_keeps_the_original_bytes() -> None:
