@@ -23,6 +23,8 @@ import os
 import secrets
 from pathlib import Path
 
+from ..engine.memo import Memo
+
 HASH_LENGTH = 32  # hex characters (128 bits) kept of the HMAC-SHA256 digest
 MIN_KEY_BYTES = 16
 KNOWN_HASHES = 4096  # IDs whose hash a hasher remembers
@@ -44,17 +46,14 @@ class SessionHasher:
         self._key = bytes(key)
         # Every request of a session hashes its ID again: the hashes of the IDs seen lately, in this
         # process's memory only (where the IDs pass anyway); emptied when full, so it stays bounded.
-        self._known: dict[str, str] = {}
+        self._known = Memo(KNOWN_HASHES)
 
     def hash(self, session_id: str) -> str:
         known = self._known.get(session_id)
         if known is not None:
             return known
         digest = hmac.new(self._key, id_bytes(session_id), hashlib.sha256).hexdigest()[:HASH_LENGTH]
-        if len(self._known) >= KNOWN_HASHES:
-            self._known.clear()
-        self._known[session_id] = digest
-        return digest
+        return self._known.put(session_id, digest)
 
     def __repr__(self) -> str:  # never show the key
         return "SessionHasher(key=<redacted>)"

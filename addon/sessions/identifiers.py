@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ..engine.memo import Memo
 from .cookies import SessionCookieMatcher
 
 COOKIE_KINDS = 1024  # cookie names whose kind an IdentifierRules remembers
@@ -66,7 +67,7 @@ class IdentifierRules:
     bearer: bool = True
     basic: bool = True
     # cookie name -> its kind, for the names seen lately (each request asks for every cookie it carries)
-    _kinds: dict[str, IdKind | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _kinds: Memo = field(default_factory=lambda: Memo(COOKIE_KINDS), init=False, repr=False, compare=False)
 
     def cookie_kind(self, name: str) -> IdKind | None:
         """COOKIE or REMEMBER for an identifier cookie's name, None for any other cookie."""
@@ -78,10 +79,7 @@ class IdentifierRules:
             kind = IdKind.REMEMBER
         elif self.sessions.matches(name):
             kind = IdKind.COOKIE
-        if len(kinds) >= COOKIE_KINDS:  # names are the client's to choose: bounded
-            kinds.clear()
-        kinds[name] = kind
-        return kind
+        return kinds.put(name, kind)  # names are the client's to choose: a bounded table
 
     def matches(self, name: str) -> bool:
         """A cookie the tracker follows (session or remember-me): what Set-Cookie events are learned for."""

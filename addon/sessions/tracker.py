@@ -150,21 +150,10 @@ class SessionFacts:
 def worst(facts: Sequence[SessionFacts]) -> SessionFacts:
     """The facts of the most serious session, with the change flags of all of them; authenticated
     when an active one is (a request with an authenticated session and an anonymous one is authenticated)."""
-    if len(facts) == 1:  # the usual request: one identifier (the same facts as below, without replace())
+    if len(facts) == 1:  # the usual request: one identifier whose facts are already what the lines below make
         f = facts[0]
         if f.count == 1 and (f.state is SessionState.ACTIVE or not f.authenticated):
-            return f  # already what the lines below would make of it
-        return SessionFacts(
-            f.state,
-            f.in_grace,
-            f.ua_changed,
-            f.network_changed,
-            f.adopted,
-            1,
-            f.cookie,
-            f.id_hash,
-            f.state is SessionState.ACTIVE and f.authenticated,
-        )
+            return f
     chosen = max(facts, key=lambda f: _SEVERITY[f.state])  # first of equals
     return replace(
         chosen,
