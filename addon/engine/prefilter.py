@@ -631,9 +631,15 @@ class Prefilter:
                     chain = chain_of(link.transforms)
                     if not chain.mask & ALWAYS and not chain.lowers:
                         self._direct_masks[id(link)] = chain.mask
-        self._sets = sets  # pattern id -> its regexes (for `_width`)
-        self._widths: dict[int, int] = {}
-        self._chain_widths: dict[int, int] = {}  # id(ReadChain) -> the least width of its patterns
+        # The least width of each pattern set and of each chain's patterns, worked out now (re's parser,
+        # tens of milliseconds for a ruleset): on first use they would cost a request that much.
+        self._widths = {pid: min_width(regexes) for pid, (regexes, _) in enumerate(sets)}
+        self._chain_widths = {  # id(ReadChain) -> the least width of its patterns
+            id(chain): min((self._widths[pid] for pid in chain.rules), default=0)
+            for gates in phases.values()
+            for tg in gates.targets
+            for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque)
+        }
         # The first link of every rule the gates decide about -> (its phase's sources, its index):
         # evaluator.match_link asks `member_may_match` before testing a value of that link.
         self._heads: dict[int, tuple[dict[str, Source], int]] = {}
@@ -667,7 +673,7 @@ class Prefilter:
 
     def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
         pid = self._link_pids.get(id(link))
-        return pid is None or (len(value) >= self._width(pid) and pid in self.scan(value, state))
+        return pid is None or (len(value) >= self._widths[pid] and pid in self.scan(value, state))
 
     def scan(self, text: str, state: EvalState) -> Hits:
         """Pattern ids that may match `text`: memoised across transactions for short texts (header
@@ -876,10 +882,9 @@ class Prefilter:
     def _transformed_hits(
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
     ) -> None:
+        widths = self._chain_widths
         for chain in chains:
-            shortest = self._chain_widths.get(id(chain))
-            if shortest is None:
-                shortest = self._chain_widths[id(chain)] = min(map(self._width, chain.rules), default=0)
+            shortest = widths[id(chain)]
             if shortest and longest_output(chain.link, len(value)) < shortest:
                 continue  # every output is shorter than that: the chain is not even run
             for candidate in self._candidates(chain.link, value, state):
@@ -888,12 +893,6 @@ class Prefilter:
                 for pid in self.scan(candidate, state):
                     todo.update(chain.rules.get(pid, ()))
 
-    def _width(self, pid: int) -> int:
-        """The fewest characters any match of pattern set `pid` spans (re's own lower bound)."""
-        width = self._widths.get(pid)
-        if width is None:
-            width = self._widths[pid] = min_width(self._sets[pid][0])
-        return width
 
     def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
         """The values a target reads (exclusions aside: leaving them in only widens), cached. A named
