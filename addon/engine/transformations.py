@@ -25,14 +25,11 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable
-from urllib.parse import unquote_to_bytes
 
 Transformation = Callable[[str], str]
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _OCT = frozenset("01234567")
-_DIGITS = frozenset("0123456789")
-_ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
 C_SPACE = _C_SPACE  # what trim strips (prefilter.py reads it)
 _NBSP = "\xa0"
@@ -132,7 +129,13 @@ def _whitespace_to_space(value: str) -> str:
 
 
 def compress_whitespace(value: str) -> str:
-    return _SPACE_RUN.sub(" ", _whitespace_to_space(value))
+    return _single_spaces(_whitespace_to_space(value))
+
+
+def _single_spaces(value: str) -> str:
+    """Each run of two or more spaces -> one (a text without two in a row, the usual case, is left as
+    it is without a regex pass: its search stops at every single space)."""
+    return _SPACE_RUN.sub(" ", value) if "  " in value else value
 
 
 def remove_whitespace(value: str) -> str:
@@ -161,10 +164,12 @@ def cmd_line(value: str) -> str:
     before / or (; lowercase."""
     try:  # delete \ " ' ^ and turn , ; \t \r \n into spaces; then each run of spaces -> one
         data = value.encode("latin-1").translate(_CMD_TO_SPACE, b"\"'\\^")
-        value = _SPACE_RUN.sub(" ", data.decode("latin-1"))
+        value = _single_spaces(data.decode("latin-1"))
     except UnicodeEncodeError:  # not byte text
         value = _CMD_SPACE_RUN.sub(" ", value.translate(_CMD_DELETE))
-    return _ascii_lower(_CMD_SPACE_BEFORE.sub("", value))
+    if " /" in value or " (" in value:
+        value = _CMD_SPACE_BEFORE.sub("", value)
+    return _ascii_lower(value)
 
 
 # --- URL --------------------------------------------------------------------------------------------
@@ -184,14 +189,20 @@ def url_decode(value: str) -> str:
     return _unquote(value) or _URL_ESCAPE.sub(_url_char, value)
 
 
+_URL_HEX_BYTES = re.compile(rb"%([0-9A-Fa-f]{2})")
+_HEX_PAIR_BYTE = {f"{high}{low}".encode(): bytes((int(high + low, 16),)) for high in _HEX for low in _HEX}
+
+
 def _unquote(value: str) -> str | None:
-    """url_decode through urllib's C-speed helpers (the same result: valid %xx decoded, + -> space,
-    the rest kept), or None for a value that is not byte text."""
+    """url_decode in C-speed steps (the same result: valid %xx decoded, + -> space, the rest kept), or
+    None for a value that is not byte text. Splitting on the escapes puts their hex digits at the odd
+    places of the list; each pair is swapped for its byte in one pass."""
     try:
-        data = value.replace("+", " ").encode("latin-1")
+        parts = _URL_HEX_BYTES.split(value.encode("latin-1").replace(b"+", b" "))
     except UnicodeEncodeError:
         return None
-    return unquote_to_bytes(data).decode("latin-1")
+    parts[1::2] = map(_HEX_PAIR_BYTE.__getitem__, parts[1::2])
+    return b"".join(parts).decode("latin-1")
 
 
 def _url_char_uni(m: re.Match[str]) -> str:
@@ -296,6 +307,18 @@ _ENTITIES = {
 }
 
 
+# Runs of hex digits, digits, ASCII letters and digits: one match each, not a loop per character.
+_HEX_RUN = re.compile("[0-9A-Fa-f]*")
+_DIGIT_RUN = re.compile("[0-9]*")
+_ALNUM_RUN = re.compile("[0-9A-Za-z]*")
+
+
+def _run_end(run: re.Pattern[str], value: str, start: int) -> int:
+    """Where the run of `run`'s characters that starts at `start` ends (`start` for an empty run)."""
+    found = run.match(value, start)
+    return found.end() if found else start
+
+
 def _entity(value: str, i: int) -> tuple[str, int]:
     """Decode the entity at value[i] == '&': (output, next index). Unknown -> copied raw."""
     n = len(value)
@@ -307,17 +330,15 @@ def _entity(value: str, i: int) -> tuple[str, int]:
             return value[i : i + 2], i + 2
         j += 1
         hexadecimal = value[j] in "xX"
-        digits, base = (_HEX, 16) if hexadecimal else (_DIGITS, 10)
-        start = j = j + hexadecimal
-        while j < n and value[j] in digits:
-            j += 1
+        digits, base = (_HEX_RUN, 16) if hexadecimal else (_DIGIT_RUN, 10)
+        start = j + hexadecimal
+        j = _run_end(digits, value, start)
         if j == start:  # `&#` or `&#x` without digits: copied raw
             return value[i:start], start
         out = chr(_strtol(value[start:j], base) & 0xFF)
     else:
         start = j
-        while j < n and value[j] in _ALNUM:
-            j += 1
+        j = _run_end(_ALNUM_RUN, value, start)
         if j == start:
             return "&", i + 1
         known = _ENTITIES.get(value[start:j].lower())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logoutguard.engine.transformations import TRANSFORMATIONS
+from logoutguard.engine.transformations import _ENTITIES, TRANSFORMATIONS
 
 # (transformation, input, expected). Inputs and outputs are byte text: one char per byte.
 # Cases marked "ModSecurity tfn" are ModSecurity 2's own tests/tfn/*.t vectors.
@@ -431,9 +431,10 @@ def test_normalize_path_shortcut_never_skips_work(value: str) -> None:
     assert TRANSFORMATIONS["normalize_path_win"](value) == _normalize_path(value, win=True)
 
 
-@settings(max_examples=500, deadline=None)
-@given(value=st.text(alphabet=st.sampled_from("%+aAfF09gu\x00\xff\u0100 "), max_size=14))
+@settings(max_examples=800, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("%+aAfF09guUxN{}\\\x00\xff\u0100 "), max_size=14))
 def test_url_decode_fast_path_matches_the_escape_regex(value: str) -> None:
+    # (backslashes and what follows them in Python's escapes: the fast path decodes with unicode_escape)
     from logoutguard.engine import transformations as t
 
     assert t.url_decode(value) == t._URL_ESCAPE.sub(t._url_char, value)
@@ -461,3 +462,71 @@ def test_path_work_shortcut_agrees_with_the_regex(value: str) -> None:
     from logoutguard.engine import transformations as t
 
     assert t.path_has_work(value) == (t._PATH_WORK.search(value) is not None)
+
+
+def reference_html_entity_decode(value: str) -> str:
+    """re_tfns.c htmlEntityDecode as transformations.py documents it, one character at a time."""
+    alnum = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    out, i, n = [], 0, len(value)
+    while i < n:
+        if value[i] != "&" or i + 1 >= n:
+            out.append(value[i])
+            i += 1
+            continue
+        j = i + 1
+        if value[j] == "#":
+            if j + 1 >= n:
+                out.append(value[i : i + 2])
+                i += 2
+                continue
+            j += 1
+            hexadecimal = value[j] in "xX"
+            digits = set("0123456789abcdefABCDEF") if hexadecimal else set("0123456789")
+            start = j = j + hexadecimal
+            while j < n and value[j] in digits:
+                j += 1
+            if j == start:
+                out.append(value[i:start])
+                i = start
+                continue
+            decoded = chr(min(int(value[start:j], 16 if hexadecimal else 10), 2**63 - 1) & 0xFF)  # C strtol
+        else:
+            start = j
+            while j < n and value[j] in alnum:
+                j += 1
+            known = _ENTITIES.get(value[start:j].lower()) if j > start else None
+            if known is None:
+                out.append(value[i:j] if j > start else "&")
+                i = j if j > start else i + 1
+                continue
+            decoded = known
+        out.append(decoded)
+        i = j + 1 if j < n and value[j] == ";" else j
+    return "".join(out)
+
+
+_ENTITY_PIECES = [
+    "&",
+    "&#",
+    "&#x",
+    "X",
+    ";",
+    "9",
+    "0",
+    "a",
+    "F",
+    "g",
+    "lt",
+    "LT",
+    "Quot",
+    "amp",
+    "\u0660",
+    "\xb2",
+    " ",
+]
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=st.lists(st.sampled_from(_ENTITY_PIECES), max_size=8).map("".join))
+def test_html_entity_decode_matches_the_char_loop(value: str) -> None:
+    assert TRANSFORMATIONS["html_entity_decode"](value) == reference_html_entity_decode(value)
