@@ -143,6 +143,31 @@ def _repeat(low: int, high: Any, body: str) -> str:
 class _Mode:
     loose: bool  # drop anchors too (hyperscan refuses a start anchor inside a pattern)
     fold: bool  # the text scanned is matched as if it were lower-cased first
+    # group number -> (its body, the flags inside it): what a back-reference to it can match
+    groups: dict[int, tuple[Any, int]] = field(default_factory=dict)
+
+
+def _group_bodies(items: Iterable[tuple[Any, Any]], flags: int, found: dict[int, tuple[Any, int]]) -> None:
+    """Every capturing group of a parsed regex (also inside lookarounds and conditionals) into `found`."""
+    for op, av in items:
+        if op is sre.SUBPATTERN:
+            group, add, remove, body = av
+            inner = (flags | add) & ~remove
+            if group is not None:
+                found[group] = (body, inner)
+            _group_bodies(body, inner, found)
+        elif op is sre.BRANCH:
+            for branch in av[1]:
+                _group_bodies(branch, flags, found)
+        elif op in _REPEATS:
+            _group_bodies(av[2], flags, found)
+        elif op is sre.ATOMIC_GROUP:
+            _group_bodies(av, flags, found)
+        elif op in (sre.ASSERT, sre.ASSERT_NOT):
+            _group_bodies(av[1], flags, found)
+        elif op is sre.GROUPREF_EXISTS:
+            _group_bodies(av[1], flags, found)
+            _group_bodies(av[2] or [], flags, found)
 
 
 def _emit(items: Iterable[tuple[Any, Any]], flags: int, mode: _Mode) -> str:
@@ -168,13 +193,24 @@ def _emit(items: Iterable[tuple[Any, Any]], flags: int, mode: _Mode) -> str:
         elif op in (sre.ASSERT, sre.ASSERT_NOT):
             continue  # lookaround: dropping it only widens
         elif op is sre.GROUPREF:
-            out.append("[\\x00-\\xff]*")  # whatever the group matched: any bytes
+            out.append(_back_reference(av, flags, mode))
         elif op is sre.GROUPREF_EXISTS:
             _, yes, no = av
             out.append(f"(?:{_emit(yes, flags, mode)}|{_emit(no or [], flags, mode)})")
         else:
             raise Untranslatable(f"regex construct {op} is not supported by the prefilter")
     return "".join(out)
+
+
+def _back_reference(group: int, flags: int, mode: _Mode) -> str:
+    """A back-reference matches exactly the text its group matched, which the group's own body matches:
+    the body's expression is a superset of it. Under IGNORECASE the text may differ from the group's
+    in case only, which the body need not accept: any bytes then (as for a group not found)."""
+    found = mode.groups.get(group)
+    if found is None or flags & re.IGNORECASE:
+        return "[\\x00-\\xff]*"
+    body, inner = found
+    return f"(?:{_emit(body, inner, mode)})"
 
 
 def translate(pattern: re.Pattern[str], *, loose: bool = False, fold: bool = False) -> bytes:
@@ -190,7 +226,9 @@ def translate(pattern: re.Pattern[str], *, loose: bool = False, fold: bool = Fal
     except (re.error, RecursionError) as exc:
         raise Untranslatable(f"cannot parse {pattern.pattern!r}: {exc}") from None
     try:
-        return _emit(parsed, parsed.state.flags, _Mode(loose, fold)).encode("ascii")
+        groups: dict[int, tuple[Any, int]] = {}
+        _group_bodies(parsed, parsed.state.flags, groups)
+        return _emit(parsed, parsed.state.flags, _Mode(loose, fold, groups)).encode("ascii")
     except RecursionError:
         raise Untranslatable(f"{pattern.pattern[:60]!r} is nested too deeply") from None
 

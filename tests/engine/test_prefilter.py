@@ -89,7 +89,10 @@ TRICKY = [
     r"foo\Z",
     r"(?=.*secret)pass",  # lookahead dropped
     r"(?<!\\)'",  # lookbehind dropped
-    r"(a|b)\1",  # back-reference: any bytes
+    r"(a|b)\1",  # back-reference: what its group's body matches (any bytes under IGNORECASE)
+    r"(['\"]?)(\w{1,3})\1\s*=\s*\1\2(?:\1|$)",  # the tautology shape: quotes and words repeated
+    r"(?=(\w))\w+ \1",  # a group inside a lookahead, referred to outside it
+    r"(?i:(ab))x\1",  # the group case-insensitive, the reference not
     r"(?P<q>['\"])x(?(q)y|z)",
     r"(?>a+)b",
     r"a{3}b{2,5}c{120,}",
