@@ -136,6 +136,8 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
     assert prefilter is not None
     may_match = prefilter.member_may_match
     for target in link.targets:
+        if not target.count and not prefilter.source_may_match(head, target.collection, state):
+            continue  # no member of the collection lets the value through to the rule
         for name, value in collect(state, (target,), exclusions):
             if not target.count and not may_match(head, target.collection, name, value, state):
                 continue

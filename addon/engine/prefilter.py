@@ -565,7 +565,7 @@ class PhaseGates:
     loose: tuple[TargetGates, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: a key of EvalState.prefilter_cache
 class Source:
     """The targets of one phase that read one static collection: one pass over the collection's
     members answers for all of them. Which of them select a member is a function of the member's
@@ -773,18 +773,16 @@ class Prefilter:
         pairs = None if state.extra_vars else state.collect_cache.get(source.collection)
         if pairs is None:
             pairs = lookup(state, source.collection, None)
-        if len(pairs) > WHOLE_MEMBERS:
-            self._members_todo(source, pairs, state, todo)
-            return
-        whole = tuple(pairs)
-        found = source.wholes.get(whole)
+        whole = tuple(pairs) if len(pairs) <= WHOLE_MEMBERS else None
+        found = source.wholes.get(whole) if whole is not None else None
         if found is None:
             added: set[int] = set()
             size = self._members_todo(source, pairs, state, added)
             found = frozenset(added)
-            if 0 <= size <= WHOLE_CHARS:
+            if whole is not None and 0 <= size <= WHOLE_CHARS:
                 source.wholes.put(whole, found)
         todo.update(found)
+        state.prefilter_cache[source] = found  # for `source_may_match`
 
     def _members_todo(self, source: Source, pairs: Values, state: EvalState, todo: set[int]) -> int:
         """`_source_todo`'s pass over the members; returns their total length (names and values), or
@@ -843,6 +841,17 @@ class Prefilter:
     def head_gate(self, link: Link) -> tuple[dict[str, Source], int] | None:
         """For the first link of a rule the gates decide about: its phase's sources and its index."""
         return self._heads.get(id(link))
+
+    def source_may_match(self, head: tuple[dict[str, Source], int], collection: str, state: EvalState) -> bool:
+        """May the rule's first link match some member of `collection`? False only when the phase's
+        answer for the whole collection (the union of its members' answers, `_source_todo`) leaves the
+        rule out: then `member_may_match` is False for every member, and none needs asking."""
+        sources, index = head
+        source = sources.get(collection)
+        if source is None or index < 0:
+            return True
+        found = state.prefilter_cache.get(source)
+        return found is None or index in found
 
     def member_may_match(
         self, head: tuple[dict[str, Source], int], collection: str, name: str, value: str, state: EvalState

@@ -623,6 +623,31 @@ def test_a_gated_first_link_tests_only_the_values_that_may_match(tmp_path: Path)
     assert Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).matches == match
 
 
+def test_a_collection_none_of_whose_members_may_match_is_skipped_whole(tmp_path: Path) -> None:
+    rules = [
+        {"id": 994101, "targets": ["ARGS", "REQUEST_COOKIES"], "operator": "rx", "argument": "attack[0-9]"},
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    engine = Engine(ruleset, paranoia=1)
+    assert engine._prefilter is not None
+    head = engine._prefilter.head_gate(ruleset.by_id()[994101].head)
+    assert head is not None
+    tx = helpers.request(uri="/?a=hello&b=attack1", headers=[("Cookie", "c=plain; d=calm")])
+    state = engine.new_state(tx)
+    source_may = engine._prefilter.source_may_match
+    assert source_may(head, "ARGS", state)  # nothing answered yet: no collection is ruled out
+    assert source_may(head, "REQUEST_COOKIES", state)
+    body = Phase.REQUEST_BODY
+    assert list(engine._prefilter.order(body, len(engine._plans[body].items), state))  # answers the phase
+    assert source_may(head, "ARGS", state)  # ARGS:b may match
+    assert not source_may(head, "REQUEST_COOKIES", state)  # no cookie may: not one is tested
+    assert source_may(head, "FILES", state)  # a collection the phase does not gate
+    match = engine.inspect(tx).matches
+    assert [(m.id, m.target) for m in match] == [(994101, "ARGS:b")]
+    assert Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).matches == match
+
+
 def test_operator_answers_are_kept_only_for_links_without_macros(tmp_path: Path) -> None:
     rules = [
         {"id": 995001, "targets": ["ARGS"], "operator": "rx", "argument": "attack[0-9]"},
