@@ -23,7 +23,11 @@ that answer rules out (`member_may_match`), and a link whose operator reads no m
 result per short value (`results`). A pattern compiled for raw text that a link reads through a
 lower-casing chain gets a folded twin, so a plain value is never scanned a second time lower-cased;
 a chain ending in `lowercase` with folded patterns is scanned before that step; a candidate shorter
-than every match of its patterns (re's width bound) is not scanned.
+than every match of its patterns (re's width bound) is not scanned. A chain reading a few of the
+patterns (CHAIN_PATTERNS) scans its long candidates (longer than memo.MAX_TEXT: not memoised) with a
+database of those patterns alone, built from the same expressions, ids and flags, so its hits among
+them are the whole database's (tests/engine/test_prefilter.py): a few microseconds instead of tens
+for a 2 KB body. They are compiled with the whole database and kept in its cache file.
 
 A pattern that hyperscan rejects leaves its link ungated (plain `re` for that rule only). Without
 hyperscan there is no prefilter at all (one log line). Scanning uses one scratch space per
@@ -360,16 +364,22 @@ def _compile(expressions: list[tuple[int, bytes]]) -> Any:
     key = tuple(expressions)
     db = _compiled.get(key)
     if db is None:
-        db = hyperscan.Database()
-        db.compile(
-            expressions=[e for _, e in expressions],
-            ids=[i for i, _ in expressions],
-            elements=len(expressions),
-            flags=hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER,
-        )
+        db = _build(expressions)
         if len(_compiled) >= 32:
             _compiled.clear()
         _compiled[key] = db
+    return db
+
+
+def _build(expressions: list[tuple[int, bytes]]) -> Any:
+    """A block-mode database of the expressions under their ids (every database is built alike)."""
+    db = hyperscan.Database()
+    db.compile(
+        expressions=[e for _, e in expressions],
+        ids=[i for i, _ in expressions],
+        elements=len(expressions),
+        flags=hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER,
+    )
     return db
 
 
@@ -392,32 +402,103 @@ def _translations(patterns: PatternSet, loose: bool) -> list[bytes] | None:
         return None
 
 
-def _usable(patterns: PatternSet) -> list[bytes] | None:
-    """Expressions hyperscan accepts one by one (anchors kept first, then dropped), or None."""
+def _usable(patterns: PatternSet) -> tuple[list[bytes], bool] | None:
+    """Expressions hyperscan accepts one by one (anchors kept first, then dropped: the flag), or None."""
     for loose in (False, True):
         exprs = _translations(patterns, loose)
         if exprs is not None and all(_accepted(e) for e in exprs):
-            return exprs
+            return exprs, loose
     return None
 
 
-def compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
+@dataclass
+class Compiled:
+    """The database of all pattern sets and what the on-disk cache keeps with it (see `cache_dir`)."""
+
+    key: str  # _cache_key of the sets
+    sets: list[PatternSet]
+    database: Any  # None: nothing hyperscan accepts
+    refused: set[int]  # pattern ids hyperscan refused
+    loose: set[int]  # pattern ids compiled with their anchors dropped (`_usable`)
+    # Sorted pattern ids -> a database of those patterns alone (as read from the cache file: its bytes,
+    # loaded when asked for), None when hyperscan refused it (see `chain_databases`). Every subset
+    # worked out for these sets is kept in the file (engines of one ruleset may differ in chains).
+    subsets: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    stored: bool = False  # the file in the cache holds all of the above
+    # Pattern id -> its expressions in the database, when compiled here (else translated on demand).
+    expressions: dict[int, list[bytes]] = field(default_factory=dict)
+
+
+def compile_database(sets: list[PatternSet]) -> Compiled:
     """One database for all pattern sets (pattern id = index) and the ids hyperscan refused, from the
     on-disk cache when the same sets were compiled before (a large ruleset such as the OWASP CRS takes
-    seconds to compile; loading it takes milliseconds). See `cache_dir`."""
+    seconds to compile; loading it takes milliseconds). See `cache_dir`. It is written to the cache
+    by `chain_databases`, with the per-chain databases."""
     key = _cache_key(sets)
-    cached = _load_cached(key)
+    cached = _load_cached(key, sets)
     if cached is not None:
         return cached
-    database, refused = _compile_database(sets)
-    if database is not None:
-        _store_cached(key, database, refused)
-    return database, refused
+    expressions: dict[int, list[bytes]] = {}
+    database, refused, loose = _compile_database(sets, expressions)
+    return Compiled(key, sets, database, refused, loose, expressions=expressions)
+
+
+CHAIN_PATTERNS = 16  # a chain with more patterns (or half the database) scans the whole database
+_subset_memo: dict[tuple[tuple[int, bytes], ...], Any] = {}  # engines built again reuse them
+
+
+def chain_databases(compiled: Compiled, wanted: Iterable[tuple[int, ...]]) -> dict[tuple[int, ...], Any]:
+    """For each wanted set of pattern ids (sorted, none refused): a database of those patterns alone,
+    compiled from the very expressions, ids and flags of the whole database, so that its hits on a
+    text are the whole database's hits on it restricted to those ids. Scanning a long text with it
+    costs a few microseconds where the whole database costs tens. A subset hyperscan refuses is left
+    out (its chains scan the whole database). Loaded from the cache file of the whole database when
+    it holds them; the file is (re)written when anything had to be compiled."""
+    wanted = set(wanted)
+    subsets = compiled.subsets
+    for ids in wanted & subsets.keys():
+        if isinstance(subsets[ids], bytes):
+            try:
+                subsets[ids] = _loaded(subsets[ids])
+            except hyperscan.error as exc:  # a damaged part of the file: compiled again
+                log.warning(
+                    f"LogoutGuard: a cached prefilter chain database cannot be used ({exc}); compiling"
+                )
+                del subsets[ids]
+    missing = sorted(wanted - subsets.keys())
+    if missing:
+        expressions = compiled.expressions
+        for ids in missing:
+            for pid in ids:
+                if pid not in expressions:
+                    exprs = _translations(compiled.sets[pid], loose=pid in compiled.loose)
+                    assert exprs is not None  # compiled into the whole database
+                    expressions[pid] = exprs
+            subsets[ids] = _compile_subset([(pid, e) for pid in ids for e in expressions[pid]])
+        compiled.stored = False
+    if not compiled.stored and compiled.database is not None:
+        _store_cached(compiled.key, compiled.database, compiled.refused, compiled.loose, subsets)
+        compiled.stored = True
+    return {ids: subsets[ids] for ids in wanted if subsets[ids] is not None}
+
+
+def _compile_subset(expressions: list[tuple[int, bytes]]) -> Any:
+    key = tuple(expressions)
+    db = _subset_memo.get(key)
+    if db is None:
+        try:
+            db = _build(expressions)
+        except hyperscan.error:
+            return None
+        if len(_subset_memo) >= 256:
+            _subset_memo.clear()
+        _subset_memo[key] = db
+    return db
 
 
 CACHE_ENV = "LOGOUTGUARD_CACHE_DIR"
-CACHE_FILES = 16  # databases kept (each ruleset, paranoia level and skip list has its own)
-_CACHE_MAGIC = b"LGHS1\n"
+CACHE_FILES = 16  # cache files kept (each ruleset, paranoia level and skip list has its own)
+_CACHE_MAGIC = b"LGHS2\n"
 
 
 def cache_dir() -> Path:
@@ -440,7 +521,11 @@ def _cache_key(sets: list[PatternSet]) -> str:
     return digest.hexdigest()
 
 
-def _load_cached(key: str) -> tuple[Any, set[int]] | None:
+def _load_cached(key: str, sets: list[PatternSet] | None = None) -> Compiled | None:
+    """The cache file of `key`: the whole database, then the per-chain ones (one file per key, so the
+    chain databases never count against CACHE_FILES). Header: a JSON line with the refused and loose
+    pattern ids, the whole database's size in bytes and [pattern ids, size] of each subset (size 0:
+    hyperscan refused it)."""
     path = cache_dir() / f"prefilter-{key}.hsdb"
     try:
         info = path.stat()
@@ -455,23 +540,62 @@ def _load_cached(key: str) -> tuple[Any, set[int]] | None:
         if not data.startswith(_CACHE_MAGIC):
             raise ValueError("not a prefilter database")
         header, _, blob = data[len(_CACHE_MAGIC) :].partition(b"\n")
-        refused = {int(i) for i in json.loads(header)}
-        database = hyperscan.loadb(blob, mode=hyperscan.HS_MODE_BLOCK)
-        database.scratch = hyperscan.Scratch(database)
+        fields = json.loads(header)
+        refused = {int(i) for i in fields["refused"]}
+        loose = {int(i) for i in fields["loose"]}
+        size = int(fields["size"])
+        database = _loaded(blob[:size])
+        position = size
+        subsets: dict[tuple[int, ...], Any] = {}
+        for ids, length in fields["subsets"]:
+            part = blob[position : position + int(length)]
+            position += int(length)
+            subsets[tuple(int(i) for i in ids)] = part or None  # loaded by chain_databases if used
+        if position != len(blob):
+            raise ValueError("truncated")
     except Exception as exc:  # a damaged file: compile again (and write it anew)
         log.warning(f"LogoutGuard: the cached prefilter database {path} cannot be used ({exc}); compiling")
         return None
-    return database, refused
+    return Compiled(key, sets or [], database, refused, loose, subsets, stored=True)
 
 
-def _store_cached(key: str, database: Any, refused: set[int]) -> None:
+def _loaded(blob: bytes) -> Any:
+    database = hyperscan.loadb(blob, mode=hyperscan.HS_MODE_BLOCK)
+    database.scratch = hyperscan.Scratch(database)
+    return database
+
+
+def _dumped(database: Any) -> bytes:
+    """A subset's bytes in the cache file: b"" for one hyperscan refused, as read for one not loaded."""
+    if database is None or isinstance(database, bytes):
+        return database or b""
+    return hyperscan.dumpb(database)
+
+
+def _store_cached(
+    key: str,
+    database: Any,
+    refused: set[int],
+    loose: set[int] | None = None,
+    subsets: dict[tuple[int, ...], Any] | None = None,
+) -> None:
     folder = cache_dir()
     path = folder / f"prefilter-{key}.hsdb"
     try:
+        whole = hyperscan.dumpb(database)
+        parts = {ids: _dumped(db) for ids, db in sorted((subsets or {}).items())}
+        header = {
+            "refused": sorted(refused),
+            "loose": sorted(loose or ()),
+            "size": len(whole),
+            "subsets": [[list(ids), len(part)] for ids, part in parts.items()],
+        }
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{path.name}.{os.getpid()}.tmp"
         temporary.touch(mode=0o600)
-        temporary.write_bytes(_CACHE_MAGIC + json.dumps(sorted(refused)).encode() + b"\n" + hyperscan.dumpb(database))
+        temporary.write_bytes(
+            b"".join([_CACHE_MAGIC, json.dumps(header).encode(), b"\n", whole, *parts.values()])
+        )
         os.replace(temporary, path)
         kept = sorted(folder.glob("prefilter-*.hsdb"), key=lambda f: f.stat().st_mtime, reverse=True)
         for old in kept[CACHE_FILES:]:  # bounded: the databases of rulesets no longer used go
@@ -480,26 +604,38 @@ def _store_cached(key: str, database: Any, refused: set[int]) -> None:
         log.info(f"LogoutGuard: the prefilter database cannot be cached in {folder} ({exc})")
 
 
-def _compile_database(sets: list[PatternSet]) -> tuple[Any, set[int]]:
-    """One database for all pattern sets (pattern id = index) and the ids hyperscan refused.
+def _compile_database(
+    sets: list[PatternSet], used: dict[int, list[bytes]] | None = None
+) -> tuple[Any, set[int], set[int]]:
+    """One database for all pattern sets (pattern id = index), the ids hyperscan refused and the ids
+    compiled with their anchors dropped; `used` receives each compiled id's expressions.
 
     Everything is compiled at once; only when that fails is each set tried alone to find the culprits.
     """
+    used = {} if used is None else used
     strict = [_translations(p, loose=False) for p in sets]
     refused = {i for i, exprs in enumerate(strict) if exprs is None}
     expressions = [(i, e) for i, exprs in enumerate(strict) if exprs is not None for e in exprs]
     try:
-        return (_compile(expressions) if expressions else None), refused
+        database = _compile(expressions) if expressions else None
     except hyperscan.error:
         pass
+    else:
+        used.update((i, exprs) for i, exprs in enumerate(strict) if exprs is not None)
+        return database, refused, set()
     expressions = []
+    loose: set[int] = set()
     for i, patterns in enumerate(sets):
-        exprs = None if i in refused else _usable(patterns)
-        if exprs is None:
+        usable = None if i in refused else _usable(patterns)
+        if usable is None:
             refused.add(i)
             continue
+        exprs, dropped = usable
+        if dropped:
+            loose.add(i)
+        used[i] = exprs
         expressions.extend((i, e) for e in exprs)
-    return (_compile(expressions) if expressions else None), refused
+    return (_compile(expressions) if expressions else None), refused, loose
 
 
 # --- the prefilter ---------------------------------------------------------------------------------
@@ -606,6 +742,7 @@ class Stats:
     broad_patterns: int  # patterns matching most ordinary strings: their rules always run
     patterns: int
     exact_rules: int = 0  # rules visited only when their first link matches a value (exact_gate)
+    chain_databases: int = 0  # databases of a few patterns scanned for chains' long candidates
 
 
 class Prefilter:
@@ -628,6 +765,7 @@ class Prefilter:
         exact: ExactTest,
         heads: dict[int, tuple[Phase, int]] | None = None,
         sets: list[PatternSet] | None = None,
+        chain_dbs: dict[int, tuple[int, Any]] | None = None,
     ) -> None:
         sets = sets or []
         heads = heads or {}
@@ -678,6 +816,9 @@ class Prefilter:
             for tg in gates.targets
             for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque)
         }
+        # id(ReadChain) -> (number, a database of its patterns alone: chain_databases), for its long
+        # candidates (`_chain_scan`); a short one is scanned whole (memoised across transactions).
+        self._chain_dbs = chain_dbs or {}
         # The first link of every rule the gates decide about -> (its phase's sources, its index):
         # evaluator.match_link asks `member_may_match` before testing a value of that link.
         self._heads: dict[int, tuple[dict[str, Source], int]] = {}
@@ -734,13 +875,14 @@ class Prefilter:
             sig = self._signatures.put(text, signature(text))
         return sig
 
-    def _scan(self, text: str) -> Hits:
+    def _scan(self, text: str, database: Any = None) -> Hits:
+        """The hits of the whole database on `text`, or of `database` (a subset: chain_databases)."""
         try:
             data = text.encode("latin-1")
         except UnicodeEncodeError:  # not byte text: let the operators decide everything
             return self._everything
         found: set[int] = set()
-        self._db.scan(data, match_event_handler=_on_match, context=found)
+        (self._db if database is None else database).scan(data, match_event_handler=_on_match, context=found)
         return frozenset(found) if found else _NO_HITS
 
     def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
@@ -842,7 +984,9 @@ class Prefilter:
         """For the first link of a rule the gates decide about: its phase's sources and its index."""
         return self._heads.get(id(link))
 
-    def source_may_match(self, head: tuple[dict[str, Source], int], collection: str, state: EvalState) -> bool:
+    def source_may_match(
+        self, head: tuple[dict[str, Source], int], collection: str, state: EvalState
+    ) -> bool:
         """May the rule's first link match some member of `collection`? False only when the phase's
         answer for the whole collection (the union of its members' answers, `_source_todo`) leaves the
         rule out: then `member_may_match` is False for every member, and none needs asking."""
@@ -934,12 +1078,30 @@ class Prefilter:
             shortest = widths[id(chain)]
             if shortest and longest_output(chain.link, len(value)) < shortest:
                 continue  # every output is shorter than that: the chain is not even run
+            own = self._chain_dbs.get(id(chain))
             for candidate in self._candidates(chain.link, value, state):
                 if len(candidate) < shortest:
                     continue  # shorter than any match of the chain's patterns (often: base64 garbage)
-                for pid in self.scan(candidate, state):
+                if own is not None and len(candidate) > MAX_TEXT:
+                    hits = self._chain_scan(own, candidate, state)
+                else:
+                    hits = self.scan(candidate, state)
+                for pid in hits:
                     todo.update(chain.rules.get(pid, ()))
 
+    def _chain_scan(self, own: tuple[int, Any], text: str, state: EvalState) -> Hits:
+        """The hits on a long text that matter to a chain: the whole database's when the transaction
+        has them already (a multi_match chain's first candidate is the value itself), else those of the
+        chain's own database (the same among its patterns, for a fraction of the cost), kept for the
+        transaction under the database's number (targets reading one value through one chain)."""
+        cache = state.scan_cache
+        hits = cache.get(text)
+        if hits is None:
+            key = (own[0], text)
+            hits = cache.get(key)
+            if hits is None:
+                hits = cache[key] = self._scan(text, own[1])
+        return hits
 
     def _values(self, tg: TargetGates, state: EvalState) -> list[str]:
         """The values a target reads (exclusions aside: leaving them in only widens), cached. A named
@@ -1147,7 +1309,8 @@ def build_prefilter(
     twins = _folded_twins(links, sets, keys)
     if len(sets) < MIN_PATTERNS:
         return None
-    database, refused = compile_database(sets)
+    compiled = compile_database(sets)
+    database, refused = compiled.database, compiled.refused
     if database is None:
         return None
     broad = _broad(database)
@@ -1188,14 +1351,43 @@ def build_prefilter(
     target_keys: dict[Target, int] = {}
     memo_keys: list[int] = []
     phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
+    # Chains reading few of the patterns get a database of those alone (for their long candidates).
+    usable = len(sets) - len(refused)
+    wanted: dict[int, tuple[int, ...]] = {}
+    for gates in phases.values():
+        for tg in gates.targets:
+            for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque):
+                ids = tuple(sorted(chain.rules))
+                if len(ids) <= CHAIN_PATTERNS and 2 * len(ids) <= usable:
+                    wanted[id(chain)] = ids
+    subsets = chain_databases(compiled, wanted.values())  # (and the whole database cached on disk)
+    numbers = {ids: n for n, ids in enumerate(sorted(subsets))}
+    chain_dbs = {key: (numbers[ids], subsets[ids]) for key, ids in wanted.items() if ids in subsets}
     ungated = sum(1 for *_, pid in links if pid in refused)
-    stats = Stats(len(link_pids), ungated, len(gated), len(broad), len(sets) - len(refused), exact_rules)
+    stats = Stats(
+        len(link_pids),
+        ungated,
+        len(gated),
+        len(broad),
+        usable,
+        exact_rules,
+        len(subsets),
+    )
     heads: dict[int, tuple[Phase, int]] = {}
     for phase, index in sorted(gated | exact_gated):
         head = plans[phase].items[index].links[0]  # type: ignore[union-attr]
         heads[id(head)] = (phase, index) if id(head) not in heads else (phase, -1)  # -1: never skip
     return Prefilter(
-        database, link_pids, phases, candidates, tuple(rules), stats, exact or (lambda *_: True), heads, sets
+        database,
+        link_pids,
+        phases,
+        candidates,
+        tuple(rules),
+        stats,
+        exact or (lambda *_: True),
+        heads,
+        sets,
+        chain_dbs,
     )
 
 

@@ -41,10 +41,11 @@ class EvalState:
     collect_cache: dict[str, Any] = field(default_factory=dict)
     # The engine's prefilter (prefilter.py) and its per-transaction answers: what it derived from the
     # collections (valid as long as collect_cache is: cleared with it and on ctl), and inspected
-    # value -> pattern ids that may match it.
+    # value -> pattern ids that may match it ((number, long text) -> the hits of a chain's own
+    # database, Prefilter._chain_scan).
     prefilter: Prefilter | None = None
     prefilter_cache: dict[object, Any] = field(default_factory=dict)
-    scan_cache: dict[str, set[int] | frozenset[int]] = field(default_factory=dict)
+    scan_cache: dict[object, set[int] | frozenset[int]] = field(default_factory=dict)
 
     def expand(self, text: str) -> str:
         """Expand ModSecurity macros such as %{tx.score}, %{MATCHED_VAR}, %{REQUEST_HEADERS.Host}."""

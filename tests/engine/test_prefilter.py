@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from logoutguard.engine import prefilter, transformations
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.examples import example_transaction
 from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
-from logoutguard.engine.rules import Ctl, Link, Marker, Phase, Ruleset
+from logoutguard.engine.rules import Ctl, Link, Marker, Phase, Rule, Ruleset
+from logoutguard.engine.state import EvalState
 from logoutguard.engine.transaction import Transaction, build_transaction
 from logoutguard.engine.variables import is_dynamic
 from logoutguard.engine.verdict import Verdict
@@ -145,10 +149,10 @@ def test_shipped_patterns_match_their_own_examples(ruleset: Ruleset) -> None:
         regexes = prefilter.prefilter_regexes(rule.head)
         if not regexes or rule.head.transforms or not rule.examples.match:
             continue
-        expressions = prefilter._usable((regexes, False))
-        if expressions is None:  # refused by hyperscan: the rule stays ungated
+        usable = prefilter._usable((regexes, False))
+        if usable is None:  # refused by hyperscan: the rule stays ungated
             continue
-        db = hs_database(expressions)
+        db = hs_database(usable[0])
         for example in rule.examples.match:
             text = example.encode("utf-8").decode("latin-1") if isinstance(example, str) else ""
             if any(r.search(text) for r in regexes):
@@ -235,9 +239,7 @@ def test_ctl_and_skip_after_behave_the_same(ruleset: Ruleset, monkeypatch: pytes
     ids = phase2_rx_rules(ruleset)[:40]
     rules = [ruleset.by_id()[i] for i in ids]
     first, second = rules[0], rules[1]
-    remover = replace(
-        first, head=replace(first.head, actions=(Ctl.parse(f"ruleRemoveById={second.id}"),))
-    )
+    remover = replace(first, head=replace(first.head, actions=(Ctl.parse(f"ruleRemoveById={second.id}"),)))
     jumper = replace(rules[2], skip_after="END")
     items = [remover, second, jumper, *rules[3:10], Marker("END", Phase.REQUEST_BODY), *rules[10:]]
     small = Ruleset.build(items)
@@ -358,14 +360,21 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     files = list(tmp_path.glob("prefilter-*.hsdb"))
     assert len(files) == 1
     compiled: list[int] = []
-    monkeypatch.setattr(prefilter, "_compile_database", lambda sets: compiled.append(1) or (None, set()))
+    monkeypatch.setattr(
+        prefilter, "_compile_database", lambda sets, used=None: compiled.append(1) or (None, set(), set())
+    )
     monkeypatch.setattr(prefilter, "_compiled", {})
-    again = Engine(small, paranoia=4)  # from the file: nothing compiled
+    monkeypatch.setattr(prefilter, "_subset_memo", {})
+    monkeypatch.setattr(prefilter, "_compile_subset", lambda expressions: compiled.append(2))
+    again = Engine(small, paranoia=4)  # from the file: nothing compiled, the chains' databases neither
     assert compiled == [] and again._prefilter is not None
+    assert again._prefilter.stats.chain_databases == first._prefilter.stats.chain_databases > 0  # type: ignore[union-attr]
     plain = Engine(small, paranoia=4, prefilter=False)
     for entry in load_attacks()[:120]:
         tx = entry.transaction()
-        assert outcome(again.inspect(tx)) == outcome(first.inspect(tx)) == outcome(plain.inspect(tx)), entry.id
+        assert outcome(again.inspect(tx)) == outcome(first.inspect(tx)) == outcome(plain.inspect(tx)), (
+            entry.id
+        )
     files[0].write_bytes(b"LGHS1\n[]\ngarbage")
     with caplog.at_level(logging.WARNING, logger="logoutguard"):
         Engine(small, paranoia=4)
@@ -679,3 +688,153 @@ def test_min_width_is_the_shortest_match(patterns: list[str], width: int) -> Non
     assert prefilter.min_width(regexes) == width
     text = "z" * (width - 1) if width else ""
     assert not any(r.search(text) for r in regexes) or width == 0
+
+
+# --- per-chain databases: a chain's own database hits what the whole one hits among its patterns ------
+
+
+def own_databases(engine: Engine) -> Iterator[tuple[prefilter.ReadChain, object]]:
+    """Every chain of the engine's gates that scans its long candidates with its own database."""
+    pf = engine._prefilter
+    assert pf is not None
+    for gates in pf._phases.values():
+        for tg in gates.targets:
+            for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque):
+                own = pf._chain_dbs.get(id(chain))
+                if own is not None:
+                    yield chain, own[1]
+
+
+def chain_disagreements(engine: Engine, value: str, state: EvalState) -> tuple[list[object], int]:
+    """For every chain with its own database, on `value`: the candidates on which its database's hits
+    among the chain's patterns differ from the whole database's, and the values for which the rules
+    the chain adds differ from those it adds scanning the whole database (as before chain databases);
+    and how many candidates were compared."""
+    pf = engine._prefilter
+    assert pf is not None
+    wrong: list[object] = []
+    compared = 0
+    for chain, own in own_databases(engine):
+        ids = set(chain.rules)
+        for candidate in pf._candidates(chain.link, value, state):
+            compared += 1
+            if pf._scan(candidate, own) & ids != pf._scan(candidate) & ids:
+                wrong.append((chain.link.transforms, candidate[:120]))
+        state.scan_cache.clear()  # (else the whole database's hits kept below would answer)
+        with_own: set[int] = set()
+        pf._transformed_hits((chain,), value, state, with_own)
+        saved, pf._chain_dbs = pf._chain_dbs, {}
+        try:
+            whole: set[int] = set()
+            pf._transformed_hits((chain,), value, state, whole)
+        finally:
+            pf._chain_dbs = saved
+        if with_own != whole:
+            wrong.append((chain.link.transforms, value[:120], sorted(with_own ^ whole)))
+    return wrong, compared
+
+
+def long_values(engine: Engine, tx: Transaction) -> Iterator[tuple[str, EvalState]]:
+    """The long values the gates read in `tx`, and all its values joined into one long value."""
+    pf = engine._prefilter
+    assert pf is not None
+    state = engine.new_state(tx)
+    values: list[str] = []
+    for gates in pf._phases.values():
+        for tg in gates.targets:
+            values.extend(pf._values(tg, state))
+    for value in dict.fromkeys(values):
+        if len(value) > prefilter.MAX_TEXT:
+            yield value, state
+    joined = "&".join(dict.fromkeys(values))
+    if len(joined) > prefilter.MAX_TEXT:
+        yield joined, state
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_chain_databases_hit_as_the_whole_database_on_the_corpora(
+    engines: dict[tuple[int, bool], Engine], paranoia: int
+) -> None:
+    engine = engines[(paranoia, True)]
+    assert engine._prefilter is not None and engine._prefilter.stats.chain_databases > 30
+    wrong: list[object] = []
+    compared = values = 0
+    for entry in load_benign() + load_attacks():
+        for value, state in long_values(engine, entry.transaction()):
+            values += 1
+            found, count = chain_disagreements(engine, value, state)
+            wrong.extend(found)
+            compared += count
+    assert wrong == []
+    assert values > 600 and compared > 10_000
+
+
+def attack_fragments(rules: list[Rule]) -> list[str]:
+    """The shipped rules' match examples, as they are and base64-encoded (for base64_decode chains)."""
+    examples = [e for rule in rules for e in rule.examples.match if isinstance(e, str) and e]
+    return examples + [base64.b64encode(e.encode()).decode() for e in examples]
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_chain_databases_hit_as_the_whole_database_on_fuzzed_long_values(
+    ruleset: Ruleset, engines: dict[tuple[int, bool], Engine], paranoia: int, data: st.DataObject
+) -> None:
+    engine = engines[(paranoia, True)]
+    fragments = attack_fragments(list(ruleset.rules))
+    part = st.one_of(st.sampled_from(fragments), st.text(alphabet=ALPHABET + "<>=()", max_size=12))
+    value = "".join(data.draw(st.lists(part, min_size=1, max_size=60)))
+    value = value + data.draw(
+        st.text(alphabet=ALPHABET, min_size=max(0, prefilter.MAX_TEXT + 1 - len(value)))
+    )
+    state = engine.new_state(build_transaction(method="POST", uri="/", headers=[("Host", "x")], body=value))
+    wrong, _ = chain_disagreements(engine, value, state)
+    assert wrong == []
+
+
+def test_a_subset_hyperscan_refuses_leaves_its_chains_on_the_whole_database(
+    ruleset: Ruleset, engines: dict[tuple[int, bool], Engine], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(prefilter.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(prefilter, "_subset_memo", {})
+    real = prefilter._compile_subset
+    monkeypatch.setattr(
+        prefilter, "_compile_subset", lambda expressions: None if len(expressions) % 2 else real(expressions)
+    )
+    fast = Engine(ruleset, paranoia=1)
+    assert fast._prefilter is not None
+    partial = fast._prefilter.stats.chain_databases
+    monkeypatch.setattr(prefilter, "_compile_subset", real)
+    again = Engine(ruleset, paranoia=1)  # the refusals are kept in the file: not tried again
+    assert again._prefilter is not None and again._prefilter.stats.chain_databases == partial
+    assert 0 < partial < engines[(1, True)]._prefilter.stats.chain_databases  # type: ignore[union-attr]
+    plain = engines[(1, False)]
+    long_bodies = [tx for e in load_benign() + load_attacks() if len((tx := e.transaction()).body) > 256]
+    assert len(long_bodies) > 10
+    for tx in long_bodies:
+        assert outcome(fast.inspect(tx)) == outcome(plain.inspect(tx))
+
+
+def test_a_damaged_chain_database_in_the_cache_file_is_compiled_again(
+    ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(prefilter.CACHE_ENV, str(tmp_path))
+    small = small_ruleset(ruleset, phase2_rx_rules(ruleset)[:30])
+    first = Engine(small, paranoia=4)
+    assert first._prefilter is not None and first._prefilter.stats.chain_databases > 0
+    (path,) = tmp_path.glob("prefilter-*.hsdb")
+    data = path.read_bytes()
+    header_end = data.index(b"\n", len(b"LGHS2\n"))
+    header = json.loads(data[len(b"LGHS2\n") : header_end])
+    start = header_end + 1 + header["size"]  # the first subset's bytes
+    length = next(size for _, size in header["subsets"] if size)
+    path.write_bytes(data[:start] + b"\xff" * length + data[start + length :])
+    monkeypatch.setattr(prefilter, "_compiled", {})
+    monkeypatch.setattr(prefilter, "_subset_memo", {})
+    with caplog.at_level(logging.WARNING, logger="logoutguard"):
+        again = Engine(small, paranoia=4)
+    assert "chain database cannot be used" in caplog.text
+    assert again._prefilter is not None
+    assert again._prefilter.stats.chain_databases == first._prefilter.stats.chain_databases
+    assert path.read_bytes() == data  # written anew
