@@ -427,6 +427,9 @@ class Compiled:
     stored: bool = False  # the file in the cache holds all of the above
     # Pattern id -> its expressions in the database, when compiled here (else translated on demand).
     expressions: dict[int, list[bytes]] = field(default_factory=dict)
+    # Pattern id -> the fewest characters a match spans (min_width: re's parser, tens of milliseconds
+    # for a ruleset, so kept in the file too).
+    widths: list[int] = field(default_factory=list)
 
 
 def compile_database(sets: list[PatternSet]) -> Compiled:
@@ -440,7 +443,8 @@ def compile_database(sets: list[PatternSet]) -> Compiled:
         return cached
     expressions: dict[int, list[bytes]] = {}
     database, refused, loose = _compile_database(sets, expressions)
-    return Compiled(key, sets, database, refused, loose, expressions=expressions)
+    widths = [min_width(regexes) for regexes, _ in sets]
+    return Compiled(key, sets, database, refused, loose, expressions=expressions, widths=widths)
 
 
 CHAIN_PATTERNS = 16  # a chain with more patterns (or half the database) scans the whole database
@@ -477,7 +481,7 @@ def chain_databases(compiled: Compiled, wanted: Iterable[tuple[int, ...]]) -> di
             subsets[ids] = _compile_subset([(pid, e) for pid in ids for e in expressions[pid]])
         compiled.stored = False
     if not compiled.stored and compiled.database is not None:
-        _store_cached(compiled.key, compiled.database, compiled.refused, compiled.loose, subsets)
+        _store_cached(compiled, subsets)
         compiled.stored = True
     return {ids: subsets[ids] for ids in wanted if subsets[ids] is not None}
 
@@ -524,8 +528,8 @@ def _cache_key(sets: list[PatternSet]) -> str:
 def _load_cached(key: str, sets: list[PatternSet] | None = None) -> Compiled | None:
     """The cache file of `key`: the whole database, then the per-chain ones (one file per key, so the
     chain databases never count against CACHE_FILES). Header: a JSON line with the refused and loose
-    pattern ids, the whole database's size in bytes and [pattern ids, size] of each subset (size 0:
-    hyperscan refused it)."""
+    pattern ids, each pattern id's least width, the whole database's size in bytes and [pattern ids,
+    size] of each subset (size 0: hyperscan refused it)."""
     path = cache_dir() / f"prefilter-{key}.hsdb"
     try:
         info = path.stat()
@@ -543,6 +547,9 @@ def _load_cached(key: str, sets: list[PatternSet] | None = None) -> Compiled | N
         fields = json.loads(header)
         refused = {int(i) for i in fields["refused"]}
         loose = {int(i) for i in fields["loose"]}
+        widths = [int(w) for w in fields["widths"]]
+        if sets is not None and len(widths) != len(sets):
+            raise ValueError("widths of other pattern sets")
         size = int(fields["size"])
         database = _loaded(blob[:size])
         position = size
@@ -556,7 +563,7 @@ def _load_cached(key: str, sets: list[PatternSet] | None = None) -> Compiled | N
     except Exception as exc:  # a damaged file: compile again (and write it anew)
         log.warning(f"LogoutGuard: the cached prefilter database {path} cannot be used ({exc}); compiling")
         return None
-    return Compiled(key, sets or [], database, refused, loose, subsets, stored=True)
+    return Compiled(key, sets or [], database, refused, loose, subsets, stored=True, widths=widths)
 
 
 def _loaded(blob: bytes) -> Any:
@@ -572,21 +579,16 @@ def _dumped(database: Any) -> bytes:
     return hyperscan.dumpb(database)
 
 
-def _store_cached(
-    key: str,
-    database: Any,
-    refused: set[int],
-    loose: set[int] | None = None,
-    subsets: dict[tuple[int, ...], Any] | None = None,
-) -> None:
+def _store_cached(compiled: Compiled, subsets: dict[tuple[int, ...], Any]) -> None:
     folder = cache_dir()
-    path = folder / f"prefilter-{key}.hsdb"
+    path = folder / f"prefilter-{compiled.key}.hsdb"
     try:
-        whole = hyperscan.dumpb(database)
-        parts = {ids: _dumped(db) for ids, db in sorted((subsets or {}).items())}
+        whole = hyperscan.dumpb(compiled.database)
+        parts = {ids: _dumped(db) for ids, db in sorted(subsets.items())}
         header = {
-            "refused": sorted(refused),
-            "loose": sorted(loose or ()),
+            "refused": sorted(compiled.refused),
+            "loose": sorted(compiled.loose),
+            "widths": compiled.widths,
             "size": len(whole),
             "subsets": [[list(ids), len(part)] for ids, part in parts.items()],
         }
@@ -766,6 +768,7 @@ class Prefilter:
         heads: dict[int, tuple[Phase, int]] | None = None,
         sets: list[PatternSet] | None = None,
         chain_dbs: dict[int, tuple[int, Any]] | None = None,
+        widths: list[int] | None = None,
     ) -> None:
         sets = sets or []
         heads = heads or {}
@@ -807,9 +810,9 @@ class Prefilter:
                     chain = chain_of(link.transforms)
                     if not chain.mask & ALWAYS and not chain.lowers:
                         self._direct_masks[id(link)] = chain.mask
-        # The least width of each pattern set and of each chain's patterns, worked out now (re's parser,
-        # tens of milliseconds for a ruleset): on first use they would cost a request that much.
-        self._widths = {pid: min_width(regexes) for pid, (regexes, _) in enumerate(sets)}
+        # The least width of each pattern set (kept with the compiled database) and of each chain's
+        # patterns, worked out now: on first use they would cost a request re's parse of its patterns.
+        self._widths = widths if widths is not None else [min_width(regexes) for regexes, _ in sets]
         self._chain_widths = {  # id(ReadChain) -> the least width of its patterns
             id(chain): min((self._widths[pid] for pid in chain.rules), default=0)
             for gates in phases.values()
@@ -1388,6 +1391,7 @@ def build_prefilter(
         heads,
         sets,
         chain_dbs,
+        compiled.widths,
     )
 
 

@@ -366,8 +366,10 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     monkeypatch.setattr(prefilter, "_compiled", {})
     monkeypatch.setattr(prefilter, "_subset_memo", {})
     monkeypatch.setattr(prefilter, "_compile_subset", lambda expressions: compiled.append(2))
+    monkeypatch.setattr(prefilter, "min_width", lambda regexes: compiled.append(3))
     again = Engine(small, paranoia=4)  # from the file: nothing compiled, the chains' databases neither
     assert compiled == [] and again._prefilter is not None
+    assert again._prefilter._widths == first._prefilter._widths  # type: ignore[union-attr]  (kept in the file)
     assert again._prefilter.stats.chain_databases == first._prefilter.stats.chain_databases > 0  # type: ignore[union-attr]
     plain = Engine(small, paranoia=4, prefilter=False)
     for entry in load_attacks()[:120]:
@@ -378,9 +380,10 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     files[0].write_bytes(b"LGHS1\n[]\ngarbage")
     with caplog.at_level(logging.WARNING, logger="logoutguard"):
         Engine(small, paranoia=4)
-    assert compiled == [1]  # compiled again (here: the stub)
+    assert compiled[0] == 1 and set(compiled[1:]) == {3}  # compiled again (here: the stubs)
     assert "cannot be used" in caplog.text
-    prefilter._store_cached(prefilter._cache_key([]), first._prefilter._db, set())  # type: ignore[union-attr]
+    database = first._prefilter._db  # type: ignore[union-attr]
+    prefilter._store_cached(prefilter.Compiled(prefilter._cache_key([]), [], database, set(), set()), {})
     shared = tmp_path / f"prefilter-{prefilter._cache_key([])}.hsdb"
     assert prefilter._load_cached(prefilter._cache_key([])) is not None
     shared.chmod(0o666)  # anyone may change it: never trusted
