@@ -36,6 +36,9 @@ class ParsedBody:
     parts: int = 0  # multipart parts in the body (all of them, also those past the parts limit)
 
 
+NO_BODY = ParsedBody()  # what an empty body parses to (frozen: one for every bodiless request)
+
+
 class JsonNaming(Enum):
     """How the values of a JSON body are named as ARGS: the one place where our view of a request and
     ModSecurity's differ on purpose. Both read a document alike otherwise: every key in document order,
@@ -66,7 +69,7 @@ def parse_body(
     values are named as `naming` says. `truncated`: the body was cut at the inspection limit, so what
     is there is read as far as it goes. `max_parts`: multipart parts past it are left out."""
     if not body:
-        return ParsedBody()
+        return NO_BODY
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == "application/x-www-form-urlencoded":
         return ParsedBody("URLENCODED", parse_urlencoded(body))
