@@ -59,17 +59,16 @@ def read_request(
         method=request.data.method,
         uri=request.data.path,
         protocol=request.data.http_version,
-        headers=list(fields),
+        headers=fields,
         body=request_body(request, b"content-encoding" in named),
         client_addr=client_address(flow),
         body_limit=body_limit,
         limits=limits,
     )
-    path = request.data.path.decode("latin-1")
     live = flow.live
     return SeenRequest(
-        tx=tx,
-        session_ids=tuple(request_identifiers(tx.cookies, path, named.get(b"authorization"), rules)),
+        tx=tx,  # its uri: the request's path as sent (latin-1), what the path parameters are read from
+        session_ids=tuple(request_identifiers(tx.cookies, tx.uri, named.get(b"authorization"), rules)),
         user_agent=named.get(b"user-agent"),
         at=time.time() if live else flow.request.timestamp_start,
         live=live,

@@ -182,7 +182,7 @@ class Pipeline:
             check,
             self.policy,
             fail_closed=self.settings.fail_closed,
-            signals=self._signals(flow, seen),
+            signals=self._signals(flow, seen, verdict.inbound_blocked),
         )
         pending = self.pending[flow.id] = Pending(
             state, verdict.matches, seen, authenticated=check.facts.authenticated
@@ -200,11 +200,17 @@ class Pipeline:
         """The request's path for a log line: session path parameters redacted, no query."""
         return redact_path(flow.request.path, self.rules).split("?", 1)[0]
 
-    def _signals(self, flow: http.HTTPFlow, seen: SeenRequest) -> RequestSignals:
-        sockname = flow.client_conn.sockname
-        listening = [f"{sockname[0]}:{sockname[1]}"] if sockname and len(sockname) >= 2 else []
+    def _signals(self, flow: http.HTTPFlow, seen: SeenRequest, over_threshold: bool) -> RequestSignals:
+        """What the request says about itself. Whether another site sent it is worked out only for a
+        request over the inbound threshold: the judge reads it for no other (tests/test_judge.py
+        holds it to that), and most requests are not."""
+        cross_site = False
+        if over_threshold:
+            sockname = flow.client_conn.sockname
+            listening = [f"{sockname[0]}:{sockname[1]}"] if sockname and len(sockname) >= 2 else []
+            cross_site = is_cross_site(seen.tx, self.policy, listening)
         return RequestSignals(
-            cross_site=is_cross_site(seen.tx, self.policy, listening),
+            cross_site=cross_site,
             asks_redirect_target=seen.tx.path.split(";", 1)[0] == self._redirect_path,
             body_over_limit=seen.tx.body_truncated and self.settings.reject_over_limit,
         )

@@ -59,6 +59,20 @@ def _header(tx: Transaction, name: str) -> str | None:
     return next((v for k, v in tx.headers if k.lower() == name), None)
 
 
+_ATTRIBUTION_HEADERS = frozenset({"sec-fetch-site", "origin", "referer"})
+
+
+def _first_values(tx: Transaction, names: frozenset[str]) -> dict[str, str]:
+    """The first value of each header of `names` (lower case) the request has, found in one pass
+    (what `_header` gives for each of them)."""
+    found: dict[str, str] = {}
+    for key, value in tx.headers:
+        name = key.lower()
+        if name in names and name not in found:
+            found[name] = value
+    return found
+
+
 @lru_cache(maxsize=1024)  # pure; a client sends the same few Origin and Referer values again and again
 def _origin(url: str) -> str:
     """scheme://host[:port] of a URL, lower-cased, default ports left out ("" when not an http(s) URL)."""
@@ -103,13 +117,14 @@ def own_authorities(tx: Transaction, policy: Policy, listening: Iterable[str] = 
 def is_cross_site(tx: Transaction, policy: Policy, listening: Iterable[str] = ()) -> bool:
     """Another site made the browser send this request: Sec-Fetch-Site says so, or (without Fetch
     metadata) its Origin, or else its Referer, is not one of the application's own."""
-    fetch_site = (_header(tx, "sec-fetch-site") or "").strip().lower()
+    headers = _first_values(tx, _ATTRIBUTION_HEADERS)
+    fetch_site = (headers.get("sec-fetch-site") or "").strip().lower()
     if fetch_site:
         return fetch_site == CROSS_SITE or (
             fetch_site == "same-site" and not policy.attribution.same_site_is_own
         )
     for name in ("origin", "referer"):
-        value = _header(tx, name)
+        value = headers.get(name)
         if value is None:
             continue
         if value.strip().lower() == "null":  # an opaque origin: a sandboxed frame, a data: page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from logoutguard.engine.verdict import Match, Verdict
@@ -454,6 +456,23 @@ def test_judge(
     assert (judgement.situation, judgement.action, judgement.strip_session) == (situation, action, strip)
     assert judgement.action is not Action.STRIP
     assert judgement.acts == (action not in (Action.NONE, Action.LOG))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(case[0]) for case in CASES])
+def test_cross_site_matters_only_over_the_inbound_threshold(case: tuple[object, ...]) -> None:
+    """The pipeline works out whether another site sent a request only when it is over the inbound
+    threshold (Pipeline._signals): for any other the judgement must not depend on it."""
+    v, c, policy, fail_closed = case[1:5]
+    assert isinstance(v, Verdict)
+    if v.inbound_blocked:
+        return
+    signals = case[8] if len(case) == 9 else RequestSignals()
+    assert isinstance(signals, RequestSignals)
+    judged = [
+        judge(v, c, policy, fail_closed=fail_closed, signals=replace(signals, cross_site=cross))  # type: ignore[arg-type]
+        for cross in (False, True)
+    ]
+    assert judged[0] == judged[1]
 
 
 def test_reasons_start_with_the_verdicts_and_name_the_situation() -> None:

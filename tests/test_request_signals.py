@@ -91,3 +91,17 @@ def test_is_cross_site(headers: dict[str, str], policy: object, cross: bool) -> 
 def test_own_authorities() -> None:
     own = own_authorities(tx(Host="shop.example:443"), ORIGINS, ["10.0.0.1:80"])
     assert {"shop.example", "shop.example:443", "10.0.0.1:80", "10.0.0.1"} <= own
+
+
+@pytest.mark.parametrize(
+    ("headers", "cross"),
+    [
+        ([("origin", "https://evil.example"), ("Origin", "http://127.0.0.1:8081")], True),
+        ([("ORIGIN", "http://127.0.0.1:8081"), ("Origin", "https://evil.example")], False),
+        ([("Sec-Fetch-Site", "same-origin"), ("sec-fetch-site", "cross-site")], False),
+        ([("Sec-Fetch-Site", ""), ("Referer", "https://evil.example/")], True),  # an empty one is none
+    ],
+)
+def test_the_first_of_repeated_headers_counts(headers: list[tuple[str, str]], cross: bool) -> None:
+    request = build_transaction(method="POST", uri="/x", headers=[("Host", "127.0.0.1:8080"), *headers])
+    assert is_cross_site(request, DEFAULTS, LISTENING) is cross

@@ -14,13 +14,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
-from urllib.parse import parse_qsl
 from xml.parsers import expat
 
 from .transaction import Pairs
 
 JSON_DEPTH_LIMIT = 512
 _URLENCODED_SHAPE = re.compile(r"[^=&\s]+=[^\s]*", re.ASCII)
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+# "%xx" (hex digits of either case) -> the character of that byte, as percent-decoding to latin-1 gives it
+_ESCAPES = {f"{a}{b}": chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,9 @@ class ParsedBody:
     files_size: int = 0
     error: str = ""
     parts: int = 0  # multipart parts in the body (all of them, also those past the parts limit)
+
+
+NO_BODY = ParsedBody()  # what an empty body parses to (frozen: one for every bodiless request)
 
 
 class JsonNaming(Enum):
@@ -64,7 +69,7 @@ def parse_body(
     values are named as `naming` says. `truncated`: the body was cut at the inspection limit, so what
     is there is read as far as it goes. `max_parts`: multipart parts past it are left out."""
     if not body:
-        return ParsedBody()
+        return NO_BODY
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == "application/x-www-form-urlencoded":
         return ParsedBody("URLENCODED", parse_urlencoded(body))
@@ -106,10 +111,36 @@ def _looks_urlencoded(body: str) -> bool:
 
 def parse_urlencoded(text: str, limit: int | None = None) -> Pairs:
     """`a=1&b=2&a=3` -> all pairs, repeated names kept, percent-decoding byte-exact; with `limit`,
-    only the first `limit` `&`-separated pieces are read."""
-    if limit is not None:
-        text = "&".join(text.split("&", limit)[:limit])
-    return tuple(parse_qsl(text, keep_blank_values=True, encoding="latin-1", errors="strict"))
+    only the first `limit` `&`-separated pieces are read.
+
+    The pairs `urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="latin-1")` gives (a
+    property test holds it to that), at about half its cost: every request's query and every form
+    body passes here, and parse_qsl decodes each escaped piece through bytes and back."""
+    pieces = text.split("&") if limit is None else text.split("&", limit)[:limit]
+    pairs: list[tuple[str, str]] = []
+    for piece in pieces:
+        if piece:
+            name, _, value = piece.partition("=")
+            pairs.append((_form_unquote(name), _form_unquote(value)))
+    return tuple(pairs)
+
+
+def _form_unquote(text: str) -> str:
+    """unquote_plus(text, encoding="latin-1"): "+" is a space, a valid "%xx" escape its byte's
+    character; an invalid escape ("%zz", a "%" at the end) stays as written."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    first, *escaped = text.split("%")
+    out = [first]
+    for item in escaped:
+        char = _ESCAPES.get(item[:2])
+        if char is None:
+            out += ("%", item)
+        else:
+            out += (char, item[2:])
+    return "".join(out)
 
 
 def parse_multipart(content_type: str, body: str, max_parts: int | None = None) -> ParsedBody:

@@ -159,10 +159,16 @@ def build_transaction(
     if len(headers) > limits.headers:
         exceeded.append(("headers", f"{len(headers)} > {limits.headers}"))
         headers = headers[: limits.headers]
-    header_pairs = tuple((byte_text(k), byte_text(v)) for k, v in headers)
+    header_pairs = tuple([(byte_text(k), byte_text(v)) for k, v in headers])
     path, query = split_uri(uri_t)
-    cookie_values = [value for name, value in header_pairs if name.lower() == "cookie"]
-    content_type = next((value for name, value in header_pairs if name.lower() == "content-type"), None)
+    cookie_values: list[str] = []
+    content_type = None  # the first Content-Type
+    for name, value in header_pairs:  # one pass, each name lower-cased once
+        lname = name.lower()
+        if lname == "cookie":
+            cookie_values.append(value)
+        elif lname == "content-type" and content_type is None:
+            content_type = value
     cookie_count = sum(value.count(";") + 1 for value in cookie_values)  # pieces, empty ones too
     if cookie_count > limits.cookies:
         exceeded.append(("cookies", f"{cookie_count} > {limits.cookies}"))

@@ -144,6 +144,8 @@ def without_path_parameters(path: str, refused: Iterable[SessionId]) -> str:
 def redact_path(path: str, rules: IdentifierRules) -> str:
     """The path with the value of every session path parameter replaced by [redacted]."""
     head, sep, query = path.partition("?")
+    if ";" not in head:  # no path parameter (most paths): nothing to redact
+        return path
 
     def hide(m: re.Match[str]) -> str:
         return f";{m.group(1)}={REDACTED}" if rules.parameter_cookie(m.group(1)) else m.group(0)

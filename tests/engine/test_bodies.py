@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logoutguard.engine.bodies import (
     JSON_DEPTH_LIMIT,
@@ -235,3 +238,15 @@ def test_xml_external_entities_are_not_loaded() -> None:
 
 def test_urlencoded_limit_reads_the_first_pieces_only() -> None:
     assert parse_urlencoded("a=1&b=2&c=3", 2) == (("a", "1"), ("b", "2"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("%+=&;aZ09fFgG \0\x7f\x80\xe9\xff\u0100"), max_size=40),
+    limit=st.none() | st.integers(min_value=0, max_value=6),
+)
+def test_urlencoded_pairs_are_the_standard_librarys(text: str, limit: int | None) -> None:
+    """parse_urlencoded is its own loop for speed; what it gives is what parse_qsl gives."""
+    kept = text if limit is None else "&".join(text.split("&", limit)[:limit])
+    expected = parse_qsl(kept, keep_blank_values=True, encoding="latin-1", errors="strict")
+    assert parse_urlencoded(text, limit) == tuple(expected)
