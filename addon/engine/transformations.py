@@ -184,8 +184,8 @@ def _url_char(m: re.Match[str]) -> str:
 
 def url_decode(value: str) -> str:
     """ModSecurity urlDecode: %xx -> byte, + -> space; an invalid or truncated % stays as it is."""
-    if "%" not in value and "+" not in value:
-        return value
+    if "%" not in value:
+        return value.replace("+", " ")  # (the value itself when it has no "+")
     return _unquote(value) or _URL_ESCAPE.sub(_url_char, value)
 
 
