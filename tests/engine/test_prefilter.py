@@ -612,16 +612,32 @@ def test_one_pass_per_collection_counts_and_selects_members(tmp_path: Path) -> N
         assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), uri
 
 
-def test_a_gated_first_link_tests_only_the_values_that_may_match(tmp_path: Path) -> None:
+def attack_rule_engine(tmp_path: Path, rule_id: int) -> tuple[Ruleset, Engine, tuple[dict[str, prefilter.Source], int]]:
+    """An engine whose rule `rule_id` looks for attack<digit> in ARGS and cookies, and its head gate."""
     rules = [
-        {"id": 994001, "targets": ["ARGS", "REQUEST_COOKIES"], "operator": "rx", "argument": "attack[0-9]"},
+        {"id": rule_id, "targets": ["ARGS", "REQUEST_COOKIES"], "operator": "rx", "argument": "attack[0-9]"},
         *filler_rules(),
     ]
     ruleset = helpers.yaml_rules(tmp_path, *rules)
     engine = Engine(ruleset, paranoia=1)
     assert engine._prefilter is not None
-    head = engine._prefilter.head_gate(ruleset.by_id()[994001].head)
+    head = engine._prefilter.head_gate(ruleset.by_id()[rule_id].head)
     assert head is not None
+    return ruleset, engine, head
+
+
+def assert_matches_as_plain_re(
+    ruleset: Ruleset, engine: Engine, tx: Transaction, expected: list[tuple[int, str]]
+) -> None:
+    """The engine's matches for `tx` are `expected` (rule id, target), as without the prefilter."""
+    match = engine.inspect(tx).matches
+    assert [(m.id, m.target) for m in match] == expected
+    assert Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).matches == match
+
+
+def test_a_gated_first_link_tests_only_the_values_that_may_match(tmp_path: Path) -> None:
+    ruleset, engine, head = attack_rule_engine(tmp_path, 994001)
+    assert engine._prefilter is not None
     tx = helpers.request(uri="/?a=attack1&b=hello", headers=[("Cookie", "c=attack2; d=plain")])
     state = engine.new_state(tx)
     may = engine._prefilter.member_may_match
@@ -630,21 +646,12 @@ def test_a_gated_first_link_tests_only_the_values_that_may_match(tmp_path: Path)
     assert may(head, "REQUEST_COOKIES", "REQUEST_COOKIES:c", "attack2", state)
     assert not may(head, "REQUEST_COOKIES", "REQUEST_COOKIES:d", "plain", state)
     assert may(head, "ARGS", "ARGS:b", "x" * 300, state)  # long values are always tested
-    match = engine.inspect(tx).matches
-    assert [(m.id, m.target) for m in match] == [(994001, "ARGS:a")]
-    assert Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).matches == match
+    assert_matches_as_plain_re(ruleset, engine, tx, [(994001, "ARGS:a")])
 
 
 def test_a_collection_none_of_whose_members_may_match_is_skipped_whole(tmp_path: Path) -> None:
-    rules = [
-        {"id": 994101, "targets": ["ARGS", "REQUEST_COOKIES"], "operator": "rx", "argument": "attack[0-9]"},
-        *filler_rules(),
-    ]
-    ruleset = helpers.yaml_rules(tmp_path, *rules)
-    engine = Engine(ruleset, paranoia=1)
+    ruleset, engine, head = attack_rule_engine(tmp_path, 994101)
     assert engine._prefilter is not None
-    head = engine._prefilter.head_gate(ruleset.by_id()[994101].head)
-    assert head is not None
     tx = helpers.request(uri="/?a=hello&b=attack1", headers=[("Cookie", "c=plain; d=calm")])
     state = engine.new_state(tx)
     source_may = engine._prefilter.source_may_match
@@ -655,9 +662,7 @@ def test_a_collection_none_of_whose_members_may_match_is_skipped_whole(tmp_path:
     assert source_may(head, "ARGS", state)  # ARGS:b may match
     assert not source_may(head, "REQUEST_COOKIES", state)  # no cookie may: not one is tested
     assert source_may(head, "FILES", state)  # a collection the phase does not gate
-    match = engine.inspect(tx).matches
-    assert [(m.id, m.target) for m in match] == [(994101, "ARGS:b")]
-    assert Engine(ruleset, paranoia=1, prefilter=False).inspect(tx).matches == match
+    assert_matches_as_plain_re(ruleset, engine, tx, [(994101, "ARGS:b")])
 
 
 def test_operator_answers_are_kept_only_for_links_without_macros(tmp_path: Path) -> None:
