@@ -72,6 +72,7 @@ class LogoutGuard:
         if self._refused == updated and self._applied == self._guard_values():
             self._refused = None  # mitmproxy rolling back the refused change: the old values are in force
             return
+        engine = self.pipeline.engine
         try:
             if loading and self.bad_values:
                 raise exceptions.OptionsError("; ".join(self.bad_values))
@@ -91,6 +92,8 @@ class LogoutGuard:
             return
         startup.warm(self.pipeline.policy)
         self._applied = self._guard_values()
+        if self.gate.open and self.pipeline.engine is not engine:
+            startup.settle_heap()  # a change while running built a new engine: the old one goes
         self.gate.ready()
 
     def _guard_values(self) -> dict[str, Any]:
@@ -193,6 +196,7 @@ class LogoutGuard:
             )
         self.rewrites_host = client_host.take_over_host_rewrite(ctx.options)
         self._spawn(self.pipeline.purge_forever())
+        startup.settle_heap()  # everything is loaded: out of the collector's way
 
     async def done(self) -> None:
         contentview.unregister()
@@ -284,6 +288,7 @@ class LogoutGuard:
             return f"reload refused: {exc}"
         self.ruleset, self.pipeline.engine = ruleset, engine
         self.pipeline.use_policy(policy)
+        startup.settle_heap()
         log.info(f"LogoutGuard: reloaded {len(ruleset)} rules and policy {policy.source}")
         return f"reloaded {len(ruleset)} rules"
 

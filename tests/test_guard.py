@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
+import weakref
 from pathlib import Path
 
 import pytest
@@ -188,6 +190,29 @@ async def test_reload_with_a_broken_file_keeps_the_running_ruleset(
         f = flow_for("/?q=union select")
         await guard.request(f)
         assert f.response is None
+
+
+def frozen(thing: object) -> bool:
+    """gc.freeze() moved it out of the collector's generations (get_objects lists those only)."""
+    return gc.get_freeze_count() > 0 and not any(o is thing for o in gc.get_objects())
+
+
+def test_the_running_engine_is_kept_out_of_the_collectors_way_and_a_replaced_one_is_freed(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    try:
+        with taddons.context(guard) as tctx:
+            tctx.configure(guard, **base_options(rules_dir, tmp_path))
+            guard.running()
+            assert frozen(guard.pipeline.engine)  # the engine and everything loaded
+            replaced = weakref.ref(guard.pipeline.engine)
+            assert "reloaded 2 rules" in guard.reload()
+            assert replaced() is None and frozen(guard.pipeline.engine)  # the old one freed, the new frozen
+            replaced = weakref.ref(guard.pipeline.engine)
+            tctx.configure(guard, guard_paranoia=2)  # a change while running builds a new engine
+            assert replaced() is None and frozen(guard.pipeline.engine)
+    finally:
+        gc.unfreeze()
 
 
 async def test_explain_lists_rules_and_totals(guard: LogoutGuard, rules_dir: Path, tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import sys
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +296,25 @@ async def test_nothing_compiles_or_imports_on_the_first_forced_logout(
                 assert compiled == [] and set(sys.modules) - modules == set(), (compiled, sorted(set(sys.modules) - modules))
     finally:
         app.stop()
+
+
+class _Cycle:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_heap_freezes_what_is_built_and_hands_back_what_a_reload_replaced() -> None:
+    built = _Cycle()
+    alive = weakref.ref(built)
+    try:
+        startup.settle_heap()  # start-up: what is there now is out of the collector's way
+        assert gc.get_freeze_count() > 0
+        del built  # replaced by a reload
+        gc.collect()
+        assert alive() is not None  # frozen: collections do not look at it
+        startup.settle_heap()  # after the reload's build
+        assert alive() is None  # given back to the collector first, and freed
+    finally:
+        gc.unfreeze()
