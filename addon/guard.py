@@ -92,8 +92,8 @@ class LogoutGuard:
             return
         startup.warm(self.pipeline.policy)
         self._applied = self._guard_values()
-        if self.gate.open and self.pipeline.engine is not engine:
-            startup.settle_heap()  # a change while running built a new engine: the old one goes
+        if self.pipeline.engine is not engine:  # built at start-up, or anew by a change
+            startup.settle_heap(replaced=engine is not None)
         self.gate.ready()
 
     def _guard_values(self) -> dict[str, Any]:
@@ -196,7 +196,6 @@ class LogoutGuard:
             )
         self.rewrites_host = client_host.take_over_host_rewrite(ctx.options)
         self._spawn(self.pipeline.purge_forever())
-        startup.settle_heap()  # everything is loaded: out of the collector's way
 
     async def done(self) -> None:
         contentview.unregister()
@@ -288,7 +287,7 @@ class LogoutGuard:
             return f"reload refused: {exc}"
         self.ruleset, self.pipeline.engine = ruleset, engine
         self.pipeline.use_policy(policy)
-        startup.settle_heap()
+        startup.settle_heap(replaced=True)
         log.info(f"LogoutGuard: reloaded {len(ruleset)} rules and policy {policy.source}")
         return f"reloaded {len(ruleset)} rules"
 

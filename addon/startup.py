@@ -143,15 +143,20 @@ def warm(policy: Policy) -> None:
         re.compile(pattern)
 
 
-def settle_heap() -> None:
+def settle_heap(replaced: bool) -> None:
     """Take what start-up or a reload built (the ruleset, the engine, mitmproxy's own objects: a few
     hundred thousand, alive for good) out of the garbage collector's way with gc.freeze(): its full
     collections walk every tracked object (tens of milliseconds here, again and again under load: a
-    share of every request's CPU and a pause). Objects made later are collected as always. What a
-    reload replaced is handed back to the collector first (unfreeze, collect), so a frozen object is
-    never kept alive by it; call it after building, not on the request path."""
-    gc.unfreeze()
-    gc.collect()
+    share of every request's CPU and a pause). Objects made later are collected as always.
+
+    `replaced`: a reload or a change built a new engine; what it replaced is handed back to the
+    collector first (unfreeze, then one full collection), so a frozen object is never kept alive by
+    it. At start-up nothing is replaced and nothing is collected, so the start costs no pause (the
+    little garbage of loading is frozen with the rest and goes at the first reload). Call it after
+    building, never on the request path."""
+    if replaced:
+        gc.unfreeze()
+        gc.collect()
     gc.freeze()
 
 

@@ -203,8 +203,7 @@ def test_the_running_engine_is_kept_out_of_the_collectors_way_and_a_replaced_one
     try:
         with taddons.context(guard) as tctx:
             tctx.configure(guard, **base_options(rules_dir, tmp_path))
-            guard.running()
-            assert frozen(guard.pipeline.engine)  # the engine and everything loaded
+            assert frozen(guard.pipeline.engine)  # the engine and everything loaded with it
             replaced = weakref.ref(guard.pipeline.engine)
             assert "reloaded 2 rules" in guard.reload()
             assert replaced() is None and frozen(guard.pipeline.engine)  # the old one freed, the new frozen

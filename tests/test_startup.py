@@ -309,12 +309,12 @@ def test_settle_heap_freezes_what_is_built_and_hands_back_what_a_reload_replaced
     built = _Cycle()
     alive = weakref.ref(built)
     try:
-        startup.settle_heap()  # start-up: what is there now is out of the collector's way
+        startup.settle_heap(replaced=False)  # start-up: what is there now is out of the collector's way
         assert gc.get_freeze_count() > 0
         del built  # replaced by a reload
         gc.collect()
         assert alive() is not None  # frozen: collections do not look at it
-        startup.settle_heap()  # after the reload's build
+        startup.settle_heap(replaced=True)  # after the reload's build
         assert alive() is None  # given back to the collector first, and freed
     finally:
         gc.unfreeze()
