@@ -361,13 +361,20 @@ _compiled: dict[tuple[tuple[int, bytes], ...], Any] = {}  # engines built again 
 
 
 def _compile(expressions: list[tuple[int, bytes]]) -> Any:
+    return _kept_build(_compiled, 32, expressions)
+
+
+def _kept_build(
+    kept: dict[tuple[tuple[int, bytes], ...], Any], limit: int, expressions: list[tuple[int, bytes]]
+) -> Any:
+    """`_build`, kept in `kept` (emptied at `limit` entries) so that engines built again reuse it."""
     key = tuple(expressions)
-    db = _compiled.get(key)
+    db = kept.get(key)
     if db is None:
         db = _build(expressions)
-        if len(_compiled) >= 32:
-            _compiled.clear()
-        _compiled[key] = db
+        if len(kept) >= limit:
+            kept.clear()
+        kept[key] = db
     return db
 
 
@@ -487,17 +494,11 @@ def chain_databases(compiled: Compiled, wanted: Iterable[tuple[int, ...]]) -> di
 
 
 def _compile_subset(expressions: list[tuple[int, bytes]]) -> Any:
-    key = tuple(expressions)
-    db = _subset_memo.get(key)
-    if db is None:
-        try:
-            db = _build(expressions)
-        except hyperscan.error:
-            return None
-        if len(_subset_memo) >= 256:
-            _subset_memo.clear()
-        _subset_memo[key] = db
-    return db
+    """A chain's database, or None when hyperscan refuses it."""
+    try:
+        return _kept_build(_subset_memo, 256, expressions)
+    except hyperscan.error:
+        return None
 
 
 CACHE_ENV = "LOGOUTGUARD_CACHE_DIR"
