@@ -251,8 +251,9 @@ ALWAYS = 1 << 20  # in every signature and in the mask of chains that no value i
 #   WS: [\t\n\v\f\r\xa0]  CMT: /\*|\*/|<!--|-->|--|#  (both HTML markers hold "--")
 #   CMD: ["'\\^,;\t\r\n]| [ /(]
 # A two-character test runs only after its first character was found (one-character `in` is memchr).
-_WS_CHARS = ("\t", "\n", "\v", "\f", "\r", "\xa0")
-_CMD_CHARS = ('"', "'", "\\", "^", ",", ";", "\t", "\r", "\n")
+_WS_CHARS = frozenset(("\t", "\n", "\v", "\f", "\r", "\xa0"))
+_CMD_CHARS = frozenset(('"', "'", "\\", "^", ",", ";", "\t", "\r", "\n"))
+SET_SIGNATURE = 96  # values up to this long get their signature from their set of characters
 _ANY_TRIGGER = re.compile("[%+&\\\\\x00\t\n\v\f\r\xa0 /.*<\\-#\"'^,;\x80-\U0010ffff]")
 
 
@@ -260,6 +261,49 @@ def signature(value: str) -> int:
     """The trigger bits present in `value` (always including ALWAYS)."""
     if _ANY_TRIGGER.search(value) is None:
         return ALWAYS
+    if len(value) > SET_SIGNATURE:
+        return _searched_signature(value)
+    # A short value: its set of characters answers the one-character tests (one pass instead of one
+    # search per character); the two-character tests run only when their characters are there.
+    chars = set(value)
+    sig = ALWAYS
+    if "%" in chars or "+" in chars:
+        sig |= PCT
+    if "&" in chars:
+        sig |= AMP
+    if "\\" in chars:
+        sig |= BSL
+    if "\x00" in chars:
+        sig |= NUL
+    if not value.isascii():
+        sig |= HIGH
+    if not chars.isdisjoint(_WS_CHARS):
+        sig |= WS
+    space = " " in chars
+    double = space and "  " in value
+    if space:
+        sig |= SPACE | (SPACE2 if double else 0)
+    if value[0] in C_SPACE or value[-1] in C_SPACE:
+        sig |= EDGE
+    if ("/" in chars or "." in chars) and path_has_work(value):
+        sig |= PATH
+    if (
+        "#" in chars
+        or ("-" in chars and "--" in value)
+        or ("*" in chars and ("/*" in value or "*/" in value))
+    ):
+        sig |= CMT
+    if (
+        double
+        or not chars.isdisjoint(_CMD_CHARS)
+        or (space and (("/" in chars and " /" in value) or ("(" in chars and " (" in value)))
+    ):
+        sig |= CMD
+    return sig
+
+
+def _searched_signature(value: str) -> int:
+    """signature() of a long value by substring searches (a set of a 2 KB body's characters costs more)."""
     sig = ALWAYS
     if "%" in value or "+" in value:
         sig |= PCT
@@ -655,6 +699,7 @@ _NO_HITS: frozenset[int] = frozenset()
 MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each engine keeps (memo.py)
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
+STEP_ENTRIES = 32768  # (short text, transformation) pairs whose output each engine keeps
 NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
 # Whole collections whose answer each Source keeps: at most WHOLE_MEMBERS members of WHOLE_CHARS
 # characters in all (so at most ~WHOLE_ENTRIES * WHOLE_CHARS characters kept per Source).
@@ -671,6 +716,79 @@ class ReadChain:
 
     link: Link  # a link with these transformations (for Candidates)
     rules: dict[int, tuple[int, ...]]  # pattern id -> indexes of the rules reading through it
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPlan:
+    """How `_transformed_hits` reads a value through one ReadChain, worked out when the engine is built."""
+
+    shortest: int  # the least width of the chain's patterns: a shorter candidate is not scanned
+    least: int  # the shortest value whose outputs may be that long (longest_output)
+    own: tuple[int, Any] | None  # the chain's own database (chain_databases), for long candidates
+    # (name, function, trigger bits, lowers) of each step: PLAIN_TRANSFORMS' entry, or (ALWAYS, True)
+    # for a step that changes values in other ways (base64_decode, ...): such a step always runs.
+    steps: tuple[tuple[str, Callable[[str], str], int, bool], ...]
+    multi: bool  # multi_match: every distinct step's output is a candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One node of a target's step tree (`step_program`): a transformation applied to the output of
+    its parent (the step before it, at depth - 1; depth 0 reads the value itself)."""
+
+    depth: int
+    name: str
+    fn: Callable[[str], str]
+    mask: int  # its trigger bits (PLAIN_TRANSFORMS): an input without any of them is returned as it is
+    lowers: bool  # ... or lower-cased (or the step changes values in other ways): it always runs
+    below: int  # the union of the selecting masks of the chains in its subtree
+    least: int  # the least `ChainPlan.least` in its subtree
+    after: int  # the position right after its subtree in the program
+    ends: tuple[tuple[ReadChain, ChainPlan, int], ...]  # chains whose last step it is, with their mask
+
+
+def step_program(chains: list[tuple[ReadChain, ChainPlan, int]]) -> tuple[Step, ...]:
+    """The chains' steps as a tree in depth-first order: chains starting with the same steps share
+    those nodes. `chains`: (chain, its plan, the signature bits that select it: ALWAYS for a chain
+    whose output is always computed)."""
+    root: dict[str, Any] = {"children": {}, "ends": []}
+    for chain, plan, select in chains:
+        node = root
+        for name, fn, mask, lowers in plan.steps:
+            node = node["children"].setdefault(
+                name, {"fn": fn, "mask": mask, "lowers": lowers, "children": {}, "ends": []}
+            )
+        node["ends"].append((chain, plan, select))
+    if root["ends"]:
+        raise ValueError("a chain without transformations has no steps to walk")
+    program: list[Step] = []
+
+    def emit(name: str, node: dict[str, Any], depth: int) -> tuple[int, int]:
+        position = len(program)
+        program.append(None)  # type: ignore[arg-type]  # filled in below, once the subtree is known
+        below = 0
+        least = _UNBOUNDED
+        for _, plan, select in node["ends"]:
+            below, least = below | select, min(least, plan.least)
+        for child_name, child in node["children"].items():
+            child_below, child_least = emit(child_name, child, depth + 1)
+            below, least = below | child_below, min(least, child_least)
+        program[position] = Step(
+            depth,
+            name,
+            node["fn"],
+            node["mask"],
+            node["lowers"],
+            below,
+            least,
+            len(program),
+            tuple(node["ends"]),
+        )
+        return below, least
+
+    for name, child in root["children"].items():
+        emit(name, child, 0)
+    return tuple(program)
 
 
 @dataclass(frozen=True, slots=True)
@@ -814,15 +932,28 @@ class Prefilter:
         # The least width of each pattern set (kept with the compiled database) and of each chain's
         # patterns, worked out now: on first use they would cost a request re's parse of its patterns.
         self._widths = widths if widths is not None else [min_width(regexes) for regexes, _ in sets]
-        self._chain_widths = {  # id(ReadChain) -> the least width of its patterns
-            id(chain): min((self._widths[pid] for pid in chain.rules), default=0)
+        # id(ReadChain) -> (number, a database of its patterns alone: chain_databases), for its long
+        # candidates (`_chain_scan`); a short one is scanned whole (memoised across transactions).
+        self._chain_dbs = chain_dbs or {}
+        # id(ReadChain) -> how `_transformed_hits` reads a value through it (ChainPlan), worked out now.
+        self._chain_plans = {
+            id(chain): self._plan(chain)
             for gates in phases.values()
             for tg in gates.targets
             for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque)
         }
-        # id(ReadChain) -> (number, a database of its patterns alone: chain_databases), for its long
-        # candidates (`_chain_scan`); a short one is scanned whole (memoised across transactions).
-        self._chain_dbs = chain_dbs or {}
+        # id(TargetGates) -> its chains' steps as a tree (step_program), for short values (`_walk`).
+        self._programs = {
+            id(tg): step_program(
+                [(c, self._chain_plans[id(c)], mask) for mask, chains in tg.by_mask for c in chains]
+                + [(c, self._chain_plans[id(c)], ALWAYS) for c in tg.opaque]
+            )
+            for gates in phases.values()
+            for tg in gates.targets
+        }
+        # (short text, transformation name) -> its output, kept across transactions (transformations
+        # are pure): the chains of a target share their steps (most start with url_decode_uni).
+        self._steps = Memo(STEP_ENTRIES)
         # The first link of every rule the gates decide about -> (its phase's sources, its index):
         # evaluator.match_link asks `member_may_match` before testing a value of that link.
         self._heads: dict[int, tuple[dict[str, Source], int]] = {}
@@ -1049,12 +1180,16 @@ class Prefilter:
                 for index, mask in tg.lowered.get(pid, ()):
                     if not sig & mask:
                         todo.add(index)
-        if sig & tg.any_mask:
-            for mask, chains in tg.by_mask:
-                if sig & mask:
-                    self._transformed_hits(chains, value, state, todo)
-        if tg.opaque:
-            self._transformed_hits(tg.opaque, value, state, todo)
+        if len(value) <= MAX_TEXT:
+            if tg.opaque or sig & tg.any_mask:
+                self._walk(self._programs[id(tg)], value, sig, state, todo)
+        else:
+            if sig & tg.any_mask:
+                for mask, chains in tg.by_mask:
+                    if sig & mask:
+                        self._transformed_hits(chains, value, state, todo)
+            if tg.opaque:
+                self._transformed_hits(tg.opaque, value, state, todo)
         if tg.exact:
             # A value plain for an exact link's chain reaches its operator as it is (multi_match: every
             # step is the value): the operator is asked directly. `sig` is the real signature for a
@@ -1074,24 +1209,106 @@ class Prefilter:
                     todo.add(index)
         return todo
 
+    def _plan(self, chain: ReadChain) -> ChainPlan:
+        link = chain.link
+        shortest = min((self._widths[pid] for pid in chain.rules), default=0)
+        least = 0  # the shortest value whose longest output (longest_output) can hold a match
+        if shortest:
+            least = next(
+                (n for n in range(4 * shortest + 8) if longest_output(link, n) >= shortest), _UNBOUNDED
+            )
+        steps = tuple(
+            (name, fn, *PLAIN_TRANSFORMS.get(name, (ALWAYS, True)))
+            for name, fn in zip(link.transforms, link.transform_fns, strict=True)
+        )
+        return ChainPlan(shortest, least, self._chain_dbs.get(id(chain)), steps, link.multi_match)
+
     def _transformed_hits(
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
     ) -> None:
-        widths = self._chain_widths
+        """Add the rules that the chains' outputs of a long `value` may match (a short value's go
+        through `_walk`)."""
+        plans = self._chain_plans
+        length = len(value)
         for chain in chains:
-            shortest = widths[id(chain)]
-            if shortest and longest_output(chain.link, len(value)) < shortest:
-                continue  # every output is shorter than that: the chain is not even run
-            own = self._chain_dbs.get(id(chain))
-            for candidate in self._candidates(chain.link, value, state):
-                if len(candidate) < shortest:
-                    continue  # shorter than any match of the chain's patterns (often: base64 garbage)
-                if own is not None and len(candidate) > MAX_TEXT:
-                    hits = self._chain_scan(own, candidate, state)
+            plan = plans[id(chain)]
+            if length < plan.least:
+                continue  # every output is shorter than any match: the chain is not even run
+            self._end_hits(chain, plan, self._candidates(chain.link, value, state), state, todo)
+
+    def _end_hits(
+        self, chain: ReadChain, plan: ChainPlan, candidates: Iterable[str], state: EvalState, todo: set[int]
+    ) -> None:
+        shortest, own = plan.shortest, plan.own
+        for candidate in candidates:
+            if len(candidate) < shortest:
+                continue  # shorter than any match of the chain's patterns (often: base64 garbage)
+            if own is not None and len(candidate) > MAX_TEXT:
+                hits = self._chain_scan(own, candidate, state)
+            else:
+                hits = self.scan(candidate, state)
+            for pid in hits:
+                todo.update(chain.rules.get(pid, ()))
+
+    def _walk(
+        self, program: tuple[Step, ...], value: str, sig: int, state: EvalState, todo: set[int]
+    ) -> None:
+        """`_transformed_hits` of a short value for all the chains of a target at once: their steps
+        form a tree (`step_program`), walked depth first, so a step that several chains start with runs
+        once. A step whose trigger bits (PLAIN_TRANSFORMS) are not in its input's signature returns the
+        input unchanged and is left out; other steps' outputs are kept per (text, step) across
+        transactions. A chain is read when the value's signature selects it (as `by_mask`), or always
+        (opaque chains); what its operator sees is as evaluator.inspected_values computes it: the
+        output, or with multi_match every distinct text along its steps."""
+        texts = [value]  # texts[d]: the input of the steps at depth d (the path walked so far)
+        sigs: list[int | None] = [sig]  # their signatures, worked out when a step asks
+        steps = self._steps
+        length = len(value)
+        position, count = 0, len(program)
+        while position < count:
+            step = program[position]
+            if not sig & step.below or length < step.least:
+                position = step.after  # no chain below is selected, or can hold a match
+                continue
+            position += 1
+            depth = step.depth
+            del texts[depth + 1 :], sigs[depth + 1 :]
+            text = texts[depth]
+            result = text
+            if not step.lowers:
+                current = sigs[depth]
+                if current is None:
+                    current = sigs[depth] = (
+                        self._signature(text) if len(text) <= MAX_TEXT else signature(text)
+                    )
+                run = bool(current & step.mask)
+            else:
+                run = True
+            if run:
+                key = (text, step.name)
+                found = steps.get(key)
+                if found is None:
+                    found = step.fn(text)
+                    if len(text) <= MAX_TEXT:
+                        steps.put(key, found)
+                result = found
+            if result == text:
+                texts.append(text)
+                sigs.append(sigs[depth])
+            else:
+                texts.append(result)
+                sigs.append(None)
+            for chain, plan, select in step.ends:
+                if not sig & select or length < plan.least:
+                    continue
+                if plan.multi:
+                    candidates = [texts[0]]
+                    for later in texts[1:]:
+                        if later != candidates[-1]:
+                            candidates.append(later)
                 else:
-                    hits = self.scan(candidate, state)
-                for pid in hits:
-                    todo.update(chain.rules.get(pid, ()))
+                    candidates = [result]
+                self._end_hits(chain, plan, candidates, state, todo)
 
     def _chain_scan(self, own: tuple[int, Any], text: str, state: EvalState) -> Hits:
         """The hits on a long text that matter to a chain: the whole database's when the transaction

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from corpus.loader import load_attacks, load_benign
@@ -612,7 +613,9 @@ def test_one_pass_per_collection_counts_and_selects_members(tmp_path: Path) -> N
         assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), uri
 
 
-def attack_rule_engine(tmp_path: Path, rule_id: int) -> tuple[Ruleset, Engine, tuple[dict[str, prefilter.Source], int]]:
+def attack_rule_engine(
+    tmp_path: Path, rule_id: int
+) -> tuple[Ruleset, Engine, tuple[dict[str, prefilter.Source], int]]:
     """An engine whose rule `rule_id` looks for attack<digit> in ARGS and cookies, and its head gate."""
     rules = [
         {"id": rule_id, "targets": ["ARGS", "REQUEST_COOKIES"], "operator": "rx", "argument": "attack[0-9]"},
@@ -846,3 +849,116 @@ def test_a_damaged_chain_database_in_the_cache_file_is_compiled_again(
     assert again._prefilter is not None
     assert again._prefilter.stats.chain_databases == first._prefilter.stats.chain_databases
     assert path.read_bytes() == data  # written anew
+
+
+# --- a target's chains walked as one tree of steps: what each chain read alone would add ----------------
+
+
+def walk_disagreements(engine: Engine, value: str, state: EvalState) -> list[object]:
+    """For every target of the engine's gates: the value's rules added by `_walk` (the chains' steps as
+    one tree, identity steps left out) against those added by reading each chain the value's signature
+    selects, and every opaque chain, through evaluator.inspected_values (`_transformed_hits`)."""
+    pf = engine._prefilter
+    assert pf is not None
+    sig = prefilter.signature(value)
+    wrong: list[object] = []
+    for gates in pf._phases.values():
+        for tg in gates.targets:
+            walked: set[int] = set()
+            pf._walk(pf._programs[id(tg)], value, sig, state, walked)
+            read: set[int] = set()
+            for mask, chains in tg.by_mask:
+                if sig & mask:
+                    pf._transformed_hits(chains, value, state, read)
+            pf._transformed_hits(tg.opaque, value, state, read)
+            if walked != read:
+                wrong.append((str(tg.target), value[:80], sorted(walked ^ read)))
+    return wrong
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_the_walk_adds_what_each_chain_adds_on_the_corpora(
+    engines: dict[tuple[int, bool], Engine], paranoia: int
+) -> None:
+    engine = engines[(paranoia, True)]
+    pf = engine._prefilter
+    assert pf is not None
+    wrong: list[object] = []
+    values = 0
+    for entry in load_benign() + load_attacks():
+        state = engine.new_state(entry.transaction())
+        seen = [v for gates in pf._phases.values() for tg in gates.targets for v in pf._values(tg, state)]
+        for value in dict.fromkeys(seen):
+            if len(value) <= prefilter.MAX_TEXT:
+                values += 1
+                wrong.extend(walk_disagreements(engine, value, state))
+    assert wrong == []
+    assert values > 2000
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+@given(data=st.data())
+@settings(max_examples=150, deadline=None)
+def test_the_walk_adds_what_each_chain_adds_on_fuzzed_values(
+    ruleset: Ruleset, engines: dict[tuple[int, bool], Engine], paranoia: int, data: st.DataObject
+) -> None:
+    engine = engines[(paranoia, True)]
+    fragments = attack_fragments(list(ruleset.rules))
+    encoded = [quote(f) for f in fragments[:200]]
+    part = st.one_of(
+        st.sampled_from(fragments),
+        st.sampled_from(encoded),
+        st.text(alphabet=ALPHABET + "<>=()", max_size=12),
+    )
+    value = "".join(data.draw(st.lists(part, min_size=1, max_size=4)))[: prefilter.MAX_TEXT]
+    assume(value)
+    state = engine.new_state(build_transaction(method="GET", uri="/", headers=[("Host", "x")]))
+    assert walk_disagreements(engine, value, state) == []
+
+
+def test_chains_starting_with_the_same_steps_share_them_in_the_program(tmp_path: Path) -> None:
+    rules = [
+        rule(995001, ["ARGS"], ["url_decode_uni", "remove_nulls"], "alpha[0-9]beta"),
+        rule(995002, ["ARGS"], ["url_decode_uni", "js_decode"], "gamma[0-9]delta"),
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    engine = Engine(ruleset, paranoia=1)
+    pf = engine._prefilter
+    assert pf is not None
+    (tg,) = [tg for gates in pf._phases.values() for tg in gates.targets if str(tg.target) == "ARGS"]
+    program = pf._programs[id(tg)]
+    assert [(step.depth, step.name, step.after, len(step.ends)) for step in program] == [
+        (0, "url_decode_uni", 3, 0),
+        (1, "remove_nulls", 2, 1),
+        (1, "js_decode", 3, 1),
+    ]
+    first = next(
+        i
+        for i, item in enumerate(engine._plans[Phase.REQUEST_BODY].items)
+        if getattr(item, "id", 0) == 995001
+    )
+    for value, expected in {"alpha%31beta": {first}, "alpha%32gamma": set(), "gamma1delta": set()}.items():
+        # (gamma1delta is plain for both chains: the value's own scan answers for it, not the walk)
+        state = engine.new_state(helpers.request())
+        todo: set[int] = set()
+        pf._walk(program, value, prefilter.signature(value), state, todo)
+        assert todo == expected, value
+        assert walk_disagreements(engine, value, state) == []
+    assert [m.id for m in engine.inspect(helpers.request(uri="/?a=alpha%2531beta")).matches] == [995001]
+
+
+def test_a_chain_without_steps_is_refused_by_the_program() -> None:
+    plan = prefilter.ChainPlan(0, 0, None, (), False)
+    chain = prefilter.ReadChain(Link((), (), (), (), None, False), {})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="without transformations"):
+        prefilter.step_program([(chain, plan, prefilter.ALWAYS)])
+
+
+@given(text=st.text(alphabet=st.sampled_from(ALPHABET + "()"), min_size=1, max_size=240))
+@settings(max_examples=600, deadline=None)
+def test_a_short_and_a_long_value_get_one_signature(text: str) -> None:
+    """signature() reads a short value through its set of characters, a long one by substring searches:
+    both spellings give the regex spelling's bits at every length."""
+    assume(prefilter.signature(text) != prefilter.ALWAYS)
+    assert prefilter._searched_signature(text) == prefilter.signature(text) == reference_signature(text)
