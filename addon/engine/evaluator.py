@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .memo import MAX_TEXT, Memo
 from .rules import Action, Ctl, Link, Marker, Phase, Rule, Ruleset, Target, Transformation
 from .state import EvalState
-from .variables import collect
+from .variables import collect, excluded
 from .verdict import Match, redact_excerpt
 
 Hit = tuple[str, str, tuple[str, ...]]  # (variable name, value as inspected, captures)
@@ -138,8 +138,16 @@ def match_link(link: Link, state: EvalState, rule: Rule) -> list[Hit]:
     for target in link.targets:
         if not target.count and not prefilter.source_may_match(head, target.collection, state):
             continue  # no member of the collection lets the value through to the rule
-        for name, value in collect(state, (target,), exclusions):
+        if target.count:
+            selected = collect(state, (target,), exclusions)
+            own: tuple[Target, ...] = ()
+        else:  # the exclusions are asked only of the values the prefilter lets through (as collect would)
+            selected = collect(state, (target,), ())
+            own = tuple(ex for ex in exclusions if ex.collection == target.collection)
+        for name, value in selected:
             if not target.count and not may_match(head, target.collection, name, value, state):
+                continue
+            if own and excluded(name, target.collection, own):
                 continue
             captures = test_value(link, value, state)
             if captures is not None:

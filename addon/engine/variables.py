@@ -196,7 +196,7 @@ def collect(state: EvalState, targets: tuple[Target, ...], exclusions: tuple[Tar
             # only the exclusions of this target's collection can leave a value out
             own = tuple(ex for ex in exclusions if ex.collection == target.collection)
             if own:
-                values = [(n, v) for n, v in values if not _excluded(n, target.collection, own)]
+                values = [(n, v) for n, v in values if not excluded(n, target.collection, own)]
         if target.count:
             out.append((str(target), str(len(values))))
         else:
@@ -219,7 +219,8 @@ def keyed(state: EvalState, collection: str, key: str) -> Values:
     return index.get(key.lower(), [])
 
 
-def _excluded(name: str, collection: str, exclusions: tuple[Target, ...]) -> bool:
+def excluded(name: str, collection: str, exclusions: tuple[Target, ...]) -> bool:
+    """Is the member `name` of `collection` left out by one of the exclusions?"""
     member = member_name(name)
     return any(ex.collection == collection and ex.selects(member) for ex in exclusions)
 

@@ -962,3 +962,30 @@ def test_a_short_and_a_long_value_get_one_signature(text: str) -> None:
     both spellings give the regex spelling's bits at every length."""
     assume(prefilter.signature(text) != prefilter.ALWAYS)
     assert prefilter._searched_signature(text) == prefilter.signature(text) == reference_signature(text)
+
+
+def test_a_gated_first_link_leaves_its_excluded_members_out(tmp_path: Path) -> None:
+    """The exclusions of a gated first link are asked only of the members the prefilter lets through:
+    the same members are left out as without the prefilter."""
+    rules = [
+        {
+            "id": 996001,
+            "targets": ["REQUEST_HEADERS", "!REQUEST_HEADERS:X-Skip", "ARGS", "!ARGS:/^skip_/"],
+            "operator": "rx",
+            "argument": "attack[0-9]",
+        },
+        *filler_rules(),
+    ]
+    ruleset = helpers.yaml_rules(tmp_path, *rules)
+    engine = Engine(ruleset, paranoia=1)
+    cases = {
+        (("X-Skip", "attack1"),): [],
+        (("X-Skip", "attack1"), ("X-Other", "attack2")): [(996001, "REQUEST_HEADERS:X-Other")],
+        (("x-skip", "attack1"),): [],  # header names are matched without regard to case
+    }
+    for headers, expected in cases.items():
+        assert_matches_as_plain_re(ruleset, engine, helpers.request(headers=headers), expected)
+    assert_matches_as_plain_re(ruleset, engine, helpers.request(uri="/?skip_a=attack1"), [])
+    assert_matches_as_plain_re(
+        ruleset, engine, helpers.request(uri="/?skip_a=attack1&b=attack3"), [(996001, "ARGS:b")]
+    )
