@@ -499,6 +499,7 @@ def compile_database(sets: list[PatternSet]) -> Compiled:
 
 
 CHAIN_PATTERNS = 16  # a chain with more patterns (or half the database) scans the whole database
+TARGET_PATTERNS = 32  # the same for the long values a target reads as they are
 _subset_memo: dict[tuple[tuple[int, bytes], ...], Any] = {}  # engines built again reuse them
 
 
@@ -888,6 +889,7 @@ class Prefilter:
         sets: list[PatternSet] | None = None,
         chain_dbs: dict[int, tuple[int, Any]] | None = None,
         widths: list[int] | None = None,
+        subset_ids: dict[int, tuple[int, ...]] | None = None,
     ) -> None:
         sets = sets or []
         heads = heads or {}
@@ -933,8 +935,14 @@ class Prefilter:
         # patterns, worked out now: on first use they would cost a request re's parse of its patterns.
         self._widths = widths if widths is not None else [min_width(regexes) for regexes, _ in sets]
         # id(ReadChain) -> (number, a database of its patterns alone: chain_databases), for its long
-        # candidates (`_chain_scan`); a short one is scanned whole (memoised across transactions).
+        # candidates (`_chain_scan`); a short one is scanned whole (memoised across transactions). The
+        # same under id(TargetGates) for a target's long values as they are (`_answer`).
         self._chain_dbs = chain_dbs or {}
+        # Pattern id -> the numbers of those databases that hold it (`value_may_match`).
+        self._pid_subsets: dict[int, tuple[int, ...]] = {}
+        for number, ids in (subset_ids or {}).items():
+            for pid in ids:
+                self._pid_subsets[pid] = (*self._pid_subsets.get(pid, ()), number)
         # id(ReadChain) -> how `_transformed_hits` reads a value through it (ChainPlan), worked out now.
         self._chain_plans = {
             id(chain): self._plan(chain)
@@ -987,7 +995,18 @@ class Prefilter:
 
     def value_may_match(self, link: Link, value: str, state: EvalState) -> bool:
         pid = self._link_pids.get(id(link))
-        return pid is None or (len(value) >= self._widths[pid] and pid in self.scan(value, state))
+        if pid is None:
+            return True
+        if len(value) < self._widths[pid]:
+            return False
+        if len(value) > MAX_TEXT and value not in state.scan_cache:
+            # A long text scanned already by a database holding the pattern (a chain's or a target's
+            # own, `_chain_scan`): its hits among its patterns are the whole database's.
+            for number in self._pid_subsets.get(pid, ()):
+                hits = state.scan_cache.get((number, value))
+                if hits is not None:
+                    return pid in hits
+        return pid in self.scan(value, state)
 
     def scan(self, text: str, state: EvalState) -> Hits:
         """Pattern ids that may match `text`: memoised across transactions for short texts (header
@@ -1166,17 +1185,27 @@ class Prefilter:
     def _answer(self, tg: TargetGates, value: str, state: EvalState) -> set[int]:
         """The rules of `tg` that `value` may make match."""
         todo: set[int] = set()
+        own = None
         if len(value) <= MAX_TEXT:
             hits, sig = self.scan(value, state), self._signature(value)
-        else:  # a long value (a body): its signature only when a mask asks for it
-            hits, sig = self.scan(value, state), signature(value) if tg.signed else ALWAYS
+        else:  # a long value (a body): its signature only when a mask asks for it; its scan with the
+            # target's own database when it has one (its hits among the target's patterns are the same)
+            own = self._chain_dbs.get(id(tg))
+            hits = self.scan(value, state) if own is None else self._chain_scan(own, value, state)
+            sig = signature(value) if tg.signed else ALWAYS
         for pid in hits:
             for index, mask in tg.plain.get(pid, ()):
                 if not sig & mask:
                     todo.add(index)
         if tg.lowered:
             lowered = value.translate(_LOWER)
-            for pid in {*hits, *self.scan(lowered, state)} if lowered != value else hits:
+            if lowered == value:
+                lowered_hits = hits
+            elif len(value) <= MAX_TEXT or own is None:
+                lowered_hits = hits | self.scan(lowered, state)
+            else:
+                lowered_hits = hits | self._chain_scan(own, lowered, state)
+            for pid in lowered_hits:
                 for index, mask in tg.lowered.get(pid, ()):
                     if not sig & mask:
                         todo.add(index)
@@ -1581,6 +1610,11 @@ def build_prefilter(
                 ids = tuple(sorted(chain.rules))
                 if len(ids) <= CHAIN_PATTERNS and 2 * len(ids) <= usable:
                     wanted[id(chain)] = ids
+            # And targets whose values as they are answer for few patterns (REQUEST_BODY, ...): the
+            # scan of a long value (a body) with those alone (`_answer`).
+            ids = tuple(sorted({*tg.plain, *tg.lowered}))
+            if ids and len(ids) <= TARGET_PATTERNS and 2 * len(ids) <= usable:
+                wanted[id(tg)] = ids
     subsets = chain_databases(compiled, wanted.values())  # (and the whole database cached on disk)
     numbers = {ids: n for n, ids in enumerate(sorted(subsets))}
     chain_dbs = {key: (numbers[ids], subsets[ids]) for key, ids in wanted.items() if ids in subsets}
@@ -1610,6 +1644,7 @@ def build_prefilter(
         sets,
         chain_dbs,
         compiled.widths,
+        {n: ids for ids, n in numbers.items()},
     )
 
 

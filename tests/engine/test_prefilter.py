@@ -577,9 +577,9 @@ def test_a_folded_link_is_tested_on_its_text_before_the_final_lowercase(tmp_path
     scanned: list[str] = []
     scan = fast._prefilter._scan
 
-    def spy(text: str) -> prefilter.Hits:
+    def spy(text: str, database: object = None) -> prefilter.Hits:
         scanned.append(text)
-        return scan(text)
+        return scan(text, database)
 
     fast._prefilter._scan = spy  # type: ignore[method-assign]
     filler = "Some Long Prose " * 20  # a long value: scanned per transaction, not memoised
@@ -760,6 +760,100 @@ def long_values(engine: Engine, tx: Transaction) -> Iterator[tuple[str, EvalStat
     joined = "&".join(dict.fromkeys(values))
     if len(joined) > prefilter.MAX_TEXT:
         yield joined, state
+
+
+def target_disagreements(engine: Engine, value: str, state: EvalState) -> tuple[list[object], int]:
+    """For every target with a database of its own patterns: whether its hits on `value` are the whole
+    database's among them, and whether the rules `_answer` adds for the value are those it adds
+    scanning the whole database; and how many targets were compared."""
+    pf = engine._prefilter
+    assert pf is not None
+    wrong: list[object] = []
+    compared = 0
+    for gates in pf._phases.values():
+        for tg in gates.targets:
+            own = pf._chain_dbs.get(id(tg))
+            if own is None:
+                continue
+            compared += 1
+            ids = {*tg.plain, *tg.lowered}
+            if pf._scan(value, own[1]) & ids != pf._scan(value) & ids:
+                wrong.append((str(tg.target), value[:120]))
+            state.scan_cache.clear()  # (else the whole database's hits kept below would answer)
+            with_own = pf._answer(tg, value, state)
+            saved, pf._chain_dbs = pf._chain_dbs, {k: v for k, v in pf._chain_dbs.items() if k != id(tg)}
+            try:
+                whole = pf._answer(tg, value, state)
+            finally:
+                pf._chain_dbs = saved
+            if with_own != whole:
+                wrong.append((str(tg.target), value[:120], sorted(with_own ^ whole)))
+    return wrong, compared
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_target_databases_answer_as_the_whole_database_on_the_corpora(
+    engines: dict[tuple[int, bool], Engine], paranoia: int
+) -> None:
+    engine = engines[(paranoia, True)]
+    wrong: list[object] = []
+    compared = 0
+    for entry in load_benign() + load_attacks():
+        for value, state in long_values(engine, entry.transaction()):
+            found, count = target_disagreements(engine, value, state)
+            wrong.extend(found)
+            compared += count
+    assert wrong == []
+    assert compared > 5_000
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_a_long_text_scanned_by_a_smaller_database_answers_value_may_match_as_the_whole(
+    engines: dict[tuple[int, bool], Engine], paranoia: int
+) -> None:
+    """value_may_match on a long text that a chain's or a target's own database scanned already reads
+    those hits (for a pattern they hold) instead of scanning the whole database: the same answers."""
+    engine = engines[(paranoia, True)]
+    pf = engine._prefilter
+    assert pf is not None
+    links = [link for rule in pf._keep for link in rule.links if id(link) in pf._link_pids]
+    wrong: list[object] = []
+    read = 0
+    for entry in load_benign() + load_attacks():
+        for value, state in long_values(engine, entry.transaction()):
+            for gates in pf._phases.values():
+                for tg in gates.targets:
+                    pf._answer(tg, value, state)  # the scans of the value by the smaller databases
+            state.scan_cache.pop(value, None)
+            subsets = {key for key in state.scan_cache if isinstance(key, tuple) and key[1] == value}
+            whole = pf._scan(value)
+            for link in links:
+                pid = pf._link_pids[id(link)]
+                read += any((n, value) in subsets for n in pf._pid_subsets.get(pid, ()))
+                expected = len(value) >= pf._widths[pid] and pid in whole
+                if pf.value_may_match(link, value, state) != expected:
+                    wrong.append((pid, value[:80]))
+                state.scan_cache.pop(value, None)  # (each link answered from the smaller scans)
+    assert wrong == []
+    assert read > 1000
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_target_databases_answer_as_the_whole_database_on_fuzzed_long_values(
+    ruleset: Ruleset, engines: dict[tuple[int, bool], Engine], paranoia: int, data: st.DataObject
+) -> None:
+    engine = engines[(paranoia, True)]
+    fragments = attack_fragments(list(ruleset.rules))
+    part = st.one_of(st.sampled_from(fragments), st.text(alphabet=ALPHABET + "<>=()ABCXYZ", max_size=12))
+    value = "".join(data.draw(st.lists(part, min_size=1, max_size=60)))
+    value = value + data.draw(
+        st.text(alphabet=ALPHABET, min_size=max(0, prefilter.MAX_TEXT + 1 - len(value)))
+    )
+    state = engine.new_state(build_transaction(method="POST", uri="/", headers=[("Host", "x")], body=value))
+    wrong, compared = target_disagreements(engine, value, state)
+    assert wrong == [] and compared > 10
 
 
 @pytest.mark.parametrize("paranoia", [1, 4])
