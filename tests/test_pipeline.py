@@ -407,6 +407,38 @@ async def test_the_response_continues_the_request_record_as_if_read_back(
 
 
 @pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.DETECT])
+async def test_the_request_record_stays_unless_the_response_changes_it(make, mode: Mode) -> None:  # type: ignore[no-untyped-def]
+    """The response continues the request's record: the flow's metadata is written again when the
+    response changed it (a response rule's score, the action, the exchange's reason), else the
+    request's stays as it was."""
+    p = make(mode=mode)
+    leak = {"outbound_score", "scores", "matches", "outbound_blocked", "blocked", "reason", "action"}
+    for path, body, changed in (
+        ("/item", b"fine", set()),
+        # scored: refused in enforce mode (no response judged); in detect mode the exchange's
+        # verdict gives the reason (the judge's own words are the request's)
+        ("/item?q=union select", b"fine", set() if mode is Mode.ENFORCE else {"reason"}),
+        ("/item", b"You have an error in your SQL syntax", leak),  # a response rule's match
+    ):
+        f = flow(path)
+        await p.on_request(f)
+        written, marks = f.metadata[META_KEY], (f.marked, f.comment)
+        before = json.loads(json.dumps(written))
+        if f.response is None:
+            f.response = tutils.tresp(content=body)
+        await p.on_response(f)
+        after = f.metadata[META_KEY]
+        assert {k for k in after.keys() | before.keys() if after.get(k) != before.get(k)} == changed
+        assert (after is written) is not changed
+        if not changed:
+            assert (f.marked, f.comment) == marks
+        if "action" in changed:
+            assert after["outbound_score"] == 5 and after["matches"][-1]["id"] == 100002
+            assert after["action"] == ("deny (outbound)" if mode is Mode.ENFORCE else "log")
+            assert f.marked and "out 5" in f.comment and marks != (f.marked, f.comment)
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.DETECT])
 async def test_without_response_rules_the_response_is_not_inspected_and_the_record_is_the_same(
     make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: Mode
 ) -> None:  # type: ignore[no-untyped-def]
