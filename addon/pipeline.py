@@ -436,7 +436,9 @@ class Pipeline:
             if pending is None:  # judged by another process or ruleset: judge the request again
                 pending = self._rejudged(flow)
             if not record.responded:  # the response came from the application
-                await self._learn(flow, pending, set_cookie_values(flow.response))
+                set_cookies = set_cookie_values(flow.response)
+                if set_cookies:  # what the application's Set-Cookie headers did to sessions
+                    await self._learn(flow, pending, set_cookies)
                 if pending.expire and flow.live:
                     add_set_cookies(flow.response, pending.expire)
                 if not record.error:
@@ -494,9 +496,12 @@ class Pipeline:
         assert self.engine is not None and flow.response is not None
         engine, state = self.engine, pending.state
         if isinstance(engine, Engine) and isinstance(state, EvalState) and not engine.needs_response(state):
-            # No response rule can run: the verdict inspect_response would give, without reading the response.
+            # No response rule can run: the verdict inspect_response would give, without reading the
+            # response; the request's own when the record continues the request's (the same matches
+            # and TX, scored alike).
             started = time.perf_counter()
-            verdict = engine.verdict([*pending.matches], state)
+            continued = record is pending.record and not record.error
+            verdict = record.verdict if continued else engine.verdict([*pending.matches], state)
         else:
             tx = with_response(state.tx, flow.response, self.settings.body_limit)
             started = time.perf_counter()
