@@ -202,7 +202,7 @@ class SqliteStore(SessionStore):
         try:
             self._executor.submit(self._guarded, "open", self._open, key).result()
             self._reader = self._guarded("open", self._open_reader)
-            self._wal_header = WalIndexHeader(self.path)
+            self._wal_header = WalIndexHeader(self._guarded("open", self._database_file))
         except BaseException:
             self._executor.submit(self._close_connection).result()
             self._executor.shutdown(wait=True)
@@ -255,6 +255,13 @@ class SqliteStore(SessionStore):
         reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
         reader.execute("PRAGMA query_only = 1")
         return reader
+
+    def _database_file(self) -> str:
+        """The database file as SQLite names it (its full path, symbolic links resolved): the WAL
+        index is that name with "-shm" appended, wherever the path given pointed from."""
+        assert self._reader is not None
+        rows = self._reader.execute("PRAGMA database_list").fetchall()
+        return next((str(row[2]) for row in rows if row[1] == "main"), "")
 
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute(

@@ -35,8 +35,12 @@ class WalIndexHeader:
     """A read-only view of the first 96 bytes of a database's `-shm` file."""
 
     def __init__(self, database: str | os.PathLike[str]) -> None:
+        """`database`: the file as SQLite names it (`PRAGMA database_list`: symbolic links resolved),
+        since the `-shm` file is beside that one; "" (an in-memory database): no header."""
         self.path = Path(f"{os.fspath(database)}-shm")
         self._map: mmap.mmap | None = None
+        if not os.fspath(database):
+            return
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError:

@@ -470,3 +470,29 @@ def test_a_revocation_by_another_process_is_seen_by_the_next_look_up(tmp_path: P
 
     asyncio.run(scenario())
     store.close_sync()
+
+
+def test_a_database_reached_through_a_symbolic_link_maps_the_wal_index_beside_the_real_file(
+    tmp_path: Path,
+) -> None:
+    """SQLite keeps the -shm file beside the file a link points to; a stale one beside the link (that
+    never changes) must not stand for it, or another worker's revocation would go unseen."""
+    real = tmp_path / "data" / "s.sqlite"
+    real.parent.mkdir()
+    link = tmp_path / "s.sqlite"
+    link.symlink_to(real)
+    (tmp_path / "s.sqlite-shm").write_bytes(bytes(32768))  # a leftover beside the link
+    store, other = open_db(link), open_db(link)
+    assert store._wal_header is not None and store._wal_header.path == real.with_name("s.sqlite-shm")
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        for n in range(2, 5):
+            await store.look_up([A], [], float(n))
+        await other.revoke(A, "forced logout", 5.0)
+        view = await store.look_up([A], [], 6.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+
+    asyncio.run(scenario())
+    store.close_sync()
+    other.close_sync()
