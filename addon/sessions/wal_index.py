@@ -47,7 +47,7 @@ class WalIndexHeader:
             return
         try:
             if os.fstat(fd).st_size >= 2 * HEADER:
-                self._map = mmap.mmap(fd, 2 * HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
+                self._map = mmap.mmap(fd, 2 * HEADER, access=mmap.ACCESS_READ)  # shared, read-only
         except (OSError, ValueError):
             self._map = None
         finally:
