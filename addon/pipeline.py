@@ -64,6 +64,12 @@ MAX_RECENT_SESSIONS = 1_000
 PURGE_EVERY_S = 300.0
 
 
+# The check of a request without session identifiers while no client is locked out (policy lockout
+# off): what SessionTracker.lookup answers then without asking its store, the same but for the grace
+# period; made once (frozen).
+NO_SESSION_CHECKS = {in_grace: SessionCheck(SessionFacts(in_grace=in_grace)) for in_grace in (False, True)}
+
+
 class Mode(StrEnum):
     DETECT = "detect"  # score, annotate and log only
     ENFORCE = "enforce"  # act on judgements
@@ -234,6 +240,8 @@ class Pipeline:
         """Ask the tracker about the request's identifiers and its client's lockout (one store read); a
         store failure is noted and the tracker's local cache answers (see SessionTracker.lookup_without_store)."""
         lockout = self.policy.lockout.enabled
+        if not seen.session_ids and not lockout:  # nothing to ask: what the lookup gives without the store
+            return NO_SESSION_CHECKS[tracker.in_grace(seen.at)]
         try:
             lookup = await tracker.lookup(
                 seen.session_ids, seen.client, seen.user_agent, seen.at, lockout=lockout
