@@ -183,16 +183,13 @@ def from_websocket_message(
 def with_response(
     tx: Transaction, response: http.Response, body_limit: int = DEFAULT_BODY_LIMIT
 ) -> Transaction:
-    fields = response.data.headers.fields
-    if any(k.lower() == b"content-encoding" for k, _ in fields):
+    # mitmproxy's header fields are bytes: decoded as byte_text does (one character per byte)
+    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.data.headers.fields])
+    if any(k.lower() == "content-encoding" for k, _ in headers):
         body = response.get_content(strict=False) or b""
     else:  # what get_content gives then, without its Headers lookup
         body = response.raw_content or b""
-    return tx.with_response(
-        response.status_code,
-        tuple((byte_text(k), byte_text(v)) for k, v in fields),
-        byte_text(body[:body_limit]),
-    )
+    return tx.with_response(response.status_code, headers, byte_text(body[:body_limit]))
 
 
 def set_cookie_values(response: http.Response) -> list[str]:

@@ -172,6 +172,10 @@ class FlowRecord:
     def write_to(self, flow: http.HTTPFlow) -> None:
         """Keep the record in the flow's metadata; mark and comment it when it scored or got an action."""
         flow.metadata[META_KEY] = self.to_json()
+        self.mark(flow)
+
+    def mark(self, flow: http.HTTPFlow) -> None:
+        """Mark and comment the flow when the record scored or got an action (write_to without the metadata)."""
         if self.blocked or self.error or self.action not in _QUIET:
             flow.marked = MARK_ACTED if self.responded or self.logout is not None else MARK_DETECTED
             flow.comment = self.comment()

@@ -42,7 +42,7 @@ from .flow_bridge import (
 )
 from .flow_record import ActionTaken, FlowRecord
 from .forced_logout import LogoutResult, Upstream, force_logout, revoke_sessions
-from .judge import RequestSignals, SessionCheck, Situation, counts_toward_window, judge
+from .judge import Judgement, RequestSignals, SessionCheck, Situation, counts_toward_window, judge
 from .logout_flow import logout_flow
 from .observer import Observer
 from .policy import Action, LogoutMode, Policy
@@ -62,6 +62,12 @@ MAX_PENDING = 10_000
 WEBSOCKET_REFUSED = "websocket_refused"  # in a flow's record: a message was refused, drop all later ones
 MAX_RECENT_SESSIONS = 1_000
 PURGE_EVERY_S = 300.0
+
+
+# The check of a request without session identifiers while no client is locked out (policy lockout
+# off): what SessionTracker.lookup answers then without asking its store, the same but for the grace
+# period; made once (frozen).
+NO_SESSION_CHECKS = {in_grace: SessionCheck(SessionFacts(in_grace=in_grace)) for in_grace in (False, True)}
 
 
 class Mode(StrEnum):
@@ -192,7 +198,7 @@ class Pipeline:
         record = FlowRecord.judged(verdict, check.facts, judgement, str(self.settings.mode))
         record.store_error = check.store_error
         record.request_path = redact_path(seen.tx.uri, self.rules).split("?", 1)[0]
-        record.action = await self._act(Exchange(flow, seen, judgement, tracker), record, pending)
+        record.action = await self._act(flow, seen, judgement, tracker, record, pending)
         record.responded = flow.live and flow.response is not None
         return record
 
@@ -234,6 +240,8 @@ class Pipeline:
         """Ask the tracker about the request's identifiers and its client's lockout (one store read); a
         store failure is noted and the tracker's local cache answers (see SessionTracker.lookup_without_store)."""
         lockout = self.policy.lockout.enabled
+        if not seen.session_ids and not lockout:  # nothing to ask: what the lookup gives without the store
+            return NO_SESSION_CHECKS[tracker.in_grace(seen.at)]
         try:
             lookup = await tracker.lookup(
                 seen.session_ids, seen.client, seen.user_agent, seen.at, lockout=lockout
@@ -263,12 +271,19 @@ class Pipeline:
             return replace(check, store_error=self.health.failed(exc))
         return replace(check, scored_in_window=count)
 
-    async def _act(self, exchange: Exchange, record: FlowRecord, pending: Pending) -> ActionTaken:
+    async def _act(
+        self,
+        flow: http.HTTPFlow,
+        seen: SeenRequest,
+        judgement: Judgement,
+        tracker: SessionTracker,
+        record: FlowRecord,
+        pending: Pending,
+    ) -> ActionTaken:
         """Carry out the judgement as the mode allows: saved flows and detect mode change nothing.
 
         Refused identifiers (revoked, ended, unknown) are deleted in the browser with the refusal, or
         with the application's answer when they are stripped, so their owner is not locked out."""
-        judgement, seen = exchange.judgement, exchange.seen
         if not seen.live:
             if judgement.action is Action.LOGOUT and self.settings.offline_revoke:
                 assert self.tracker is not None
@@ -279,8 +294,8 @@ class Pipeline:
         if not self.settings.enforce:
             asked = judgement.action is not Action.NONE or judgement.strip_session
             return ActionTaken.LOG if asked else ActionTaken.NONE
-        flow, actions = exchange.flow, self.policy.actions
-        expire = self._expiring(exchange.tracker, judgement.refused)
+        actions = self.policy.actions
+        expire = self._expiring(tracker, judgement.refused)
         if judgement.strip_session:
             strip_identifiers(flow.request, judgement.refused)
             record.stripped_session = True
@@ -307,6 +322,7 @@ class Pipeline:
                 return ActionTaken.DROP
             case Action.LOGOUT:
                 upstream = self.settings.upstream
+                exchange = Exchange(flow, seen, judgement, tracker)
                 outcome = await force_logout(exchange, self.policy, upstream, self.health)
                 record.logout = outcome
                 if outcome.request is not None and upstream is not None:
@@ -422,11 +438,15 @@ class Pipeline:
             except Exception:  # not a record we can read: leave it as it is
                 log.exception(f"LogoutGuard: the record of {self._path(flow)} cannot be read")
                 return
+        # The request's record, continued: what its JSON (still the flow's metadata) was made from.
+        written = _json_inputs(record) if pending is not None and record is pending.record else None
         try:
             if pending is None:  # judged by another process or ruleset: judge the request again
                 pending = self._rejudged(flow)
             if not record.responded:  # the response came from the application
-                await self._learn(flow, pending, set_cookie_values(flow.response))
+                set_cookies = set_cookie_values(flow.response)
+                if set_cookies:  # what the application's Set-Cookie headers did to sessions
+                    await self._learn(flow, pending, set_cookies)
                 if pending.expire and flow.live:
                     add_set_cookies(flow.response, pending.expire)
                 if not record.error:
@@ -434,7 +454,10 @@ class Pipeline:
         except Exception as exc:
             log.exception(f"LogoutGuard: judging the response to {self._path(flow)} failed")
             record.error = f"{type(exc).__name__}: {exc}"
-        record.write_to(flow)
+        if written is not None and _json_inputs(record) == written:
+            record.mark(flow)  # the response changed nothing the JSON says: the request's stays
+        else:
+            record.write_to(flow)
         self._audit(flow, record, pending)
 
     def on_error(self, flow: http.HTTPFlow) -> None:
@@ -481,9 +504,12 @@ class Pipeline:
         assert self.engine is not None and flow.response is not None
         engine, state = self.engine, pending.state
         if isinstance(engine, Engine) and isinstance(state, EvalState) and not engine.needs_response(state):
-            # No response rule can run: the verdict inspect_response would give, without reading the response.
+            # No response rule can run: the verdict inspect_response would give, without reading the
+            # response; the request's own when the record continues the request's (the same matches
+            # and TX, scored alike).
             started = time.perf_counter()
-            verdict = engine.verdict([*pending.matches], state)
+            continued = record is pending.record and not record.error
+            verdict = record.verdict if continued else engine.verdict([*pending.matches], state)
         else:
             tx = with_response(state.tx, flow.response, self.settings.body_limit)
             started = time.perf_counter()
@@ -533,6 +559,12 @@ class Pipeline:
             for h, v in reversed(self.recent.items())
         ]
         return "\n".join(lines) or "no sessions seen yet"
+
+
+def _json_inputs(record: FlowRecord) -> tuple[object, ...]:
+    """What the response may change of a record's JSON (FlowRecord.to_json): its verdict, reason,
+    blocked flag, action and error; the rest was set by the request."""
+    return (record.verdict, record.reason, record.blocked, record.action, record.error)
 
 
 def redact_matches(verdict: Verdict, identifiers: tuple[SessionId, ...]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,13 @@ from logoutguard.engine.loader import load_ruleset
 from logoutguard.flow_bridge import read_request, with_response
 from logoutguard.flow_record import META_KEY
 from logoutguard.forced_logout import Upstream
+from logoutguard.judge import SessionCheck
 from logoutguard.pipeline import Mode, Pipeline, Settings
 from logoutguard.policy import parse_policy
 from logoutguard.sessions.hashing import SessionHasher
 from logoutguard.sessions.memory import MemoryStore
 from logoutguard.sessions.store import StoreError
-from logoutguard.sessions.tracker import SessionTracker
+from logoutguard.sessions.tracker import SessionFacts, SessionTracker
 from procs import start_backend
 
 RULES = """
@@ -407,6 +409,38 @@ async def test_the_response_continues_the_request_record_as_if_read_back(
 
 
 @pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.DETECT])
+async def test_the_request_record_stays_unless_the_response_changes_it(make, mode: Mode) -> None:  # type: ignore[no-untyped-def]
+    """The response continues the request's record: the flow's metadata is written again when the
+    response changed it (a response rule's score, the action, the exchange's reason), else the
+    request's stays as it was."""
+    p = make(mode=mode)
+    leak = {"outbound_score", "scores", "matches", "outbound_blocked", "blocked", "reason", "action"}
+    for path, body, changed in (
+        ("/item", b"fine", set()),
+        # scored: refused in enforce mode (no response judged); in detect mode the exchange's
+        # verdict gives the reason (the judge's own words are the request's)
+        ("/item?q=union select", b"fine", set() if mode is Mode.ENFORCE else {"reason"}),
+        ("/item", b"You have an error in your SQL syntax", leak),  # a response rule's match
+    ):
+        f = flow(path)
+        await p.on_request(f)
+        written, marks = f.metadata[META_KEY], (f.marked, f.comment)
+        before = json.loads(json.dumps(written))
+        if f.response is None:
+            f.response = tutils.tresp(content=body)
+        await p.on_response(f)
+        after = f.metadata[META_KEY]
+        assert {k for k in after.keys() | before.keys() if after.get(k) != before.get(k)} == changed
+        assert (after is written) is not changed
+        if not changed:
+            assert (f.marked, f.comment) == marks
+        if "action" in changed:
+            assert after["outbound_score"] == 5 and after["matches"][-1]["id"] == 100002
+            assert after["action"] == ("deny (outbound)" if mode is Mode.ENFORCE else "log")
+            assert f.marked and "out 5" in f.comment and marks != (f.marked, f.comment)
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.DETECT])
 async def test_without_response_rules_the_response_is_not_inspected_and_the_record_is_the_same(
     make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: Mode
 ) -> None:  # type: ignore[no-untyped-def]
@@ -423,3 +457,25 @@ async def test_without_response_rules_the_response_is_not_inspected_and_the_reco
     assert len(built) == answered
     assert await _judged_flows(skipping, read_back=False) == inspected
     assert len(built) == answered  # the skipping pipeline built no response Transaction
+
+
+@pytest.mark.parametrize("grace_period", [0, 3600])
+async def test_a_request_without_a_session_gets_the_check_the_tracker_would_give(
+    make, grace_period: int
+) -> None:  # type: ignore[no-untyped-def]
+    """Without identifiers and with lockout off, the session check is made without asking the tracker:
+    the very check its lookup gives (in the grace period or not); with lockout on, the store is asked."""
+    p = make()
+    assert p.tracker is not None
+    p.use_tracker(SessionTracker(MemoryStore(), p.tracker.hasher, p.rules, grace_period, time.time()))
+    f = flow("/item", "theme=dark")
+    seen = read_request(f, p.rules, p.settings.body_limit)
+    lookup = await p.tracker.lookup(seen.session_ids, seen.client, seen.user_agent, seen.at)
+    expected = SessionCheck.of(lookup, locked_out=False, store_error="")
+    assert await p._check_session(p.tracker, seen) == expected
+    assert expected.facts.in_grace is (grace_period > 0)
+    await p.on_request(f)
+    assert f.metadata[META_KEY]["session"] == SessionFacts(in_grace=grace_period > 0).to_json()
+    locking = make(policy={"lockout": {"enabled": True}})
+    await locking.tracker.lockout(seen.client, time.time() + 60)  # type: ignore[union-attr]
+    assert (await locking._check_session(locking.tracker, seen)).locked_out  # type: ignore[arg-type]

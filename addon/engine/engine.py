@@ -51,6 +51,7 @@ class Engine:
     # The rules that run when a request is over a limit (limits_plan): nothing else does then.
     _limit_plans: dict[Phase, PhasePlan] = field(init=False, repr=False)
     _prefilter: Prefilter | None = field(init=False, repr=False, default=None)
+    _response_rules: dict[bool, bool] = field(init=False, repr=False)  # limits exceeded -> any planned
 
     def __post_init__(self) -> None:
         if not 1 <= self.paranoia <= 4:
@@ -64,6 +65,16 @@ class Engine:
             self._prefilter = build_prefilter(
                 self._plans, inspected_values, is_dynamic, self.prefilter_skip, link_matches_value
             )
+        # Whether any response-phase rule is planned (needs_response asks on every response).
+        self._response_rules = {
+            over: any(
+                isinstance(item, Rule)
+                for phase in RESPONSE_PHASES
+                if phase in plans
+                for item in plans[phase].items
+            )
+            for over, plans in ((False, self._plans), (True, self._limit_plans))
+        }
 
     @property
     def thresholds(self) -> Thresholds:
@@ -100,13 +111,7 @@ class Engine:
             return True
         if state.interrupted or (state.engine_off and not state.tx.limits_exceeded):  # as _run_phases
             return False
-        plans = self._limit_plans if state.tx.limits_exceeded else self._plans
-        return any(
-            isinstance(item, Rule)
-            for phase in RESPONSE_PHASES
-            if phase in plans
-            for item in plans[phase].items
-        )
+        return self._response_rules[bool(state.tx.limits_exceeded)]
 
     def inspect(self, tx: Transaction) -> Verdict:
         """All four phases in order (offline use: scan, replay, tests)."""

@@ -10,7 +10,9 @@
   write that matters to an answer raises (issue, state change, revocation, lockout, purge). The
   generation is read on the event loop itself from a second, read-only connection (one row of a
   tiny table, busy timeout 0: when it cannot be read at once the request reads through the
-  executor), so a revocation by any worker sharing the file is seen by the next request.
+  executor), so a revocation by any worker sharing the file is seen by the next request. It is
+  read again only when a transaction has committed since it was last read (by any worker): the
+  WAL-index header (wal_index.py), a memory read, tells.
 - Sightings (last_seen) are written behind in batches (sightings.py), at most a second late, in
   transactions of SEEN_CHUNK rows (a read queued behind them waits for one chunk).
 - WAL journal. Ordinary writes (sightings, issue) use synchronous=NORMAL: a committed write survives
@@ -57,6 +59,7 @@ from .store import (
     merged_links,
     with_last_seen,
 )
+from .wal_index import WalIndexHeader
 
 log = logging.getLogger("logoutguard")
 
@@ -189,6 +192,8 @@ class SqliteStore(SessionStore):
         self.description = f"sqlite://{self.path}"
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # the event loop's, for the generation only
+        self._wal_header: WalIndexHeader | None = None  # tells whether anything committed since ...
+        self._generation_read: tuple[bytes, int] | None = None  # ... the generation was read (header, value)
         self._rows = 0
         self._closed = False
         self.cache = RecordCache()
@@ -197,6 +202,7 @@ class SqliteStore(SessionStore):
         try:
             self._executor.submit(self._guarded, "open", self._open, key).result()
             self._reader = self._guarded("open", self._open_reader)
+            self._wal_header = WalIndexHeader(self._guarded("open", self._database_file))
         except BaseException:
             self._executor.submit(self._close_connection).result()
             self._executor.shutdown(wait=True)
@@ -250,6 +256,13 @@ class SqliteStore(SessionStore):
         reader.execute("PRAGMA query_only = 1")
         return reader
 
+    def _database_file(self) -> str:
+        """The database file as SQLite names it (its full path, symbolic links resolved): the WAL
+        index is that name with "-shm" appended, wherever the path given pointed from."""
+        assert self._reader is not None
+        rows = self._reader.execute("PRAGMA database_list").fetchall()
+        return next((str(row[2]) for row in rows if row[1] == "main"), "")
+
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -288,6 +301,9 @@ class SqliteStore(SessionStore):
             )
 
     def _close_connection(self) -> None:
+        header, self._wal_header = self._wal_header, None
+        if header is not None:  # unmapped before the connections close (see wal_index.py)
+            header.close()
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
@@ -538,14 +554,24 @@ class SqliteStore(SessionStore):
         return record if last_seen == record.last_seen else with_last_seen(record, last_seen)
 
     def _generation_now(self) -> int | None:
-        """The store's generation, read on the event loop (None when it cannot be read at once)."""
+        """The store's generation, read on the event loop (None when it cannot be read at once): the
+        value read last while the WAL-index header says nothing has committed since, else a query."""
+        header = self._wal_header.read() if self._wal_header is not None else None
+        read = self._generation_read
+        if header is not None and read is not None and read[0] == header:
+            return read[1]
         if self._reader is None:
             return None
         try:  # fetchall: the statement runs to its end, so no read snapshot is kept open
             rows = self._reader.execute(GENERATION).fetchall()
         except sqlite3.Error:
             return None
-        return int(rows[0][0]) if rows else None
+        generation = int(rows[0][0]) if rows else None
+        # The header read before the query: a commit after it makes the next request query again.
+        self._generation_read = (
+            (header, generation) if header is not None and generation is not None else None
+        )
+        return generation
 
     async def get(self, id_hash: str) -> SessionRecord | None:
         return self._with_sightings(await self._call("get", self._select, id_hash))

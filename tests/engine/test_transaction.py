@@ -134,6 +134,33 @@ def test_transactions_are_frozen_and_grow_a_response_and_session_facts() -> None
     assert tx.with_session((("state", "revoked"),)).session == (("state", "revoked"),)
 
 
+def test_a_grown_transaction_keeps_every_other_field_and_stays_frozen() -> None:
+    tx = build_transaction(
+        method="POST",
+        uri="/a;b=c?q=1",
+        headers=[("Cookie", "sid=x"), ("Content-Type", "application/x-www-form-urlencoded")],
+        body=b"a=1&b=2",
+        client_addr="192.0.2.9",
+        limits=Limits(args=1),
+    )
+    facts = (("state", "active"),)
+    for grown, expected in (
+        (tx.with_session(facts), dataclasses.replace(tx, session=facts)),
+        (
+            tx.with_response(200, (("Server", "x"),), "ok"),
+            dataclasses.replace(
+                tx, response_status=200, response_headers=(("Server", "x"),), response_body="ok"
+            ),
+        ),
+    ):
+        assert grown == expected and grown is not tx and grown.extra is tx.extra
+        assert [getattr(grown, f.name) for f in dataclasses.fields(tx)] == [
+            getattr(expected, f.name) for f in dataclasses.fields(tx)
+        ]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            grown.method = "GET"  # type: ignore[misc]
+
+
 def test_counts_over_a_limit_are_named_and_the_collections_cut_there() -> None:
     limits = Limits(args=3, cookies=2, headers=4, parts=1)
     tx = build_transaction(

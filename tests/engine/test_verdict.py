@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -37,6 +38,14 @@ def test_match_to_json_is_plain_data() -> None:
     data = MATCH.to_json()
     assert data["tags"] == ["a", "b"] and data["scoring"] is True and data["disruptive"] == "pass"
     assert json.loads(json.dumps(data)) == data
+
+
+def test_match_to_json_names_every_field_in_order() -> None:
+    match = Match(941100, "XSS", 1, "xss", "error", 4, 2, "ARGS:x", "<s", False, "deny", ("t",))
+    assert list(match.to_json().items()) == [
+        *((f.name, getattr(match, f.name)) for f in dataclasses.fields(Match) if f.name != "tags"),
+        ("tags", ["t"]),
+    ]
 
 
 def test_verdict_blocked_and_rule_ids() -> None:

@@ -373,3 +373,126 @@ def test_kill_9_with_pending_sightings_loses_no_revocation(tmp_path: Path) -> No
         await store.close()
 
     asyncio.run(check())
+
+
+def generation_queries(store: SqliteStore) -> list[str]:
+    """The generation queries of the event loop's read-only connection, as they run."""
+    statements: list[str] = []
+    assert store._reader is not None
+    store._reader.set_trace_callback(statements.append)  # it runs nothing but the generation query
+    return statements
+
+
+def test_the_generation_is_queried_again_only_after_a_commit(tmp_path: Path) -> None:
+    """While no transaction has committed (the WAL-index header unchanged), a request's generation is
+    the one read last: no query; any commit, by this worker or another one sharing the file, makes
+    the next request query it (and a revocation there counts at once)."""
+    path = tmp_path / "s.sqlite"
+    store, other = open_db(path), open_db(path)
+    queries = generation_queries(store)
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        await store.look_up([A], [], 2.0)
+        queries.clear()
+        for n in range(3, 20):
+            view = await store.look_up([A], [], float(n))
+            assert view.records[A] is not None and view.records[A].state is SessionState.ACTIVE
+        assert queries == []
+        other.seen(A, 20.0)
+        await other.flush()  # a commit that raises no generation: queried once, the cache kept
+        calls = counting_calls(store)
+        await store.look_up([A], [], 21.0)
+        await store.look_up([A], [], 22.0)
+        assert len(queries) == 1 and calls == []
+        await other.revoke(A, "forced logout", 23.0)
+        view = await store.look_up([A], [], 24.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+        assert len(queries) == 2 and calls == ["look_up"]
+
+    asyncio.run(scenario())
+    store.close_sync()
+    other.close_sync()
+
+
+def test_without_the_wal_index_header_every_request_queries_the_generation(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store, other = open_db(path), open_db(path)
+    assert store._wal_header is not None and store._wal_header.available
+    store._wal_header.close()  # as where the -shm file cannot be mapped
+    queries = generation_queries(store)
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        for n in range(2, 6):
+            await store.look_up([A], [], float(n))
+        assert len(queries) == 4
+        await other.revoke(A, "forced logout", 6.0)
+        view = await store.look_up([A], [], 7.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+
+    asyncio.run(scenario())
+    store.close_sync()
+    other.close_sync()
+
+
+REVOKED_BY_ANOTHER_PROCESS = """
+import asyncio, sys
+from logoutguard.sessions.sqlite import SqliteStore
+
+async def main():
+    store = SqliteStore(sys.argv[1], key=b"k" * 32)
+    await store.revoke("a" * 32, "forced logout by another worker", 3.0)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_revocation_by_another_process_is_seen_by_the_next_look_up(tmp_path: Path) -> None:
+    """The header is the file's, mapped by every process: another worker process's commit counts."""
+    path = tmp_path / "s.sqlite"
+    store = open_db(path)
+    queries = generation_queries(store)
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        for n in range(2, 5):
+            view = await store.look_up([A], [], float(n))
+            assert view.records[A] is not None and view.records[A].state is SessionState.ACTIVE
+        assert len(queries) == 1
+        result = subprocess.run(
+            [sys.executable, "-c", REVOKED_BY_ANOTHER_PROCESS, str(path)], capture_output=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        view = await store.look_up([A], [], 5.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+
+    asyncio.run(scenario())
+    store.close_sync()
+
+
+def test_a_database_reached_through_a_symbolic_link_maps_the_wal_index_beside_the_real_file(
+    tmp_path: Path,
+) -> None:
+    """SQLite keeps the -shm file beside the file a link points to; a stale one beside the link (that
+    never changes) must not stand for it, or another worker's revocation would go unseen."""
+    real = tmp_path / "data" / "s.sqlite"
+    real.parent.mkdir()
+    link = tmp_path / "s.sqlite"
+    link.symlink_to(real)
+    (tmp_path / "s.sqlite-shm").write_bytes(bytes(32768))  # a leftover beside the link
+    store, other = open_db(link), open_db(link)
+    assert store._wal_header is not None and store._wal_header.path == real.with_name("s.sqlite-shm")
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        for n in range(2, 5):
+            await store.look_up([A], [], float(n))
+        await other.revoke(A, "forced logout", 5.0)
+        view = await store.look_up([A], [], 6.0)
+        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+
+    asyncio.run(scenario())
+    store.close_sync()
+    other.close_sync()
