@@ -68,9 +68,9 @@ log = logging.getLogger("logoutguard")
 # check, iostream's end of a header block, httputil's end of a header line.
 TORNADO_PATTERNS: tuple[str | bytes, ...] = (r"^\[.*\]$", b"\r?\n\r?\n", r"\r?\n$")
 TYPE_WORDS = {int: "a whole number", bool: "true or false", str: "a text"}
-# Rounds of the rehearsal, each with other values: CPython specialises an instruction the second time
-# it runs, and a value seen before takes the engine's shorter path (its memo), so two rounds run both
-# the paths of new values and of known ones.
+# Rounds of the rehearsal, each with values of its own: every path a new value takes runs twice (CPython
+# specialises code as it runs it), and the second round also meets header names and other values the
+# first one left in the engine's memo, as later requests do.
 REHEARSAL_ROUNDS = 2
 REHEARSAL_CLIENT = ("192.0.2.1", 40000)  # TEST-NET-1 (RFC 5737): no real client has it
 REHEARSAL_HOST = "rehearsal.invalid"  # RFC 2606: no real site has it
@@ -239,11 +239,20 @@ def rehearsal_flows(policy: Policy, round_: int) -> list[tuple[http.HTTPFlow, ht
         "Accept-Encoding": "gzip, deflate",
         "Referer": f"https://{REHEARSAL_HOST}/start?from=home{n}",
     }
+    # Prose, names, addresses and numbers as forms carry them, and one value longer than the engine's memo
+    # keeps (memo.MAX_TEXT): long values take paths of their own.
+    comment = (
+        f"Hello, I'd like to exchange order A-2024-{n}18734 (size 39, blue) for the next size up: is it "
+        f"free of charge? I still have the box & the receipt. Best regards from Lisbon, Maria O'Neil. "
+    ) * 4
     form = urlencode(
         {
-            "name": f"Ada Lovelace {n}",
-            "email": f"ada{n}@example.org",
-            "comment": f"Hello, a question number {n}.",
+            "name": f"Maria O'Neil {n}",
+            "email": f"maria.oneil{n}@example.org",
+            "phone": f"+351 912 345 67{n}",
+            "address": f"Rua das Flores {n}, 3. esq, 1200-195 Lisboa",
+            "comment": comment,
+            "newsletter": "yes",
         }
     )
     boundary = f"rehearsal{n}"
@@ -255,11 +264,11 @@ def rehearsal_flows(policy: Policy, round_: int) -> list[tuple[http.HTTPFlow, ht
     requests: list[tuple[str, str, str, dict[str, str]]] = [
         (
             "GET",
-            f"/shop/search?q=warm+socks+{n}&page={n}&sort=price_asc",
+            f"/shop/search?q=warm+socks+{n}&category=sport&page={n}&sort=price_asc&next=%2Faccount%2Forders",
             "",
             {
                 **browser,
-                "Cookie": f"{session}=rehearsal{n}0123456789abcdef0123456789; theme=dark{n}; lang=en",
+                "Cookie": f"{session}=rehearsal{n}0123456789abcdef0123456789; theme=dark{n}; lang=en-GB",
             },
         ),
         ("POST", "/account/contact", form, {**browser, "Content-Type": "application/x-www-form-urlencoded"}),
