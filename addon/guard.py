@@ -66,6 +66,17 @@ class LogoutGuard:
         self.bad_values = startup.take_bad_values(
             options, [n for n in sorted(options.keys()) if n.startswith("guard_")]
         )
+        # Judge every request before any upstream connection exists: with mitmproxy's default eager
+        # strategy a down upstream closes the client connection before the request hook runs, so a
+        # forced logout could not even revoke the session. Set here, before mitmproxy listens (and before
+        # this addon is in its chain), not in `running`: each option set there made mitmproxy configure
+        # every addon again after "listening at", in the way of the first request.
+        if getattr(options, "connection_strategy", "lazy") == "eager":
+            options.connection_strategy = "lazy"
+            log.info(
+                "LogoutGuard: connection_strategy set to lazy (requests are judged before connecting upstream)"
+            )
+        self.rewrites_host = client_host.take_over_host_rewrite(options)
 
     def configure(self, updated: set[str]) -> None:
         loading = updated >= ctx.options.keys()  # mitmproxy loading the script: every option at once
@@ -116,11 +127,29 @@ class LogoutGuard:
             if ruleset is None or "guard_rules" in updated:
                 ruleset = load_rules(opts.guard_rules)
             engine = build_engine(ruleset, opts)
+        settings = Settings(
+            mode=Mode(opts.guard_mode),
+            fail_closed=opts.guard_fail_mode == "closed",
+            deny_on_error=opts.guard_error_action == "deny",
+            body_limit=opts.guard_body_limit,
+            reject_over_limit=opts.guard_body_limit_action == "reject",
+            limits=guard_options.limits(opts),
+            offline_revoke=opts.guard_offline_revoke,
+            paranoia=opts.guard_paranoia,
+            inbound_threshold=opts.guard_inbound_threshold,
+            outbound_threshold=opts.guard_outbound_threshold,
+            upstream=configured_upstream(opts.guard_upstream, opts.mode),
+        )
         audit = open_audit_log(opts.guard_audit_log) if "guard_audit_log" in updated else None
         tracker = None
         try:
             if updated & guard_options.STORE_OPTIONS or "guard_policy" in updated or first:
                 tracker = open_session_store(opts, policy, identifier_rules(policy))
+            if engine is not pipeline.engine or policy is not pipeline.policy or tracker is not None:
+                # What only a first request would pay, paid now (before the gate opens, or the parts change)
+                hasher = tracker.hasher if tracker is not None else pipeline.tracker.hasher  # type: ignore[union-attr]
+                store = tracker.store if tracker is not None else None
+                startup.rehearse(engine, policy, settings, hasher, store)
             if "guard_metrics" in updated or first:
                 self._serve_metrics(opts.guard_metrics)  # the last part that can fail: it keeps its own
         except exceptions.OptionsError:
@@ -142,21 +171,7 @@ class LogoutGuard:
         if audit is not None:
             pipeline.audit.close()
             pipeline.audit = audit
-        pipeline.use_settings(
-            Settings(
-                mode=Mode(opts.guard_mode),
-                fail_closed=opts.guard_fail_mode == "closed",
-                deny_on_error=opts.guard_error_action == "deny",
-                body_limit=opts.guard_body_limit,
-                reject_over_limit=opts.guard_body_limit_action == "reject",
-                limits=guard_options.limits(opts),
-                offline_revoke=opts.guard_offline_revoke,
-                paranoia=opts.guard_paranoia,
-                inbound_threshold=opts.guard_inbound_threshold,
-                outbound_threshold=opts.guard_outbound_threshold,
-                upstream=configured_upstream(opts.guard_upstream, opts.mode),
-            )
-        )
+        pipeline.use_settings(settings)
         log.info(
             f"LogoutGuard: {len(self.ruleset or ())} rules, PL{opts.guard_paranoia}, mode {opts.guard_mode}, "
             f"policy {pipeline.policy.source}, store {opts.guard_session_store}"
@@ -186,15 +201,6 @@ class LogoutGuard:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:
-        # Judge every request before any upstream connection exists: with mitmproxy's default eager
-        # strategy a down upstream closes the client connection before the request hook runs, so a
-        # forced logout could not even revoke the session.
-        if getattr(ctx.options, "connection_strategy", "lazy") == "eager":
-            ctx.options.connection_strategy = "lazy"
-            log.info(
-                "LogoutGuard: connection_strategy set to lazy (requests are judged before connecting upstream)"
-            )
-        self.rewrites_host = client_host.take_over_host_rewrite(ctx.options)
         self._spawn(self.pipeline.purge_forever())
 
     async def done(self) -> None:
@@ -282,6 +288,8 @@ class LogoutGuard:
             ruleset = load_rules(ctx.options.guard_rules)
             policy = read_policy(ctx.options.guard_policy)
             engine = build_engine(ruleset, ctx.options)
+            if self.pipeline.tracker is not None:
+                startup.rehearse(engine, policy, self.pipeline.settings, self.pipeline.tracker.hasher)
         except exceptions.OptionsError as exc:
             log.error(f"LogoutGuard: reload refused, the running ruleset and policy stay in force: {exc}")
             return f"reload refused: {exc}"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.addons import proxyserver
+from mitmproxy.options import Options
 from mitmproxy.test import taddons, tflow, tutils
 
 from logoutguard.engine.engine import Engine
@@ -724,3 +726,31 @@ async def test_reload_rereads_the_exclusions_and_refuses_a_broken_file(
         f = flow_for("/reports?q=union select")
         await guard.request(f)
         assert f.response is not None and f.response.status_code == 403
+
+
+class ConfigureCounter:
+    """An addon that notes every configure mitmproxy sends it."""
+
+    def __init__(self) -> None:
+        self.updates: list[set[str]] = []
+
+    def configure(self, updated: set[str]) -> None:
+        self.updates.append(set(updated))
+
+
+def test_the_options_the_addon_needs_are_set_at_load_and_running_changes_none(
+    guard: LogoutGuard, rules_dir: Path, tmp_path: Path
+) -> None:
+    """connection_strategy=lazy and the Host rewrite taken over (reverse mode) are set when the script
+    loads, before mitmproxy listens: set in `running`, each made mitmproxy configure every addon again
+    after "listening at", in the first request's way."""
+    options = Options(mode=["reverse:http://127.0.0.1:8080"])
+    counter = ConfigureCounter()
+    with taddons.context(proxyserver.Proxyserver(), counter, options=options) as tctx:  # it declares them
+        assert options.connection_strategy == "eager" and not options.keep_host_header  # mitmproxy's defaults
+        tctx.master.addons.add(guard)  # load
+        assert options.connection_strategy == "lazy" and options.keep_host_header and guard.rewrites_host
+        tctx.configure(guard, **base_options(rules_dir, tmp_path))
+        counter.updates.clear()
+        guard.running()
+        assert counter.updates == []

@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
+import os
 import re
+import sqlite3
+import subprocess
 import sys
+import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import Iterator
@@ -19,9 +24,11 @@ from mitmproxy import exceptions, optmanager
 from mitmproxy.test import taddons, tflow, tutils
 
 from logoutguard import guard_options, startup
-from logoutguard.engine import prefilter
+from logoutguard.engine import memo, prefilter
+from logoutguard.engine.engine import Engine
 from logoutguard.guard import META_KEY, LogoutGuard
-from procs import start_backend
+from logoutguard.sessions.sqlite import SqliteStore
+from procs import free_port, start_backend
 
 
 def declared(*specs: str) -> optmanager.OptManager:
@@ -318,3 +325,236 @@ def test_settle_heap_freezes_what_is_built_and_hands_back_what_a_reload_replaced
         assert alive() is None  # given back to the collector first, and freed
     finally:
         gc.unfreeze()
+
+
+# -- the rehearsal (warm at start) ------------------------------------------------------------------
+def sqlite_options(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "guard_session_store": str(tmp_path / "sessions.sqlite"),
+        "guard_audit_log": str(tmp_path / "audit.jsonl"),
+        **extra,
+    }
+
+
+def counted(metrics: Any) -> dict[str, float]:
+    """Every count the metrics hold that is not zero (counters' totals, histograms' counts)."""
+    return {
+        f"{sample.name}{sorted(sample.labels.items())}": sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name.endswith(("_total", "_count")) and sample.value
+    }
+
+
+async def test_the_rehearsal_leaves_no_trace(tmp_path: Path) -> None:
+    """Start-up judges made-up requests (sessions among them) with the parts about to be in force: no
+    audit line, no session (no row, no write, nothing cached), no metric, nothing in the pipeline's own
+    state. The same checks then see what one real request leaves."""
+    memo.clear_all()
+    guard = LogoutGuard()
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **sqlite_options(tmp_path, guard_metrics=f"127.0.0.1:{free_port()}"))
+        assert guard.gate.open and guard.store is not None and guard.metrics is not None
+        assert sum(map(len, memo._tables)) > 0  # the rehearsal ran: the engine kept pure results of it
+        audit = tmp_path / "audit.jsonl"
+        assert audit.read_text() == ""
+        assert await guard.store.count() == 0 and len(guard.store.cache) == 0
+        with contextlib.closing(sqlite3.connect(tmp_path / "sessions.sqlite")) as db:
+            assert db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall() == [("0",)]
+        assert counted(guard.metrics) == {}
+        pipeline, tracker = guard.pipeline, guard.pipeline.tracker
+        assert tracker is not None and not tracker._known and not tracker._adoptions
+        assert not pipeline.recent and not pipeline.pending and not guard._background
+        assert not pipeline.health.down
+
+        f = flow_for(ATTACK, headers={"Cookie": "JSESSIONID=0123456789abcdef0123"})  # one real request
+        await guard.request(f)
+        assert f.response is not None and f.response.status_code == 403
+        await guard.response(f)  # mitmproxy calls it with the refusal
+        assert len(audit.read_text().splitlines()) == 1
+        assert await guard.store.count() == 1  # adopted in the grace period after start-up
+        assert counted(guard.metrics) and tracker._known and pipeline.recent
+        await guard.done()
+
+
+async def test_the_rehearsal_changes_no_verdict(tmp_path: Path) -> None:
+    """What the engine keeps from the rehearsal are pure results: the corpus inputs (every third, and
+    responses) get the same verdicts with them as with nothing kept."""
+    from engine.verdict_snapshot import corpus_inputs, judge, record
+
+    memo.clear_all()
+    guard = LogoutGuard()
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **sqlite_options(tmp_path))
+        engine = guard.pipeline.engine
+        assert engine is not None and sum(map(len, memo._tables)) > 0
+        inputs = list(corpus_inputs())[::3]
+        after_rehearsal = [record(judge(engine, tx, response)) for _, tx, response in inputs]
+        memo.clear_all()
+        with_nothing_kept = [record(judge(engine, tx, response)) for _, tx, response in inputs]
+        assert after_rehearsal == with_nothing_kept
+        assert any(r["blocked"] for r in after_rehearsal) and not all(r["blocked"] for r in after_rehearsal)
+        await guard.done()
+
+
+class FailingEngine(Engine):
+    def inspect_request(self, tx):  # type: ignore[no-untyped-def]
+        raise RuntimeError("engine failure for the test")
+
+
+async def test_a_rehearsal_that_fails_refuses_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An engine that cannot judge a plain request at start-up would fail every real one (or pass them
+    unjudged with guard_error_action=pass): the start is refused in one line, the gate answers 503."""
+    monkeypatch.setattr("logoutguard.guard.build_engine", lambda ruleset, opts: FailingEngine(ruleset))
+    guard = LogoutGuard()
+    with taddons.context() as tctx:
+        tctx.options.set(*(f"{k}={v}" for k, v in sqlite_options(tmp_path).items()), defer=True)  # --set
+        tctx.master.addons.add(guard)  # load: the options declared, the --set values applied
+        guard.configure(set(tctx.options.keys()))  # as mitmproxy loading the script does
+        assert guard.gate.state is startup.GateState.FAILED
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors[-1] == (
+            "LogoutGuard's warm-up failed: judging the made-up request GET /shop/search failed: "
+            "RuntimeError: engine failure for the test"
+        )
+        f = flow_for("/search?q=shoes")
+        await guard.request(f)
+        assert f.response is not None and f.response.status_code == 503
+        assert (tmp_path / "audit.jsonl").read_text() == ""
+        await guard.done()
+
+
+async def test_a_rehearsal_that_fails_refuses_a_change_and_keeps_the_configuration(
+    running: tuple[LogoutGuard, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard, tctx = running
+    engine = guard.pipeline.engine
+    monkeypatch.setattr("logoutguard.guard.build_engine", lambda ruleset, opts: FailingEngine(ruleset))
+    with pytest.raises(
+        exceptions.OptionsError, match="warm-up failed: judging the made-up request GET /shop"
+    ):
+        tctx.options.update(guard_paranoia=2)
+    assert guard.pipeline.engine is engine and guard.gate.open
+    assert "reload refused: LogoutGuard's warm-up failed" in guard.reload()
+    assert guard.pipeline.engine is engine
+
+
+def test_a_store_that_cannot_be_read_at_start_up_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(store: SqliteStore) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SqliteStore, "_warm", unreadable)
+    guard = LogoutGuard()
+    with taddons.context(guard) as tctx:
+        with pytest.raises(
+            exceptions.OptionsError, match=r"^guard_session_store: warming up: session store .*disk I/O error"
+        ):
+            tctx.configure(guard, **sqlite_options(tmp_path))
+        assert not guard.gate.open and guard.store is None
+
+
+@contextlib.contextmanager
+def first_runs() -> Iterator[tuple[list[Any], list[bool]]]:
+    """The code objects that start running for the first time since entering, while recording is on
+    (sys.monitoring: each code object reports its first start once, then no more)."""
+    monitoring = sys.monitoring
+    tool = next(t for t in (3, 4) if monitoring.get_tool(t) is None)
+    new: list[Any] = []
+    recording = [False]
+
+    def started(code: Any, offset: int) -> Any:
+        if recording[0]:
+            new.append(code)
+        return monitoring.DISABLE
+
+    monitoring.use_tool_id(tool, "logoutguard first runs")
+    try:
+        monitoring.register_callback(tool, monitoring.events.PY_START, started)
+        monitoring.set_events(tool, monitoring.events.PY_START)
+        yield new, recording
+    finally:
+        monitoring.set_events(tool, 0)
+        monitoring.register_callback(tool, monitoring.events.PY_START, None)
+        monitoring.free_tool_id(tool)
+        monitoring.restart_events()
+
+
+# What the first request may still run for the first time: the adapter's hooks (a few lines each), and
+# the SQLite store's own code (its cache, its sightings written behind, the record helpers it calls): its
+# first read of a new session and the adoption's write wait on the store's thread anyway, the rehearsal
+# must not use the real store, and warm() compiles its statements.
+FIRST_RUN_ALLOWED = (
+    "guard.py",
+    "startup.py:Gate.",
+    "logout_flow.py",
+    "sessions/sqlite.py",
+    "sessions/record_cache.py",
+    "sessions/sightings.py",
+    "sessions/store.py:effective_state",
+)
+
+
+# A support form of 2 KB (the end-to-end benchmark's POST): values longer than the engine's memo keeps.
+LONG_FORM = (
+    "POST",
+    "/account/support",
+    urllib.parse.urlencode(
+        {"name": "Maria O'Neil", "order": "A-2024-118734", "comment": "Hello, the shoes are too small. " * 60}
+    ).encode(),
+    {"Content-Type": "application/x-www-form-urlencoded", "Cookie": "JSESSIONID=0123456789abcdef0123"},
+)
+
+
+async def first_runs_of_benign_requests(folder: str) -> list[str]:
+    """LogoutGuard's functions that the first request of each benign shape (query and cookies with a
+    session, form, JSON, multipart, XML, a 2 KB form) and its response run for the first time since the
+    start."""
+    package = Path(startup.__file__).parent
+    with first_runs() as (new, recording):
+        guard = LogoutGuard()
+        with taddons.context(guard) as tctx:
+            tctx.configure(guard, **sqlite_options(Path(folder)))
+            for method, path, body, headers in [*SHAPES[:6], LONG_FORM]:
+                f = flow_for(path, method, body, {**BROWSER, **headers})
+                recording[0] = True
+                await guard.request(f)
+                recording[0] = False
+                assert f.response is None  # benign: passed on
+                f.response = tutils.tresp()
+                recording[0] = True
+                await guard.response(f)
+                recording[0] = False
+            await guard.done()
+    return [
+        f"{Path(code.co_filename).relative_to(package).as_posix()}:{code.co_qualname}"
+        for code in new
+        if Path(code.co_filename).is_relative_to(package)
+    ]
+
+
+def test_the_first_benign_requests_run_no_judging_code_for_the_first_time(tmp_path: Path) -> None:
+    """Warm at start, the other half: Python specialises code as it runs, and the engine's parts do
+    their own first-time work, so the first requests run no function of LogoutGuard's judging that
+    start-up (the rehearsal) did not run. In a new process: one that judged before (these tests) has
+    run them all, or keeps results (memo, lru_cache) that spare the rehearsal running them."""
+    code = "import asyncio, json, sys, test_startup as t; print(json.dumps(asyncio.run(t.first_runs_of_benign_requests(sys.argv[1]))))"
+    tests = Path(__file__).resolve().parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=tests,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ours = json.loads(done.stdout.strip().splitlines()[-1])
+    assert ours and [name for name in ours if not name.startswith(FIRST_RUN_ALLOWED)] == []

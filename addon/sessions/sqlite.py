@@ -100,6 +100,10 @@ UPGRADES = {  # from version N to N + 1
     2: ("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0')",),
 }
 GENERATION = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'"
+SELECT_RECORD = f"SELECT {COLUMNS} FROM sessions WHERE id_hash = ?"
+INSERT_RECORD = f"INSERT INTO sessions ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(', ')))})"
+SEEN = "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?"
+NO_RECORD = "warm-up"  # no record nor lockout has this key (hashes are hex, networks addresses)
 BUMP = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation' RETURNING CAST(value AS INTEGER)"
 SEEN_CHUNK = 500  # sightings per write transaction
 # a write's result, and what it did to the generation: (new generation, keys written, anything else too)
@@ -318,13 +322,13 @@ class SqliteStore(SessionStore):
         return int(self._db.execute(BUMP).fetchall()[0][0])
 
     def _select(self, id_hash: str) -> SessionRecord | None:
-        row = self._db.execute(f"SELECT {COLUMNS} FROM sessions WHERE id_hash = ?", (id_hash,)).fetchone()
+        row = self._db.execute(SELECT_RECORD, (id_hash,)).fetchone()
         return None if row is None else row_record(row)
 
     def _insert(self, record: SessionRecord) -> bool:
         """Insert a new record (evicting beyond max_sessions); True when others were evicted."""
         self._db.execute(
-            f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_RECORD,
             (
                 record.id_hash,
                 record.cookie_name,
@@ -525,9 +529,16 @@ class SqliteStore(SessionStore):
 
     def _write_seen(self, sightings: list[tuple[float, str]]) -> None:
         with transaction(self._db):
-            self._db.executemany(
-                "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?", sightings
-            )
+            self._db.executemany(SEEN, sightings)
+
+    def _warm(self) -> None:
+        """look_up's read and issue's read of a record and a lockout that do not exist; the writes of issue
+        (a session adopted or issued) and of the sightings compiled: executemany of no rows prepares a
+        statement and never runs it."""
+        self._read_many([NO_RECORD], [NO_RECORD])
+        self._select(NO_RECORD)
+        for statement in (BUMP, INSERT_RECORD, SEEN):
+            self._db.executemany(statement, [])
 
     def _count(self) -> int:
         self._rows = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
@@ -572,6 +583,15 @@ class SqliteStore(SessionStore):
             (header, generation) if header is not None and generation is not None else None
         )
         return generation
+
+    def warm(self) -> None:
+        """The generation read on the event loop and, on the store's thread, the reads and writes of a
+        request's look_up, an adoption and the sightings (see _warm): compiled into each connection's
+        statement cache, the pages read. Nothing is written, the record cache is left as it was."""
+        if self._closed:
+            raise StoreError(f"session store {self.path}: warm-up failed: the store is closed")
+        self._generation_now()
+        self._executor.submit(self._guarded, "warm-up read", self._warm).result()
 
     async def get(self, id_hash: str) -> SessionRecord | None:
         return self._with_sightings(await self._call("get", self._select, id_hash))

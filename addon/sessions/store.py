@@ -158,6 +158,12 @@ class SessionStore(abc.ABC):
         """Write what is written behind (sightings) now; StoreError when that fails."""
         return None
 
+    def warm(self) -> None:
+        """Pay now, at start-up, what a request's first read would (statements to compile, pages to read),
+        with nothing written and nothing cached; StoreError when the store cannot be read. Stores that
+        have nothing of the kind (or must not be asked at start-up, as Redis) do nothing."""
+        return None
+
     async def look_up(self, id_hashes: Sequence[str], lockout_keys: Sequence[str], now: float) -> StoreView:
         """One read for a request: the records of `id_hashes` (as get() gives them) and which of
         `lockout_keys` (client networks, credential keys) are locked out at `now`. Backends answer it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sqlite3
 import subprocess
@@ -496,3 +497,41 @@ def test_a_database_reached_through_a_symbolic_link_maps_the_wal_index_beside_th
     asyncio.run(scenario())
     store.close_sync()
     other.close_sync()
+
+
+def test_warm_reads_as_a_request_does_and_writes_nothing(tmp_path: Path) -> None:
+    """warm() at start-up: look_up's read transaction and issue's read run once (for keys no record
+    has), the writes are only compiled; no row, generation, WAL byte or cache entry changes."""
+    path = tmp_path / "s.sqlite"
+    store = open_db(path)
+
+    async def scenario() -> None:
+        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+        await store.look_up([A], ["10.0.0.0/24"], 2.0)  # cached, with the lockout's answer
+
+    asyncio.run(scenario())
+    cache = (dict(store.cache._records), dict(store.cache._lockouts), store.cache.generation)
+    wal = path.with_name(path.name + "-wal").stat().st_size
+    statements: list[str] = []
+    store._executor.submit(store._db.set_trace_callback, statements.append).result()
+    changes = store._executor.submit(lambda: store._db.total_changes).result()
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        version = other.execute("PRAGMA data_version").fetchone()
+        store.warm()
+        assert other.execute("PRAGMA data_version").fetchone() == version  # nobody committed anything
+    assert store._executor.submit(lambda: store._db.total_changes).result() == changes
+    assert path.with_name(path.name + "-wal").stat().st_size == wal
+    assert (dict(store.cache._records), dict(store.cache._lockouts), store.cache.generation) == cache
+    assert [s.split(" WHERE")[0][:30] for s in statements] == [
+        "BEGIN",
+        "SELECT CAST(value AS INTEGER) ",
+        "SELECT id_hash, cookie_name, i",
+        "SELECT network, until FROM loc",
+        "COMMIT",
+        "SELECT id_hash, cookie_name, i",
+    ]
+    assert all("'warm-up'" in s for s in statements if " WHERE " in s and "meta" not in s)
+    assert asyncio.run(store.look_up([A], [], 3.0)).records[A] is not None
+    store.close_sync()
+    with pytest.raises(StoreError, match="warm-up failed: the store is closed"):
+        store.warm()
