@@ -261,11 +261,15 @@ def signature(value: str) -> int:
     """The trigger bits present in `value` (always including ALWAYS)."""
     if _ANY_TRIGGER.search(value) is None:
         return ALWAYS
-    if len(value) > SET_SIGNATURE:
-        return _searched_signature(value)
-    # A short value: its set of characters answers the one-character tests (one pass instead of one
-    # search per character); the two-character tests run only when their characters are there.
-    chars = set(value)
+    chars: set[str] | str
+    if len(value) <= SET_SIGNATURE:
+        # A short value: its set of characters answers the one-character tests (one pass instead of one
+        # search per character); a long one is searched (a 2 KB body's set costs more than memchr).
+        chars = set(value)
+        ws, cmd = not chars.isdisjoint(_WS_CHARS), not chars.isdisjoint(_CMD_CHARS)
+    else:
+        chars = value
+        ws, cmd = any(c in value for c in _WS_CHARS), any(c in value for c in _CMD_CHARS)
     sig = ALWAYS
     if "%" in chars or "+" in chars:
         sig |= PCT
@@ -277,65 +281,19 @@ def signature(value: str) -> int:
         sig |= NUL
     if not value.isascii():
         sig |= HIGH
-    if not chars.isdisjoint(_WS_CHARS):
+    if ws:
         sig |= WS
     space = " " in chars
     double = space and "  " in value
     if space:
         sig |= SPACE | (SPACE2 if double else 0)
-    if value[0] in C_SPACE or value[-1] in C_SPACE:
+    if value[0] in C_SPACE or value[-1] in C_SPACE:  # (not empty: _ANY_TRIGGER found something)
         sig |= EDGE
     if ("/" in chars or "." in chars) and path_has_work(value):
         sig |= PATH
-    if (
-        "#" in chars
-        or ("-" in chars and "--" in value)
-        or ("*" in chars and ("/*" in value or "*/" in value))
-    ):
+    if "#" in chars or ("-" in chars and "--" in value) or ("*" in chars and ("/*" in value or "*/" in value)):
         sig |= CMT
-    if (
-        double
-        or not chars.isdisjoint(_CMD_CHARS)
-        or (space and (("/" in chars and " /" in value) or ("(" in chars and " (" in value)))
-    ):
-        sig |= CMD
-    return sig
-
-
-def _searched_signature(value: str) -> int:
-    """signature() of a long value by substring searches (a set of a 2 KB body's characters costs more)."""
-    sig = ALWAYS
-    if "%" in value or "+" in value:
-        sig |= PCT
-    if "&" in value:
-        sig |= AMP
-    if "\\" in value:
-        sig |= BSL
-    if "\x00" in value:
-        sig |= NUL
-    if not value.isascii():
-        sig |= HIGH
-    if any(c in value for c in _WS_CHARS):
-        sig |= WS
-    space = " " in value
-    double = space and "  " in value
-    if space:
-        sig |= SPACE | (SPACE2 if double else 0)
-    if value[0] in C_SPACE or value[-1] in C_SPACE:  # (not empty: _ANY_TRIGGER found something)
-        sig |= EDGE
-    if ("/" in value or "." in value) and path_has_work(value):
-        sig |= PATH
-    if (
-        "#" in value
-        or ("-" in value and "--" in value)
-        or ("*" in value and ("/*" in value or "*/" in value))
-    ):
-        sig |= CMT
-    if (
-        double
-        or any(c in value for c in _CMD_CHARS)
-        or (space and (("/" in value and " /" in value) or ("(" in value and " (" in value)))
-    ):
+    if double or cmd or (space and (("/" in chars and " /" in value) or ("(" in chars and " (" in value))):
         sig |= CMD
     return sig
 
