@@ -416,6 +416,20 @@ def test_the_generation_is_queried_again_only_after_a_commit(tmp_path: Path) -> 
     other.close_sync()
 
 
+async def issued_and_looked_up(store: SqliteStore, times: range) -> None:
+    """Session A issued at 1.0, then looked up at each of `times`."""
+    await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
+    for n in times:
+        await store.look_up([A], [], float(n))
+
+
+async def assert_revoked_by(store: SqliteStore, other: SqliteStore, now: float) -> None:
+    """`other` revokes A at `now`; `store`'s next look-up sees it revoked."""
+    await other.revoke(A, "forced logout", now)
+    view = await store.look_up([A], [], now + 1)
+    assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+
+
 def test_without_the_wal_index_header_every_request_queries_the_generation(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     store, other = open_db(path), open_db(path)
@@ -424,13 +438,9 @@ def test_without_the_wal_index_header_every_request_queries_the_generation(tmp_p
     queries = generation_queries(store)
 
     async def scenario() -> None:
-        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
-        for n in range(2, 6):
-            await store.look_up([A], [], float(n))
+        await issued_and_looked_up(store, range(2, 6))
         assert len(queries) == 4
-        await other.revoke(A, "forced logout", 6.0)
-        view = await store.look_up([A], [], 7.0)
-        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+        await assert_revoked_by(store, other, 6.0)
 
     asyncio.run(scenario())
     store.close_sync()
@@ -487,12 +497,8 @@ def test_a_database_reached_through_a_symbolic_link_maps_the_wal_index_beside_th
     assert store._wal_header is not None and store._wal_header.path == real.with_name("s.sqlite-shm")
 
     async def scenario() -> None:
-        await store.issue(A, cookie_name="sid", now=1.0, client_network="", ua_fingerprint="")
-        for n in range(2, 5):
-            await store.look_up([A], [], float(n))
-        await other.revoke(A, "forced logout", 5.0)
-        view = await store.look_up([A], [], 6.0)
-        assert view.records[A] is not None and view.records[A].state is SessionState.REVOKED
+        await issued_and_looked_up(store, range(2, 5))
+        await assert_revoked_by(store, other, 5.0)
 
     asyncio.run(scenario())
     store.close_sync()
