@@ -52,11 +52,12 @@ from typing import TYPE_CHECKING, Any
 from .memo import MAX_TEXT, Memo
 from .rules import Link, Marker, Phase, Rule, Target
 from .transformations import C_SPACE, path_has_work
-from .variables import Values, collect, is_dynamic, keyed, lookup, member_name
+from .variables import MEMBER_INPUTS, Values, collect, is_dynamic, keyed, lookup, member_name
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
     from .state import EvalState
+    from .transaction import Transaction
 
 try:
     import hyperscan
@@ -768,6 +769,9 @@ class TargetGates:
     exact: tuple[tuple[int, Link], ...] = ()
     memo_key: int = 0  # unique per phase and target: the per-value answers are kept under it
     signed: bool = True  # some entry depends on a value's signature (else it is never computed)
+    # Pattern-gated rules whose first link is also a pure test of one value (exact_gate): rule index ->
+    # that link. A short value's pattern hit counts only when the link's test passes for it (`_answer`).
+    confirmed: dict[int, Link] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -792,8 +796,12 @@ class Source:
     reads: tuple[TargetGates, ...]  # targets reading members' values (whole, keyed, key regex)
     counts: tuple[TargetGates, ...]  # `&` targets: the number of members they select is the value
     names: Memo  # full member name -> (group id or -1, indexes in `counts` of the counts selecting it)
-    # All the members (a tuple of (name, value) pairs) -> the rules they make visitable (`_source_todo`).
+    # All the members -> the rules they make visitable (`_source_todo`): keyed by the transaction's
+    # fields they are made from (`inputs`, variables.MEMBER_INPUTS) in a 1-tuple, or by the members
+    # themselves (a tuple of (name, value) pairs) where the collection has none or an adapter's view
+    # replaces it (the two kinds of key never equal: a 1-tuple's item is never a pair of strings).
     wholes: Memo = field(default_factory=lambda: Memo(WHOLE_ENTRIES))
+    inputs: Callable[[Transaction], object] | None = None
 
 
 def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tuple[TargetGates, ...]]:
@@ -808,7 +816,7 @@ def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tu
         reads, counts = by_collection.setdefault(collection, ([], []))
         (counts if tg.target.count else reads).append(tg)
     sources = tuple(
-        Source(c, tuple(reads), tuple(counts), Memo(NAME_ENTRIES))
+        Source(c, tuple(reads), tuple(counts), Memo(NAME_ENTRIES), inputs=MEMBER_INPUTS.get(c))
         for c, (reads, counts) in by_collection.items()
     )
     return sources, tuple(loose)
@@ -823,6 +831,7 @@ class Stats:
     patterns: int
     exact_rules: int = 0  # rules visited only when their first link matches a value (exact_gate)
     chain_databases: int = 0  # databases of a few patterns scanned for chains' long candidates
+    confirmed_rules: int = 0  # gated rules whose pattern hits on short values are confirmed by their test
 
 
 class Prefilter:
@@ -1022,18 +1031,34 @@ class Prefilter:
         the phase's targets reading it (leaving exclusions in, as `_values` does, only widens). The
         answer is a pure function of the members (names and values), so for a small collection of
         short texts it is kept whole: the same headers or cookies again cost one lookup instead of one
-        per member. (A long value is never kept across transactions, as everywhere: see memo.py.)"""
+        per member, and where the collection's members are made from fields of the transaction alone
+        (variables.MEMBER_INPUTS) it is kept under those fields, so neither are the members built.
+        (A long value is never kept across transactions, as everywhere: see memo.py.)"""
+        extra = state.extra_vars
+        whole: Any = None
+        found = None
+        if source.inputs is not None and not (extra and source.collection in extra):
+            # The members are a pure function of these fields: a collection seen before is answered
+            # without building its members (or their names).
+            whole = (source.inputs(state.tx),)
+            found = source.wholes.get(whole)
+            if found is not None:
+                todo.update(found)
+                state.prefilter_cache[source] = found
+                return
         # A static collection: what lookup() keeps in collect_cache (unless an adapter overrides it).
-        pairs = None if state.extra_vars else state.collect_cache.get(source.collection)
+        pairs = None if extra else state.collect_cache.get(source.collection)
         if pairs is None:
             pairs = lookup(state, source.collection, None)
-        whole = tuple(pairs) if len(pairs) <= WHOLE_MEMBERS else None
-        found = source.wholes.get(whole) if whole is not None else None
+        kept = len(pairs) <= WHOLE_MEMBERS
+        if whole is None and kept:
+            whole = tuple(pairs)
+            found = source.wholes.get(whole)
         if found is None:
             added: set[int] = set()
             size = self._members_todo(source, pairs, state, added)
             found = frozenset(added)
-            if whole is not None and 0 <= size <= WHOLE_CHARS:
+            if kept and 0 <= size <= WHOLE_CHARS:
                 source.wholes.put(whole, found)
         todo.update(found)
         state.prefilter_cache[source] = found  # for `source_may_match`
@@ -1177,6 +1202,14 @@ class Prefilter:
                         self._transformed_hits(chains, value, state, todo)
             if tg.opaque:
                 self._transformed_hits(tg.opaque, value, state, todo)
+        if tg.confirmed and todo and len(value) <= MAX_TEXT:
+            # A pattern hit is only a maybe: for a short value the rule's first link is tested now (its
+            # answer kept per value like this one, and in `results` for the visit), so that a rule none
+            # of whose values pass is not visited at all. Long values keep the maybe (never kept).
+            confirmed = tg.confirmed
+            for index in [i for i in todo if i in confirmed]:
+                if not self._exact(confirmed[index], value, state):
+                    todo.discard(index)
         if tg.exact:
             # A value plain for an exact link's chain reaches its operator as it is (multi_match: every
             # step is the value): the operator is asked directly. `sig` is the real signature for a
@@ -1425,10 +1458,16 @@ class _PhaseBuilder:
     lowered: dict[Target, dict[int, list[tuple[int, int]]]]
     chains: dict[Target, dict[tuple[Any, ...], tuple[Link, int, dict[int, list[int]]]]]
     exact: dict[Target, list[tuple[int, Link]]]
+    confirmed: dict[Target, dict[int, Link]]
 
     def gate_exact(self, index: int, link: Link) -> None:
         for target in link.targets:
             self.exact.setdefault(target, []).append((index, link))
+
+    def confirm(self, index: int, link: Link) -> None:
+        """The gated rule's first link is tested on a short value its patterns let through (`_answer`)."""
+        for target in link.targets:
+            self.confirmed.setdefault(target, {})[index] = link
 
     def gate(
         self, index: int, link: Link, pid: int, chain: Chain, lowered: bool, plain_pids: tuple[int, ...] = ()
@@ -1474,7 +1513,17 @@ class _PhaseBuilder:
             signed = bool(masks) or any(mask for _, mask in entries)
             targets.append(
                 TargetGates(
-                    key, target, plain, lowered, any_mask, masks, tuple(opaque), exact, memo_keys[-1], signed
+                    key,
+                    target,
+                    plain,
+                    lowered,
+                    any_mask,
+                    masks,
+                    tuple(opaque),
+                    exact,
+                    memo_keys[-1],
+                    signed,
+                    self.confirmed.get(target, {}),
                 )
             )
         sources, loose = sources_of(tuple(targets))
@@ -1523,8 +1572,9 @@ def build_prefilter(
         return None
     broad = _broad(database)
     link_pids: dict[int, int] = {}
-    builders = {phase: _PhaseBuilder([], {}, {}, {}, {}) for phase in plans}
+    builders = {phase: _PhaseBuilder([], {}, {}, {}, {}, {}) for phase in plans}
     gated: set[tuple[Phase, int]] = set()
+    confirmed_rules = 0
     for phase, index, n, link, pid in links:
         if pid in refused:
             continue
@@ -1544,6 +1594,9 @@ def build_prefilter(
             plain_pids = (pid, twin) if link.multi_match else (twin,)
         builders[phase].gate(index, link, pid, chain, lowered, plain_pids)
         gated.add((phase, index))
+        if exact is not None and exact_gate(link, is_dynamic):
+            builders[phase].confirm(index, link)
+            confirmed_rules += 1
     exact_rules = 0
     exact_gated: set[tuple[Phase, int]] = set()
     for phase, phase_plan in plans.items():
@@ -1585,6 +1638,7 @@ def build_prefilter(
         usable,
         exact_rules,
         len(subsets),
+        confirmed_rules,
     )
     heads: dict[int, tuple[Phase, int]] = {}
     for phase, index in sorted(gated | exact_gated):

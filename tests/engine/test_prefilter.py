@@ -339,6 +339,68 @@ def test_links_reading_tx_macros_or_excluded_counts_are_never_gated_exactly() ->
     assert prefilter.exact_gate(link_for(("ARGS", "!ARGS:id")), is_dynamic)  # values only widen
 
 
+def test_a_pattern_hit_whose_test_fails_leaves_the_rule_unvisited(
+    engines: dict[tuple[int, bool], Engine],
+) -> None:
+    """932110 (the shell reader) is gated by a pattern that an Accept header's `;q=0.9` hits; the rule's
+    first link is tested on that value in the prefilter (confirmed), so a benign request does not visit
+    it, an injected command does, and the verdicts are those without the prefilter."""
+    fast, plain = engines[(1, True)], engines[(1, False)]
+    assert fast._prefilter is not None
+    assert fast._prefilter.stats.confirmed_rules >= 150
+    by_id = fast.ruleset.by_id()
+    head = by_id[932110].links[0]
+    accept = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
+    assert fast._prefilter._link_pids[id(head)] in fast._prefilter.scan(accept, fast.new_state(Transaction()))
+    headers = [("Host", "shop.example"), ("Accept", accept)]
+    benign = build_transaction(method="GET", uri="/search?q=shoes", headers=headers)
+    attack = build_transaction(method="GET", uri="/search?q=a%3Bcat+/etc/passwd", headers=headers)
+    phase = by_id[932110].phase
+    assert 932110 not in visited(fast, benign, phase)
+    assert 932110 in visited(fast, attack, phase)
+    for tx in (benign, attack):
+        assert outcome(fast.inspect(tx)) == outcome(plain.inspect(tx))
+    assert 932110 in [m.id for m in fast.inspect(attack).matches]
+
+
+def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
+    engines: dict[tuple[int, bool], Engine],
+) -> None:
+    """Source.wholes keeps a collection's answer under the fields its members are made from: the same
+    headers again are answered without building the members; other arguments with the same headers
+    are not taken for the first ones; an adapter's view of a collection is keyed by its members."""
+    fast = engines[(1, True)]
+    assert fast._prefilter is not None
+    headers = [("Host", "shop.example"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")]
+    first = build_transaction(method="GET", uri="/a?id=7", headers=headers)
+    other_args = build_transaction(method="GET", uri="/a?id=7%27%20or%201%3D1--", headers=headers)
+    phase = Phase.REQUEST_BODY
+    expected = visited(fast, first, phase)
+    source = next(s for s in fast._prefilter._phases[phase].sources if s.collection == "REQUEST_HEADERS")
+    assert (first.headers,) in source.wholes
+    built: list[str] = []
+    real_lookup = prefilter.lookup
+    try:
+        def counted(state: EvalState, collection: str, key: str | None) -> list[tuple[str, str]]:
+            built.append(collection)
+            return real_lookup(state, collection, key)
+
+        prefilter.lookup = counted  # type: ignore[assignment]
+        assert visited(fast, first, phase) == expected
+        assert built == ["REQUEST_BODY"]  # all but the one whose members follow the state (a ctl)
+        attack = visited(fast, other_args, phase)
+    finally:
+        prefilter.lookup = real_lookup  # type: ignore[assignment]
+    assert set(built) >= {"ARGS", "ARGS_GET", "REQUEST_URI"} and "REQUEST_HEADERS" not in built
+    assert set(attack) - set(expected)  # the injected argument's rules: not the first request's answer
+    view = [("REQUEST_HEADERS:x-view", "a%3Bcat /etc/passwd")]
+    state = fast.new_state(first)
+    state.extra_vars["REQUEST_HEADERS"] = view
+    items = fast._plans[phase].items
+    viewed = [items[i].id for i in fast._prefilter.order(phase, len(items), state)]  # type: ignore[union-attr]
+    assert viewed != expected and (tuple(view),) not in source.wholes and tuple(view) in source.wholes
+
+
 def test_a_tx_rule_still_runs_on_every_request(tmp_path: Path) -> None:
     patterns = [
         {"id": 990000 + n, "targets": ["ARGS"], "operator": "rx", "argument": f"attack{n}[0-9]"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import pytest
 
 from logoutguard.engine.rules import Target
@@ -10,6 +12,7 @@ from logoutguard.engine.targets import parse_target
 from logoutguard.engine.transaction import build_transaction
 from logoutguard.engine.variables import (
     COLLECTIONS,
+    MEMBER_INPUTS,
     collect,
     is_dynamic,
     known_collection,
@@ -226,3 +229,70 @@ def test_x_requested_with_is_a_marker_not_text() -> None:
 
     tx = build_transaction(method="GET", uri="/", headers=[("X-Requested-With", "XMLHttpRequest")])
     assert lookup(EvalState(tx=tx), "REQUEST_HEADERS_TEXT", None) == []
+
+
+def _changed(value: object) -> object:
+    """Another value of the same type as a Transaction field's."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 7
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple):
+        return (*value, ("z", "9"))
+    assert isinstance(value, dict)
+    return {**value, "files_size": "77"}
+
+
+def _variants() -> list[EvalState]:
+    """state("form") with one Transaction field changed, or one setting of the evaluation state."""
+    base = state("form")
+    out = [
+        EvalState(tx=replace(base.tx, **{f.name: _changed(getattr(base.tx, f.name))}))
+        for f in fields(base.tx)
+    ]
+    out.append(EvalState(tx=base.tx, body_processor="JSON"))
+    out.append(EvalState(tx=base.tx, force_request_body=True))
+    return out
+
+
+@pytest.mark.parametrize("collection", sorted(MEMBER_INPUTS))
+def test_a_collections_members_are_a_function_of_its_inputs(collection: str) -> None:
+    """What prefilter.Source keeps under MEMBER_INPUTS is right only if no other field or setting changes
+    the members: every variant with the same inputs gives the same members, and every variant whose
+    members differ has other inputs (each collection meets both kinds of variant)."""
+    base = state("form")
+    inputs, members = MEMBER_INPUTS[collection](base.tx), lookup(base, collection, None)
+    same = other = 0
+    for variant in _variants():
+        if MEMBER_INPUTS[collection](variant.tx) == inputs:
+            assert lookup(variant, collection, None) == members, variant
+            same += 1
+        else:
+            other += 1
+    assert same and other
+
+
+def test_collections_without_inputs_read_the_evaluation_state() -> None:
+    """The static collections MEMBER_INPUTS leaves out: those whose members follow a setting of the
+    evaluation state (a ctl's body processor, an adapter's variables), shown to change with it."""
+    static = {c for c in COLLECTIONS if not is_dynamic(c)}
+    left_out = static - set(MEMBER_INPUTS)
+    assert left_out == {
+        "REQUEST_BODY",
+        "REQBODY_PROCESSOR",
+        "XML",
+        "MULTIPART_STRICT_ERROR",
+        "MULTIPART_UNMATCHED_BOUNDARY",
+    }
+    assert not set(MEMBER_INPUTS) - static
+    json_body = state("json")
+    assert lookup(json_body, "REQUEST_BODY", None) == []
+    assert lookup(EvalState(tx=json_body.tx, force_request_body=True), "REQUEST_BODY", None) != []
+    assert lookup(EvalState(tx=json_body.tx, body_processor="XML"), "REQBODY_PROCESSOR", None) == [
+        ("REQBODY_PROCESSOR", "XML")
+    ]
+    for name in ("XML", "MULTIPART_STRICT_ERROR", "MULTIPART_UNMATCHED_BOUNDARY"):
+        view = [(name, "seen")]
+        assert lookup(EvalState(tx=json_body.tx, extra_vars={name: view}), name, None) == view
