@@ -3,12 +3,14 @@
 Header names and values, cookie and argument names repeat from request to request, so the results of
 pure functions of a short text (a prefilter scan, a chain of transformations, a libinjection call)
 are kept and reused. Only texts up to MAX_TEXT characters are kept, and a full table is emptied, so
-memory stays bounded whatever the traffic. Every table is registered, so benchmarks and tests can
-take a snapshot of all of them and restore it.
+memory stays bounded whatever the traffic. A longer text (a token cookie, a body) is never kept: a small
+result worked out from it may be, under the text's `digest`. Every table is registered, so benchmarks
+and tests can take a snapshot of all of them and restore it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from typing import Any
 
@@ -49,3 +51,8 @@ def restore(saved: list[tuple[Memo, dict[Any, Any]]]) -> None:
 def clear_all() -> None:
     for table in list(_tables):
         table.clear()
+
+
+def digest(text: str) -> bytes:
+    """The key of a long text's results: a 128-bit BLAKE2b digest (of its UTF-8 bytes, any code point)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()

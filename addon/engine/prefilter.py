@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .memo import MAX_TEXT, Memo
+from .memo import MAX_TEXT, Memo, digest
 from .rules import Link, Marker, Phase, Rule, Target
 from .transformations import C_SPACE, path_has_work
 from .variables import MEMBER_INPUTS, Values, collect, is_dynamic, keyed, lookup, member_name
@@ -660,6 +660,7 @@ MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each 
 ANSWER_ENTRIES = 32768  # (target, short value) pairs whose rules to visit each engine keeps
 RESULT_ENTRIES = 16384  # (link, short value) pairs whose operator result each engine keeps
 STEP_ENTRIES = 32768  # (short text, transformation) pairs whose output each engine keeps
+LONG_ENTRIES = 4096  # (target or group, digest of a long value) pairs whose rules to visit each engine keeps
 NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (one per phase and collection)
 # Whole collections whose answer each Source keeps: at most WHOLE_MEMBERS members of WHOLE_CHARS
 # characters in all (so at most ~WHOLE_ENTRIES * WHOLE_CHARS characters kept per Source).
@@ -870,6 +871,10 @@ class Prefilter:
         self._signatures = Memo(MEMO_ENTRIES)  # short value -> its signature
         self._answers = Memo(ANSWER_ENTRIES)  # (TargetGates.memo_key, short value) -> rule indexes
         self._group_answers = Memo(ANSWER_ENTRIES)  # (group id, short value) -> rule indexes
+        # The same for long values (a token cookie, a field of prose, a body), under their digest: the
+        # value itself is not kept (memo.py), what it makes visitable is (a few numbers).
+        self._long_answers = Memo(LONG_ENTRIES)  # (TargetGates.memo_key, digest) -> rule indexes
+        self._long_group_answers = Memo(LONG_ENTRIES)  # (group id, digest) -> rule indexes
         self._group_ids: dict[tuple[int, ...], int] = {}  # memo_keys of a group's targets -> group id
         self._groups: list[tuple[TargetGates, ...]] = []  # group id -> its targets
         self._keep = keep  # the links keyed by id() above stay alive with their rules
@@ -1022,7 +1027,11 @@ class Prefilter:
                     if found:
                         todo.update(found)
                 else:
-                    todo.update(self._answer(tg, value, state))
+                    key = (tg.memo_key, self._digest(value, state))
+                    found = self._long_answers.get(key)
+                    if found is None:
+                        found = self._long_answers.put(key, frozenset(self._answer(tg, value, state)))
+                    todo.update(found)
         state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
         return sorted(todo)
 
@@ -1089,7 +1098,7 @@ class Prefilter:
                     if found:
                         todo.update(found)
                 else:
-                    todo.update(self._group_answer(group, value, state))
+                    todo.update(self._long_group_answer(group, value, state))
             if counts is not None:
                 for i in selected_by:
                     counts[i] += 1
@@ -1142,7 +1151,7 @@ class Prefilter:
         of the phase selecting the member lets the value through to the rule."""
         sources, index = head
         source = sources.get(collection)
-        if source is None or index < 0 or len(value) > MAX_TEXT:
+        if source is None or index < 0:
             return True
         record = source.names.get(name)
         if record is None:
@@ -1152,12 +1161,30 @@ class Prefilter:
         group = record[0]
         if group < 0:
             return True
+        if len(value) > MAX_TEXT:
+            return index in self._long_group_answer(group, value, state)
         found = self._group_answers.get((group, value))
         if found is None:
             found = self._group_answers.put(
                 (group, value), frozenset(self._group_answer(group, value, state))
             )
         return index in found
+
+    def _digest(self, value: str, state: EvalState) -> bytes:
+        """A long value's digest (memo.digest), once per transaction."""
+        key = (_DIGEST, value)
+        found = state.prefilter_cache.get(key)
+        if found is None:
+            found = state.prefilter_cache[key] = digest(value)
+        return found
+
+    def _long_group_answer(self, group: int, value: str, state: EvalState) -> frozenset[int]:
+        """`_group_answer` of a long value, kept under its digest."""
+        key = (group, self._digest(value, state))
+        found = self._long_group_answers.get(key)
+        if found is None:
+            found = self._long_group_answers.put(key, frozenset(self._group_answer(group, value, state)))
+        return found
 
     def _group_answer(self, group: int, value: str, state: EvalState) -> set[int]:
         todo: set[int] = set()
@@ -1360,6 +1387,8 @@ class Prefilter:
             values = cache[tg.key] = [v for _, v in pairs]
         return values
 
+
+_DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
 
 # Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
 _NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))

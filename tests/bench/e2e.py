@@ -5,7 +5,9 @@ Both proxies run in reverse mode in front of the same local backend (tests/bench
 a time, alternating, in the same run. The load generator is wrk (Debian package `wrk`), bounded in
 time, with a fixed number of connections; without wrk (smoke mode only) a small Python loop over
 one keep-alive connection stands in. Two requests: a GET with query arguments and a session cookie
-the addon has seen issued, and a 2 KB urlencoded POST. The addon runs with its defaults (enforce
+the addon has seen issued, and a 2 KB urlencoded POST, each sent again and again (what the addon
+worked out for their values is kept: memo.py), and each once more with new values in every request
+(a counter in the search term and page, the form's order number and comment), as real traffic brings. The addon runs with its defaults (enforce
 mode, SQLite session store, audit log) in a temporary folder, and (full mode) once more with the
 in-memory session store and once with a Redis store (a private redis-server), to show what the
 store costs. Each configuration gets its best round. Besides requests per second, the proxy
@@ -56,12 +58,22 @@ COMMENT = (
 )
 
 
+# In a shape's path or body, replaced by a request counter (same width) on every request: values the
+# addon has never seen, as in real traffic, rather than one request the engine's memo answers again.
+COUNTER = "NNNNNNNN"
+
+
 @dataclass(frozen=True)
 class Shape:
     method: str
     path: str
     headers: dict[str, str]
     body: str = ""
+
+    def numbered(self, n: int) -> tuple[str, str]:
+        """The path and body of request number `n` (the same for every request without COUNTER)."""
+        number = f"{n % 10**8:08d}"
+        return self.path.replace(COUNTER, number), self.body.replace(COUNTER, number)
 
 
 def shapes() -> dict[str, Shape]:
@@ -76,18 +88,27 @@ def shapes() -> dict[str, Shape]:
         "newsletter": "yes",
     }
     body = urlencode(form)
+    # The same form with an order number and a comment of its own in every request.
+    new_form = {
+        **form,
+        "order": f"A-2024-{COUNTER}",
+        "comment": f"Order {COUNTER}: " + (COMMENT * 5)[: 1500 - 15],
+    }
     cookie = f"{SESSION_COOKIE}={SESSION_ID}; theme=dark; lang=en"
     search = "/search?q=running+shoes&category=sport&page=2&sort=price_asc&size=40"
     referer = {"Referer": "https://shop.example/search?q=shoes"}
+    form_headers = {**BROWSER, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
     return {
         "get_args_session": Shape("GET", search, {**BROWSER, "Cookie": cookie, **referer}),
         "get_args_no_session": Shape("GET", search, {**BROWSER, "Cookie": "theme=dark; lang=en", **referer}),
-        "post_2kb_urlencoded": Shape(
-            "POST",
-            "/account/support",
-            {**BROWSER, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
-            body,
+        "post_2kb_urlencoded": Shape("POST", "/account/support", form_headers, body),
+        # New values in every request: a search term and page, a form's order number and comment.
+        "get_args_session_new_values": Shape(
+            "GET",
+            f"/search?q=running+shoes+{COUNTER}&category=sport&page={COUNTER}&sort=price_asc&size=40",
+            {**BROWSER, "Cookie": cookie, **referer},
         ),
+        "post_2kb_new_values": Shape("POST", "/account/support", form_headers, urlencode(new_form)),
     }
 
 
@@ -96,6 +117,18 @@ def lua_script(shape: Shape) -> str:
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in shape.headers.items()]
     if shape.body:
         lines.append(f"wrk.body = {json.dumps(shape.body)}")
+    if COUNTER in shape.path or COUNTER in shape.body:
+        # Shape.numbered in Lua: wrk.format sets Content-Length for the body it is given.
+        lines.append(
+            "counter = 0\n"
+            "request = function()\n"
+            "  counter = counter + 1\n"
+            '  local n = string.format("%08d", counter % 100000000)\n'
+            f'  local path = string.gsub(wrk.path, "{COUNTER}", n)\n'
+            f'  local body = wrk.body and string.gsub(wrk.body, "{COUNTER}", n) or nil\n'
+            "  return wrk.format(nil, path, nil, body)\n"
+            "end"
+        )
     lines.append(
         "done = function(summary, latency, requests)\n"
         "  local e = summary.errors\n"
@@ -167,7 +200,8 @@ def run_python(port: int, shape: Shape, seconds: float) -> dict[str, float]:
     try:
         while time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
-            conn.request(shape.method, shape.path, body=shape.body or None, headers=shape.headers)
+            path, body = shape.numbered(len(latencies) + 1)
+            conn.request(shape.method, path, body=body or None, headers=shape.headers)
             response = conn.getresponse()
             response.read()
             latencies.append(time.perf_counter() - t0)
@@ -233,8 +267,9 @@ def warm_up(port: int, all_shapes: dict[str, Shape]) -> None:
         conn.request("GET", "/login", headers=BROWSER)
         conn.getresponse().read()
         for shape in all_shapes.values():
-            for _ in range(20):
-                conn.request(shape.method, shape.path, body=shape.body or None, headers=shape.headers)
+            for n in range(20):  # numbered from the top: the load's own requests start at 1
+                path, body = shape.numbered(10**8 - 1 - n)
+                conn.request(shape.method, path, body=body or None, headers=shape.headers)
                 conn.getresponse().read()
     finally:
         conn.close()

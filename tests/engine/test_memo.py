@@ -28,3 +28,10 @@ def test_snapshot_and_restore_cover_every_table() -> None:
     assert dict(later) == {}  # made after the snapshot: emptied
     memo.clear_all()
     assert dict(first) == {}
+
+
+def test_a_long_texts_digest_tells_texts_apart_and_takes_any_code_point() -> None:
+    texts = ["a" * 300, "a" * 299 + "b", "é" * 300, "\udc80" * 300, "\u2028" * 300]
+    digests = [memo.digest(t) for t in texts]
+    assert len(set(digests)) == len(texts) and all(len(d) == 16 for d in digests)
+    assert memo.digest("a" * 300) == digests[0]  # a pure function of the text

@@ -401,6 +401,40 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
     assert viewed != expected and (tuple(view),) not in source.wholes and tuple(view) in source.wholes
 
 
+def test_a_long_values_answer_is_kept_under_its_digest(engines: dict[tuple[int, bool], Engine]) -> None:
+    """A value longer than the memo keeps (a token cookie, a field of prose) is answered once: the same
+    value in a later transaction costs its digest, not its scans; another value is worked out; the
+    verdicts stay those without the prefilter, and the value itself is not what is kept."""
+    fast, plain = engines[(1, True)], engines[(1, False)]
+    assert fast._prefilter is not None
+    prose = quote(("I would like to exchange the shoes for the next size up, thank you. " * 6)[:400])
+    attack = quote(("a' union select password from users -- " * 12)[:400])
+    worked: list[str] = []
+    real = prefilter.Prefilter._group_answer
+
+    def counted(self: prefilter.Prefilter, group: int, value: str, state: EvalState) -> set[int]:
+        if len(value) > prefilter.MAX_TEXT:
+            worked.append(value)
+        return real(self, group, value, state)
+
+    def request(text: str) -> Transaction:
+        return build_transaction(method="GET", uri=f"/a?comment={text}", headers=[("Host", "x")])
+
+    try:
+        prefilter.Prefilter._group_answer = counted  # type: ignore[method-assign]
+        first = [outcome(fast.inspect(request(text))) for text in (prose, attack)]
+        assert 400 in {len(v) for v in worked}  # the argument (and the URI, the query string)
+        worked.clear()
+        again = [outcome(fast.inspect(request(text))) for text in (prose, attack)]
+        assert worked == []  # answered from the digests
+    finally:
+        prefilter.Prefilter._group_answer = real  # type: ignore[method-assign]
+    assert first == again == [outcome(plain.inspect(request(text))) for text in (prose, attack)]
+    assert not first[0][0] and first[1][0]  # the prose passes, the injection is blocked
+    kept = fast._prefilter._long_group_answers
+    assert kept and all(isinstance(key[1], bytes) and len(key[1]) == 16 for key in kept)
+
+
 def test_a_tx_rule_still_runs_on_every_request(tmp_path: Path) -> None:
     patterns = [
         {"id": 990000 + n, "targets": ["ARGS"], "operator": "rx", "argument": f"attack{n}[0-9]"}
@@ -710,7 +744,9 @@ def test_a_gated_first_link_tests_only_the_values_that_may_match(tmp_path: Path)
     assert not may(head, "ARGS", "ARGS:b", "hello", state)
     assert may(head, "REQUEST_COOKIES", "REQUEST_COOKIES:c", "attack2", state)
     assert not may(head, "REQUEST_COOKIES", "REQUEST_COOKIES:d", "plain", state)
-    assert may(head, "ARGS", "ARGS:b", "x" * 300, state)  # long values are always tested
+    # a long value is answered too (kept under its digest, not as itself)
+    assert not may(head, "ARGS", "ARGS:b", "x" * 300, state)
+    assert may(head, "ARGS", "ARGS:b", "x" * 300 + "attack1", state)
     assert_matches_as_plain_re(ruleset, engine, tx, [(994001, "ARGS:a")])
 
 
