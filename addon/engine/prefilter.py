@@ -841,7 +841,9 @@ class Prefilter:
     What one value of one target adds to a phase's rules to visit is a pure function of the value
     (the scans, signatures, transformations and exact tests all are), so for short values it is
     computed once and kept (`_group_answers` per group of targets, `_answers` for counts and dynamic
-    targets): a repeated header, cookie or argument costs one lookup.
+    targets): a repeated header, cookie or argument costs one lookup; for long values likewise, under
+    the value's digest (`_long_group_answers`, `_long_answers`): a token cookie or a body seen before
+    costs its digest.
     """
 
     def __init__(
@@ -1042,7 +1044,8 @@ class Prefilter:
         short texts it is kept whole: the same headers or cookies again cost one lookup instead of one
         per member, and where the collection's members are made from fields of the transaction alone
         (variables.MEMBER_INPUTS) it is kept under those fields, so neither are the members built.
-        (A long value is never kept across transactions, as everywhere: see memo.py.)"""
+        (A collection holding a long value is not kept whole; its long value's answer is kept under
+        the value's digest: see `_long_group_answer`.)"""
         extra = state.extra_vars
         whole: Any = None
         found = None
@@ -1232,7 +1235,8 @@ class Prefilter:
         if tg.confirmed and todo and len(value) <= MAX_TEXT:
             # A pattern hit is only a maybe: for a short value the rule's first link is tested now (its
             # answer kept per value like this one, and in `results` for the visit), so that a rule none
-            # of whose values pass is not visited at all. Long values keep the maybe (never kept).
+            # of whose values pass is not visited at all. A long value keeps the maybe: its test is
+            # not kept (`results` holds short values only), so a visit would run it a second time.
             confirmed = tg.confirmed
             for index in [i for i in todo if i in confirmed]:
                 if not self._exact(confirmed[index], value, state):
