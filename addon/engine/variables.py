@@ -141,24 +141,29 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
     ),
 }
 
-# The transaction's fields each static collection's members are made from: COLLECTIONS reads nothing
-# else for them, so equal inputs give equal members, and what is worked out from a collection's members
-# can be kept under its input (prefilter.Source.wholes) without building the members and their names.
+def _keys(pairs: Pairs) -> tuple[str, ...]:
+    return tuple([k for k, _ in pairs])
+
+
+# The transaction's fields each static collection's members are made from (of a *_NAMES collection, the
+# names alone): COLLECTIONS reads nothing else for them, so equal inputs give equal members, and what is
+# worked out from a collection's members can be kept under its inputs (prefilter.Source.wholes) without
+# building the members and their names.
 # Collections that read the evaluation state too (REQUEST_BODY and REQBODY_PROCESSOR: a ctl may change
 # the body processor; an adapter's XML and MULTIPART_*; TX and MATCHED_*) have none.
 MEMBER_INPUTS: dict[str, Callable[[Transaction], object]] = {
     "ARGS": lambda tx: (tx.query_args, tx.body_args),
-    "ARGS_NAMES": lambda tx: (tx.query_args, tx.body_args),
+    "ARGS_NAMES": lambda tx: (_keys(tx.query_args), _keys(tx.body_args)),
     "ARGS_GET": lambda tx: tx.query_args,
-    "ARGS_GET_NAMES": lambda tx: tx.query_args,
+    "ARGS_GET_NAMES": lambda tx: _keys(tx.query_args),
     "ARGS_POST": lambda tx: tx.body_args,
-    "ARGS_POST_NAMES": lambda tx: tx.body_args,
+    "ARGS_POST_NAMES": lambda tx: _keys(tx.body_args),
     "ARGS_JOINED": lambda tx: (tx.query_args, tx.body_args),
     "ARGS_COMBINED_SIZE": lambda tx: (tx.query_args, tx.body_args),
     "REQUEST_COOKIES": lambda tx: tx.cookies,
-    "REQUEST_COOKIES_NAMES": lambda tx: tx.cookies,
+    "REQUEST_COOKIES_NAMES": lambda tx: _keys(tx.cookies),
     "REQUEST_HEADERS": lambda tx: tx.headers,
-    "REQUEST_HEADERS_NAMES": lambda tx: tx.headers,
+    "REQUEST_HEADERS_NAMES": lambda tx: _keys(tx.headers),
     "REQUEST_HEADERS_TEXT": lambda tx: tx.headers,
     "REQUEST_METHOD": lambda tx: tx.method,
     "REQUEST_PROTOCOL": lambda tx: tx.protocol,
@@ -171,7 +176,7 @@ MEMBER_INPUTS: dict[str, Callable[[Transaction], object]] = {
     "REQUEST_BODY_LENGTH": lambda tx: tx.body_length,
     "REQUEST_BODY_TRUNCATED": lambda tx: tx.body_truncated,
     "FILES": lambda tx: tx.files,
-    "FILES_NAMES": lambda tx: tx.files,
+    "FILES_NAMES": lambda tx: _keys(tx.files),
     "FILES_COMBINED_SIZE": lambda tx: tx.extra.get("files_size", "0"),
     "MULTIPART_PART_HEADERS": lambda tx: tx.part_headers,
     "REQBODY_ERROR": lambda tx: tx.body_error,
@@ -181,7 +186,7 @@ MEMBER_INPUTS: dict[str, Callable[[Transaction], object]] = {
     "SESSION": lambda tx: tx.session,
     "RESPONSE_STATUS": lambda tx: tx.response_status,
     "RESPONSE_HEADERS": lambda tx: tx.response_headers,
-    "RESPONSE_HEADERS_NAMES": lambda tx: tx.response_headers,
+    "RESPONSE_HEADERS_NAMES": lambda tx: _keys(tx.response_headers),
     "RESPONSE_BODY": lambda tx: tx.response_body,
 }
 

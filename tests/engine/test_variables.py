@@ -245,13 +245,26 @@ def _changed(value: object) -> object:
     return {**value, "files_size": "77"}
 
 
+def _base() -> EvalState:
+    """state("form") with a free-text header and an argument name sent twice: every collection has members."""
+    tx = state("form").tx
+    return EvalState(
+        tx=replace(tx, headers=(*tx.headers, ("X-Note", "hi")), query_args=(*tx.query_args, ("a", "9")))
+    )
+
+
 def _variants() -> list[EvalState]:
-    """state("form") with one Transaction field changed, or one setting of the evaluation state."""
-    base = state("form")
+    """state("form") with one Transaction field changed (or the values of one field of pairs), or one
+    setting of the evaluation state."""
+    base = _base()
     out = [
         EvalState(tx=replace(base.tx, **{f.name: _changed(getattr(base.tx, f.name))}))
         for f in fields(base.tx)
     ]
+    for f in fields(base.tx):  # the same names with other values
+        pairs = getattr(base.tx, f.name)
+        if isinstance(pairs, tuple) and pairs:
+            out.append(EvalState(tx=replace(base.tx, **{f.name: tuple((k, v + "x") for k, v in pairs)})))
     out.append(EvalState(tx=base.tx, body_processor="JSON"))
     out.append(EvalState(tx=base.tx, force_request_body=True))
     return out
@@ -262,7 +275,7 @@ def test_a_collections_members_are_a_function_of_its_inputs(collection: str) -> 
     """What prefilter.Source keeps under MEMBER_INPUTS is right only if no other field or setting changes
     the members: every variant with the same inputs gives the same members, and every variant whose
     members differ has other inputs (each collection meets both kinds of variant)."""
-    base = state("form")
+    base = _base()
     inputs, members = MEMBER_INPUTS[collection](base.tx), lookup(base, collection, None)
     same = other = 0
     for variant in _variants():
