@@ -101,24 +101,24 @@ def request_identifiers(
 ) -> list[SessionId]:
     """The identifiers of one request, in a stable order: cookies (as the rules' REQUEST_COOKIES split
     them), path parameters, then the Authorization credential. Empty values and duplicates dropped."""
-    found: dict[SessionId, None] = {}  # ordered and deduplicated in one step each (a list was quadratic)
-
-    def add(sid: SessionId) -> None:
-        if sid.value:
-            found.setdefault(sid)
-
+    found: list[SessionId] = []
+    cookie_kind = rules.cookie_kind
     for name, value in cookies:
-        kind = rules.cookie_kind(name)
-        if kind is not None:
-            add(SessionId(kind, name, value, name))
-    for name, value in path_parameters(path):
-        cookie = rules.parameter_cookie(name)
-        if cookie is not None and value != REDACTED:  # a saved flow's redacted path carries no ID
-            add(SessionId(IdKind.PATH, name, value, cookie))
-    credential = credential_identifier(authorization or "", rules)
-    if credential is not None:
-        add(credential)
-    return list(found)
+        if value:
+            kind = cookie_kind(name)
+            if kind is not None:
+                found.append(SessionId(kind, name, value, name))
+    if ";" in path:  # (most paths have no parameter to look for)
+        for name, value in path_parameters(path):
+            cookie = rules.parameter_cookie(name)
+            # (a saved flow's redacted path carries no ID)
+            if cookie is not None and value and value != REDACTED:
+                found.append(SessionId(IdKind.PATH, name, value, cookie))
+    credential = credential_identifier(authorization, rules) if authorization else None
+    if credential is not None:  # (never an empty value)
+        found.append(credential)
+    # Deduplicated, first ones kept in order (dict keys: a list was quadratic); one needs none.
+    return list(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def credential_identifier(authorization: str, rules: IdentifierRules) -> SessionId | None:

@@ -121,7 +121,18 @@ class SessionFacts:
         )
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.pairs())
+        """dict(self.pairs()), written out (every flow's record has one)."""
+        return {
+            "state": str(self.state),
+            "in_grace": flag(self.in_grace),
+            "ua_changed": flag(self.ua_changed),
+            "network_changed": flag(self.network_changed),
+            "adopted": flag(self.adopted),
+            "count": str(self.count),
+            "cookie": self.cookie,
+            "hash": self.id_hash,
+            "authenticated": flag(self.authenticated),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> SessionFacts:
