@@ -570,5 +570,12 @@ def _json_inputs(record: FlowRecord) -> tuple[object, ...]:
 def redact_matches(verdict: Verdict, identifiers: tuple[SessionId, ...]) -> None:
     """Session identifier values never reach a record: excerpts that show one (a path parameter, a
     bearer token in a header rule) get it replaced by [redacted]."""
-    if identifiers:
-        verdict.matches = [replace(m, excerpt=redact_values(m.excerpt, identifiers)) for m in verdict.matches]
+    if identifiers and verdict.matches:
+        verdict.matches = [_redacted(m, identifiers) for m in verdict.matches]
+
+
+def _redacted(match: Match, identifiers: tuple[SessionId, ...]) -> Match:
+    """The match with its excerpt redacted; itself when the excerpt shows no identifier (most do not:
+    a dataclasses.replace costs more than the search)."""
+    excerpt = redact_values(match.excerpt, identifiers)
+    return match if excerpt == match.excerpt else replace(match, excerpt=excerpt)

@@ -159,8 +159,18 @@ def redact_values(text: str, identifiers: Iterable[SessionId]) -> str:
         if len(sid.value) >= 4 and sid.value in text:
             text = text.replace(sid.value, REDACTED)
     for sid in identifiers:  # an excerpt cut short may end with the first characters of an ID
-        for keep in range(min(len(sid.value) - 1, len(text)), 3, -1):
-            if text.endswith(sid.value[:keep]):
-                text = text[: len(text) - keep] + REDACTED
+        # The longest start of the ID, 4 characters at least and shorter than the ID, that the text
+        # ends with: where the text's last `most` characters hold its first 4, the first such place
+        # whose rest starts the ID (one search, instead of an endswith for every length).
+        value = sid.value
+        most = min(len(value) - 1, len(text))
+        if most < 4:
+            continue
+        start = value[:4]
+        at = text.find(start, len(text) - most)
+        while at != -1:
+            if value.startswith(text[at:]):
+                text = text[:at] + REDACTED
                 break
+            at = text.find(start, at + 1)
     return text
