@@ -102,10 +102,9 @@ def request_identifiers(
     """The identifiers of one request, in a stable order: cookies (as the rules' REQUEST_COOKIES split
     them), path parameters, then the Authorization credential. Empty values and duplicates dropped."""
     found: list[SessionId] = []
-    cookie_kind = rules.cookie_kind
     for name, value in cookies:
         if value:
-            kind = cookie_kind(name)
+            kind = rules.cookie_kind(name)
             if kind is not None:
                 found.append(SessionId(kind, name, value, name))
     if ";" in path:  # (most paths have no parameter to look for)
