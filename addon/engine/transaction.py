@@ -81,7 +81,7 @@ def _slot_writer(name: str, params: str, value_of: Callable[[str], str], **names
     __init__ or dataclasses.replace give, at about half the cost (the proxy makes three Transactions
     per flow): no object.__setattr__ per field, no loop. Every field is set, so nothing __init__ does
     is left out (Transaction has no __post_init__), and the result is as frozen as any other."""
-    if hasattr(Transaction, "__post_init__"):  # it would be left out: say so at import, not never
+    if hasattr(Transaction, "__post_init__"):  # it would be skipped: fail at import instead
         raise TypeError("Transaction has a __post_init__: _slot_writer's copies would skip it")
     namespace: dict[str, Any] = {"_new": object.__new__, "_Transaction": Transaction, **names}
     lines = [f"def {name}({params}):", "    new = _new(_Transaction)"]
