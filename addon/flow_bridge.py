@@ -81,15 +81,13 @@ _READ_HEADERS = frozenset({b"user-agent", b"authorization", b"content-encoding"}
 def headers_named(fields: tuple[tuple[bytes, bytes], ...], names: frozenset[bytes]) -> dict[bytes, str]:
     """The headers of `names` (lower case) as mitmproxy's `Headers.get` gives them (several folded
     with ", ", decoded as it decodes them), all found in one pass (each Headers.get is a pass)."""
-    found: dict[bytes, list[bytes]] = {}
+    found: dict[bytes, str] = {}
     for key, value in fields:
         lower = key.lower()
-        if lower in names:
-            found.setdefault(lower, []).append(value)
-    return {
-        name: ", ".join(v.decode("utf-8", "surrogateescape") for v in values)
-        for name, values in found.items()
-    }
+        if lower in names:  # (a header sent twice is rare: its values folded as they come)
+            text = value.decode("utf-8", "surrogateescape")
+            found[lower] = f"{found[lower]}, {text}" if lower in found else text
+    return found
 
 
 def client_address(flow: http.HTTPFlow) -> str:

@@ -140,7 +140,7 @@ def judge(
         reason: str = "",
         refused: tuple[SessionId, ...] = (),
     ) -> Judgement:
-        return Judgement(situation, action, strip, tuple(r for r in (verdict.reason, reason) if r), refused)
+        return Judgement(situation, action, strip, tuple([r for r in (verdict.reason, reason) if r]), refused)
 
     state = check.facts.state
     if check.store_error and check.carries_session and fail_closed and state not in ENDED_STATES:

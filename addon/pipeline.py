@@ -182,7 +182,8 @@ class Pipeline:
         verdict, state = self.engine.inspect_request(seen.tx.with_session(check.facts.pairs()))
         self.observer.engine_time("request", time.perf_counter() - started)
         redact_matches(verdict, seen.session_ids)
-        check = await self._count_scored(tracker, seen, check, verdict)
+        if counts_toward_window(check.facts, verdict, self.policy):
+            check = await self._count_scored(tracker, seen, check, verdict)
         judgement = judge(
             verdict,
             check,
@@ -260,9 +261,8 @@ class Pipeline:
     async def _count_scored(
         self, tracker: SessionTracker, seen: SeenRequest, check: SessionCheck, verdict: Verdict
     ) -> SessionCheck:
-        """Note a scored request of an authenticated session in its cumulative window."""
-        if not counts_toward_window(check.facts, verdict, self.policy):
-            return check
+        """Note a scored request of an authenticated session in its cumulative window (one that
+        counts toward it: judge.counts_toward_window)."""
         try:
             count = await tracker.note_score(
                 check.facts.id_hash, verdict.inbound_score, seen.at, self.policy.cumulative.window
@@ -570,5 +570,12 @@ def _json_inputs(record: FlowRecord) -> tuple[object, ...]:
 def redact_matches(verdict: Verdict, identifiers: tuple[SessionId, ...]) -> None:
     """Session identifier values never reach a record: excerpts that show one (a path parameter, a
     bearer token in a header rule) get it replaced by [redacted]."""
-    if identifiers:
-        verdict.matches = [replace(m, excerpt=redact_values(m.excerpt, identifiers)) for m in verdict.matches]
+    if identifiers and verdict.matches:
+        verdict.matches = [_redacted(m, identifiers) for m in verdict.matches]
+
+
+def _redacted(match: Match, identifiers: tuple[SessionId, ...]) -> Match:
+    """The match with its excerpt redacted; itself when the excerpt shows no identifier (most do not:
+    a dataclasses.replace costs more than the search)."""
+    excerpt = redact_values(match.excerpt, identifiers)
+    return match if excerpt == match.excerpt else replace(match, excerpt=excerpt)

@@ -12,6 +12,7 @@ from logoutguard.flow_bridge import (
     REDACTED,
     carried_session_ids,
     from_request,
+    headers_named,
     original_request_record,
     parse_raw_request,
     read_request,
@@ -80,6 +81,22 @@ def test_read_request() -> None:
     )
     saved = flow_with(live=False)
     assert read_request(saved, RULES, 1024).at == saved.request.timestamp_start
+
+
+def test_headers_are_named_as_mitmproxy_gives_them() -> None:
+    fields = (
+        (b"User-Agent", b"ua/1"),
+        (b"X-Other", b"x"),
+        (b"user-agent", b"caf\xc3\xa9 \xff"),  # UTF-8 and a byte that is not
+        (b"AUTHORIZATION", b"Bearer T"),
+        (b"User-Agent", b""),
+    )
+    names = frozenset({b"user-agent", b"authorization", b"content-encoding"})
+    headers = http.Headers(fields)
+    assert headers_named(fields, names) == {
+        name: headers[name.decode()] for name in names if name.decode() in headers
+    }
+    assert headers_named(fields, names)[b"user-agent"] == "ua/1, caf\u00e9 \udcff, "
 
 
 def test_every_kind_of_identifier_is_read() -> None:

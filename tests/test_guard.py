@@ -510,6 +510,27 @@ async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, t
         assert second.metadata[META_KEY]["logout"]["path"] == "/logout"
 
 
+async def test_only_scored_requests_count_toward_the_cumulative_window(
+    guard: LogoutGuard, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        RULES.replace('argument: "union\\\\s+select"', 'argument: "union\\\\s+select"\n    score: 2')
+    )
+    with taddons.context(guard) as tctx:
+        tctx.configure(guard, **session_options(rules, tmp_path))
+        await login(guard)
+        for _ in range(3):  # clean requests of the session: not scored, not counted
+            clean = flow_for("/search?q=shoes", headers=AUTH)
+            await guard.request(clean)
+            assert clean.metadata[META_KEY]["score"] == 0
+        scored = flow_for("/search?q=union select", headers=AUTH)
+        await guard.request(scored)
+        record = scored.metadata[META_KEY]
+        assert record["score"] == 2 and record["situation"] == "clean" and record["action"] == "none"
+
+
 async def test_offline_judging_changes_nothing_live(
     guard: LogoutGuard, rules_dir: Path, tmp_path: Path
 ) -> None:

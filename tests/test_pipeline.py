@@ -277,6 +277,19 @@ async def test_session_ids_in_the_path_never_reach_the_record(make, tmp_path: Pa
     assert "SECRETID42" not in audit and '"path":"/a;jsessionid=[redacted]"' in audit
 
 
+async def test_session_ids_in_a_matched_value_never_reach_the_record(make) -> None:  # type: ignore[no-untyped-def]
+    p = make()
+    await issue(p, ["JSESSIONID=SECRETID42; Path=/"])
+    for query, excerpt in (
+        ("union select SECRETID42", "union select [redacted]"),
+        ("union select", "union select"),
+    ):
+        attack = flow(f"/a?q={query}", cookie="JSESSIONID=SECRETID42")
+        await p.on_request(attack)
+        assert [m["excerpt"] for m in attack.metadata[META_KEY]["matches"]] == [excerpt]
+        assert "SECRETID42" not in json.dumps(attack.metadata[META_KEY])
+
+
 @pytest.mark.parametrize("mode", ["rewrite", "out_of_band"])
 async def test_the_logout_is_its_own_flow_and_the_mode_says_what_the_client_gets(make, mode: str) -> None:  # type: ignore[no-untyped-def]
     """Both modes send the logout beside the attack (shown as a flow of its own, its path redacted);

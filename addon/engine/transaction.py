@@ -6,9 +6,9 @@ byte-wise the way ModSecurity does and nothing is lost to a decoding error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .bodies import JsonNaming
@@ -65,29 +65,52 @@ class Transaction:
         return None
 
     def with_response(self, status: int, headers: Pairs, body: str) -> Transaction:
-        return _replaced(self, response_status=status, response_headers=headers, response_body=body)
+        return _with_response(self, status, headers, body)
 
     def with_session(self, facts: Pairs) -> Transaction:
-        return _replaced(self, session=facts)
+        return _with_session(self, facts)
 
 
 _FIELDS = tuple(f.name for f in fields(Transaction))
-_values = attrgetter(*_FIELDS)
-_SETTERS = {name: getattr(Transaction, name).__set__ for name in _FIELDS}  # the slots' own setters
-_ALL_SETTERS = tuple(_SETTERS.values())
 
 
-def _replaced(tx: Transaction, **changes: object) -> Transaction:
-    """dataclasses.replace(tx, **changes) at about a third of its cost (the proxy does it twice per
-    flow): a copy made slot by slot, without the frozen __init__'s object.__setattr__ per field
-    (every field is copied, so nothing __init__ does is left out: Transaction has no __post_init__)."""
-    new = object.__new__(Transaction)
-    # one value per field (strict=True would cost a third more)
-    for setter, value in zip(_ALL_SETTERS, _values(tx), strict=False):
-        setter(new, value)
-    for name, value in changes.items():
-        _SETTERS[name](new, value)
-    return new
+def _slot_writer(name: str, params: str, value_of: Callable[[str], str], **names: object) -> Any:
+    """A function `name(params)` making a Transaction slot by slot in straight-line code (generated,
+    as dataclasses makes __init__): object.__new__, then each field's slot setter in field order,
+    with the value `value_of(field)` (an expression of the parameters and `names`). What the frozen
+    __init__ or dataclasses.replace give, at about half the cost (the proxy makes three Transactions
+    per flow): no object.__setattr__ per field, no loop. Every field is set, so nothing __init__ does
+    is left out (Transaction has no __post_init__), and the result is as frozen as any other."""
+    if hasattr(Transaction, "__post_init__"):  # it would be skipped: fail at import instead
+        raise TypeError("Transaction has a __post_init__: _slot_writer's copies would skip it")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_Transaction": Transaction, **names}
+    lines = [f"def {name}({params}):", "    new = _new(_Transaction)"]
+    for i, field_name in enumerate(_FIELDS):
+        namespace[f"_set{i}"] = getattr(Transaction, field_name).__set__  # the slot's own setter
+        lines.append(f"    _set{i}(new, {value_of(field_name)})")
+    lines.append("    return new")
+    exec("\n".join(lines), namespace)  # our own text, made from the field names
+    return namespace[name]
+
+
+def _copy_setting(*changed: str) -> Any:
+    """(tx, *values of `changed`) -> a copy of tx with those fields changed (dataclasses.replace)."""
+    return _slot_writer(
+        "copy_setting", ", ".join(("tx", *changed)), lambda f: f if f in changed else f"tx.{f}"
+    )
+
+
+def _made_by_keywords() -> Any:
+    """Transaction(**values) for build_transaction: the same keywords and defaults as its __init__,
+    but a field with a default_factory (extra) must be given (build_transaction always gives it)."""
+    defaults = {f"_default_{f.name}": f.default for f in fields(Transaction) if f.default is not MISSING}
+    params = (f"{f}=_default_{f}" if f"_default_{f}" in defaults else f for f in _FIELDS)
+    return _slot_writer("made", "*, " + ", ".join(params), lambda f: f, **defaults)
+
+
+_with_session = _copy_setting("session")
+_with_response = _copy_setting("response_status", "response_headers", "response_body")
+_made = _made_by_keywords()
 
 
 DEFAULT_BODY_LIMIT = 128 * 1024
@@ -157,14 +180,15 @@ def build_transaction(
     Headers, cookies, arguments and multipart parts beyond `limits` are not kept; the counts over a
     limit are in `limits_exceeded` (each collection is counted with work linear in its size).
     """
-    from .bodies import JsonNaming, parse_body, parse_urlencoded  # local: bodies imports Pairs from here
-
     method_t, uri_t, protocol_t = byte_text(method), byte_text(uri), byte_text(protocol)
     exceeded: list[tuple[str, str]] = []
     if len(headers) > limits.headers:
         exceeded.append(("headers", f"{len(headers)} > {limits.headers}"))
         headers = headers[: limits.headers]
-    header_pairs = tuple([(byte_text(k), byte_text(v)) for k, v in headers])
+    try:  # wire bytes (mitmproxy's header fields): decoded as byte_text does, without its type test
+        header_pairs = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers])  # type: ignore[union-attr]
+    except AttributeError:  # text among them
+        header_pairs = tuple([(byte_text(k), byte_text(v)) for k, v in headers])
     path, query = split_uri(uri_t)
     cookie_values: list[str] = []
     content_type = None  # the first Content-Type
@@ -191,9 +215,11 @@ def build_transaction(
     truncated = body_length > body_limit
     view = memoryview(body)[:body_limit] if truncated else body
     body_text = str(view, "latin-1") if isinstance(view, memoryview) else view.decode("latin-1")
-    parsed = parse_body(content_type, body_text, json_naming or JsonNaming.PATHS, truncated, limits.parts)
+    parsed = bodies.parse_body(
+        content_type, body_text, json_naming or bodies.JsonNaming.PATHS, truncated, limits.parts
+    )
     query_count = query.count("&") + 1 if query else 0  # pieces, empty ones too
-    query_args = parse_urlencoded(query, limits.args) if query else ()
+    query_args = bodies.parse_urlencoded(query, limits.args) if query else ()
     body_args = parsed.args
     if query_count + len(body_args) > limits.args:
         exceeded.append(("args", f"{query_count + len(body_args)} > {limits.args}"))
@@ -201,7 +227,7 @@ def build_transaction(
         body_args = body_args[: limits.args - len(query_args)]
     if parsed.parts > limits.parts:
         exceeded.append(("parts", f"{parsed.parts} > {limits.parts}"))
-    return Transaction(
+    return _made(
         method=method_t,
         uri=uri_t,
         path=path,
@@ -222,3 +248,8 @@ def build_transaction(
         extra={"files_size": str(parsed.files_size)},
         limits_exceeded=tuple(exceeded),
     )
+
+
+# bodies imports Pairs from here: imported last, as a module (whichever of the two is imported first,
+# the other finds what it needs), not inside build_transaction, where the import ran on every call.
+from . import bodies  # noqa: E402

@@ -101,24 +101,23 @@ def request_identifiers(
 ) -> list[SessionId]:
     """The identifiers of one request, in a stable order: cookies (as the rules' REQUEST_COOKIES split
     them), path parameters, then the Authorization credential. Empty values and duplicates dropped."""
-    found: dict[SessionId, None] = {}  # ordered and deduplicated in one step each (a list was quadratic)
-
-    def add(sid: SessionId) -> None:
-        if sid.value:
-            found.setdefault(sid)
-
+    found: list[SessionId] = []
     for name, value in cookies:
-        kind = rules.cookie_kind(name)
-        if kind is not None:
-            add(SessionId(kind, name, value, name))
-    for name, value in path_parameters(path):
-        cookie = rules.parameter_cookie(name)
-        if cookie is not None and value != REDACTED:  # a saved flow's redacted path carries no ID
-            add(SessionId(IdKind.PATH, name, value, cookie))
-    credential = credential_identifier(authorization or "", rules)
-    if credential is not None:
-        add(credential)
-    return list(found)
+        if value:
+            kind = rules.cookie_kind(name)
+            if kind is not None:
+                found.append(SessionId(kind, name, value, name))
+    if ";" in path:  # (most paths have no parameter to look for)
+        for name, value in path_parameters(path):
+            cookie = rules.parameter_cookie(name)
+            # (a saved flow's redacted path carries no ID)
+            if cookie is not None and value and value != REDACTED:
+                found.append(SessionId(IdKind.PATH, name, value, cookie))
+    credential = credential_identifier(authorization, rules) if authorization else None
+    if credential is not None:  # (never an empty value)
+        found.append(credential)
+    # Deduplicated, first ones kept in order (dict keys: a list was quadratic); one needs none.
+    return list(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def credential_identifier(authorization: str, rules: IdentifierRules) -> SessionId | None:
@@ -159,8 +158,18 @@ def redact_values(text: str, identifiers: Iterable[SessionId]) -> str:
         if len(sid.value) >= 4 and sid.value in text:
             text = text.replace(sid.value, REDACTED)
     for sid in identifiers:  # an excerpt cut short may end with the first characters of an ID
-        for keep in range(min(len(sid.value) - 1, len(text)), 3, -1):
-            if text.endswith(sid.value[:keep]):
-                text = text[: len(text) - keep] + REDACTED
+        # The longest start of the ID, 4 characters at least and shorter than the ID, that the text
+        # ends with: where the text's last `most` characters hold its first 4, the first such place
+        # whose rest starts the ID (one search, instead of an endswith for every length).
+        value = sid.value
+        most = min(len(value) - 1, len(text))
+        if most < 4:
+            continue
+        start = value[:4]
+        at = text.find(start, len(text) - most)
+        while at != -1:
+            if value.startswith(text[at:]):
+                text = text[:at] + REDACTED
                 break
+            at = text.find(start, at + 1)
     return text

@@ -121,7 +121,18 @@ class SessionFacts:
         )
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.pairs())
+        """dict(self.pairs()), written out (every flow's record has one)."""
+        return {
+            "state": str(self.state),
+            "in_grace": flag(self.in_grace),
+            "ua_changed": flag(self.ua_changed),
+            "network_changed": flag(self.network_changed),
+            "adopted": flag(self.adopted),
+            "count": str(self.count),
+            "cookie": self.cookie,
+            "hash": self.id_hash,
+            "authenticated": flag(self.authenticated),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> SessionFacts:
@@ -371,14 +382,17 @@ class SessionTracker:
         check_client = lockout and bool(network)
         if not ids and not check_client:
             return SessionLookup(SessionFacts(in_grace=self.in_grace(now)))
-        hashes = [self.hasher.hash(sid.value) for sid in ids]
-        credentials = [
-            CREDENTIAL_PREFIX + h for sid, h in zip(ids, hashes, strict=True) if sid.kind is IdKind.BASIC
-        ]
+        hash_of = self.hasher.hash
+        hashes = [hash_of(sid.value) for sid in ids]
+        stored: list[str] = []  # the hashes of what the store keeps records of, in order
+        credentials: list[str] = []  # the lockout keys of Basic credentials
+        for sid, id_hash in zip(ids, hashes, strict=True):
+            if sid.kind is IdKind.BASIC:
+                credentials.append(CREDENTIAL_PREFIX + id_hash)
+            else:
+                stored.append(id_hash)
         view: StoreView = await self.store.look_up(
-            [h for sid, h in zip(ids, hashes, strict=True) if sid.kind is not IdKind.BASIC],
-            credentials + ([network] if check_client else []),
-            now,
+            stored, [*credentials, network] if check_client else credentials, now
         )
         client_locked = check_client and network in view.locked
         if not ids:
@@ -393,7 +407,7 @@ class SessionTracker:
                 fact = await self._facts(sid, id_hash, view.records.get(id_hash), network, ua, now)
             facts.append(fact)
             states.append((sid, fact.state))
-        locked = any(key in view.locked for key in credentials)
+        locked = bool(credentials) and any(key in view.locked for key in credentials)
         return SessionLookup(worst(facts), tuple(states), locked, client_locked)
 
     def lookup_without_store(self, ids: Sequence[SessionId], now: float) -> SessionLookup:

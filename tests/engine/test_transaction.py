@@ -161,6 +161,25 @@ def test_a_grown_transaction_keeps_every_other_field_and_stays_frozen() -> None:
             grown.method = "GET"  # type: ignore[misc]
 
 
+def test_a_built_transaction_has_every_field_as_its_init_sets_it() -> None:
+    """build_transaction makes its Transaction slot by slot: every field as __init__ sets it (the
+    fields it does not name at their defaults, the mutable one fresh), frozen alike; header bytes and
+    text side by side are each byte text."""
+    tx = build_transaction(
+        method=b"POST",
+        uri=b"/a?q=1",
+        headers=[(b"Cookie", b"sid=\xe9"), ("Content-Type", "application/x-www-form-urlencoded")],
+        body=b"a=1",
+        client_addr="192.0.2.9",
+    )
+    assert (tx.session, tx.response_status, tx.response_headers, tx.response_body) == ((), 0, (), "")
+    assert tx.headers == (("Cookie", "sid=\xe9"), ("Content-Type", "application/x-www-form-urlencoded"))
+    assert tx.extra == {"files_size": "0"}
+    assert tx.extra is not build_transaction(method="GET", uri="/").extra
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tx.body = ""  # type: ignore[misc]
+
+
 def test_counts_over_a_limit_are_named_and_the_collections_cut_there() -> None:
     limits = Limits(args=3, cookies=2, headers=4, parts=1)
     tx = build_transaction(

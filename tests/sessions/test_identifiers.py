@@ -3,6 +3,8 @@ removing refused ones from a path; redacting them from text."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from logoutguard.sessions import identifiers
@@ -105,6 +107,35 @@ def test_redaction() -> None:
     assert redact_values("/a;jsessionid=SECRET-VA", sid) == f"/a;jsessionid={REDACTED}"  # a cut-off excerpt
     assert redact_values("nothing here", sid) == "nothing here"
     assert redact_values("ab", [SessionId(IdKind.COOKIE, "sid", "ab", "sid")]) == "ab"  # too short to be one
+    longer = [SessionId(IdKind.COOKIE, "sid", "abcdXYZW1234", "sid")]
+    # the first start of the ID in the text's tail is not its end; the next one is
+    assert redact_values("abcdQabcdX", longer) == f"abcdQ{REDACTED}"
+    assert redact_values("x abcdXYZW", longer) == f"x {REDACTED}"
+    assert redact_values("x abc", longer) == "x abc"
+
+
+def _redact_values_by_every_length(text: str, identifiers: list[SessionId]) -> str:
+    """redact_values as it was written first (an endswith for every length of a cut-off ID)."""
+    for sid in identifiers:
+        if len(sid.value) >= 4 and sid.value in text:
+            text = text.replace(sid.value, REDACTED)
+    for sid in identifiers:
+        for keep in range(min(len(sid.value) - 1, len(text)), 3, -1):
+            if text.endswith(sid.value[:keep]):
+                text = text[: len(text) - keep] + REDACTED
+                break
+    return text
+
+
+def test_redaction_is_what_a_search_by_every_length_gives() -> None:
+    rng = random.Random(12)
+    for alphabet in ("ab", "abc;=", "acted]", "[redacted]x") * 2000:
+        identifiers = [
+            SessionId(IdKind.COOKIE, "s", "".join(rng.choices(alphabet, k=rng.randint(0, 12))), "s")
+            for _ in range(rng.randint(1, 3))
+        ]
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, 24)))
+        assert redact_values(text, identifiers) == _redact_values_by_every_length(text, identifiers)
 
 
 def test_cookie_kinds_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:

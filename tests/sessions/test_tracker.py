@@ -97,6 +97,11 @@ def test_facts_pairs() -> None:
         ("hash", "ab" * 16),
         ("authenticated", "0"),
     )
+    # every two flags differ in one of them at least
+    other = SessionFacts("active", ua_changed=True, network_changed=True, count=1, authenticated=True)
+    third = SessionFacts("expired", network_changed=True, adopted=True, count=3, cookie="c", id_hash="h")
+    for f in (facts, other, third):  # the JSON (flow records) is the pairs, in their order, and reads back
+        assert list(f.to_json().items()) == list(f.pairs()) and SessionFacts.from_json(f.to_json()) == f
 
 
 def test_no_session(tracker: SessionTracker) -> None:
