@@ -127,8 +127,11 @@ def parse_urlencoded(text: str, limit: int | None = None) -> Pairs:
 def parse_multipart(content_type: str, body: str, max_parts: int | None = None) -> ParsedBody:
     if "boundary=" not in content_type.lower():
         return ParsedBody("MULTIPART", error="multipart body without a boundary")
-    raw = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw + body.encode("latin-1"))
+    # Parsed as text (byte text: one character per byte), not as bytes: BytesParser keeps non-ASCII header
+    # bytes as surrogates and hands them back as U+FFFD, which is no byte at all (a filename with a
+    # Latin-1 or UTF-8 byte would be inspected as something the client never sent).
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n"
+    message = email.parser.Parser(policy=email.policy.compat32).parsestr(head + body)
     if not message.is_multipart():
         return ParsedBody("MULTIPART", error="multipart body could not be split into parts")
     parts = message.get_payload()
@@ -193,7 +196,10 @@ def _json_error(exc: Exception) -> ParsedBody:
     return ParsedBody("JSON", error=f"JSON parsing error: {exc}")
 
 
-_JSON_LITERAL_END = re.compile(r'[\s,:\[\]{}"]')
+# What ends a number or literal: exactly the characters close_truncated_json reads as something else (JSON's
+# four blanks, not every \s: a form feed or a no-break space there would end a literal at itself, and the
+# reader would stand still on it for ever).
+_JSON_LITERAL_END = re.compile(r'[ \t\r\n,:\[\]{}"]')
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 

@@ -162,6 +162,30 @@ def test_multipart_fields_files_and_part_headers() -> None:
     assert ("f", "Content-Type: text/plain") in parsed.part_headers
 
 
+def test_multipart_names_and_headers_keep_every_byte_as_sent() -> None:
+    """A filename or field name with bytes over 127 (Latin-1, UTF-8, stray) is inspected as those bytes
+    (byte text), never as U+FFFD or surrogates; so are the part headers and the part's content."""
+    raw = "a.ph\x90\xd8 \xc3\xa9t\xe9"  # a stray pair, UTF-8 for é, Latin-1 for é: one character a byte
+    body = (
+        "--XyZ\r\n"
+        f'Content-Disposition: form-data; name="f\xe9"; filename="{raw}"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+        "<?php \xff ?>\r\n"
+        "--XyZ\r\n"
+        'Content-Disposition: form-data; name="q\xc3\xa9"\r\n\r\n'
+        "caf\xc3\xa9\r\n"
+        "--XyZ--\r\n"
+    )
+    parsed = parse_multipart("multipart/form-data; boundary=XyZ", body)
+    assert parsed.error == ""
+    assert parsed.files == (("f\xe9", raw),)
+    assert parsed.args == (("q\xc3\xa9", "caf\xc3\xa9"),)
+    assert parsed.files_size == len("<?php \xff ?>")
+    assert ("f\xe9", f'Content-Disposition: form-data; name="f\xe9"; filename="{raw}"') in parsed.part_headers
+    texts = [t for pair in (*parsed.files, *parsed.args, *parsed.part_headers) for t in pair]
+    assert all(max(map(ord, t), default=0) < 256 for t in texts)
+
+
 @pytest.mark.parametrize(
     ("content_type", "error"),
     [
@@ -192,6 +216,19 @@ def test_bad_multipart_is_an_error(content_type: str, error: str) -> None:
 def test_close_truncated_json(cut: str, closed: str) -> None:
     assert close_truncated_json(cut) == closed
     json.loads(closed)
+
+
+@pytest.mark.parametrize("blank", ["\x0c", "\x0b", "\x1c", "\x1f", "\x85", "\xa0"])
+def test_a_cut_json_body_with_any_other_blank_is_closed_in_linear_time(blank: str) -> None:
+    """Characters that are blanks to a regex but not to JSON (a form feed, a no-break space) are part of
+    a literal like any other: the reader goes on past them (it once stood still on one for ever)."""
+    cut = '{"name": "x", "n": 1' + blank + '2, "tags": [1, {"a": "b' + blank * 5000
+    assert close_truncated_json(cut) == cut + '"}]}'  # the literal 1<blank>2 kept as sent
+    parsed = parse_body("application/json", cut, truncated=True)
+    assert parsed.error and parsed.args == ()  # not JSON, and said so
+    closed_after = '{"a": ' + blank + '1, "b": "c' + blank
+    assert close_truncated_json(closed_after) == closed_after + '"}'
+
 
 
 def test_a_cut_json_body_without_content_type_is_still_json() -> None:

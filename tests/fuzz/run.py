@@ -21,10 +21,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("transaction", "transformations", "cookies", "policy")
+INPUT_TIMEOUT_S = 10  # libFuzzer's default is 1200 s
 
 
 def libfuzzer_args(seed: int, runs: int | None, seconds: int | None, artifacts: Path) -> list[str]:
-    args = [f"-seed={seed}", f"-artifact_prefix={artifacts}/", "-print_final_stats=1"]
+    # -timeout: an input that takes longer is a finding (a request the proxy would hang on), not a wait
+    args = [f"-seed={seed}", f"-artifact_prefix={artifacts}/", "-print_final_stats=1", f"-timeout={INPUT_TIMEOUT_S}"]
     if runs is not None:
         args.append(f"-runs={runs}")
     if seconds is not None:
