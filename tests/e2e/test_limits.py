@@ -118,6 +118,21 @@ def test_inspect_mode_judges_the_part_kept(backend: Backend, tmp_path: Path) -> 
     assert 920460 in rule_ids(records[2]) and records[2]["situation"] == "clean"
 
 
+def test_a_cut_json_body_with_odd_blanks_gets_its_verdict(backend: Backend, tmp_path: Path) -> None:
+    """A JSON body over the limit whose literal holds a form feed (or a no-break space) once held the
+    proxy's event loop for ever (the cut body's reader stood still on it): each gets its answer, the
+    next request too, and each flow its record."""
+    proxy = Proxy(backend, tmp_path)
+    statuses = []
+    for blank in ("\x0c", "\xa0"):
+        body = ('{"name": "x", "n": 1' + blank + '2, "tags": [1, {"a": "' + "b" * LIMIT + '"}]}').encode("latin-1")
+        statuses.append(proxy.send("POST", "/api", {"Content-Type": "application/json"}, body)[0])
+    statuses.append(proxy.send("GET", "/after")[0])
+    records = proxy.records()
+    assert statuses == [413, 413, 200]
+    assert [r["situation"] for r in records] == ["body_over_limit", "body_over_limit", "clean"]
+
+
 def test_ten_thousand_cookies_and_a_hundred_thousand_args_are_refused_unread(
     backend: Backend, tmp_path: Path
 ) -> None:
