@@ -491,12 +491,18 @@ async def test_unknown_session_is_stripped_and_passed_as_anonymous(
         assert 945100 in [m["id"] for m in record["matches"]] or record["matches"] == []
 
 
-async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, tmp_path: Path) -> None:
+def scoring_two_rules(tmp_path: Path) -> Path:
+    """RULES with its union-select rule scoring 2 (under the inbound threshold: only the window counts it)."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yaml").write_text(
         RULES.replace('argument: "union\\\\s+select"', 'argument: "union\\\\s+select"\n    score: 2')
     )
+    return rules
+
+
+async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, tmp_path: Path) -> None:
+    rules = scoring_two_rules(tmp_path)
     with taddons.context(guard) as tctx:
         tctx.configure(guard, **session_options(rules, tmp_path))
         await login(guard)
@@ -513,11 +519,7 @@ async def test_cumulative_scored_requests_force_the_logout(guard: LogoutGuard, t
 async def test_only_scored_requests_count_toward_the_cumulative_window(
     guard: LogoutGuard, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yaml").write_text(
-        RULES.replace('argument: "union\\\\s+select"', 'argument: "union\\\\s+select"\n    score: 2')
-    )
+    rules = scoring_two_rules(tmp_path)
     with taddons.context(guard) as tctx:
         tctx.configure(guard, **session_options(rules, tmp_path))
         await login(guard)
