@@ -1070,7 +1070,10 @@ class Prefilter:
             added: set[int] = set()
             size = self._members_todo(source, pairs, state, added)
             found = frozenset(added)
-            if kept and 0 <= size <= WHOLE_CHARS:
+            # Kept when the key holds no long text and at most WHOLE_CHARS in all: the members' size for
+            # a members key, the fields' own for a fields key (ARGS_COMBINED_SIZE is one number made
+            # from every argument, REQUEST_HEADERS_TEXT leaves out the Cookie header it is keyed by).
+            if kept and 0 <= size <= WHOLE_CHARS and (len(whole) != 1 or 0 <= text_size(whole) <= WHOLE_CHARS):
                 source.wholes.put(whole, found)
         todo.update(found)
         state.prefilter_cache[source] = found  # for `source_may_match`
@@ -1393,6 +1396,22 @@ class Prefilter:
 
 
 _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
+
+
+def text_size(item: object) -> int:
+    """The characters of the texts in `item` (a text, or tuples of texts, numbers and flags), or -1 when
+    one text is longer than MAX_TEXT (never kept across transactions: memo.py)."""
+    if isinstance(item, str):
+        return len(item) if len(item) <= MAX_TEXT else -1
+    if isinstance(item, tuple):
+        total = 0
+        for part in item:
+            size = text_size(part)
+            if size < 0:
+                return -1
+            total += size
+        return total
+    return 0
 
 # Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
 _NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))

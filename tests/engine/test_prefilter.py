@@ -401,6 +401,27 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
     assert viewed != expected and (tuple(view),) not in source.wholes and tuple(view) in source.wholes
 
 
+def test_a_collection_is_kept_under_its_fields_only_when_they_are_short(
+    engines: dict[tuple[int, bool], Engine],
+) -> None:
+    """The memory bound of Source.wholes holds for keys made of transaction fields too: fields holding a
+    long text, or more than WHOLE_CHARS in all, are not kept, even when the members made from them are
+    small (REQUEST_HEADERS_TEXT leaves out a long Cookie header)."""
+    fast = engines[(1, True)]
+    assert fast._prefilter is not None
+    assert prefilter.text_size(("ab", (("c", "d"), 7, True))) == 4
+    assert prefilter.text_size(("ab", ("x" * (prefilter.MAX_TEXT + 1),))) == -1
+    phase = Phase.REQUEST_BODY
+    source = next(s for s in fast._prefilter._phases[phase].sources if s.collection == "REQUEST_HEADERS_TEXT")
+    short = [("Host", "x"), ("X-Note", "hi"), ("Cookie", "a=b")]
+    long_cookie = [("Host", "x"), ("X-Note", "hi"), ("Cookie", "a=" + "b" * 300)]
+    many = [("Host", "x"), ("X-Note", "hi"), *((f"X-Pad-{n}", "v" * 200) for n in range(30))]
+    for headers in (short, long_cookie, many):
+        tx = build_transaction(method="GET", uri="/", headers=headers)
+        visited(fast, tx, phase)
+        assert ((tx.headers,) in source.wholes) == (headers is short)
+
+
 def test_a_long_values_answer_is_kept_under_its_digest(engines: dict[tuple[int, bool], Engine]) -> None:
     """A value longer than the memo keeps (a token cookie, a field of prose) is answered once: the same
     value in a later transaction costs its digest, not its scans; another value is worked out; the
