@@ -32,6 +32,18 @@ def backend() -> Iterator[Backend]:
     b.stop()
 
 
+_started: list[Mitmdump] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_proxies() -> Iterator[None]:
+    """Every mitmdump a test started is stopped, also when the test failed before `records()` (a proxy
+    that stopped answering would otherwise run on after the test)."""
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 class Proxy:
     """mitmdump with the addon saving its flows; `records()` stops it and reads LogoutGuard's records."""
 
@@ -40,6 +52,7 @@ class Proxy:
         self.mitmdump: Mitmdump = start_mitmdump(
             backend.url, tmp, "guard_session_store=memory", *options, extra_args=("-w", str(self.flows))
         )
+        _started.append(self.mitmdump)
 
     def send(
         self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
