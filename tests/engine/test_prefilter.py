@@ -44,6 +44,11 @@ def engines(ruleset: Ruleset) -> dict[tuple[int, bool], Engine]:
     return {(pl, pf): Engine(ruleset, paranoia=pl, prefilter=pf) for pl in (1, 4) for pf in (False, True)}
 
 
+def gate_targets(pf: prefilter.Prefilter) -> list[prefilter.TargetGates]:
+    """Every target of every phase the prefilter gates."""
+    return [tg for gates in pf._phases.values() for tg in gates.targets]
+
+
 def outcome(verdict: Verdict) -> tuple[object, ...]:
     return (verdict.matches, verdict.inbound_score, verdict.outbound_score, verdict.blocked, verdict.reason)
 
@@ -827,12 +832,11 @@ def own_databases(engine: Engine) -> Iterator[tuple[prefilter.ReadChain, object]
     """Every chain of the engine's gates that scans its long candidates with its own database."""
     pf = engine._prefilter
     assert pf is not None
-    for gates in pf._phases.values():
-        for tg in gates.targets:
-            for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque):
-                own = pf._chain_dbs.get(id(chain))
-                if own is not None:
-                    yield chain, own[1]
+    for tg in gate_targets(pf):
+        for chain in (*(c for _, chains in tg.by_mask for c in chains), *tg.opaque):
+            own = pf._chain_dbs.get(id(chain))
+            if own is not None:
+                yield chain, own[1]
 
 
 def chain_disagreements(engine: Engine, value: str, state: EvalState) -> tuple[list[object], int]:
@@ -870,9 +874,8 @@ def long_values(engine: Engine, tx: Transaction) -> Iterator[tuple[str, EvalStat
     assert pf is not None
     state = engine.new_state(tx)
     values: list[str] = []
-    for gates in pf._phases.values():
-        for tg in gates.targets:
-            values.extend(pf._values(tg, state))
+    for tg in gate_targets(pf):
+        values.extend(pf._values(tg, state))
     for value in dict.fromkeys(values):
         if len(value) > prefilter.MAX_TEXT:
             yield value, state
@@ -892,24 +895,23 @@ def target_disagreements(engine: Engine, value: str, state: EvalState) -> tuple[
     assert pf is not None
     wrong: list[object] = []
     compared = 0
-    for gates in pf._phases.values():
-        for tg in gates.targets:
-            own = pf._chain_dbs.get(id(tg))
-            if own is None:
-                continue
-            compared += 1
-            ids = {*tg.plain, *tg.lowered}
-            if pf._scan(value, own[1]) & ids != pf._scan(value) & ids:
-                wrong.append((str(tg.target), value[:120]))
-            state.scan_cache.clear()  # (else the whole database's hits kept below would answer)
-            with_own = pf._answer(tg, value, state)
-            saved, pf._chain_dbs = pf._chain_dbs, {k: v for k, v in pf._chain_dbs.items() if k != id(tg)}
-            try:
-                whole = pf._answer(tg, value, state)
-            finally:
-                pf._chain_dbs = saved
-            if with_own != whole:
-                wrong.append((str(tg.target), value[:120], sorted(with_own ^ whole)))
+    for tg in gate_targets(pf):
+        own = pf._chain_dbs.get(id(tg))
+        if own is None:
+            continue
+        compared += 1
+        ids = {*tg.plain, *tg.lowered}
+        if pf._scan(value, own[1]) & ids != pf._scan(value) & ids:
+            wrong.append((str(tg.target), value[:120]))
+        state.scan_cache.clear()  # (else the whole database's hits kept below would answer)
+        with_own = pf._answer(tg, value, state)
+        saved, pf._chain_dbs = pf._chain_dbs, {k: v for k, v in pf._chain_dbs.items() if k != id(tg)}
+        try:
+            whole = pf._answer(tg, value, state)
+        finally:
+            pf._chain_dbs = saved
+        if with_own != whole:
+            wrong.append((str(tg.target), value[:120], sorted(with_own ^ whole)))
     return wrong, compared
 
 
@@ -927,9 +929,8 @@ def test_a_long_text_scanned_by_a_smaller_database_answers_value_may_match_as_th
     read = 0
     for entry in load_benign() + load_attacks():
         for value, state in long_values(engine, entry.transaction()):
-            for gates in pf._phases.values():
-                for tg in gates.targets:
-                    pf._answer(tg, value, state)  # the scans of the value by the smaller databases
+            for tg in gate_targets(pf):
+                pf._answer(tg, value, state)  # the scans of the value by the smaller databases
             state.scan_cache.pop(value, None)
             subsets = {key for key in state.scan_cache if isinstance(key, tuple) and key[1] == value}
             whole = pf._scan(value)
@@ -1057,17 +1058,16 @@ def walk_disagreements(engine: Engine, value: str, state: EvalState) -> list[obj
     assert pf is not None
     sig = prefilter.signature(value)
     wrong: list[object] = []
-    for gates in pf._phases.values():
-        for tg in gates.targets:
-            walked: set[int] = set()
-            pf._walk(pf._programs[id(tg)], value, sig, state, walked)
-            read: set[int] = set()
-            for mask, chains in tg.by_mask:
-                if sig & mask:
-                    pf._transformed_hits(chains, value, state, read)
-            pf._transformed_hits(tg.opaque, value, state, read)
-            if walked != read:
-                wrong.append((str(tg.target), value[:80], sorted(walked ^ read)))
+    for tg in gate_targets(pf):
+        walked: set[int] = set()
+        pf._walk(pf._programs[id(tg)], value, sig, state, walked)
+        read: set[int] = set()
+        for mask, chains in tg.by_mask:
+            if sig & mask:
+                pf._transformed_hits(chains, value, state, read)
+        pf._transformed_hits(tg.opaque, value, state, read)
+        if walked != read:
+            wrong.append((str(tg.target), value[:80], sorted(walked ^ read)))
     return wrong
 
 
@@ -1082,7 +1082,7 @@ def test_the_walk_adds_what_each_chain_adds_on_the_corpora(
     values = 0
     for entry in load_benign() + load_attacks():
         state = engine.new_state(entry.transaction())
-        seen = [v for gates in pf._phases.values() for tg in gates.targets for v in pf._values(tg, state)]
+        seen = [v for tg in gate_targets(pf) for v in pf._values(tg, state)]
         for value in dict.fromkeys(seen):
             if len(value) <= prefilter.MAX_TEXT:
                 values += 1
@@ -1121,7 +1121,7 @@ def test_chains_starting_with_the_same_steps_share_them_in_the_program(tmp_path:
     engine = Engine(ruleset, paranoia=1)
     pf = engine._prefilter
     assert pf is not None
-    (tg,) = [tg for gates in pf._phases.values() for tg in gates.targets if str(tg.target) == "ARGS"]
+    (tg,) = [tg for tg in gate_targets(pf) if str(tg.target) == "ARGS"]
     program = pf._programs[id(tg)]
     assert [(step.depth, step.name, step.after, len(step.ends)) for step in program] == [
         (0, "url_decode_uni", 3, 0),
