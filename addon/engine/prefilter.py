@@ -1406,6 +1406,13 @@ def text_size(item: object) -> int:
     if isinstance(item, tuple):
         total = 0
         for part in item:
+            if type(part) is tuple and len(part) == 2 and type(part[0]) is str and type(part[1]) is str:
+                # a (name, value) pair, the usual part (headers, arguments, cookies): without a call
+                first, second = len(part[0]), len(part[1])
+                if first > MAX_TEXT or second > MAX_TEXT:
+                    return -1
+                total += first + second
+                continue
             size = text_size(part)
             if size < 0:
                 return -1

@@ -107,6 +107,13 @@ class ShellDetector:
 
     def _at(self, value: str, pos: int, line_break: bool, depth: int = 0, start: bool = False) -> str | None:
         """The command run at `pos` (right after a separator), if the evidence is there."""
+        plain = _PLAIN_WORD.match(value, pos)
+        if plain is not None:
+            # Most places hold a plain word (prose, a token, a header): when it names no command, or
+            # there is none, nothing below can report one (the word is read as `_read_word` reads it).
+            word = plain.group(1)
+            if len(word) < MAX_WORD and (not word or self._lookup(word.rpartition("/")[2]) is None):
+                return None
         pos = _BLANKS.match(value, pos).end()  # type: ignore[union-attr]
         shell_var = _SHELL_VAR.match(value, pos)
         if shell_var is not None and _ARGUMENT.match(value, shell_var.end()):
@@ -189,6 +196,11 @@ def _glob_regex(name: str) -> re.Pattern[str] | None:
         return None
 
 
+# A plain word at a command position: blanks (not $IFS: a `$` stops the match), then characters that
+# `_read_word` copies as they are, ended by the end of the value or a character that ends a word (not a
+# backtick: `` may be an empty substitution inside the word). Possessive, so that a shorter run of
+# blanks or of the word is never tried. Where this matches, group 1 is the word as `_read_word` reads it.
+_PLAIN_WORD = re.compile("[ \t\x0b\x0c]*+([^ \t\n\r\x0b\x0c;|&<>()`\\\\'\"$?*\\[]*+)(?=\\Z|[ \t\n\r\x0b\x0c;|&<>()])")
 # A run of characters each of which the word loop below only copies (no quote, escape, expansion,
 # glob, backtick or word end).
 _PLAIN_RUN = re.compile("[^ \t\n\r\x0b\x0c;|&<>()`\\\\'\"$?*\\[]*")

@@ -416,6 +416,10 @@ def test_a_collection_is_kept_under_its_fields_only_when_they_are_short(
     assert fast._prefilter is not None
     assert prefilter.text_size(("ab", (("c", "d"), 7, True))) == 4
     assert prefilter.text_size(("ab", ("x" * (prefilter.MAX_TEXT + 1),))) == -1
+    long = "x" * (prefilter.MAX_TEXT + 1)
+    assert prefilter.text_size(((("n", long),), ())) == -1  # a pair's long value
+    assert prefilter.text_size((((long, "v"), ("a", "b")),)) == -1  # a pair's long name
+    assert prefilter.text_size((((1, "v"), ("a", "bc"), ("d", "e", "f")),)) == 7  # not pairs of texts
     phase = Phase.REQUEST_BODY
     source = next(s for s in fast._prefilter._phases[phase].sources if s.collection == "REQUEST_HEADERS_TEXT")
     short = [("Host", "x"), ("X-Note", "hi"), ("Cookie", "a=b")]

@@ -135,10 +135,41 @@ def test_work_is_bounded_on_adversarial_input(monkeypatch: pytest.MonkeyPatch) -
         return original(value, pos)
 
     monkeypatch.setattr(shell, "_read_word", counting)
+    total = 0
     for value in [";" * 20_000, ";'" * 10_000, ';"a' * 7_000, "; c'a'" * 3_000 + "x", "`a" * 10_000]:
         reads.clear()
         assert DETECTOR.search(value) is None
-        assert 0 < len(reads) <= len(value)
+        assert len(reads) <= len(value)  # plain words (";;;", "`a") need no read at all (_PLAIN_WORD)
+        total += len(reads)
+    assert total > 0  # the quoted words were read
+
+
+def test_a_plain_word_that_names_no_command_is_settled_without_reading_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shortcut of `_at` (_PLAIN_WORD): a plain word naming no command ends the search there; a
+    command, a quoted or escaped word, $IFS or a too-long word is read as before."""
+    reads: list[int] = []
+    original = shell._read_word
+
+    def counting(value: str, pos: int) -> tuple[str, int, bool, bool, bool] | None:
+        reads.append(pos)
+        return original(value, pos)
+
+    monkeypatch.setattr(shell, "_read_word", counting)
+    for value in ["a; hello world", "x|/usr/local/thing -v", "a;", "q=1&page=2"]:
+        assert DETECTOR.search(value) is None
+    assert reads == []
+    for value, found in [
+        ("a; cat /etc/passwd", "cat"),
+        ("a; $IFS cat /etc/passwd", "cat"),
+        ("a; \\cat /etc/passwd", "cat"),
+        ("a; /bin/c'a't x", "cat"),
+        ("a;" + "x" * (MAX_WORD + 5) + " /etc/passwd", None),
+    ]:
+        reads.clear()
+        assert DETECTOR.search(value) == found, value
+        assert reads, value
 
 
 @settings(max_examples=300, deadline=None)
