@@ -917,6 +917,15 @@ class Prefilter:
         for number, ids in (subset_ids or {}).items():
             for pid in ids:
                 self._pid_subsets[pid] = (*self._pid_subsets.get(pid, ()), number)
+        # Pattern id -> (number, database) of the smallest of them: a long text not scanned yet in the
+        # transaction is asked about one pattern with it, not with the whole database.
+        databases = dict(self._chain_dbs.values())
+        sizes = subset_ids or {}
+        self._pid_smallest: dict[int, tuple[int, Any]] = {
+            pid: min(((n, databases[n]) for n in numbers if n in databases), key=lambda own: len(sizes[own[0]]))
+            for pid, numbers in self._pid_subsets.items()
+            if any(n in databases for n in numbers)
+        }
         # id(ReadChain) -> how `_transformed_hits` reads a value through it (ChainPlan), worked out now.
         self._chain_plans = {
             id(chain): self._plan(chain)
@@ -980,6 +989,11 @@ class Prefilter:
                 hits = state.scan_cache.get((number, value))
                 if hits is not None:
                     return pid in hits
+            # Else the smallest such database scans it (a body whose answer was kept under its digest
+            # was not scanned in this transaction: the whole database costs tens of microseconds).
+            own = self._pid_smallest.get(pid)
+            if own is not None:
+                return pid in self._chain_scan(own, value, state)
         return pid in self.scan(value, state)
 
     def scan(self, text: str, state: EvalState) -> Hits:

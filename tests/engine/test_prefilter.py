@@ -949,6 +949,37 @@ def test_a_long_text_scanned_by_a_smaller_database_answers_value_may_match_as_th
     assert read > 1000
 
 
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_a_long_text_not_scanned_yet_is_asked_about_one_pattern_with_the_smallest_database_holding_it(
+    engines: dict[tuple[int, bool], Engine], paranoia: int
+) -> None:
+    """value_may_match on a long text nothing has scanned in the transaction (a body whose answer was
+    kept under its digest): a pattern held by a smaller database is asked with the smallest of them,
+    never with the whole database, and the answer is the whole database's."""
+    engine = engines[(paranoia, True)]
+    pf = engine._prefilter
+    assert pf is not None
+    links = [link for rule in pf._keep for link in rule.links if id(link) in pf._link_pids]
+    wrong: list[object] = []
+    asked = 0
+    for entry in load_benign() + load_attacks():
+        for value, state in long_values(engine, entry.transaction()):
+            whole = pf._scan(value)
+            for link in links:
+                pid = pf._link_pids[id(link)]
+                state.scan_cache.clear()  # nothing scanned yet in the transaction
+                expected = len(value) >= pf._widths[pid] and pid in whole
+                if pf.value_may_match(link, value, state) != expected:
+                    wrong.append((pid, value[:80]))
+                if pid in pf._pid_smallest and len(value) >= pf._widths[pid]:
+                    asked += 1
+                    number, _ = pf._pid_smallest[pid]
+                    assert value not in state.scan_cache  # not the whole database
+                    assert set(state.scan_cache) == {(number, value)}
+    assert wrong == []
+    assert asked > 1000
+
+
 def attack_fragments(rules: list[Rule]) -> list[str]:
     """The shipped rules' match examples, as they are and base64-encoded (for base64_decode chains)."""
     examples = [e for rule in rules for e in rule.examples.match if isinstance(e, str) and e]
