@@ -1063,11 +1063,18 @@ class Prefilter:
         extra = state.extra_vars
         whole: Any = None
         found = None
+        fields_size = -1
         if source.inputs is not None and not (extra and source.collection in extra):
             # The members are a pure function of these fields: a collection seen before is answered
-            # without building its members (or their names).
+            # without building its members (or their names). Fields holding a long text (a form's
+            # field of prose, a token cookie) are kept with the text's digest in its place.
             whole = (source.inputs(state.tx),)
             found = source.wholes.get(whole)
+            if found is None:
+                fields_size = text_size(whole)
+                if fields_size < 0:  # a long text: kept with its digest in its place
+                    whole, fields_size = self._bounded(whole, state)
+                    found = source.wholes.get(whole)
             if found is not None:
                 todo.update(found)
                 state.prefilter_cache[source] = found
@@ -1085,9 +1092,10 @@ class Prefilter:
             size = self._members_todo(source, pairs, state, added)
             found = frozenset(added)
             # Kept when the key holds no long text and at most WHOLE_CHARS in all: the members' size for
-            # a members key, the fields' own for a fields key (ARGS_COMBINED_SIZE is one number made
-            # from every argument, REQUEST_HEADERS_TEXT leaves out the Cookie header it is keyed by).
-            if kept and 0 <= size <= WHOLE_CHARS and (len(whole) != 1 or 0 <= text_size(whole) <= WHOLE_CHARS):
+            # a members key, the fields' own (long texts as digests) for a fields key (ARGS_COMBINED_SIZE
+            # is one number made from every argument, REQUEST_HEADERS_TEXT leaves out the Cookie header
+            # it is keyed by).
+            if kept and 0 <= (size if fields_size < 0 else fields_size) <= WHOLE_CHARS:
                 source.wholes.put(whole, found)
         todo.update(found)
         state.prefilter_cache[source] = found  # for `source_may_match`
@@ -1189,6 +1197,17 @@ class Prefilter:
                 (group, value), frozenset(self._group_answer(group, value, state))
             )
         return index in found
+
+    def _bounded(self, whole: tuple[object], state: EvalState) -> tuple[object, int]:
+        """bounded_key of a collection's fields, with each long text's digest, once per transaction
+        (ARGS, ARGS_JOINED and ARGS_COMBINED_SIZE read the same fields)."""
+        key = (_BOUNDED, whole)
+        found = state.prefilter_cache.get(key)
+        if found is None:
+            found = state.prefilter_cache[key] = bounded_key(
+                whole, lambda text: (_DIGEST, self._digest(text, state))
+            )
+        return found
 
     def _digest(self, value: str, state: EvalState) -> bytes:
         """A long value's digest (memo.digest), once per transaction."""
@@ -1410,6 +1429,7 @@ class Prefilter:
 
 
 _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
+_BOUNDED = object()  # and of a collection's fields as kept (`_bounded`): (_BOUNDED, fields)
 
 
 def text_size(item: object) -> int:
@@ -1433,6 +1453,37 @@ def text_size(item: object) -> int:
             total += size
         return total
     return 0
+
+
+DIGEST_CHARS = 16  # what a long text's digest counts for in a key's size (bounded_key)
+
+
+def bounded_key(item: object, digested: Callable[[str], object]) -> tuple[object, int]:
+    """`item` (a text, or tuples of texts, numbers and flags) with every text longer than MAX_TEXT
+    replaced by `digested(text)` (never kept across transactions as it is: memo.py), and its size: the
+    characters of its texts, DIGEST_CHARS for each digest. `item` itself when it holds no long text."""
+    if isinstance(item, str):
+        return (item, len(item)) if len(item) <= MAX_TEXT else (digested(item), DIGEST_CHARS)
+    if not isinstance(item, tuple):
+        return item, 0
+    total = 0
+    parts: list[object] | None = None
+    for i, part in enumerate(item):
+        if type(part) is tuple and len(part) == 2 and type(part[0]) is str and type(part[1]) is str:
+            # a (name, value) pair, the usual part (headers, arguments, cookies): without a call
+            first, second = len(part[0]), len(part[1])
+            if first <= MAX_TEXT and second <= MAX_TEXT:
+                total += first + second
+                if parts is not None:
+                    parts.append(part)
+                continue
+        new, size = bounded_key(part, digested)
+        total += size
+        if new is not part and parts is None:
+            parts = list(item[:i])
+        if parts is not None:
+            parts.append(new)
+    return (item if parts is None else tuple(parts)), total
 
 # Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
 _NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))

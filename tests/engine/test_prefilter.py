@@ -406,29 +406,69 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
     assert viewed != expected and (tuple(view),) not in source.wholes and tuple(view) in source.wholes
 
 
-def test_a_collection_is_kept_under_its_fields_only_when_they_are_short(
+def texts_in(key: object) -> Iterator[str]:
+    if isinstance(key, str):
+        yield key
+    elif isinstance(key, tuple):
+        for part in key:
+            yield from texts_in(part)
+
+
+def test_bounded_key_puts_a_digest_in_place_of_each_long_text() -> None:
+    long = "x" * (prefilter.MAX_TEXT + 1)
+    item = ("ab", (("c", "d"), 7, True))
+    assert prefilter.bounded_key(item, len) == (item, 4)
+    assert prefilter.bounded_key(item, len)[0] is item  # nothing long: the item itself
+    digest_size = prefilter.DIGEST_CHARS
+    assert prefilter.bounded_key(((("n", long),), ()), lambda t: "D") == (((("n", "D"),), ()), 1 + digest_size)
+    assert prefilter.bounded_key((((long, "v"), ("a", "b")),), lambda t: "D") == (
+        ((("D", "v"), ("a", "b")),),
+        digest_size + 3,
+    )
+    odd = (((1, "v"), ("a", "bc"), ("d", "e", "f")),)  # not pairs of texts
+    assert prefilter.bounded_key(odd, len) == (odd, 7)
+
+
+def test_a_collection_is_kept_under_its_fields_with_long_texts_as_digests(
     engines: dict[tuple[int, bool], Engine],
 ) -> None:
-    """The memory bound of Source.wholes holds for keys made of transaction fields too: fields holding a
-    long text, or more than WHOLE_CHARS in all, are not kept, even when the members made from them are
-    small (REQUEST_HEADERS_TEXT leaves out a long Cookie header)."""
+    """The memory bound of Source.wholes holds for keys made of transaction fields too: a long text in
+    the fields is kept as its digest, never as it is, and fields of more than WHOLE_CHARS in all are not
+    kept, even when the members made from them are small (REQUEST_HEADERS_TEXT leaves out a long Cookie
+    header). Fields seen before with a long text are answered without building the members again."""
     fast = engines[(1, True)]
-    assert fast._prefilter is not None
-    assert prefilter.text_size(("ab", (("c", "d"), 7, True))) == 4
-    assert prefilter.text_size(("ab", ("x" * (prefilter.MAX_TEXT + 1),))) == -1
-    long = "x" * (prefilter.MAX_TEXT + 1)
-    assert prefilter.text_size(((("n", long),), ())) == -1  # a pair's long value
-    assert prefilter.text_size((((long, "v"), ("a", "b")),)) == -1  # a pair's long name
-    assert prefilter.text_size((((1, "v"), ("a", "bc"), ("d", "e", "f")),)) == 7  # not pairs of texts
+    pf = fast._prefilter
+    assert pf is not None
     phase = Phase.REQUEST_BODY
-    source = next(s for s in fast._prefilter._phases[phase].sources if s.collection == "REQUEST_HEADERS_TEXT")
+    source = next(s for s in pf._phases[phase].sources if s.collection == "REQUEST_HEADERS_TEXT")
     short = [("Host", "x"), ("X-Note", "hi"), ("Cookie", "a=b")]
     long_cookie = [("Host", "x"), ("X-Note", "hi"), ("Cookie", "a=" + "b" * 300)]
     many = [("Host", "x"), ("X-Note", "hi"), *((f"X-Pad-{n}", "v" * 200) for n in range(30))]
-    for headers in (short, long_cookie, many):
-        tx = build_transaction(method="GET", uri="/", headers=headers)
-        visited(fast, tx, phase)
-        assert ((tx.headers,) in source.wholes) == (headers is short)
+    passes: list[str] = []
+    real = prefilter.Prefilter._members_todo
+
+    def counted(self: prefilter.Prefilter, source: prefilter.Source, *args: object) -> int:
+        passes.append(source.collection)
+        return real(self, source, *args)  # type: ignore[arg-type]
+
+    try:
+        prefilter.Prefilter._members_todo = counted  # type: ignore[method-assign]
+        for headers in (short, long_cookie, many):
+            tx = build_transaction(method="GET", uri="/", headers=headers)
+            visited(fast, tx, phase)
+            kept = len(source.wholes)
+            assert ((tx.headers,) in source.wholes) == (headers is short)
+            passes.clear()
+            again = build_transaction(method="GET", uri="/", headers=headers)
+            assert visited(fast, again, phase) == visited(fast, tx, phase)
+            assert ("REQUEST_HEADERS_TEXT" in passes) == (headers is many)  # answered whole the second time
+            assert len(source.wholes) == kept  # nothing more kept the second time
+            if headers is long_cookie:  # kept with the Cookie header's digest in place of its value
+                digested = (*tx.headers[:2], ("Cookie", (prefilter._DIGEST, prefilter.digest("a=" + "b" * 300))))
+                assert (digested,) in source.wholes
+    finally:
+        prefilter.Prefilter._members_todo = real  # type: ignore[method-assign]
+    assert all(len(text) <= prefilter.MAX_TEXT for key in source.wholes for text in texts_in(key))
 
 
 def test_a_long_values_answer_is_kept_under_its_digest(engines: dict[tuple[int, bool], Engine]) -> None:
@@ -589,7 +629,8 @@ def test_a_small_collection_of_short_values_is_answered_whole_once_seen(
         walked.clear()
         tx = helpers.request(uri="/w?q=1", headers=long_headers)
         verdict = fast.inspect(tx)
-        assert "REQUEST_HEADERS" in walked  # a long value: never kept, walked every time
+        # A long value: kept under its digest (bounded_key), so also walked the first time only.
+        assert ("REQUEST_HEADERS" in walked) == (attempt == 0)
         assert verdict.matches and outcome(verdict) == outcome(plain.inspect(tx))
 
 
