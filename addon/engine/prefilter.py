@@ -784,6 +784,9 @@ class PhaseGates:
     # The same targets by collection (see Source), and those read another way (dynamic ones).
     sources: tuple[Source, ...] = ()
     loose: tuple[TargetGates, ...] = ()
+    # Rule index -> chain links each of which must let one of its values through for the rule to be
+    # visited (`required_links`): all links of a rule must match, and skipping it changes nothing.
+    required: dict[int, tuple[Link, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity: a key of EvalState.prefilter_cache
@@ -833,6 +836,7 @@ class Stats:
     exact_rules: int = 0  # rules visited only when their first link matches a value (exact_gate)
     chain_databases: int = 0  # databases of a few patterns scanned for chains' long candidates
     confirmed_rules: int = 0  # gated rules whose pattern hits on short values are confirmed by their test
+    required_rules: int = 0  # chained rules visited only when each of their `required_links` may match
 
 
 class Prefilter:
@@ -1048,6 +1052,15 @@ class Prefilter:
                     if found is None:
                         found = self._long_answers.put(key, frozenset(self._answer(tg, value, state)))
                     todo.update(found)
+        required = gates.required
+        if required:
+            exact = self._exact
+            for index in [i for i in todo if i in required]:
+                for link in required[index]:
+                    # every value the link's targets select, exclusions left in (only widens)
+                    if not any(exact(link, value, state) for _, value in collect(state, link.targets, ())):
+                        todo.discard(index)
+                        break
         state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
         return sorted(todo)
 
@@ -1564,6 +1577,37 @@ def exact_gate(link: Link, is_dynamic: Callable[[str], bool]) -> bool:
     return not (link.exclusions and any(t.count for t in link.targets))
 
 
+_MATCHED = frozenset(("MATCHED_VAR", "MATCHED_VAR_NAME"))
+
+
+def reads_last_match(link: Link) -> bool:
+    """Does the link read what the last link to match anywhere left (MATCHED_VAR, MATCHED_VAR_NAME) as
+    a target, or in a macro of its operator or actions?"""
+    if any(t.collection.upper() in _MATCHED for t in link.targets):
+        return True
+    texts = [link.operator.argument, *(repr(action) for action in link.actions)]
+    return any("MATCHED_VAR" in text.upper() for text in texts)
+
+
+def required_links(rule: Rule, is_dynamic: Callable[[str], bool]) -> tuple[Link, ...]:
+    """The chain links of `rule` the prefilter may ask before the rule is visited: a rule matches only
+    when all its links match, so when one of these lets none of its values through the visit would
+    end there. Skipping it must leave the state as the visit would: no link before one of them has
+    actions or captures (and the caller makes sure no rule's first link reads MATCHED_VAR, which the
+    visit's earlier links would have set: `reads_last_match`). Each link is tested value by value
+    (`exact_gate`)."""
+    if len(rule.links) < 2:
+        return ()
+    chosen: list[Link] = []
+    for k, link in enumerate(rule.links[1:], start=1):
+        earlier = rule.links[k - 1]
+        if earlier.actions or earlier.capture:
+            break
+        if exact_gate(link, is_dynamic):
+            chosen.append(link)
+    return tuple(chosen)
+
+
 def _broad(database: Any) -> set[int]:
     """Pattern ids that match most of the probe strings: gating on them would only cost."""
     counts: dict[int, int] = {}
@@ -1583,6 +1627,7 @@ class _PhaseBuilder:
     chains: dict[Target, dict[tuple[Any, ...], tuple[Link, int, dict[int, list[int]]]]]
     exact: dict[Target, list[tuple[int, Link]]]
     confirmed: dict[Target, dict[int, Link]]
+    required: dict[int, tuple[Link, ...]] = field(default_factory=dict)
 
     def gate_exact(self, index: int, link: Link) -> None:
         for target in link.targets:
@@ -1651,7 +1696,7 @@ class _PhaseBuilder:
                 )
             )
         sources, loose = sources_of(tuple(targets))
-        return PhaseGates(tuple(sorted(self.always)), tuple(targets), sources, loose)
+        return PhaseGates(tuple(sorted(self.always)), tuple(targets), sources, loose, dict(self.required))
 
 
 def build_prefilter(
@@ -1733,6 +1778,14 @@ def build_prefilter(
                 exact_rules += 1
             else:
                 builders[phase].always.append(i)
+    required_rules = 0
+    if exact is not None and not any(reads_last_match(rule.links[0]) for rule in rules):
+        for phase, phase_plan in plans.items():
+            for i, item in enumerate(phase_plan.items):
+                needed = () if isinstance(item, Marker) else required_links(item, is_dynamic)
+                if needed:
+                    builders[phase].required[i] = needed
+                    required_rules += 1
     target_keys: dict[Target, int] = {}
     memo_keys: list[int] = []
     phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
@@ -1763,6 +1816,7 @@ def build_prefilter(
         exact_rules,
         len(subsets),
         confirmed_rules,
+        required_rules,
     )
     heads: dict[int, tuple[Phase, int]] = {}
     for phase, index in sorted(gated | exact_gated):

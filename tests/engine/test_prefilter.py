@@ -20,7 +20,7 @@ from logoutguard.engine import prefilter, transformations
 from logoutguard.engine.engine import Engine
 from logoutguard.engine.examples import example_transaction
 from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
-from logoutguard.engine.rules import Ctl, Link, Marker, Phase, Rule, Ruleset
+from logoutguard.engine.rules import Action, Ctl, Link, Marker, Phase, Rule, Ruleset
 from logoutguard.engine.state import EvalState
 from logoutguard.engine.transaction import Transaction, build_transaction
 from logoutguard.engine.variables import is_dynamic
@@ -516,6 +516,74 @@ def test_a_tx_rule_still_runs_on_every_request(tmp_path: Path) -> None:
     tx = build_transaction(method="GET", uri="/?a=b", headers=[("Host", "x")])
     phase = engine.ruleset.by_id()[990100].phase
     assert visited(engine, tx, phase) == [990100]
+
+
+def chained_get_rules(*, head_actions: tuple[Action, ...] = (), first_reads_match: bool = False) -> Ruleset:
+    """A rule every GET's method passes, chained to a Content-Length over 0 (as 920170), ten argument
+    rules (enough patterns for a prefilter), and optionally a rule whose first link reads MATCHED_VAR."""
+    rules = [
+        helpers.rule(
+            996100,
+            helpers.link("REQUEST_METHOD", "rx", "^(?:GET|HEAD)$", actions=head_actions),
+            helpers.link(["REQUEST_BODY_LENGTH", "REQUEST_HEADERS:Content-Length"], "gt", "0"),
+        ),
+        *(helpers.rule(996110 + n, helpers.link("ARGS", "rx", f"attack{n}[0-9]")) for n in range(10)),
+    ]
+    if first_reads_match:
+        rules.append(helpers.rule(996102, helpers.link("MATCHED_VAR", "rx", "^GET$")))
+    return Ruleset.build(rules)
+
+
+def test_a_chained_rule_is_visited_only_when_its_chain_links_may_match() -> None:
+    """A rule matches only when all its links match: a chain link that lets none of its values through
+    (a GET without a body for "GET with a body") means no visit, with the same verdict."""
+    fast, plain = (Engine(chained_get_rules(), paranoia=1, prefilter=p) for p in (True, False))
+    assert fast._prefilter is not None and fast._prefilter.stats.required_rules == 1
+    without = helpers.request(uri="/?a=b")
+    with_body = build_transaction(
+        method="GET", uri="/?a=b", headers=[("Host", "x"), ("Content-Length", "3")], body=b"q=1"
+    )
+    assert visited(fast, without, Phase.REQUEST_BODY) == []
+    assert visited(fast, with_body, Phase.REQUEST_BODY) == [996100]
+    for tx in (without, with_body, helpers.request(uri="/?a=attack11")):
+        assert outcome(fast.inspect(tx)) == outcome(plain.inspect(tx))
+    assert [m.id for m in fast.inspect(with_body).matches] == [996100]
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        pytest.param(lambda: chained_get_rules(head_actions=(Action("setvar", "tx.gets=+1"),)), id="head-setvar"),
+        pytest.param(lambda: chained_get_rules(first_reads_match=True), id="a-rule-reads-MATCHED_VAR"),
+    ],
+)
+def test_a_chained_rule_whose_visit_leaves_a_trace_is_visited_as_before(rules: Callable[[], Ruleset]) -> None:
+    """Where the visit of a rule whose chain fails still changes the state (its first link's setvar
+    runs as that link matches; MATCHED_VAR keeps the first link's value for a rule that reads it), the
+    chain links are not asked first: the rule is visited and the state is the same as without gates."""
+    fast, plain = (Engine(rules(), paranoia=1, prefilter=p) for p in (True, False))
+    assert fast._prefilter is not None and fast._prefilter.stats.required_rules == 0
+    tx = helpers.request(uri="/?a=b")
+    assert 996100 in visited(fast, tx, Phase.REQUEST_BODY)
+    fast_verdict, fast_state = fast.inspect_request(tx)
+    plain_verdict, plain_state = plain.inspect_request(tx)
+    assert outcome(fast_verdict) == outcome(plain_verdict)
+    assert fast_state.vars == plain_state.vars
+    assert (fast_state.matched_var_name, fast_state.matched_var) == (
+        plain_state.matched_var_name,
+        plain_state.matched_var,
+    )
+
+
+def test_the_shipped_protocol_checks_are_not_visited_by_a_plain_get(engines: dict[tuple[int, bool], Engine]) -> None:
+    """920170 (GET or HEAD with a body) and 920340 (a body without a Content-Type) are chained checks
+    whose first link every GET passes: their chain links are asked first."""
+    fast = engines[(1, True)]
+    assert fast._prefilter is not None and fast._prefilter.stats.required_rules >= 10
+    tx = helpers.request(uri="/search?q=shoes", headers=[("Accept", "text/html")])
+    assert not {920170, 920340} & set(visited(fast, tx, Phase.REQUEST_BODY))
+    post = build_transaction(method="POST", uri="/login", headers=[("Host", "x")], body=b"user=a&pass=b")
+    assert 920340 in [m.id for m in fast.inspect(post).matches]
 
 
 def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_again(
