@@ -15,6 +15,10 @@ process's CPU time (user + system, all threads, from /proc) per request is measu
 unlike throughput it hardly depends on what else runs on the machine. The same GET is also sent
 without the session cookie, so that the session's own cost is the difference of the two.
 
+A yardstick runs beside them (full mode): `spin_addon`, a script whose request hook only spins
+LOGOUTGUARD_BENCH_SPIN_US microseconds of CPU (default 100; tests/bench/spin_addon.py), so that each run
+shows what a script doing that much work per request costs mitmdump.
+
 LOGOUTGUARD_BENCH_E2E_KINDS (comma-separated, e.g. `bare,addon`) limits the configurations.
 """
 
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from tests.bench.backend import SESSION_COOKIE, SESSION_ID
+from tests.bench.spin_addon import spin_us
 from tests.procs import REPO, Mitmdump, free_port, start_mitmdump, wait_port
 
 if TYPE_CHECKING:
@@ -233,7 +238,11 @@ KINDS = {
     "addon": "sessions.sqlite",  # the defaults: SQLite session store, audit log
     "addon_memory_store": "memory",  # the same with the in-memory session store
     "addon_redis_store": "redis",  # the same with a Redis store (a private redis-server)
+    # A yardstick, not the addon: a script that only spins LOGOUTGUARD_BENCH_SPIN_US us per request
+    # (spin_addon.py): what any script doing that much work costs mitmdump end to end.
+    "spin_addon": "spin",
 }
+SPIN_SCRIPT = Path(__file__).with_name("spin_addon.py")
 
 
 def start_redis_server(workdir: Path) -> RedisServer:
@@ -247,6 +256,8 @@ def start_proxy(kind: str, upstream: str, workdir: Path, redis: RedisServer | No
     store = KINDS[kind]
     if store is None:
         return start_mitmdump(upstream, workdir, extra_args=("-q",), addon=False)
+    if store == "spin":
+        return start_mitmdump(upstream, workdir, extra_args=("-q", "-s", str(SPIN_SCRIPT)), addon=False)
     options = [f"guard_audit_log={workdir / 'audit.jsonl'}"]
     if store == "redis":
         assert redis is not None
@@ -327,6 +338,7 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
     out: dict[str, object] = {
         "load_generator": f"wrk -t1 -c{connections} -d{seconds:g}s" if wrk else "python, 1 connection",
         "rounds": rounds,
+        "spin_us": spin_us() if "spin_addon" in kinds else None,
     }
     for name, by_kind in runs.items():
         best = {kind: max(results, key=lambda r: r["rps"]) for kind, results in by_kind.items()}
