@@ -1084,9 +1084,9 @@ class Prefilter:
             whole = (source.inputs(state.tx),)
             found = source.wholes.get(whole)
             if found is None:
-                fields_size = text_size(whole)
-                if fields_size < 0:  # a long text: kept with its digest in its place
-                    whole, fields_size = self._bounded(whole, state)
+                digested, fields_size = self._bounded(whole, state)
+                if digested is not whole:  # a long text: kept with its digest in its place
+                    whole = digested
                     found = source.wholes.get(whole)
             if found is not None:
                 todo.update(found)
@@ -1212,15 +1212,13 @@ class Prefilter:
         return index in found
 
     def _bounded(self, whole: tuple[object], state: EvalState) -> tuple[object, int]:
-        """bounded_key of a collection's fields, with each long text's digest, once per transaction
-        (ARGS, ARGS_JOINED and ARGS_COMBINED_SIZE read the same fields)."""
-        key = (_BOUNDED, whole)
-        found = state.prefilter_cache.get(key)
-        if found is None:
-            found = state.prefilter_cache[key] = bounded_key(
-                whole, lambda text: (_DIGEST, self._digest(text, state))
-            )
-        return found
+        """bounded_key of a collection's fields, with each long text's digest; each field once per
+        transaction (the headers are read by REQUEST_HEADERS in two phases and REQUEST_HEADERS_TEXT,
+        the arguments by ARGS, ARGS_POST, ARGS_JOINED ...)."""
+        seen = state.prefilter_cache.get(_BOUNDED)
+        if seen is None:
+            seen = state.prefilter_cache[_BOUNDED] = {}
+        return bounded_key(whole, lambda text: (_DIGEST, self._digest(text, state)), seen)
 
     def _digest(self, value: str, state: EvalState) -> bytes:
         """A long value's digest (memo.digest), once per transaction."""
@@ -1445,40 +1443,24 @@ _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_
 _BOUNDED = object()  # and of a collection's fields as kept (`_bounded`): (_BOUNDED, fields)
 
 
-def text_size(item: object) -> int:
-    """The characters of the texts in `item` (a text, or tuples of texts, numbers and flags), or -1 when
-    one text is longer than MAX_TEXT (never kept across transactions: memo.py)."""
-    if isinstance(item, str):
-        return len(item) if len(item) <= MAX_TEXT else -1
-    if isinstance(item, tuple):
-        total = 0
-        for part in item:
-            if type(part) is tuple and len(part) == 2 and type(part[0]) is str and type(part[1]) is str:
-                # a (name, value) pair, the usual part (headers, arguments, cookies): without a call
-                first, second = len(part[0]), len(part[1])
-                if first > MAX_TEXT or second > MAX_TEXT:
-                    return -1
-                total += first + second
-                continue
-            size = text_size(part)
-            if size < 0:
-                return -1
-            total += size
-        return total
-    return 0
-
-
 DIGEST_CHARS = 16  # what a long text's digest counts for in a key's size (bounded_key)
 
 
-def bounded_key(item: object, digested: Callable[[str], object]) -> tuple[object, int]:
+def bounded_key(
+    item: object, digested: Callable[[str], object], seen: dict[int, tuple[object, object, int]] | None = None
+) -> tuple[object, int]:
     """`item` (a text, or tuples of texts, numbers and flags) with every text longer than MAX_TEXT
     replaced by `digested(text)` (never kept across transactions as it is: memo.py), and its size: the
-    characters of its texts, DIGEST_CHARS for each digest. `item` itself when it holds no long text."""
+    characters of its texts, DIGEST_CHARS for each digest. `item` itself when it holds no long text.
+    `seen` keeps the answer for each tuple met (by identity, the tuple kept with it) for later calls."""
     if isinstance(item, str):
         return (item, len(item)) if len(item) <= MAX_TEXT else (digested(item), DIGEST_CHARS)
     if not isinstance(item, tuple):
         return item, 0
+    if seen is not None:
+        known = seen.get(id(item))
+        if known is not None and known[0] is item:
+            return known[1], known[2]
     total = 0
     parts: list[object] | None = None
     for i, part in enumerate(item):
@@ -1490,13 +1472,16 @@ def bounded_key(item: object, digested: Callable[[str], object]) -> tuple[object
                 if parts is not None:
                     parts.append(part)
                 continue
-        new, size = bounded_key(part, digested)
+        new, size = bounded_key(part, digested, seen)
         total += size
         if new is not part and parts is None:
             parts = list(item[:i])
         if parts is not None:
             parts.append(new)
-    return (item if parts is None else tuple(parts)), total
+    result = item if parts is None else tuple(parts)
+    if seen is not None:
+        seen[id(item)] = (item, result, total)
+    return result, total
 
 # Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
 _NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))

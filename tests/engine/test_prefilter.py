@@ -427,6 +427,14 @@ def test_bounded_key_puts_a_digest_in_place_of_each_long_text() -> None:
     )
     odd = (((1, "v"), ("a", "bc"), ("d", "e", "f")),)  # not pairs of texts
     assert prefilter.bounded_key(odd, len) == (odd, 7)
+    # `seen`: a tuple met before (the same object) is answered from it, an equal copy is read again
+    digests: list[str] = []
+    seen: dict[int, tuple[object, object, int]] = {}
+    field = (("n", long), ("a", "b"))
+    for whole in [(field, ()), (field,), ((("n", long), ("a", "b")),)]:
+        prefilter.bounded_key(whole, lambda t: digests.append(t) or "D", seen)
+    assert len(digests) == 2  # the field once, its equal copy once
+    assert seen[id(field)] == (field, (("n", "D"), ("a", "b")), 1 + digest_size + 2)
 
 
 def test_a_collection_is_kept_under_its_fields_with_long_texts_as_digests(
