@@ -1045,25 +1045,36 @@ def test_a_long_text_scanned_by_a_smaller_database_answers_value_may_match_as_th
     engine = engines[(paranoia, True)]
     pf = engine._prefilter
     assert pf is not None
-    links = [link for rule in pf._keep for link in rule.links if id(link) in pf._link_pids]
     wrong: list[object] = []
     read = 0
-    for entry in load_benign() + load_attacks():
-        for value, state in long_values(engine, entry.transaction()):
-            for tg in gate_targets(pf):
-                pf._answer(tg, value, state)  # the scans of the value by the smaller databases
-            state.scan_cache.pop(value, None)
-            subsets = {key for key in state.scan_cache if isinstance(key, tuple) and key[1] == value}
-            whole = pf._scan(value)
-            for link in links:
-                pid = pf._link_pids[id(link)]
-                read += any((n, value) in subsets for n in pf._pid_subsets.get(pid, ()))
-                expected = len(value) >= pf._widths[pid] and pid in whole
-                if pf.value_may_match(link, value, state) != expected:
-                    wrong.append((pid, value[:80]))
-                state.scan_cache.pop(value, None)  # (each link answered from the smaller scans)
+    for value, state, whole_says in corpus_long_values(engine):
+        for tg in gate_targets(pf):
+            pf._answer(tg, value, state)  # the scans of the value by the smaller databases
+        state.scan_cache.pop(value, None)
+        subsets = {key for key in state.scan_cache if isinstance(key, tuple) and key[1] == value}
+        for link, pid in gated_links(pf):
+            read += any((n, value) in subsets for n in pf._pid_subsets.get(pid, ()))
+            if pf.value_may_match(link, value, state) != whole_says(pid):
+                wrong.append((pid, value[:80]))
+            state.scan_cache.pop(value, None)  # (each link answered from the smaller scans)
     assert wrong == []
     assert read > 1000
+
+
+def gated_links(pf: prefilter.Prefilter) -> list[tuple[Link, int]]:
+    """Every link a pattern gates, with its pattern id."""
+    return [(link, pf._link_pids[id(link)]) for rule in pf._keep for link in rule.links if id(link) in pf._link_pids]
+
+
+def corpus_long_values(engine: Engine) -> Iterator[tuple[str, EvalState, Callable[[int], bool]]]:
+    """The corpora's long values (long_values), each with what the whole database says of a pattern
+    id on it: whether value_may_match must answer yes."""
+    pf = engine._prefilter
+    assert pf is not None
+    for entry in load_benign() + load_attacks():
+        for value, state in long_values(engine, entry.transaction()):
+            whole = pf._scan(value)
+            yield value, state, lambda pid, value=value, whole=whole: len(value) >= pf._widths[pid] and pid in whole
 
 
 @pytest.mark.parametrize("paranoia", [1, 4])
@@ -1076,23 +1087,18 @@ def test_a_long_text_not_scanned_yet_is_asked_about_one_pattern_with_the_smalles
     engine = engines[(paranoia, True)]
     pf = engine._prefilter
     assert pf is not None
-    links = [link for rule in pf._keep for link in rule.links if id(link) in pf._link_pids]
     wrong: list[object] = []
     asked = 0
-    for entry in load_benign() + load_attacks():
-        for value, state in long_values(engine, entry.transaction()):
-            whole = pf._scan(value)
-            for link in links:
-                pid = pf._link_pids[id(link)]
-                state.scan_cache.clear()  # nothing scanned yet in the transaction
-                expected = len(value) >= pf._widths[pid] and pid in whole
-                if pf.value_may_match(link, value, state) != expected:
-                    wrong.append((pid, value[:80]))
-                if pid in pf._pid_smallest and len(value) >= pf._widths[pid]:
-                    asked += 1
-                    number, _ = pf._pid_smallest[pid]
-                    assert value not in state.scan_cache  # not the whole database
-                    assert set(state.scan_cache) == {(number, value)}
+    for value, state, whole_says in corpus_long_values(engine):
+        for link, pid in gated_links(pf):
+            state.scan_cache.clear()  # nothing scanned yet in the transaction
+            if pf.value_may_match(link, value, state) != whole_says(pid):
+                wrong.append((pid, value[:80]))
+            if pid in pf._pid_smallest and len(value) >= pf._widths[pid]:
+                asked += 1
+                number, _ = pf._pid_smallest[pid]
+                assert value not in state.scan_cache  # not the whole database
+                assert set(state.scan_cache) == {(number, value)}
     assert wrong == []
     assert asked > 1000
 

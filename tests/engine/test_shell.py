@@ -125,16 +125,22 @@ def test_unclosed_quotes_and_overlong_words_are_no_command() -> None:
     assert DETECTOR.search("x; " + "c" * (MAX_WORD + 1) + " /etc/passwd") is None
 
 
-def test_work_is_bounded_on_adversarial_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At most one word read per character, each read at most MAX_WORD long (see the test above)."""
-    reads: list[int] = []
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Where the detector reads a word (shell._read_word), in order."""
+    positions: list[int] = []
     original = shell._read_word
 
     def counting(value: str, pos: int) -> tuple[str, int, bool, bool, bool] | None:
-        reads.append(pos)
+        positions.append(pos)
         return original(value, pos)
 
     monkeypatch.setattr(shell, "_read_word", counting)
+    return positions
+
+
+def test_work_is_bounded_on_adversarial_input(reads: list[int]) -> None:
+    """At most one word read per character, each read at most MAX_WORD long (see the test above)."""
     total = 0
     for value in [";" * 20_000, ";'" * 10_000, ';"a' * 7_000, "; c'a'" * 3_000 + "x", "`a" * 10_000]:
         reads.clear()
@@ -144,19 +150,9 @@ def test_work_is_bounded_on_adversarial_input(monkeypatch: pytest.MonkeyPatch) -
     assert total > 0  # the quoted words were read
 
 
-def test_a_plain_word_that_names_no_command_is_settled_without_reading_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_plain_word_that_names_no_command_is_settled_without_reading_it(reads: list[int]) -> None:
     """The shortcut of `_at` (_PLAIN_WORD): a plain word naming no command ends the search there; a
     command, a quoted or escaped word, $IFS or a too-long word is read as before."""
-    reads: list[int] = []
-    original = shell._read_word
-
-    def counting(value: str, pos: int) -> tuple[str, int, bool, bool, bool] | None:
-        reads.append(pos)
-        return original(value, pos)
-
-    monkeypatch.setattr(shell, "_read_word", counting)
     for value in ["a; hello world", "x|/usr/local/thing -v", "a;", "q=1&page=2"]:
         assert DETECTOR.search(value) is None
     assert reads == []
