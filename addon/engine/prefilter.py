@@ -1104,10 +1104,10 @@ class Prefilter:
             added: set[int] = set()
             size = self._members_todo(source, pairs, state, added)
             found = frozenset(added)
-            # Kept when the key holds no long text and at most WHOLE_CHARS in all: the members' size for
-            # a members key, the fields' own (long texts as digests) for a fields key (ARGS_COMBINED_SIZE
-            # is one number made from every argument, REQUEST_HEADERS_TEXT leaves out the Cookie header
-            # it is keyed by).
+            # Kept when the key holds at most WHOLE_CHARS in all: the members' size for a members key
+            # (none longer than MAX_TEXT), the fields' own for a fields key, long texts as digests
+            # (ARGS_COMBINED_SIZE is one number made from every argument, REQUEST_HEADERS_TEXT leaves
+            # out the Cookie header it is keyed by).
             if kept and 0 <= (size if fields_size < 0 else fields_size) <= WHOLE_CHARS:
                 source.wholes.put(whole, found)
         todo.update(found)
@@ -1440,7 +1440,7 @@ class Prefilter:
 
 
 _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
-_BOUNDED = object()  # and of a collection's fields as kept (`_bounded`): (_BOUNDED, fields)
+_BOUNDED = object()  # and of the fields read for their kept form (`_bounded`): id -> bounded_key's answer
 
 
 DIGEST_CHARS = 16  # what a long text's digest counts for in a key's size (bounded_key)

@@ -196,14 +196,15 @@ def _glob_regex(name: str) -> re.Pattern[str] | None:
         return None
 
 
+# A character the word loop below only copies: no quote, escape, expansion, glob, backtick or word end.
+_COPIED = "[^ \t\n\r\x0b\x0c;|&<>()`\\\\'\"$?*\\[]"
 # A plain word at a command position: blanks (not $IFS: a `$` stops the match), then characters that
 # `_read_word` copies as they are, ended by the end of the value or a character that ends a word (not a
 # backtick: `` may be an empty substitution inside the word). Possessive, so that a shorter run of
 # blanks or of the word is never tried. Where this matches, group 1 is the word as `_read_word` reads it.
-_PLAIN_WORD = re.compile("[ \t\x0b\x0c]*+([^ \t\n\r\x0b\x0c;|&<>()`\\\\'\"$?*\\[]*+)(?=\\Z|[ \t\n\r\x0b\x0c;|&<>()])")
-# A run of characters each of which the word loop below only copies (no quote, escape, expansion,
-# glob, backtick or word end).
-_PLAIN_RUN = re.compile("[^ \t\n\r\x0b\x0c;|&<>()`\\\\'\"$?*\\[]*")
+_PLAIN_WORD = re.compile(f"[ \t\x0b\x0c]*+({_COPIED}*+)(?=\\Z|[ \t\n\r\x0b\x0c;|&<>()])")
+# A run of characters each of which the word loop below only copies.
+_PLAIN_RUN = re.compile(f"{_COPIED}*")
 
 
 def _read_word(value: str, pos: int) -> tuple[str, int, bool, bool, bool] | None:
