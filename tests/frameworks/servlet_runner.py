@@ -15,7 +15,7 @@ import httpx
 from frameworks.process import launch, require_file, require_program
 from frameworks.profile import USER, AppProfile, Check, Csrf, LoginForm, Logout, TokenStore
 from frameworks.running import RunningApp, StoredSession
-from procs import free_port
+from procs import free_ports
 
 SITE = Path(__file__).resolve().parent / "servlet_app"
 CATALINA_HOME = Path(os.environ.get("LOGOUTGUARD_CATALINA_HOME", "/usr/share/tomcat10"))
@@ -92,7 +92,7 @@ def start(folder: Path) -> ServletApp:
     shutil.rmtree(base, ignore_errors=True)
     for sub in ("conf", "logs", "work", "temp"):
         (base / sub).mkdir(parents=True)
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_ports(2)  # distinct: the same port twice kept Tomcat from starting
     values = {
         "port": str(port),
         "admin_port": str(admin_port),
