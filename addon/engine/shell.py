@@ -27,6 +27,7 @@ not enough. The detector reports a command when:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Iterable
@@ -156,13 +157,27 @@ class ShellDetector:
         literal = sum(1 for c in name if c not in _GLOB)
         if literal < (1 if path else 2) or len(name) > 32:
             return None
+        # The pattern matches the name's part before its first glob character as it is: only the
+        # commands starting with that part can match (a contiguous run of the sorted names, found by
+        # bisection), so a path or URL such as `search?q=shoes` costs no pattern when none does.
+        head = _GLOB_HEAD.match(name).group()  # type: ignore[union-attr]
+        names = self._sorted
+        first = bisect.bisect_left(names, head)
+        if first == len(names) or not names[first].startswith(head):
+            return None
         pattern = _glob_regex(name)
         if pattern is None:
             return None
-        for command in self._sorted:
+        for command in names[first:]:
+            if not command.startswith(head):
+                break
             if pattern.fullmatch(command):
                 return command
         return None
+
+
+# The part of a globbed name before its first glob character.
+_GLOB_HEAD = re.compile(r"[^?*\[]*")
 
 
 @functools.lru_cache(maxsize=1024)

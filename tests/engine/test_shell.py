@@ -240,3 +240,46 @@ def test_plain_word_shortcut_reads_as_the_word_loop(parts: list[str], long: bool
     value = ("a" * (MAX_WORD - 2) if long else "") + "".join(parts)
     for pos in range(len(value) + 1):
         assert _read_word(value, pos) == _read_word_slowly(value, pos), (value, pos)
+
+
+def _glob_by_every_command(detector: ShellDetector, name: str) -> str | None:
+    """The glob resolved as before its shortcut: the first command, in sorted order, its pattern matches."""
+    pattern = shell._glob_regex(name)
+    return (
+        None
+        if pattern is None
+        else next((c for c in sorted(detector.commands) if pattern.fullmatch(c)), None)
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    parts=st.lists(
+        st.sampled_from([*"?*[]!^-acehilnopstuwy/=.", "[a-c]", "[!a]", "ca", "py", "sl", "wh", "sea"]),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_glob_resolves_as_against_every_command(parts: list[str]) -> None:
+    """The glob shortcut (only commands starting with the part before the first glob character are
+    tried) finds what matching the pattern against every command finds."""
+    name = "".join(parts)
+    commands = [*COMMANDS, "python3", "ping6", "search", "seq", "[", "a-b", "c?t"]
+    detector = ShellDetector(commands)
+    literal = sum(1 for c in name if c not in "?*[")
+    if literal < 2 or len(name) > 32:  # settled before any pattern, as before
+        assert detector._glob(name, path=False) is None
+    else:
+        assert detector._glob(name, path=False) == _glob_by_every_command(detector, name), name
+
+
+def test_a_glob_no_command_starts_like_makes_no_pattern() -> None:
+    """A path or URL with a `?` (a globbed word to the shell) whose part before it starts no command
+    name is settled without building a pattern for it."""
+    predicate = OPERATORS["detect_shell"]("932-unix-commands.txt --start", OperatorContext(RULES))
+    before = shell._glob_regex.cache_info().misses
+    assert predicate("/search?q=running+shoes+1234&page=5", str) is None
+    assert predicate("/index.php?id=7", str) is None
+    assert shell._glob_regex.cache_info().misses == before
+    assert predicate("/bin/c?t /etc/passwd", str) == ("cat",)  # a glob of a command still resolves
+    assert shell._glob_regex.cache_info().misses == before + 1
