@@ -690,6 +690,7 @@ class ChainPlan:
     # for a step that changes values in other ways (base64_decode, ...): such a step always runs.
     steps: tuple[tuple[str, Callable[[str], str], int, bool], ...]
     multi: bool  # multi_match: every distinct step's output is a candidate
+    pids: frozenset[int] = frozenset()  # the pattern ids the chain's rules read (its `rules` keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1319,7 +1320,9 @@ class Prefilter:
             (name, fn, *PLAIN_TRANSFORMS.get(name, (ALWAYS, True)))
             for name, fn in zip(link.transforms, link.transform_fns, strict=True)
         )
-        return ChainPlan(shortest, least, self._chain_dbs.get(id(chain)), steps, link.multi_match)
+        return ChainPlan(
+            shortest, least, self._chain_dbs.get(id(chain)), steps, link.multi_match, frozenset(chain.rules)
+        )
 
     def _transformed_hits(
         self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
@@ -1337,7 +1340,7 @@ class Prefilter:
     def _end_hits(
         self, chain: ReadChain, plan: ChainPlan, candidates: Iterable[str], state: EvalState, todo: set[int]
     ) -> None:
-        shortest, own = plan.shortest, plan.own
+        shortest, own, pids = plan.shortest, plan.own, plan.pids
         for candidate in candidates:
             if len(candidate) < shortest:
                 continue  # shorter than any match of the chain's patterns (often: base64 garbage)
@@ -1345,8 +1348,13 @@ class Prefilter:
                 hits = self._chain_scan(own, candidate, state)
             else:
                 hits = self.scan(candidate, state)
+            if pids.isdisjoint(hits):
+                continue  # the usual case: the text's hits are other chains' patterns
+            rules = chain.rules
             for pid in hits:
-                todo.update(chain.rules.get(pid, ()))
+                found = rules.get(pid)
+                if found is not None:
+                    todo.update(found)
 
     def _walk(
         self, program: tuple[Step, ...], value: str, sig: int, state: EvalState, todo: set[int]
