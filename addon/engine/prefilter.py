@@ -1348,13 +1348,8 @@ class Prefilter:
                 hits = self._chain_scan(own, candidate, state)
             else:
                 hits = self.scan(candidate, state)
-            if pids.isdisjoint(hits):
-                continue  # the usual case: the text's hits are other chains' patterns
-            rules = chain.rules
-            for pid in hits:
-                found = rules.get(pid)
-                if found is not None:
-                    todo.update(found)
+            if not pids.isdisjoint(hits):  # rarely: most hits are other chains' patterns
+                _add_rules(chain.rules, hits, todo)
 
     def _walk(
         self, program: tuple[Step, ...], value: str, sig: int, state: EvalState, todo: set[int]
@@ -1365,12 +1360,18 @@ class Prefilter:
         input unchanged and is left out; other steps' outputs are kept per (text, step) across
         transactions. A chain is read when the value's signature selects it (as `by_mask`), or always
         (opaque chains); what its operator sees is as evaluator.inspected_values computes it: the
-        output, or with multi_match every distinct text along its steps."""
-        texts = [value]  # texts[d]: the input of the steps at depth d (the path walked so far)
-        sigs: list[int | None] = [sig]  # their signatures, worked out when a step asks
+        output, or with multi_match every distinct text along its steps. The chains ending at one
+        step share the output's scan; a chain none of whose patterns is among the hits adds nothing
+        (one set test)."""
+        # texts[d]: the input of the steps at depth d on the path walked so far (a depth is never
+        # deeper than the program is long); sigs[d]: its signature, worked out when a step asks.
+        count = len(program)
+        texts = [value] * (count + 1)
+        sigs: list[int | None] = [None] * (count + 1)
+        sigs[0] = sig
         steps = self._steps
         length = len(value)
-        position, count = 0, len(program)
+        position = 0
         while position < count:
             step = program[position]
             if not sig & step.below or length < step.least:
@@ -1378,7 +1379,6 @@ class Prefilter:
                 continue
             position += 1
             depth = step.depth
-            del texts[depth + 1 :], sigs[depth + 1 :]
             text = texts[depth]
             result = text
             if not step.lowers:
@@ -1399,22 +1399,33 @@ class Prefilter:
                         steps.put(key, found)
                 result = found
             if result == text:
-                texts.append(text)
-                sigs.append(sigs[depth])
+                texts[depth + 1] = text
+                sigs[depth + 1] = sigs[depth]
             else:
-                texts.append(result)
-                sigs.append(None)
+                texts[depth + 1] = result
+                sigs[depth + 1] = None
+            hits: Hits | None = None  # the scan of `result`, shared by the step's chains reading it
             for chain, plan, select in step.ends:
                 if not sig & select or length < plan.least:
                     continue
                 if plan.multi:
                     candidates = [texts[0]]
-                    for later in texts[1:]:
+                    for later in texts[1 : depth + 2]:
                         if later != candidates[-1]:
                             candidates.append(later)
+                    self._end_hits(chain, plan, candidates, state, todo)
+                    continue
+                # `_end_hits` of the one candidate `result`
+                if len(result) < plan.shortest:
+                    continue
+                if plan.own is not None and len(result) > MAX_TEXT:
+                    chain_hits = self._chain_scan(plan.own, result, state)
                 else:
-                    candidates = [result]
-                self._end_hits(chain, plan, candidates, state, todo)
+                    if hits is None:
+                        hits = self.scan(result, state)
+                    chain_hits = hits
+                if not plan.pids.isdisjoint(chain_hits):  # rarely: most hits are other chains' patterns
+                    _add_rules(chain.rules, chain_hits, todo)
 
     def _chain_scan(self, own: tuple[int, Any], text: str, state: EvalState) -> Hits:
         """The hits on a long text that matter to a chain: the whole database's when the transaction
@@ -1445,6 +1456,14 @@ class Prefilter:
                 pairs = lookup(state, target.collection, None)
             values = cache[tg.key] = [v for _, v in pairs]
         return values
+
+
+def _add_rules(rules: dict[int, tuple[int, ...]], hits: Hits, todo: set[int]) -> None:
+    """Add the rules a chain reads through the patterns among `hits` (ReadChain.rules)."""
+    for pid in hits:
+        found = rules.get(pid)
+        if found is not None:
+            todo.update(found)
 
 
 _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
