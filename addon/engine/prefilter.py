@@ -1372,6 +1372,8 @@ class Prefilter:
         steps = self._steps
         length = len(value)
         position = 0
+        scanned: str | None = None  # the text scanned last, and its hits
+        scanned_hits: Hits = _NO_HITS
         while position < count:
             step = program[position]
             if not sig & step.below or length < step.least:
@@ -1422,7 +1424,9 @@ class Prefilter:
                     chain_hits = self._chain_scan(plan.own, result, state)
                 else:
                     if hits is None:
-                        hits = self.scan(result, state)
+                        if result is not scanned:  # most steps leave the text as it was
+                            scanned, scanned_hits = result, self.scan(result, state)
+                        hits = scanned_hits
                     chain_hits = hits
                 if not plan.pids.isdisjoint(chain_hits):  # rarely: most hits are other chains' patterns
                     _add_rules(chain.rules, chain_hits, todo)
