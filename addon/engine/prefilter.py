@@ -1372,7 +1372,7 @@ class Prefilter:
         steps = self._steps
         length = len(value)
         position = 0
-        scanned: str | None = None  # the text scanned last, and its hits
+        scanned: str | None = None  # the text scanned last (shared by the chains reading it), and its hits
         scanned_hits: Hits = _NO_HITS
         while position < count:
             step = program[position]
@@ -1406,7 +1406,6 @@ class Prefilter:
             else:
                 texts[depth + 1] = result
                 sigs[depth + 1] = None
-            hits: Hits | None = None  # the scan of `result`, shared by the step's chains reading it
             for chain, plan, select in step.ends:
                 if not sig & select or length < plan.least:
                     continue
@@ -1422,12 +1421,10 @@ class Prefilter:
                     continue
                 if plan.own is not None and len(result) > MAX_TEXT:
                     chain_hits = self._chain_scan(plan.own, result, state)
-                else:
-                    if hits is None:
-                        if result is not scanned:  # most steps leave the text as it was
-                            scanned, scanned_hits = result, self.scan(result, state)
-                        hits = scanned_hits
-                    chain_hits = hits
+                else:  # one scan per distinct text: the step's chains, and later steps that leave it as it was
+                    if result is not scanned:
+                        scanned, scanned_hits = result, self.scan(result, state)
+                    chain_hits = scanned_hits
                 if not plan.pids.isdisjoint(chain_hits):  # rarely: most hits are other chains' patterns
                     _add_rules(chain.rules, chain_hits, todo)
 

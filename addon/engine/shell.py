@@ -177,7 +177,7 @@ class ShellDetector:
 
 
 # The part of a globbed name before its first glob character.
-_GLOB_HEAD = re.compile(r"[^?*\[]*")
+_GLOB_HEAD = re.compile("[^" + re.escape("".join(sorted(_GLOB))) + "]*")
 
 
 @functools.lru_cache(maxsize=1024)
