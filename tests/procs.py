@@ -153,13 +153,17 @@ def start_mitmdump(
     program: str = "mitmdump",
     port: int | None = None,
     addon: bool = True,
+    wrapper: tuple[str, ...] = (),
+    start_timeout: float = 20.0,
 ) -> Mitmdump:
     """mitmdump -s addon/main.py --mode reverse:UPSTREAM on a free loopback port, with --set options.
 
-    addon=False: bare mitmdump (no -s), e.g. as the baseline of the benchmarks."""
+    addon=False: bare mitmdump (no -s), e.g. as the baseline of the benchmarks. wrapper: a command the
+    program runs under (e.g. valgrind and the Python interpreter)."""
     port = port or free_port()
     log_path = log_dir / f"{program}-{port}.log"
     args = [
+        *wrapper,
         str(BIN / program),
         "--mode",
         f"reverse:{upstream}",
@@ -179,7 +183,7 @@ def start_mitmdump(
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     try:
-        wait_port(port, proc=proc)
+        wait_port(port, timeout=start_timeout, proc=proc)
     except Exception:
         proc.kill()
         raise RuntimeError(

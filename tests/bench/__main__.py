@@ -3,7 +3,8 @@
 Sections: engine (corpora, PL1/PL4, by phase, 4x rules), e2e (mitmdump with the addon against bare
 mitmdump, wrk), sessions (memory and SQLite stores), worst (adversarial requests), startup (the first
 request after start-up against the hundredth), crs (the CRS on our engine against Apache + ModSecurity +
-CRS, CPU per request in the same run). The summary at
+CRS, CPU per request in the same run), instructions (instructions per request under callgrind,
+with the addon against bare mitmdump: the repeatable figure beside e2e's CPU time). The summary at
 the end compares the figures with the targets of the performance issue, met or not.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from tests.bench.machine import describe
 
-SECTIONS = ("engine", "e2e", "sessions", "worst", "startup", "crs")
+SECTIONS = ("engine", "e2e", "instructions", "sessions", "worst", "startup", "crs")
 TARGETS = {
     "engine_median_benign_pl1_us": ("<=", 100.0),
     "e2e_throughput_ratio": (">=", 0.85),
@@ -38,6 +39,10 @@ def run_section(name: str, smoke: bool, log: Callable[[str], None]) -> dict[str,
         from tests.bench.e2e import e2e_section
 
         return e2e_section(smoke, log)
+    if name == "instructions":
+        from tests.bench.instructions import instructions_section
+
+        return instructions_section(smoke, log)
     if name == "crs":
         from tests.bench.crs_bench import crs_section
 
@@ -120,9 +125,21 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
             )
         if isinstance(data, dict) and "cpu_ratio" in data:
             cpu, ratio = data["cpu_ms_per_request"], data["cpu_ratio"]
+            spread = data.get("cpu_ratio_spread", {})
             lines.append(
-                f"e2e {name} CPU per request: bare {cpu['bare']} ms, "  # type: ignore[index]
-                + ", ".join(f"{kind} {cpu[kind]} ms (x{r})" for kind, r in ratio.items())  # type: ignore[index, union-attr]
+                f"e2e {name} CPU per request (least of the rounds): bare {cpu['bare']} ms, "  # type: ignore[index]
+                + ", ".join(f"{kind} {cpu[kind]} ms" for kind in ratio)  # type: ignore[index, union-attr]
+                + "; ratio to bare, median of the rounds (lowest-highest): "
+                + ", ".join(
+                    f"{kind} x{r}" + (f" ({spread[kind][0]}-{spread[kind][1]})" if kind in spread else "")  # type: ignore[index, union-attr]
+                    for kind, r in ratio.items()  # type: ignore[union-attr]
+                )
+            )
+    for name, data in (results.get("instructions") or {}).items():
+        if isinstance(data, dict) and "ratio" in data:
+            lines.append(
+                f"instructions {name}: bare {data['bare']['per_request']:,}, addon {data['addon']['per_request']:,} "
+                f"per request (callgrind, {data['addon']['requests']} requests) -> x{data['ratio']}"
             )
     sessions = results.get("sessions") or {}
     for backend in ("memory", "sqlite"):

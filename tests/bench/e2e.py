@@ -10,9 +10,13 @@ worked out for their values is kept: memo.py), and each once more with new value
 (a counter in the search term and page, the form's order number and comment), as real traffic brings. The addon runs with its defaults (enforce
 mode, SQLite session store, audit log) in a temporary folder, and (full mode) once more with the
 in-memory session store and once with a Redis store (a private redis-server), to show what the
-store costs. Each configuration gets its best round. Besides requests per second, the proxy
-process's CPU time (user + system, all threads, from /proc) per request is measured over each run:
-unlike throughput it hardly depends on what else runs on the machine. The same GET is also sent
+store costs. Besides requests per second, the proxy process's CPU time (user + system, all threads,
+from /proc) per request is measured over each run: unlike throughput it hardly depends on what else
+runs on the machine, yet on a shared virtual machine bare mitmdump's own figure moves by 10-30% from
+one round to the next. So the configurations take turns in several short rounds, and the CPU ratio
+reported is the median of the rounds' ratios, each round's addon against the same round's bare
+mitmdump, with their spread (lowest, highest) beside it; throughput takes each configuration's best
+round. Instructions per request (instructions.py) are the repeatable figure beside it. The same GET is also sent
 without the session cookie, so that the session's own cost is the difference of the two.
 
 A yardstick runs beside them (full mode): `spin_addon`, a script whose request hook only spins
@@ -252,12 +256,20 @@ def start_redis_server(workdir: Path) -> RedisServer:
     return start_redis(workdir)
 
 
-def start_proxy(kind: str, upstream: str, workdir: Path, redis: RedisServer | None) -> Mitmdump:
+def start_proxy(
+    kind: str,
+    upstream: str,
+    workdir: Path,
+    redis: RedisServer | None,
+    wrapper: tuple[str, ...] = (),
+    start_timeout: float = 20.0,
+) -> Mitmdump:
     store = KINDS[kind]
+    start = partial(start_mitmdump, upstream, workdir, wrapper=wrapper, start_timeout=start_timeout)
     if store is None:
-        return start_mitmdump(upstream, workdir, extra_args=("-q",), addon=False)
+        return start(extra_args=("-q",), addon=False)
     if store == "spin":
-        return start_mitmdump(upstream, workdir, extra_args=("-q", "-s", str(SPIN_SCRIPT)), addon=False)
+        return start(extra_args=("-q", "-s", str(SPIN_SCRIPT)), addon=False)
     options = [f"guard_audit_log={workdir / 'audit.jsonl'}"]
     if store == "redis":
         assert redis is not None
@@ -268,17 +280,17 @@ def start_proxy(kind: str, upstream: str, workdir: Path, redis: RedisServer | No
         options += [f"guard_session_store={redis.url}", f"guard_session_key={key}"]
     else:
         options.append(f"guard_session_store={store if store == 'memory' else workdir / store}")
-    return start_mitmdump(upstream, workdir, *options, extra_args=("-q",))
+    return start(*options, extra_args=("-q",))
 
 
-def warm_up(port: int, all_shapes: dict[str, Shape]) -> None:
-    """The backend issues the session cookie (so the addon knows it), then a few of each request."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def warm_up(port: int, all_shapes: dict[str, Shape], timeout: float = 30, each: int = 20) -> None:
+    """The backend issues the session cookie (so the addon knows it), then `each` of each request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", "/login", headers=BROWSER)
         conn.getresponse().read()
         for shape in all_shapes.values():
-            for n in range(20):  # numbered from the top: the load's own requests start at 1
+            for n in range(each):  # numbered from the top: the load's own requests start at 1
                 path, body = shape.numbered(10**8 - 1 - n)
                 conn.request(shape.method, path, body=body or None, headers=shape.headers)
                 conn.getresponse().read()
@@ -290,8 +302,8 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
     wrk = shutil.which("wrk")
     if wrk is None and not smoke:
         raise RuntimeError("the end-to-end benchmark needs wrk (Debian: apt-get install -y wrk)")
-    seconds = 1 if smoke else 10
-    rounds = 1 if smoke else 2
+    seconds = 1 if smoke else 6
+    rounds = 1 if smoke else 4
     connections = 16
     all_shapes = shapes()
     kinds = ("bare", "addon") if smoke else tuple(KINDS)
@@ -347,11 +359,20 @@ def e2e_section(smoke: bool, log: Callable[[str], None]) -> dict[str, object]:
         if "addon_memory_store" in best:
             ratio = best["addon_memory_store"]["rps"] / best["bare"]["rps"]
             out[name]["throughput_ratio_memory_store"] = round(ratio, 3)
-        # CPU per request: the least of the rounds (the one least disturbed), as a ratio to bare mitmdump
+        # CPU per request: each configuration's least (its least disturbed round), and the ratios to
+        # bare mitmdump round by round (the same round's bare run), their median and spread.
         cpu = {kind: min(r["cpu_ms_per_request"] for r in results) for kind, results in by_kind.items()}
         out[name]["cpu_ms_per_request"] = cpu
-        out[name]["cpu_ratio"] = {
+        paired = {kind: paired_ratios(by_kind[kind], by_kind["bare"]) for kind in by_kind if kind != "bare"}
+        out[name]["cpu_ratio"] = {kind: round(statistics.median(r), 3) for kind, r in paired.items()}
+        out[name]["cpu_ratio_spread"] = {kind: [min(r), max(r)] for kind, r in paired.items()}
+        out[name]["cpu_ratio_of_least"] = {
             kind: round(v / cpu["bare"], 3) for kind, v in cpu.items() if kind != "bare"
         }
     return out
+
+
+def paired_ratios(runs: list[dict[str, float]], bare: list[dict[str, float]]) -> list[float]:
+    """CPU per request of each round's run over the same round's bare mitmdump run."""
+    return [round(r["cpu_ms_per_request"] / b["cpu_ms_per_request"], 3) for r, b in zip(runs, bare, strict=True)]
 
