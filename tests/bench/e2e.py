@@ -16,8 +16,8 @@ runs on the machine, yet on a shared virtual machine bare mitmdump's own figure 
 one round to the next. So the configurations take turns in several short rounds, and the CPU ratio
 reported is the median of the rounds' ratios, each round's addon against the same round's bare
 mitmdump, with their spread (lowest, highest) beside it; throughput takes each configuration's best
-round. Instructions per request (instructions.py) are the repeatable figure beside it. The same GET is also sent
-without the session cookie, so that the session's own cost is the difference of the two.
+round. Instructions per request (instructions.py) are the repeatable figure beside it. The same GET
+is also sent without the session cookie, so that the session's own cost is the difference of the two.
 
 A yardstick runs beside them (full mode): `spin_addon`, a script whose request hook only spins
 LOGOUTGUARD_BENCH_SPIN_US microseconds of CPU (default 100; tests/bench/spin_addon.py), so that each run

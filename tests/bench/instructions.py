@@ -6,9 +6,9 @@ for the addon. The instructions a process executes for the same requests do not:
 them whatever else the machine is doing. So each proxy (bare, and with the addon's defaults: enforce,
 SQLite store, audit log) runs under `valgrind --tool=callgrind`, both at once, in front of the same
 backend, not counting till the same warm-up as e2e.py is over; then for each request shape the
-counters are zeroed, a fixed
-number of requests is sent over several keep-alive connections at once (as wrk does), and the
-counters are dumped: every thread of the process, the event loop's and the store's, counted.
+counters are zeroed, a fixed number of requests is sent over several keep-alive connections at once
+(as wrk does), and the counters are dumped: every thread of the process, the event loop's and the
+store's, counted.
 
 Instructions are not time: an instruction that misses the cache costs more than one that hits, and
 callgrind runs the threads one at a time. The ratio here is the share of work the addon adds; the CPU
@@ -100,7 +100,7 @@ def instructions_section(smoke: bool, log: Callable[[str], None]) -> dict[str, o
             proxies: dict[str, Mitmdump] = {}
             started = time.perf_counter()
             try:
-                for kind in KINDS:  # both start at once: callgrind is slow to start a program
+                for kind in KINDS:  # one after the other; they are warmed up and measured at once
                     wrapper = (
                         "valgrind",
                         "--tool=callgrind",
