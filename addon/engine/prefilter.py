@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import os
 import re
 import re._compiler as sre_compile
@@ -52,7 +53,17 @@ from typing import TYPE_CHECKING, Any
 from .memo import MAX_TEXT, Memo, digest
 from .rules import Link, Marker, Phase, Rule, Target
 from .transformations import C_SPACE, path_has_work
-from .variables import MEMBER_INPUTS, Values, collect, is_dynamic, keyed, lookup, member_name
+from .variables import (
+    MEMBER_FIELDS,
+    MEMBER_INPUTS,
+    STATE_INPUTS,
+    Values,
+    collect,
+    is_dynamic,
+    keyed,
+    lookup,
+    member_name,
+)
 
 if TYPE_CHECKING:
     from .evaluator import PhasePlan
@@ -667,6 +678,11 @@ NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (on
 WHOLE_ENTRIES = 256
 WHOLE_MEMBERS = 64
 WHOLE_CHARS = 4096
+# Whole phases whose answer (`_todo` before its dynamic targets) each engine keeps per phase: keyed by
+# the transaction's fields every collection the phase reads is made from, PHASE_CHARS in all at most.
+PHASE_ENTRIES = 256
+PHASE_CHARS = 8192
+PHASE_SEEN = 4096  # hashes of the fields of requests seen once: the second sighting keeps the answer
 # Strings on which a useful gate does not match; a pattern matching most of them gates nothing.
 _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US,en;q=0.9")
 
@@ -871,6 +887,15 @@ class Prefilter:
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
         self._phases = phases
+        # id(PhaseGates) -> (what its static collections are made from, the phase's answers kept under
+        # its values, the hashes of the values seen once): only for a phase all of whose collections,
+        # and those its `required` links read, are made from known parts (variables.MEMBER_FIELDS,
+        # MEMBER_INPUTS, STATE_INPUTS).
+        self._phase_memos: dict[int, PhaseMemo] = {}
+        for gates in phases.values():
+            inputs = _phase_inputs(gates)
+            if inputs is not None:
+                self._phase_memos[id(gates)] = (inputs, Memo(PHASE_ENTRIES), Memo(PHASE_SEEN))
         self._candidates = candidates  # what the operator sees for one collected value
         self._exact = exact  # does a link's operator match one collected value (evaluator.test_value)
         self._everything = frozenset(link_pids.values())
@@ -1033,10 +1058,76 @@ class Prefilter:
         return frozenset(found) if found else _NO_HITS
 
     def _todo(self, gates: PhaseGates, state: EvalState) -> list[int]:
-        """The phase's rules that always run plus the gated ones one of whose values may match."""
-        todo = set(gates.always)
-        for source in gates.sources:
-            self._source_todo(source, state, todo)
+        """The phase's rules that always run plus the gated ones one of whose values may match.
+
+        What the static collections make visitable (and which of those rules the `required` links
+        keep) is a pure function of what they are made from (`_phase_key`), so for a request seen
+        before it is kept whole: one lookup for the phase instead of one per collection. The dynamic
+        targets (`loose`: TX, MATCHED_*) are read every time."""
+        memo = self._phase_memos.get(id(gates))
+        key = entry = None
+        if memo is not None and not state.extra_vars and _FIRST_SIGHTING not in state.prefilter_cache:
+            key, entry = self._phase_key(memo, state)
+        if entry is not None:
+            founds, base, checked = entry
+            state.prefilter_cache.update(founds)  # each source's answer, for `source_may_match`
+            todo = set(checked)
+        elif key is None:  # not kept: worked out in place
+            todo = set(gates.always)
+            for source in gates.sources:
+                self._source_todo(source, state, todo)
+            base = None
+            if gates.loose:
+                self._loose_todo(gates, state, todo)
+            self._drop_required(gates, todo, state)
+            state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
+            return sorted(todo)
+        else:
+            todo = set(gates.always)
+            founds = {source: self._source_todo(source, state, todo) for source in gates.sources}
+            base = frozenset(todo)
+            self._drop_required(gates, todo, state)
+            memo[1].put(key, (founds, base, frozenset(todo)))  # type: ignore[index]
+        if gates.loose:
+            added: set[int] = set()
+            self._loose_todo(gates, state, added)
+            added -= base  # the required links of those were asked already: their answer is kept
+            if added:
+                self._drop_required(gates, added, state)
+                todo |= added
+        state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
+        return sorted(todo)
+
+    def _phase_key(self, memo: PhaseMemo, state: EvalState) -> tuple[object, Any]:
+        """(the key of the phase's answer, or None when it is not to be kept; the answer kept under it,
+        or None). The key is what the phase's collections are made from, long texts as their digests;
+        it is worked out in full only for a request whose fields were seen before (a request whose
+        fields are all new, as most are, costs their hash), and only kept when it holds at most
+        PHASE_CHARS characters."""
+        inputs, answers, seen = memo
+        tx = state.tx
+        made = (*[read(tx) for read in inputs.of_tx], *[read(state) for read in inputs.of_state])
+        key: object = (inputs.fields(tx), made)
+        mark = hash(key)  # only a number is kept of a request seen once (never its texts)
+        if mark not in seen:
+            seen.put(mark, True)
+            # A request new in one phase is taken as new in the next ones (most are): their keys are
+            # not worked out (for a request that comes again, the next phase is kept a sighting later).
+            state.prefilter_cache[_FIRST_SIGHTING] = True
+            return None, None
+        found = answers.get(key)
+        if found is not None:
+            return key, found
+        bounded, size = self._bounded(key, state)  # type: ignore[arg-type]
+        if size > PHASE_CHARS:
+            return None, None
+        if bounded is not key:  # a long text: kept with its digest in its place
+            key = bounded
+            found = answers.get(key)
+        return key, found
+
+    def _loose_todo(self, gates: PhaseGates, state: EvalState, todo: set[int]) -> None:
+        """Add what the values of the phase's dynamic targets (TX, MATCHED_*) make visitable."""
         answers = self._answers
         for tg in gates.loose:
             key = tg.memo_key
@@ -1048,24 +1139,26 @@ class Prefilter:
                     if found:
                         todo.update(found)
                 else:
-                    key = (tg.memo_key, self._digest(value, state))
-                    found = self._long_answers.get(key)
+                    long_key = (tg.memo_key, self._digest(value, state))
+                    found = self._long_answers.get(long_key)
                     if found is None:
-                        found = self._long_answers.put(key, frozenset(self._answer(tg, value, state)))
+                        found = self._long_answers.put(long_key, frozenset(self._answer(tg, value, state)))
                     todo.update(found)
-        required = gates.required
-        if required:
-            exact = self._exact
-            for index in [i for i in todo if i in required]:
-                for link in required[index]:
-                    # every value the link's targets select, exclusions left in (only widens)
-                    if not any(exact(link, value, state) for _, value in collect(state, link.targets, ())):
-                        todo.discard(index)
-                        break
-        state.prefilter_cache[None] = True  # marks the answers as current (see `order`)
-        return sorted(todo)
 
-    def _source_todo(self, source: Source, state: EvalState, todo: set[int]) -> None:
+    def _drop_required(self, gates: PhaseGates, todo: set[int], state: EvalState) -> None:
+        """Take out of `todo` the rules one of whose `required` links lets none of its values through."""
+        required = gates.required
+        if not required:
+            return
+        exact = self._exact
+        for index in [i for i in todo if i in required]:
+            for link in required[index]:
+                # every value the link's targets select, exclusions left in (only widens)
+                if not any(exact(link, value, state) for _, value in collect(state, link.targets, ())):
+                    todo.discard(index)
+                    break
+
+    def _source_todo(self, source: Source, state: EvalState, todo: set[int]) -> frozenset[int]:
         """Add what the members of one collection make visitable: one pass over its members for all
         the phase's targets reading it (leaving exclusions in, as `_values` does, only widens). The
         answer is a pure function of the members (names and values), so for a small collection of
@@ -1092,7 +1185,7 @@ class Prefilter:
             if found is not None:
                 todo.update(found)
                 state.prefilter_cache[source] = found
-                return
+                return found
         # A static collection: what lookup() keeps in collect_cache (unless an adapter overrides it).
         pairs = None if extra else state.collect_cache.get(source.collection)
         if pairs is None:
@@ -1113,6 +1206,7 @@ class Prefilter:
                 source.wholes.put(whole, found)
         todo.update(found)
         state.prefilter_cache[source] = found  # for `source_may_match`
+        return found
 
     def _members_todo(self, source: Source, pairs: Values, state: EvalState, todo: set[int]) -> int:
         """`_source_todo`'s pass over the members; returns their total length (names and values), or
@@ -1459,6 +1553,50 @@ class Prefilter:
         return values
 
 
+@dataclass(frozen=True, slots=True)
+class PhaseInputs:
+    """What a phase's collections are made from, each part once: Transaction fields (one getter
+    returning them as a tuple), functions of the transaction (MEMBER_INPUTS of a collection made from
+    other parts of it) and of the evaluation state (STATE_INPUTS)."""
+
+    fields: Callable[[Transaction], tuple[Any, ...]]
+    of_tx: tuple[Callable[[Transaction], object], ...]
+    of_state: tuple[Callable[[EvalState], object], ...]
+
+
+# A phase's inputs, its answers kept under their values, and the hashes of the values seen once.
+PhaseMemo = tuple[PhaseInputs, Memo, Memo]
+
+
+def _phase_inputs(gates: PhaseGates) -> PhaseInputs | None:
+    """What the phase's static collections, and those its `required` links read, are made from
+    (variables.MEMBER_FIELDS, MEMBER_INPUTS, STATE_INPUTS); None when one of them is made from
+    something else too (an adapter's XML, ...)."""
+    collections = [source.collection for source in gates.sources]
+    collections += [t.collection for links in gates.required.values() for link in links for t in link.targets]
+    names: dict[str, None] = {}
+    of_tx: dict[str, Callable[[Transaction], object]] = {}
+    of_state: dict[str, Callable[[EvalState], object]] = {}
+    for collection in collections:
+        if collection in MEMBER_FIELDS:
+            names.update(dict.fromkeys(MEMBER_FIELDS[collection]))
+        elif collection in MEMBER_INPUTS:
+            of_tx[collection] = MEMBER_INPUTS[collection]
+        elif collection in STATE_INPUTS:
+            of_state[collection] = STATE_INPUTS[collection]
+        else:
+            return None
+    fields: Callable[[Transaction], tuple[Any, ...]]
+    if len(names) > 1:
+        fields = operator.attrgetter(*names)
+    elif names:  # attrgetter of one name returns the value itself
+        one = operator.attrgetter(*names)
+        fields = lambda tx: (one(tx),)  # noqa: E731
+    else:
+        fields = lambda tx: ()  # noqa: E731
+    return PhaseInputs(fields, tuple(of_tx.values()), tuple(of_state.values()))
+
+
 def _add_rules(rules: dict[int, tuple[int, ...]], hits: Hits, todo: set[int]) -> None:
     """Add the rules a chain reads through the patterns among `hits` (ReadChain.rules)."""
     for pid in hits:
@@ -1467,6 +1605,7 @@ def _add_rules(rules: dict[int, tuple[int, ...]], hits: Hits, todo: set[int]) ->
             todo.update(found)
 
 
+_FIRST_SIGHTING = object()  # EvalState.prefilter_cache key: a phase of the request was seen for the first time
 _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
 _BOUNDED = object()  # and of the fields read for their kept form (`_bounded`): id -> bounded_key's answer
 
@@ -1492,6 +1631,11 @@ def bounded_key(
     total = 0
     parts: list[object] | None = None
     for i, part in enumerate(item):
+        if type(part) is str and len(part) <= MAX_TEXT:  # a short text (a member's name): as it is
+            total += len(part)
+            if parts is not None:
+                parts.append(part)
+            continue
         if type(part) is tuple and len(part) == 2 and type(part[0]) is str and type(part[1]) is str:
             # a (name, value) pair, the usual part (headers, arguments, cookies): without a call
             first, second = len(part[0]), len(part[1])

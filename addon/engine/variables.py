@@ -190,6 +190,60 @@ MEMBER_INPUTS: dict[str, Callable[[Transaction], object]] = {
     "RESPONSE_BODY": lambda tx: tx.response_body,
 }
 
+# The same as the Transaction fields they are made from, where that is all they read (not, for one,
+# FILES_COMBINED_SIZE, which reads an entry of `extra`): what the prefilter keeps per phase is keyed by
+# the fields all its collections read, each field once (prefilter.Prefilter._todo).
+MEMBER_FIELDS: dict[str, tuple[str, ...]] = {
+    "ARGS": ("query_args", "body_args"),
+    "ARGS_NAMES": ("query_args", "body_args"),
+    "ARGS_GET": ("query_args",),
+    "ARGS_GET_NAMES": ("query_args",),
+    "ARGS_POST": ("body_args",),
+    "ARGS_POST_NAMES": ("body_args",),
+    "ARGS_JOINED": ("query_args", "body_args"),
+    "ARGS_COMBINED_SIZE": ("query_args", "body_args"),
+    "REQUEST_COOKIES": ("cookies",),
+    "REQUEST_COOKIES_NAMES": ("cookies",),
+    "REQUEST_HEADERS": ("headers",),
+    "REQUEST_HEADERS_NAMES": ("headers",),
+    "REQUEST_HEADERS_TEXT": ("headers",),
+    "REQUEST_METHOD": ("method",),
+    "REQUEST_PROTOCOL": ("protocol",),
+    "REQUEST_LINE": ("method", "uri", "protocol"),
+    "REQUEST_URI": ("uri",),
+    "REQUEST_URI_RAW": ("uri",),
+    "REQUEST_FILENAME": ("path",),
+    "REQUEST_BASENAME": ("path",),
+    "QUERY_STRING": ("query",),
+    "REQUEST_BODY_LENGTH": ("body_length",),
+    "REQUEST_BODY_TRUNCATED": ("body_truncated",),
+    "FILES": ("files",),
+    "FILES_NAMES": ("files",),
+    "MULTIPART_PART_HEADERS": ("part_headers",),
+    "REQBODY_ERROR": ("body_error",),
+    "REQBODY_ERROR_MSG": ("body_error",),
+    "REMOTE_ADDR": ("client_addr",),
+    "LIMITS_EXCEEDED": ("limits_exceeded",),
+    "SESSION": ("session",),
+    "RESPONSE_STATUS": ("response_status",),
+    "RESPONSE_HEADERS": ("response_headers",),
+    "RESPONSE_HEADERS_NAMES": ("response_headers",),
+    "RESPONSE_BODY": ("response_body",),
+}
+
+# The same for collections that read the evaluation state too, where what they read of it is known:
+# REQUEST_BODY is made from the body and which body processor applies (a ctl may change it).
+STATE_INPUTS: dict[str, Callable[[EvalState], object]] = {
+    "REQBODY_PROCESSOR": lambda s: (s.body_processor, s.tx.body_processor),
+    "REQUEST_BODY": lambda s: (
+        s.body_processor,
+        s.tx.body_processor,
+        s.force_request_body,
+        s.tx.body_error,
+        s.tx.body,
+    ),
+}
+
 # Collections whose names are looked up without regard to case (ModSecurity does the same).
 
 

@@ -61,15 +61,18 @@ def test_prefilter_is_active(engines: dict[tuple[int, bool], Engine]) -> None:
 
 @pytest.mark.parametrize("paranoia", [1, 4])
 def test_corpora_give_identical_verdicts(engines: dict[tuple[int, bool], Engine], paranoia: int) -> None:
+    """Each request three times through the fast engine: the first and second work every phase out
+    (the second keeps it), the third is answered from what the phase kept (Prefilter._todo)."""
     plain, fast = engines[(paranoia, False)], engines[(paranoia, True)]
     entries = load_benign() + load_attacks()
-    different = [
-        e.id
-        for e in entries
-        if outcome(plain.inspect(e.transaction())) != outcome(fast.inspect(e.transaction()))
-    ]
+    different = []
+    for e in entries:
+        expected = outcome(plain.inspect(e.transaction()))
+        different += [(e.id, n) for n in range(3) if outcome(fast.inspect(e.transaction())) != expected]
     assert different == []
     assert len(entries) > 600
+    kept = sum(len(answers) for _, answers, _ in fast._prefilter._phase_memos.values())  # type: ignore[union-attr]
+    assert kept > 0
 
 
 def test_rule_examples_give_identical_verdicts(
@@ -392,6 +395,13 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
 
         prefilter.lookup = counted  # type: ignore[assignment]
         assert visited(fast, first, phase) == expected
+        assert visited(fast, first, phase) == expected
+        assert built == ["REQUEST_BODY"]  # the second sighting works the phase out once more
+        assert visited(fast, first, phase) == expected
+        assert built == ["REQUEST_BODY"]  # and keeps it whole (the next test)
+        built.clear()
+        forget_phases(fast)
+        assert visited(fast, first, phase) == expected
         assert built == ["REQUEST_BODY"]  # all but the one whose members follow the state (a ctl)
         attack = visited(fast, other_args, phase)
     finally:
@@ -404,6 +414,61 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
     items = fast._plans[phase].items
     viewed = [items[i].id for i in fast._prefilter.order(phase, len(items), state)]  # type: ignore[union-attr]
     assert viewed != expected and (tuple(view),) not in source.wholes and tuple(view) in source.wholes
+
+
+def forget_phases(engine: Engine) -> None:
+    """Empty the answers the prefilter keeps per phase (Prefilter._todo)."""
+    assert engine._prefilter is not None
+    for _, answers, seen in engine._prefilter._phase_memos.values():
+        answers.clear()
+        seen.clear()
+
+
+def test_a_phase_seen_before_is_answered_whole(engines: dict[tuple[int, bool], Engine]) -> None:
+    """A request whose every collection a phase reads is made from the same fields (and the same body
+    processor) as two earlier ones': the phase's answer is theirs (kept at the second sighting), with
+    no collection built; one field or the body processor changed, it is worked out again and differs
+    where it must."""
+    fast = engines[(1, True)]
+    assert fast._prefilter is not None
+    headers = [("Host", "shop.example"), ("Content-Type", "application/x-www-form-urlencoded")]
+    body = "name=Maria&comment=" + "a fine pair of shoes, " * 20  # a long text: kept as its digest
+    first = build_transaction(method="POST", uri="/a?id=7", headers=headers, body=body.encode())
+    attack_body = body + "&q=1%27%20union%20select%20password%20from%20users--"
+    attack = build_transaction(method="POST", uri="/a?id=7", headers=headers, body=attack_body.encode())
+    phase = Phase.REQUEST_BODY
+    forget_phases(fast)
+    expected = visited(fast, first, phase)
+    _, answers, _ = fast._prefilter._phase_memos[id(fast._prefilter._phases[phase])]
+    assert not answers  # seen once: only its hash is kept
+    assert visited(fast, first, phase) == expected
+    assert len(answers) == 1
+    built: list[str] = []
+    real_lookup = prefilter.lookup
+    try:
+        def counted(state: EvalState, collection: str, key: str | None) -> list[tuple[str, str]]:
+            built.append(collection)
+            return real_lookup(state, collection, key)
+
+        prefilter.lookup = counted  # type: ignore[assignment]
+        again = build_transaction(method="POST", uri="/a?id=7", headers=headers, body=body.encode())
+        assert visited(fast, again, phase) == expected
+        assert built == []
+        as_form = visited(fast, attack, phase)
+        assert set(as_form) - set(expected)  # the injected field's rules
+        assert built  # worked out again
+        assert visited(fast, attack, phase) == as_form  # and kept
+        # The same body read as JSON (a ctl's requestBodyProcessor): REQUEST_BODY has no members then.
+        state = fast.new_state(attack)
+        state.body_processor = "JSON"
+        items = fast._plans[phase].items
+        as_json = [items[i].id for i in fast._prefilter.order(phase, len(items), state)]
+    finally:
+        prefilter.lookup = real_lookup  # type: ignore[assignment]
+    forget_phases(fast)
+    state = fast.new_state(attack)
+    state.body_processor = "JSON"
+    assert as_json == [items[i].id for i in fast._prefilter.order(phase, len(items), state)] != as_form
 
 
 def texts_in(key: object) -> Iterator[str]:

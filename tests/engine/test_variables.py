@@ -13,6 +13,7 @@ from logoutguard.engine.transaction import build_transaction
 from logoutguard.engine.variables import (
     COLLECTIONS,
     MEMBER_INPUTS,
+    STATE_INPUTS,
     collect,
     is_dynamic,
     known_collection,
@@ -280,6 +281,22 @@ def test_a_collections_members_are_a_function_of_its_inputs(collection: str) -> 
     same = other = 0
     for variant in _variants():
         if MEMBER_INPUTS[collection](variant.tx) == inputs:
+            assert lookup(variant, collection, None) == members, variant
+            same += 1
+        else:
+            other += 1
+    assert same and other
+
+
+@pytest.mark.parametrize("collection", sorted(STATE_INPUTS))
+def test_a_collections_members_are_a_function_of_its_state_inputs(collection: str) -> None:
+    """The same as above for the collections STATE_INPUTS names (what the prefilter keeps per phase):
+    their inputs are read from the evaluation state, body processor settings included."""
+    base = _base()
+    inputs, members = STATE_INPUTS[collection](base), lookup(base, collection, None)
+    same = other = 0
+    for variant in _variants():
+        if STATE_INPUTS[collection](variant) == inputs:
             assert lookup(variant, collection, None) == members, variant
             same += 1
         else:
