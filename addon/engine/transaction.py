@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from .memo import MAX_TEXT, Memo
+
 if TYPE_CHECKING:
     from .bodies import JsonNaming
 
@@ -114,6 +116,7 @@ _made = _made_by_keywords()
 
 
 DEFAULT_BODY_LIMIT = 128 * 1024
+PAIRS_ENTRIES = 4096  # short Cookie headers, and short query strings, whose pairs are kept (memo.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +208,7 @@ def build_transaction(
     for value in cookie_values:
         if len(cookies) >= limits.cookies:
             break
-        cookies.extend(parse_cookie_header(value, limits.cookies - len(cookies)))
+        cookies.extend(_cookie_pairs(value, limits.cookies - len(cookies)))
     del cookies[limits.cookies :]
     if body is None:
         body = b""
@@ -219,7 +222,7 @@ def build_transaction(
         content_type, body_text, json_naming or bodies.JsonNaming.PATHS, truncated, limits.parts
     )
     query_count = query.count("&") + 1 if query else 0  # pieces, empty ones too
-    query_args = bodies.parse_urlencoded(query, limits.args) if query else ()
+    query_args = _query_pairs(query, limits.args) if query else ()
     body_args = parsed.args
     if query_count + len(body_args) > limits.args:
         exceeded.append(("args", f"{query_count + len(body_args)} > {limits.args}"))
@@ -248,6 +251,34 @@ def build_transaction(
         extra={"files_size": str(parsed.files_size)},
         limits_exceeded=tuple(exceeded),
     )
+
+
+# A user's Cookie header and a page's query string come again and again: their pairs (pure functions of
+# the text and the limit) are kept for short texts (memo.py), as the engine keeps its answers for them.
+_COOKIE_PAIRS = Memo(PAIRS_ENTRIES)
+_QUERY_PAIRS = Memo(PAIRS_ENTRIES)
+
+
+def _cookie_pairs(value: str, limit: int) -> tuple[tuple[str, str], ...]:
+    """parse_cookie_header(value, limit), kept for a short value."""
+    if len(value) > MAX_TEXT:
+        return tuple(parse_cookie_header(value, limit))
+    key = (value, limit)
+    found = _COOKIE_PAIRS.get(key)
+    if found is None:
+        found = _COOKIE_PAIRS.put(key, tuple(parse_cookie_header(value, limit)))
+    return found
+
+
+def _query_pairs(query: str, limit: int) -> Pairs:
+    """bodies.parse_urlencoded(query, limit), kept for a short query string."""
+    if len(query) > MAX_TEXT:
+        return bodies.parse_urlencoded(query, limit)
+    key = (query, limit)
+    found = _QUERY_PAIRS.get(key)
+    if found is None:
+        found = _QUERY_PAIRS.put(key, bodies.parse_urlencoded(query, limit))
+    return found
 
 
 # bodies imports Pairs from here: imported last, as a module (whichever of the two is imported first,

@@ -7,7 +7,10 @@ import dataclasses
 import pytest
 
 from logoutguard.engine.bodies import JsonNaming
+from logoutguard.engine.memo import MAX_TEXT
 from logoutguard.engine.transaction import (
+    _COOKIE_PAIRS,
+    _QUERY_PAIRS,
     DEFAULT_BODY_LIMIT,
     Limits,
     Transaction,
@@ -238,3 +241,25 @@ def test_a_cut_json_body_is_read_as_far_as_it_goes() -> None:
     assert tx.body_args[0] == ("q", "<script>alert(1)</script>")
     assert tx.body_args[1][0] == "pad"
     assert "cut at the inspection limit" in tx.body_error
+
+
+def test_a_short_cookie_header_or_query_seen_again_gives_the_same_pairs_under_its_own_limit() -> None:
+    """The pairs of a short Cookie header or query string are kept (transaction._cookie_pairs,
+    _query_pairs): the same text again gives the same pairs, the same text under another limit is cut
+    at that limit, and a text longer than memo.MAX_TEXT is parsed every time (never kept)."""
+    headers = [("Cookie", "sid=abc; theme=dark; lang=en")]
+    first = build_transaction(method="GET", uri="/s?q=shoes&page=2&sort=price", headers=headers)
+    again = build_transaction(method="GET", uri="/s?q=shoes&page=2&sort=price", headers=headers)
+    assert again.cookies == first.cookies == (("sid", "abc"), ("theme", "dark"), ("lang", "en"))
+    assert again.query_args == first.query_args == (("q", "shoes"), ("page", "2"), ("sort", "price"))
+    cut = build_transaction(
+        method="GET", uri="/s?q=shoes&page=2&sort=price", headers=headers, limits=Limits(args=2, cookies=1)
+    )
+    assert cut.cookies == (("sid", "abc"),) and cut.query_args == (("q", "shoes"), ("page", "2"))
+    assert build_transaction(method="GET", uri="/s?q=shoes&page=2&sort=price", headers=headers) == first
+    long_value = "x" * (MAX_TEXT + 1)
+    long = build_transaction(method="GET", uri=f"/s?q={long_value}", headers=[("Cookie", f"t={long_value}")])
+    assert long.query_args == (("q", long_value),) and long.cookies == (("t", long_value),)
+    kept = [key for table in (_COOKIE_PAIRS, _QUERY_PAIRS) for key in table]
+    assert ("sid=abc; theme=dark; lang=en", 1) in kept and ("q=shoes&page=2&sort=price", 2) in kept
+    assert not any(long_value in text for text, _ in kept)
