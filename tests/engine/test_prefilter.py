@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
@@ -387,13 +388,7 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
     source = next(s for s in fast._prefilter._phases[phase].sources if s.collection == "REQUEST_HEADERS")
     assert (first.headers,) in source.wholes
     built: list[str] = []
-    real_lookup = prefilter.lookup
-    try:
-        def counted(state: EvalState, collection: str, key: str | None) -> list[tuple[str, str]]:
-            built.append(collection)
-            return real_lookup(state, collection, key)
-
-        prefilter.lookup = counted  # type: ignore[assignment]
+    with collections_built(built):
         assert visited(fast, first, phase) == expected
         assert visited(fast, first, phase) == expected
         assert built == ["REQUEST_BODY"]  # the second sighting works the phase out once more
@@ -404,8 +399,6 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
         assert visited(fast, first, phase) == expected
         assert built == ["REQUEST_BODY"]  # all but the one whose members follow the state (a ctl)
         attack = visited(fast, other_args, phase)
-    finally:
-        prefilter.lookup = real_lookup  # type: ignore[assignment]
     assert set(built) >= {"ARGS", "ARGS_GET", "REQUEST_URI"} and "REQUEST_HEADERS" not in built
     assert set(attack) - set(expected)  # the injected argument's rules: not the first request's answer
     view = [("REQUEST_HEADERS:x-view", "a%3Bcat /etc/passwd")]
@@ -414,6 +407,22 @@ def test_a_collection_seen_before_is_answered_from_its_transaction_fields(
     items = fast._plans[phase].items
     viewed = [items[i].id for i in fast._prefilter.order(phase, len(items), state)]  # type: ignore[union-attr]
     assert viewed != expected and (tuple(view),) not in source.wholes and tuple(view) in source.wholes
+
+
+@contextmanager
+def collections_built(built: list[str]) -> Iterator[None]:
+    """Within: every collection the prefilter builds the members of (its `lookup`) is added to `built`."""
+    real_lookup = prefilter.lookup
+
+    def counted(state: EvalState, collection: str, key: str | None) -> list[tuple[str, str]]:
+        built.append(collection)
+        return real_lookup(state, collection, key)
+
+    prefilter.lookup = counted  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        prefilter.lookup = real_lookup  # type: ignore[assignment]
 
 
 def forget_phases(engine: Engine) -> None:
@@ -444,13 +453,7 @@ def test_a_phase_seen_before_is_answered_whole(engines: dict[tuple[int, bool], E
     assert visited(fast, first, phase) == expected
     assert len(answers) == 1
     built: list[str] = []
-    real_lookup = prefilter.lookup
-    try:
-        def counted(state: EvalState, collection: str, key: str | None) -> list[tuple[str, str]]:
-            built.append(collection)
-            return real_lookup(state, collection, key)
-
-        prefilter.lookup = counted  # type: ignore[assignment]
+    with collections_built(built):
         again = build_transaction(method="POST", uri="/a?id=7", headers=headers, body=body.encode())
         assert visited(fast, again, phase) == expected
         assert built == []
@@ -463,8 +466,6 @@ def test_a_phase_seen_before_is_answered_whole(engines: dict[tuple[int, bool], E
         state.body_processor = "JSON"
         items = fast._plans[phase].items
         as_json = [items[i].id for i in fast._prefilter.order(phase, len(items), state)]
-    finally:
-        prefilter.lookup = real_lookup  # type: ignore[assignment]
     forget_phases(fast)
     state = fast.new_state(attack)
     state.body_processor = "JSON"

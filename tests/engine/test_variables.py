@@ -12,6 +12,7 @@ from logoutguard.engine.targets import parse_target
 from logoutguard.engine.transaction import build_transaction
 from logoutguard.engine.variables import (
     COLLECTIONS,
+    MEMBER_FIELDS,
     MEMBER_INPUTS,
     STATE_INPUTS,
     collect,
@@ -286,6 +287,24 @@ def test_a_collections_members_are_a_function_of_its_inputs(collection: str) -> 
         else:
             other += 1
     assert same and other
+
+
+@pytest.mark.parametrize("collection", sorted(MEMBER_FIELDS))
+def test_a_collections_members_are_a_function_of_its_fields(collection: str) -> None:
+    """The same for MEMBER_FIELDS (what the prefilter keeps a phase's answer under): equal fields give
+    equal members; every collection of MEMBER_INPUTS is there but the one that reads `extra`."""
+    base = _base()
+    names = MEMBER_FIELDS[collection]
+    inputs, members = [getattr(base.tx, n) for n in names], lookup(base, collection, None)
+    same = other = 0
+    for variant in _variants():
+        if [getattr(variant.tx, n) for n in names] == inputs:
+            assert lookup(variant, collection, None) == members, variant
+            same += 1
+        else:
+            other += 1
+    assert same and other
+    assert set(MEMBER_INPUTS) - set(MEMBER_FIELDS) == {"FILES_COMBINED_SIZE"}
 
 
 @pytest.mark.parametrize("collection", sorted(STATE_INPUTS))
