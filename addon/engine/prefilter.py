@@ -1076,7 +1076,6 @@ class Prefilter:
             todo = set(gates.always)
             for source in gates.sources:
                 self._source_todo(source, state, todo)
-            base = None
             if gates.loose:
                 self._loose_todo(gates, state, todo)
             self._drop_required(gates, todo, state)

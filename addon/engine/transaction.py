@@ -6,7 +6,7 @@ byte-wise the way ModSecurity does and nothing is lost to a decoding error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -208,7 +208,7 @@ def build_transaction(
     for value in cookie_values:
         if len(cookies) >= limits.cookies:
             break
-        cookies.extend(_cookie_pairs(value, limits.cookies - len(cookies)))
+        cookies.extend(_kept_pairs(_COOKIE_PAIRS, parse_cookie_header, value, limits.cookies - len(cookies)))
     del cookies[limits.cookies :]
     if body is None:
         body = b""
@@ -222,7 +222,7 @@ def build_transaction(
         content_type, body_text, json_naming or bodies.JsonNaming.PATHS, truncated, limits.parts
     )
     query_count = query.count("&") + 1 if query else 0  # pieces, empty ones too
-    query_args = _query_pairs(query, limits.args) if query else ()
+    query_args = _kept_pairs(_QUERY_PAIRS, bodies.parse_urlencoded, query, limits.args) if query else ()
     body_args = parsed.args
     if query_count + len(body_args) > limits.args:
         exceeded.append(("args", f"{query_count + len(body_args)} > {limits.args}"))
@@ -259,25 +259,14 @@ _COOKIE_PAIRS = Memo(PAIRS_ENTRIES)
 _QUERY_PAIRS = Memo(PAIRS_ENTRIES)
 
 
-def _cookie_pairs(value: str, limit: int) -> tuple[tuple[str, str], ...]:
-    """parse_cookie_header(value, limit), kept for a short value."""
-    if len(value) > MAX_TEXT:
-        return tuple(parse_cookie_header(value, limit))
-    key = (value, limit)
-    found = _COOKIE_PAIRS.get(key)
+def _kept_pairs(table: Memo, parse: Callable[[str, int], Iterable[tuple[str, str]]], text: str, limit: int) -> Pairs:
+    """parse(text, limit) as a tuple, kept in `table` for a short text."""
+    if len(text) > MAX_TEXT:
+        return tuple(parse(text, limit))
+    key = (text, limit)
+    found = table.get(key)
     if found is None:
-        found = _COOKIE_PAIRS.put(key, tuple(parse_cookie_header(value, limit)))
-    return found
-
-
-def _query_pairs(query: str, limit: int) -> Pairs:
-    """bodies.parse_urlencoded(query, limit), kept for a short query string."""
-    if len(query) > MAX_TEXT:
-        return bodies.parse_urlencoded(query, limit)
-    key = (query, limit)
-    found = _QUERY_PAIRS.get(key)
-    if found is None:
-        found = _QUERY_PAIRS.put(key, bodies.parse_urlencoded(query, limit))
+        found = table.put(key, tuple(parse(text, limit)))
     return found
 
 

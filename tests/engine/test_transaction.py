@@ -244,8 +244,8 @@ def test_a_cut_json_body_is_read_as_far_as_it_goes() -> None:
 
 
 def test_a_short_cookie_header_or_query_seen_again_gives_the_same_pairs_under_its_own_limit() -> None:
-    """The pairs of a short Cookie header or query string are kept (transaction._cookie_pairs,
-    _query_pairs): the same text again gives the same pairs, the same text under another limit is cut
+    """The pairs of a short Cookie header or query string are kept (transaction._kept_pairs in
+    _COOKIE_PAIRS and _QUERY_PAIRS): the same text again gives the same pairs, the same text under another limit is cut
     at that limit, and a text longer than memo.MAX_TEXT is parsed every time (never kept)."""
     headers = [("Cookie", "sid=abc; theme=dark; lang=en")]
     first = build_transaction(method="GET", uri="/s?q=shoes&page=2&sort=price", headers=headers)
