@@ -678,6 +678,7 @@ NAME_ENTRIES = 512  # member names whose selecting targets each Source keeps (on
 WHOLE_ENTRIES = 256
 WHOLE_MEMBERS = 64
 WHOLE_CHARS = 4096
+WHOLE_SEEN = 4096  # hashes of the fields of a collection seen once (Source.seen)
 # Whole phases whose answer (`_todo` before its dynamic targets) each engine keeps per phase: keyed by
 # the transaction's fields every collection the phase reads is made from, PHASE_CHARS in all at most.
 PHASE_ENTRIES = 256
@@ -823,6 +824,8 @@ class Source:
     # replaces it (the two kinds of key never equal: a 1-tuple's item is never a pair of strings).
     wholes: Memo = field(default_factory=lambda: Memo(WHOLE_ENTRIES))
     inputs: Callable[[Transaction], object] | None = None
+    # The hashes of the fields (`inputs`) seen once: an answer is kept under fields seen a second time.
+    seen: Memo = field(default_factory=lambda: Memo(WHOLE_SEEN))
 
 
 def sources_of(targets: tuple[TargetGates, ...]) -> tuple[tuple[Source, ...], tuple[TargetGates, ...]]:
@@ -1163,7 +1166,9 @@ class Prefilter:
         answer is a pure function of the members (names and values), so for a small collection of
         short texts it is kept whole: the same headers or cookies again cost one lookup instead of one
         per member, and where the collection's members are made from fields of the transaction alone
-        (variables.MEMBER_INPUTS) it is kept under those fields, so neither are the members built.
+        (variables.MEMBER_INPUTS) it is kept under those fields, so neither are the members built;
+        fields seen once leave only their hash (`Source.seen`), the answer is kept at the second sighting:
+        most requests bring some new field, and working out a key's kept form costs a walk of it.
         (A collection holding a long value is not kept whole; its long value's answer is kept under
         the value's digest: see `_long_group_answer`.)"""
         extra = state.extra_vars
@@ -1177,10 +1182,15 @@ class Prefilter:
             whole = (source.inputs(state.tx),)
             found = source.wholes.get(whole)
             if found is None:
-                digested, fields_size = self._bounded(whole, state)
-                if digested is not whole:  # a long text: kept with its digest in its place
-                    whole = digested
-                    found = source.wholes.get(whole)
+                mark = hash(whole)  # fields seen once leave only this number (never their texts)
+                if mark in source.seen:  # seen before: worked out in its kept form
+                    digested, fields_size = self._bounded(whole, state)
+                    if digested is not whole:  # a long text: kept with its digest in its place
+                        whole = digested
+                        found = source.wholes.get(whole)
+                else:  # a first sighting (most are): neither its kept form nor its answer is made
+                    source.seen.put(mark, True)
+                    fields_size = WHOLE_CHARS + 1
             if found is not None:
                 todo.update(found)
                 state.prefilter_cache[source] = found
