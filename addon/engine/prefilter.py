@@ -824,7 +824,8 @@ class Source:
     # replaces it (the two kinds of key never equal: a 1-tuple's item is never a pair of strings).
     wholes: Memo = field(default_factory=lambda: Memo(WHOLE_ENTRIES))
     inputs: Callable[[Transaction], object] | None = None
-    # The hashes of the fields (`inputs`) seen once: an answer is kept under fields seen a second time.
+    # The hashes of the fields (`inputs`) seen: True, an answer is kept under fields seen a second time;
+    # False, seen too large to keep (more than WHOLE_MEMBERS members or WHOLE_CHARS), not walked again.
     seen: Memo = field(default_factory=lambda: Memo(WHOLE_SEEN))
 
 
@@ -1105,13 +1106,17 @@ class Prefilter:
         or None). The key is what the phase's collections are made from, long texts as their digests;
         it is worked out in full only for a request whose fields were seen before (a request whose
         fields are all new, as most are, costs their hash), and only kept when it holds at most
-        PHASE_CHARS characters."""
+        PHASE_CHARS characters. `seen` keeps, per hash, True (seen), False (too large to keep) or the
+        places of the key's long texts, so that a request seen again digests those alone."""
         inputs, answers, seen = memo
         tx = state.tx
         made = (*[read(tx) for read in inputs.of_tx], *[read(state) for read in inputs.of_state])
         key: object = (inputs.fields(tx), made)
         mark = hash(key)  # only a number is kept of a request seen once (never its texts)
-        if mark not in seen:
+        places = seen.get(mark)
+        if places is False:  # seen with a key too large to keep (PHASE_CHARS): not worked out again
+            return None, None
+        if places is None:
             seen.put(mark, True)
             # A request new in one phase is taken as new in the next ones (most are): their keys are
             # not worked out (for a request that comes again, the next phase is kept a sighting later).
@@ -1120,10 +1125,25 @@ class Prefilter:
         found = answers.get(key)
         if found is not None:
             return key, found
-        bounded, size = self._bounded(key, state)  # type: ignore[arg-type]
+
+        def digested(text: str) -> object:
+            return (_DIGEST, self._digest(text, state))
+
+        if places is not True:
+            # Where the long texts of a key with this hash were: their digests put in those places
+            # alone (no walk of the whole key). Found only if equal to a kept key, which holds no long
+            # text: then this is the key's kept form, as bounded_key would have made it.
+            fast = replaced(key, places, digested)
+            if fast is not None:
+                found = answers.get(fast)
+                if found is not None:
+                    return fast, found
+        bounded, size = bounded_key(key, digested, self._bounded_seen(state))
         if size > PHASE_CHARS:
+            seen[mark] = False
             return None, None
         if bounded is not key:  # a long text: kept with its digest in its place
+            seen[mark] = changed_places(key, bounded)
             key = bounded
             found = answers.get(key)
         return key, found
@@ -1175,6 +1195,7 @@ class Prefilter:
         whole: Any = None
         found = None
         fields_size = -1
+        mark: int | None = None  # the hash of fields seen before, while their answer is worked out
         if source.inputs is not None and not (extra and source.collection in extra):
             # The members are a pure function of these fields: a collection seen before is answered
             # without building its members (or their names). Fields holding a long text (a form's
@@ -1183,13 +1204,16 @@ class Prefilter:
             found = source.wholes.get(whole)
             if found is None:
                 mark = hash(whole)  # fields seen once leave only this number (never their texts)
-                if mark in source.seen:  # seen before: worked out in its kept form
+                known = source.seen.get(mark)
+                if known is True:  # seen before: worked out in its kept form
                     digested, fields_size = self._bounded(whole, state)
                     if digested is not whole:  # a long text: kept with its digest in its place
                         whole = digested
                         found = source.wholes.get(whole)
-                else:  # a first sighting (most are): neither its kept form nor its answer is made
-                    source.seen.put(mark, True)
+                else:  # a first sighting (most are), or seen too large to keep: no kept form made
+                    if known is None:
+                        source.seen.put(mark, True)
+                    mark = None
                     fields_size = WHOLE_CHARS + 1
             if found is not None:
                 todo.update(found)
@@ -1213,6 +1237,8 @@ class Prefilter:
             # out the Cookie header it is keyed by).
             if kept and 0 <= (size if fields_size < 0 else fields_size) <= WHOLE_CHARS:
                 source.wholes.put(whole, found)
+            elif mark is not None:  # fields seen before, too large to keep: their hash says so
+                source.seen[mark] = False
         todo.update(found)
         state.prefilter_cache[source] = found  # for `source_may_match`
         return found
@@ -1319,10 +1345,14 @@ class Prefilter:
         """bounded_key of a collection's fields, with each long text's digest; each field once per
         transaction (the headers are read by REQUEST_HEADERS in two phases and REQUEST_HEADERS_TEXT,
         the arguments by ARGS, ARGS_POST, ARGS_JOINED ...)."""
+        return bounded_key(whole, lambda text: (_DIGEST, self._digest(text, state)), self._bounded_seen(state))
+
+    def _bounded_seen(self, state: EvalState) -> dict[int, tuple[object, object, int]]:
+        """bounded_key's `seen` for the transaction: the answer for each tuple of it met so far."""
         seen = state.prefilter_cache.get(_BOUNDED)
         if seen is None:
             seen = state.prefilter_cache[_BOUNDED] = {}
-        return bounded_key(whole, lambda text: (_DIGEST, self._digest(text, state)), seen)
+        return seen
 
     def _digest(self, value: str, state: EvalState) -> bytes:
         """A long value's digest (memo.digest), once per transaction."""
@@ -1573,7 +1603,7 @@ class PhaseInputs:
     of_state: tuple[Callable[[EvalState], object], ...]
 
 
-# A phase's inputs, its answers kept under their values, and the hashes of the values seen once.
+# A phase's inputs, its answers kept under their values, and the hashes of the values seen (see `_phase_key`).
 PhaseMemo = tuple[PhaseInputs, Memo, Memo]
 
 
@@ -1663,6 +1693,49 @@ def bounded_key(
     if seen is not None:
         seen[id(item)] = (item, result, total)
     return result, total
+
+Places = tuple[tuple[int, ...], ...]  # index paths into nested tuples
+
+
+def changed_places(item: object, bounded: object) -> Places:
+    """The places (index paths) where bounded_key's answer `bounded` holds a digest in place of a long
+    text of `item`: found by identity, as bounded_key returns a part it left alone as itself."""
+    if item is bounded or type(item) is not tuple or type(bounded) is not tuple:
+        return ((),) if item is not bounded else ()
+    return tuple(
+        (i, *place)
+        for i, (part, new) in enumerate(zip(item, bounded, strict=True))
+        if part is not new
+        for place in changed_places(part, new)
+    )
+
+
+def replaced(item: object, places: Places, digested: Callable[[str], object]) -> object | None:
+    """`item` with `digested(text)` in place of the text at each of `places`; None when one of them
+    does not hold a text longer than MAX_TEXT (another shape of key: bounded_key is asked instead).
+    For a key whose long texts are all at `places`, this is bounded_key's answer; for any other, it
+    still holds a long text (so it equals no kept key)."""
+    if not places:
+        return item
+    if places == ((),):
+        return digested(item) if type(item) is str and len(item) > MAX_TEXT else None
+    if type(item) is not tuple:
+        return None
+    parts = list(item)
+    inner: dict[int, list[tuple[int, ...]]] = {}
+    for place in places:
+        if not place:
+            return None
+        inner.setdefault(place[0], []).append(place[1:])
+    for i, rest in inner.items():
+        if i >= len(parts):
+            return None
+        new = replaced(parts[i], tuple(rest), digested)
+        if new is None:
+            return None
+        parts[i] = new
+    return tuple(parts)
+
 
 # Transformations whose output is never longer than their input (base64_decode: 3 characters per 4).
 _NOT_LONGER = frozenset(("none", "remove_nulls", "trim", "trim_left", "trim_right"))

@@ -465,10 +465,22 @@ def test_a_phase_seen_before_is_answered_whole(engines: dict[tuple[int, bool], E
     assert visited(fast, first, phase) == expected
     assert len(answers) == 1
     built: list[str] = []
+    walked: list[object] = []
+    real_bounded_key = prefilter.bounded_key
+
+    def counted(item: object, *args: object) -> tuple[object, int]:
+        walked.append(item)
+        return real_bounded_key(item, *args)  # type: ignore[arg-type]
+
     with collections_built(built):
         again = build_transaction(method="POST", uri="/a?id=7", headers=headers, body=body.encode())
-        assert visited(fast, again, phase) == expected
+        prefilter.bounded_key = counted  # type: ignore[assignment]
+        try:
+            assert visited(fast, again, phase) == expected
+        finally:
+            prefilter.bounded_key = real_bounded_key  # type: ignore[assignment]
         assert built == []
+        assert walked == []  # the long body's digest put in its place alone: the key is not walked
         as_form = visited(fast, attack, phase)
         assert set(as_form) - set(expected)  # the injected field's rules
         assert built  # worked out again
@@ -482,6 +494,38 @@ def test_a_phase_seen_before_is_answered_whole(engines: dict[tuple[int, bool], E
     state = fast.new_state(attack)
     state.body_processor = "JSON"
     assert as_json == [items[i].id for i in fast._prefilter.order(phase, len(items), state)] != as_form
+
+
+def test_a_phase_too_large_to_keep_is_not_walked_again(engines: dict[tuple[int, bool], Engine]) -> None:
+    """A request whose phase key holds more than PHASE_CHARS (many short headers) is not kept; its hash
+    says so, so that later sightings work the phase out without walking the key again."""
+    fast, plain = engines[(1, True)], engines[(1, False)]
+    assert fast._prefilter is not None
+    headers = [("Host", "shop.example"), *((f"X-Pad-{n}", "v" * 250) for n in range(40))]
+    phase = Phase.REQUEST_HEADERS
+    forget_phases(fast)
+    walked: list[object] = []
+    real_bounded_key = prefilter.bounded_key
+
+    def counted(item: object, *args: object) -> tuple[object, int]:
+        walked.append(item)
+        return real_bounded_key(item, *args)  # type: ignore[arg-type]
+
+    answers = []
+    prefilter.bounded_key = counted  # type: ignore[assignment]
+    try:
+        for _ in range(4):
+            walked.clear()
+            tx = build_transaction(method="GET", uri="/a?id=7", headers=headers)
+            answers.append((visited(fast, tx, phase), len(walked)))
+    finally:
+        prefilter.bounded_key = real_bounded_key  # type: ignore[assignment]
+    assert [n > 0 for _, n in answers] == [False, True, False, False]  # walked at the second sighting only
+    assert all(found == answers[0][0] for found, _ in answers)
+    _, kept, _ = fast._prefilter._phase_memos[id(fast._prefilter._phases[phase])]
+    assert not kept
+    tx = build_transaction(method="GET", uri="/a?id=7", headers=headers)
+    assert outcome(fast.inspect(tx)) == outcome(plain.inspect(tx))
 
 
 def texts_in(key: object) -> Iterator[str]:
@@ -513,6 +557,37 @@ def test_bounded_key_puts_a_digest_in_place_of_each_long_text() -> None:
         prefilter.bounded_key(whole, lambda t: digests.append(t) or "D", seen)
     assert len(digests) == 2  # the field once, its equal copy once
     assert seen[id(field)] == (field, (("n", "D"), ("a", "b")), 1 + digest_size + 2)
+
+
+_TEXTS = st.one_of(
+    st.text(alphabet="ab", max_size=4),
+    st.integers(prefilter.MAX_TEXT + 1, prefilter.MAX_TEXT + 3).map(lambda n: "L" * n),
+)
+_KEYS = st.recursive(
+    st.one_of(_TEXTS, st.integers(0, 3), st.none()),
+    lambda inner: st.tuples(inner, inner) | st.lists(inner, max_size=4).map(tuple),
+    max_leaves=12,
+)
+
+
+@given(item=_KEYS, other=_KEYS)
+@settings(max_examples=300, deadline=None)
+def test_the_places_of_a_keys_long_texts_give_its_kept_form_again(item: object, other: object) -> None:
+    """`replaced` at the places `changed_places` found gives bounded_key's answer for a key of the same
+    shape, without a walk of it; for any other key it gives None, or a key still holding a long text
+    (which equals no kept key, as kept keys hold none)."""
+
+    def digested(text: str) -> object:
+        return ("D", len(text))
+
+    bounded, _ = prefilter.bounded_key(item, digested)
+    places = prefilter.changed_places(item, bounded)
+    assert prefilter.replaced(item, places, digested) == bounded
+    assert all(len(t) <= prefilter.MAX_TEXT for t in texts_in(bounded))
+    again = prefilter.replaced(other, places, digested)
+    if again is not None:
+        kept, _ = prefilter.bounded_key(other, digested)
+        assert again == kept or any(len(t) > prefilter.MAX_TEXT for t in texts_in(again))
 
 
 def test_a_collection_is_kept_under_its_fields_with_long_texts_as_digests(
