@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from itertools import chain
-from operator import attrgetter
 from urllib.parse import unquote_to_bytes
 
-from .memo import MAX_TEXT, Memo
 from .rules import Target
 from .state import EvalState
 from .transaction import Pairs, Transaction, byte_text
@@ -20,50 +17,12 @@ def _url_decoded(text: str) -> str:
     return unquote_to_bytes(text.encode("latin-1")).decode("latin-1")
 
 
-# The members of a collection made from a field of (name, value) pairs (headers, cookies, arguments) are
-# kept across transactions when the field holds short texts only (memo.py): the same headers or cookies
-# again are not formatted again, and their index of member names (`keyed`) not built again. Members are
-# shared as lookup() already shares them within a transaction: never changed by their readers.
-MEMBERS_ENTRIES = 2048
-MEMBERS_CHARS = 4096  # at most this many characters in a kept field's texts
-_MEMBERS = Memo(MEMBERS_ENTRIES)  # (name, kind, field) -> (members, index of member names or None)
-
-
-def _short(pairs: Pairs) -> bool:
-    """Does a field hold short texts only (each at most MAX_TEXT, MEMBERS_CHARS in all)?"""
-    lengths = list(map(len, chain.from_iterable(pairs)))
-    return not lengths or (max(lengths) <= MAX_TEXT and sum(lengths) <= MEMBERS_CHARS)
-
-
-def _kept(name: str, kind: int, pairs: Pairs) -> list[object] | None:
-    """The entry kept for the members of `name` made from `pairs` (kind 0: values, 1: names), made and
-    kept if the field is short; None for a field of long texts (made every time)."""
-    key = (name, kind, pairs)
-    entry = _MEMBERS.get(key)
-    if entry is None:
-        if not _short(pairs):
-            return None
-        made = [(f"{name}:{k}", v) for k, v in pairs] if kind == 0 else [(f"{name}:{k}", k) for k, _ in pairs]
-        entry = _MEMBERS.put(key, [made, None])
-    return entry
-
-
 def _pairs(name: str, pairs: Pairs) -> Values:
-    entry = _kept(name, 0, pairs)
-    return [(f"{name}:{k}", v) for k, v in pairs] if entry is None else entry[0]  # type: ignore[return-value]
+    return [(f"{name}:{k}", v) for k, v in pairs]
 
 
 def _names(name: str, pairs: Pairs) -> Values:
-    entry = _kept(name, 1, pairs)
-    return [(f"{name}:{k}", k) for k, _ in pairs] if entry is None else entry[0]  # type: ignore[return-value]
-
-
-def _index(values: Values) -> dict[str, Values]:
-    """Members by lower-cased member name."""
-    index: dict[str, Values] = {}
-    for name, value in values:
-        index.setdefault(member_name(name).lower(), []).append((name, value))
-    return index
+    return [(f"{name}:{k}", k) for k, _ in pairs]
 
 
 def _one(name: str, value: str) -> Values:
@@ -181,25 +140,6 @@ COLLECTIONS: dict[str, Callable[[EvalState], Values]] = {
         "MULTIPART_UNMATCHED_BOUNDARY", [("MULTIPART_UNMATCHED_BOUNDARY", "0")]
     ),
 }
-
-# The collections whose members are `_pairs` of one Transaction field: their index of member names
-# (`keyed`) is kept with their kept members.
-_PAIRS_FIELDS: dict[str, Callable[[Transaction], Pairs]] = {
-    name: attrgetter(field)
-    for name, field in (
-        ("ARGS", "args"),
-        ("ARGS_GET", "query_args"),
-        ("ARGS_POST", "body_args"),
-        ("REQUEST_COOKIES", "cookies"),
-        ("REQUEST_HEADERS", "headers"),
-        ("FILES", "files"),
-        ("MULTIPART_PART_HEADERS", "part_headers"),
-        ("LIMITS_EXCEEDED", "limits_exceeded"),
-        ("SESSION", "session"),
-        ("RESPONSE_HEADERS", "response_headers"),
-    )
-}
-
 
 def _keys(pairs: Pairs) -> tuple[str, ...]:
     return tuple([k for k, _ in pairs])
@@ -375,15 +315,9 @@ def keyed(state: EvalState, collection: str, key: str) -> Values:
     index_key = "\x00" + collection  # never a collection name (A-Z and _ only)
     index = state.collect_cache.get(index_key)
     if index is None:
-        values = lookup(state, collection, None)
-        field = _PAIRS_FIELDS.get(collection)
-        entry = None if field is None else _MEMBERS.get((collection, 0, field(state.tx)))
-        if entry is not None and entry[0] is values:  # kept members: their index is kept with them
-            index = entry[1]
-            if index is None:
-                index = entry[1] = _index(values)
-        else:
-            index = _index(values)
+        index = {}
+        for name, value in lookup(state, collection, None):
+            index.setdefault(member_name(name).lower(), []).append((name, value))
         state.collect_cache[index_key] = index
     return index.get(key.lower(), [])
 

@@ -6,8 +6,6 @@ from dataclasses import fields, replace
 
 import pytest
 
-from logoutguard.engine import variables
-from logoutguard.engine.memo import MAX_TEXT
 from logoutguard.engine.rules import Target
 from logoutguard.engine.state import EvalState
 from logoutguard.engine.targets import parse_target
@@ -347,35 +345,3 @@ def test_collections_without_inputs_read_the_evaluation_state() -> None:
     for name in ("XML", "MULTIPART_STRICT_ERROR", "MULTIPART_UNMATCHED_BOUNDARY"):
         view = [(name, "seen")]
         assert lookup(EvalState(tx=json_body.tx, extra_vars={name: view}), name, None) == view
-
-
-def test_the_members_of_a_short_field_are_made_once_and_kept_with_their_index() -> None:
-    """A collection made from a field of short texts (headers, cookies, arguments) is formatted once:
-    the same field in a later transaction gives the same members, and `keyed` the same index; a field
-    holding a long text is made every time and never kept (memo.py: long texts are not kept)."""
-    variables._MEMBERS.clear()
-    headers = [("Host", "shop.example"), ("User-Agent", "Mozilla/5.0"), ("X-Note", "a"), ("x-note", "b")]
-
-    def fresh(headers: list[tuple[str, str]]) -> EvalState:
-        return EvalState(tx=build_transaction(method="GET", uri="/a?id=7", headers=headers))
-
-    first, second = fresh(headers), fresh(headers)
-    members = lookup(first, "REQUEST_HEADERS", None)
-    assert members == [(f"REQUEST_HEADERS:{k}", v) for k, v in headers]
-    assert lookup(second, "REQUEST_HEADERS", None) is members  # kept, not made again
-    notes = [("REQUEST_HEADERS:X-Note", "a"), ("REQUEST_HEADERS:x-note", "b")]
-    assert variables.keyed(first, "REQUEST_HEADERS", "X-NOTE") == notes
-    assert variables.keyed(second, "REQUEST_HEADERS", "x-note") == notes
-    assert second.collect_cache["\x00REQUEST_HEADERS"] is first.collect_cache["\x00REQUEST_HEADERS"]
-    assert lookup(second, "REQUEST_HEADERS_NAMES", None) == [(f"REQUEST_HEADERS_NAMES:{k}", k) for k, _ in headers]
-    long = [*headers, ("X-Long", "v" * (MAX_TEXT + 1))]
-    made = [lookup(fresh(long), "REQUEST_HEADERS", None) for _ in range(2)]
-    assert made[0] == made[1] == [(f"REQUEST_HEADERS:{k}", v) for k, v in long] and made[0] is not made[1]
-    assert variables.keyed(fresh(long), "REQUEST_HEADERS", "x-long") == [("REQUEST_HEADERS:X-Long", "v" * (MAX_TEXT + 1))]
-    many = [(f"X-Pad-{n}", "v" * 200) for n in range(30)]  # short texts, too many characters in all
-    assert lookup(fresh(many), "REQUEST_HEADERS", None) is not lookup(fresh(many), "REQUEST_HEADERS", None)
-    kept_texts = [t for (_, _, field) in variables._MEMBERS for pair in field for t in pair]
-    assert kept_texts and max(map(len, kept_texts)) <= MAX_TEXT
-    assert all(
-        sum(len(t) for pair in field for t in pair) <= variables.MEMBERS_CHARS for (_, _, field) in variables._MEMBERS
-    )
