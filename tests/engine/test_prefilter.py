@@ -427,6 +427,23 @@ def collections_built(built: list[str]) -> Iterator[None]:
         prefilter.lookup = real_lookup  # type: ignore[assignment]
 
 
+@contextmanager
+def keys_walked(walked: list[object]) -> Iterator[None]:
+    """Within: every key bounded_key walks (a phase's or a collection's, for its kept form) is added to
+    `walked`."""
+    real_bounded_key = prefilter.bounded_key
+
+    def counted(item: object, *args: object) -> tuple[object, int]:
+        walked.append(item)
+        return real_bounded_key(item, *args)  # type: ignore[arg-type]
+
+    prefilter.bounded_key = counted  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        prefilter.bounded_key = real_bounded_key  # type: ignore[assignment]
+
+
 def forget_collections(engine: Engine) -> None:
     """Empty the answers the prefilter keeps per collection (Source.wholes) and the hashes of the fields
     seen once (Source.seen)."""
@@ -466,19 +483,10 @@ def test_a_phase_seen_before_is_answered_whole(engines: dict[tuple[int, bool], E
     assert len(answers) == 1
     built: list[str] = []
     walked: list[object] = []
-    real_bounded_key = prefilter.bounded_key
-
-    def counted(item: object, *args: object) -> tuple[object, int]:
-        walked.append(item)
-        return real_bounded_key(item, *args)  # type: ignore[arg-type]
-
     with collections_built(built):
         again = build_transaction(method="POST", uri="/a?id=7", headers=headers, body=body.encode())
-        prefilter.bounded_key = counted  # type: ignore[assignment]
-        try:
+        with keys_walked(walked):
             assert visited(fast, again, phase) == expected
-        finally:
-            prefilter.bounded_key = real_bounded_key  # type: ignore[assignment]
         assert built == []
         assert walked == []  # the long body's digest put in its place alone: the key is not walked
         as_form = visited(fast, attack, phase)
@@ -505,21 +513,12 @@ def test_a_phase_too_large_to_keep_is_not_walked_again(engines: dict[tuple[int, 
     phase = Phase.REQUEST_HEADERS
     forget_phases(fast)
     walked: list[object] = []
-    real_bounded_key = prefilter.bounded_key
-
-    def counted(item: object, *args: object) -> tuple[object, int]:
-        walked.append(item)
-        return real_bounded_key(item, *args)  # type: ignore[arg-type]
-
     answers = []
-    prefilter.bounded_key = counted  # type: ignore[assignment]
-    try:
+    with keys_walked(walked):
         for _ in range(4):
             walked.clear()
             tx = build_transaction(method="GET", uri="/a?id=7", headers=headers)
             answers.append((visited(fast, tx, phase), len(walked)))
-    finally:
-        prefilter.bounded_key = real_bounded_key  # type: ignore[assignment]
     assert [n > 0 for _, n in answers] == [False, True, False, False]  # walked at the second sighting only
     assert all(found == answers[0][0] for found, _ in answers)
     _, kept, _ = fast._prefilter._phase_memos[id(fast._prefilter._phases[phase])]
