@@ -1126,19 +1126,16 @@ class Prefilter:
         if found is not None:
             return key, found
 
-        def digested(text: str) -> object:
-            return (_DIGEST, self._digest(text, state))
-
         if places is not True:
             # Where the long texts of a key with this hash were: their digests put in those places
             # alone (no walk of the whole key). Found only if equal to a kept key, which holds no long
             # text: then this is the key's kept form, as bounded_key would have made it.
-            fast = replaced(key, places, digested)
+            fast = replaced(key, places, self._digested(state))
             if fast is not None:
                 found = answers.get(fast)
                 if found is not None:
                     return fast, found
-        bounded, size = bounded_key(key, digested, self._bounded_seen(state))
+        bounded, size = self._bounded(key, state)
         if size > PHASE_CHARS:
             seen[mark] = False
             return None, None
@@ -1341,11 +1338,15 @@ class Prefilter:
             )
         return index in found
 
-    def _bounded(self, whole: tuple[object], state: EvalState) -> tuple[object, int]:
-        """bounded_key of a collection's fields, with each long text's digest; each field once per
-        transaction (the headers are read by REQUEST_HEADERS in two phases and REQUEST_HEADERS_TEXT,
-        the arguments by ARGS, ARGS_POST, ARGS_JOINED ...)."""
-        return bounded_key(whole, lambda text: (_DIGEST, self._digest(text, state)), self._bounded_seen(state))
+    def _bounded(self, key: object, state: EvalState) -> tuple[object, int]:
+        """bounded_key of a phase's or a collection's fields, with each long text's digest; each field
+        once per transaction (the headers are read by REQUEST_HEADERS in two phases and
+        REQUEST_HEADERS_TEXT, the arguments by ARGS, ARGS_POST, ARGS_JOINED ...)."""
+        return bounded_key(key, self._digested(state), self._bounded_seen(state))
+
+    def _digested(self, state: EvalState) -> Callable[[str], object]:
+        """What stands in a kept key for a long text: its digest (once per transaction)."""
+        return lambda text: (_DIGEST, self._digest(text, state))
 
     def _bounded_seen(self, state: EvalState) -> dict[int, tuple[object, object, int]]:
         """bounded_key's `seen` for the transaction: the answer for each tuple of it met so far."""
