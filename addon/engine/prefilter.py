@@ -29,9 +29,12 @@ database of those patterns alone, built from the same expressions, ids and flags
 them are the whole database's (tests/engine/test_prefilter.py): a few microseconds instead of tens
 for a 2 KB body. They are compiled with the whole database and kept in its cache file.
 
-A pattern that hyperscan rejects leaves its link ungated (plain `re` for that rule only). Without
-hyperscan there is no prefilter at all (one log line). Scanning uses one scratch space per
-database, so it is not thread-safe; mitmproxy runs its hooks on one thread.
+A pattern that matches most ordinary strings (`wide_patterns`: a Connection header's token, a value
+without blanks) would gate nothing and cost every scan the report of its match: it is left out of the
+database, and its links ask their operator. A pattern that hyperscan rejects leaves its link ungated
+(plain `re` for that rule only). Without hyperscan there is no prefilter at all (one log line).
+Scanning uses one scratch space per database, so it is not thread-safe; mitmproxy runs its hooks on
+one thread.
 """
 
 from __future__ import annotations
@@ -453,17 +456,18 @@ class Compiled:
     widths: list[int] = field(default_factory=list)
 
 
-def compile_database(sets: list[PatternSet]) -> Compiled:
-    """One database for all pattern sets (pattern id = index) and the ids hyperscan refused, from the
-    on-disk cache when the same sets were compiled before (a large ruleset such as the OWASP CRS takes
-    seconds to compile; loading it takes milliseconds). See `cache_dir`. It is written to the cache
-    by `chain_databases`, with the per-chain databases."""
+def compile_database(sets: list[PatternSet], wide: frozenset[int] = frozenset()) -> Compiled:
+    """One database for all pattern sets (pattern id = index) but the `wide` ones, and the ids hyperscan
+    refused, from the on-disk cache when the same sets were compiled before (a large ruleset such as
+    the OWASP CRS takes seconds to compile; loading it takes milliseconds). See `cache_dir`. It is
+    written to the cache by `chain_databases`, with the per-chain databases. `wide` must be a function
+    of the sets (`wide_patterns`): the cache key is theirs."""
     key = _cache_key(sets)
     cached = _load_cached(key, sets)
     if cached is not None:
         return cached
     expressions: dict[int, list[bytes]] = {}
-    database, refused, loose = _compile_database(sets, expressions)
+    database, refused, loose = _compile_database(sets, expressions, wide)
     widths = [min_width(regexes) for regexes, _ in sets]
     return Compiled(key, sets, database, refused, loose, expressions=expressions, widths=widths)
 
@@ -623,16 +627,17 @@ def _store_cached(compiled: Compiled, subsets: dict[tuple[int, ...], Any]) -> No
 
 
 def _compile_database(
-    sets: list[PatternSet], used: dict[int, list[bytes]] | None = None
+    sets: list[PatternSet], used: dict[int, list[bytes]] | None = None, wide: frozenset[int] = frozenset()
 ) -> tuple[Any, set[int], set[int]]:
-    """One database for all pattern sets (pattern id = index), the ids hyperscan refused and the ids
-    compiled with their anchors dropped; `used` receives each compiled id's expressions.
+    """One database for all pattern sets (pattern id = index) but the `wide` ones (left out, neither
+    compiled nor refused), the ids hyperscan refused and the ids compiled with their anchors dropped;
+    `used` receives each compiled id's expressions.
 
     Everything is compiled at once; only when that fails is each set tried alone to find the culprits.
     """
     used = {} if used is None else used
-    strict = [_translations(p, loose=False) for p in sets]
-    refused = {i for i, exprs in enumerate(strict) if exprs is None}
+    strict = [None if i in wide else _translations(p, loose=False) for i, p in enumerate(sets)]
+    refused = {i for i, exprs in enumerate(strict) if exprs is None and i not in wide}
     expressions = [(i, e) for i, exprs in enumerate(strict) if exprs is not None for e in exprs]
     try:
         database = _compile(expressions) if expressions else None
@@ -644,6 +649,8 @@ def _compile_database(
     expressions = []
     loose: set[int] = set()
     for i, patterns in enumerate(sets):
+        if i in wide:
+            continue
         usable = None if i in refused else _usable(patterns)
         if usable is None:
             refused.add(i)
@@ -1848,6 +1855,20 @@ def required_links(rule: Rule, is_dynamic: Callable[[str], bool]) -> tuple[Link,
     return tuple(chosen)
 
 
+def wide_patterns(sets: list[PatternSet]) -> frozenset[int]:
+    """Pattern sets one of whose regexes matches most of the probe strings (as `re` reads them; through
+    a folding chain, lower-cased). Their translation matches at least as much (a superset), so they are
+    `_broad` in any database: they gate nothing, and left out of the database they cost no scan the
+    report of a match (a Python callback) nor the running of their engines."""
+    probes = [probe.decode("latin-1") for probe in _BREADTH_PROBES]
+    wide = set()
+    for pid, (regexes, fold) in enumerate(sets):
+        texts = [probe.lower() for probe in probes] if fold else probes
+        if 2 * sum(1 for text in texts if any(r.search(text) for r in regexes)) > len(texts):
+            wide.add(pid)
+    return frozenset(wide)
+
+
 def _broad(database: Any) -> set[int]:
     """Pattern ids that match most of the probe strings: gating on them would only cost."""
     counts: dict[int, int] = {}
@@ -1975,17 +1996,18 @@ def build_prefilter(
     twins = _folded_twins(links, sets, keys)
     if len(sets) < MIN_PATTERNS:
         return None
-    compiled = compile_database(sets)
+    wide = wide_patterns(sets)
+    compiled = compile_database(sets, wide)
     database, refused = compiled.database, compiled.refused
     if database is None:
         return None
-    broad = _broad(database)
+    broad = wide | _broad(database)  # (a wide pattern is not in the database: its links are not gated)
     link_pids: dict[int, int] = {}
     builders = {phase: _PhaseBuilder([], {}, {}, {}, {}, {}) for phase in plans}
     gated: set[tuple[Phase, int]] = set()
     confirmed_rules = 0
     for phase, index, n, link, pid in links:
-        if pid in refused:
+        if pid in refused or pid in wide:
             continue
         link_pids[id(link)] = pid
         if n != 0 or pid in broad or not _groupable(link, is_dynamic):
@@ -2030,7 +2052,7 @@ def build_prefilter(
     memo_keys: list[int] = []
     phases = {phase: b.freeze(target_keys, memo_keys) for phase, b in builders.items()}
     # Chains reading few of the patterns get a database of those alone (for their long candidates).
-    usable = len(sets) - len(refused)
+    usable = len(sets) - len(refused) - len(wide)
     wanted: dict[int, tuple[int, ...]] = {}
     for gates in phases.values():
         for tg in gates.targets:

@@ -282,6 +282,56 @@ def test_refused_pattern_leaves_only_its_rule_ungated(
         assert outcome(plain.inspect(entry.transaction())) == outcome(engine.inspect(entry.transaction()))
 
 
+# Two regexes of the shipped rules that match nearly every value (a Connection header's token; a
+# value without blanks), beside ones that gate well.
+WIDE = (
+    r"(?:^|,)[ \t]*(?!(?:close|keep-alive|upgrade|te|http2-settings)[ \t]*(?:,|\Z))[^,\s]",
+    r"^\S*\Z|\.\.[/\\]|\bfile:",
+)
+NARROW = (r"union\s+select", r"<script\b", r"\.\./", r"^[0-9]+$")
+
+
+def test_wide_patterns_are_those_matching_most_probes_and_their_translations_are_broad() -> None:
+    sets: list[prefilter.PatternSet] = [((re.compile(p),), False) for p in (*WIDE, *NARROW)]
+    sets.append(((re.compile(r"(?i)[a-z]"),), True))  # a folded set: most probes hold a letter
+    wide = prefilter.wide_patterns(sets)
+    assert wide == {0, 1, len(sets) - 1}
+    database, refused, _ = prefilter._compile_database(sets)
+    assert not refused
+    assert wide <= prefilter._broad(database)  # a superset of re: broad in hyperscan too
+    # Left out of a database, they are neither compiled nor refused.
+    narrow_db, refused, _ = prefilter._compile_database(sets, None, wide)
+    assert not refused
+    found: set[int] = set()
+    narrow_db.scan(b"index ../x union select", match_event_handler=prefilter._on_match, context=found)
+    assert found == {2, 4}
+
+
+def test_wide_patterns_are_not_scanned_for_and_their_links_are_not_gated(
+    engines: dict[tuple[int, bool], Engine],
+) -> None:
+    """The shipped rules hold wide patterns: their links are not in the prefilter's table (value_may_match
+    leaves them to their operator), and no scan reports them (every hit belongs to a gated link).
+    That the verdicts are unchanged is test_corpora_give_identical_verdicts."""
+    for paranoia in (1, 4):
+        pf = engines[(paranoia, True)]._prefilter
+        assert pf is not None and pf.stats.broad_patterns >= 2
+        wide_links = [
+            link
+            for rule in pf._keep
+            for link in rule.links
+            if (regexes := prefilter.prefilter_regexes(link))
+            and prefilter.wide_patterns(
+                [(regexes, prefilter.chain_of(link.transforms).folded_output and not link.multi_match)]
+            )
+        ]
+        assert len(wide_links) >= 2
+        assert all(id(link) not in pf._link_pids for link in wide_links)
+        gated = set(pf._link_pids.values())
+        for text in ("a", "index", "text/html", "en-US,en;q=0.9", "keep-alive", "../etc/passwd", "1 union select"):
+            assert pf._scan(text) <= gated, text
+
+
 def test_without_hyperscan_everything_runs_with_re(
     ruleset: Ruleset, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -763,7 +813,7 @@ def test_a_compiled_database_is_cached_on_disk_and_a_damaged_file_is_compiled_ag
     assert len(files) == 1
     compiled: list[int] = []
     monkeypatch.setattr(
-        prefilter, "_compile_database", lambda sets, used=None: compiled.append(1) or (None, set(), set())
+        prefilter, "_compile_database", lambda sets, used=None, wide=frozenset(): compiled.append(1) or (None, set(), set())
     )
     monkeypatch.setattr(prefilter, "_compiled", {})
     monkeypatch.setattr(prefilter, "_subset_memo", {})
