@@ -920,6 +920,17 @@ class Prefilter:
         self._long_group_answers = Memo(LONG_ENTRIES)  # (group id, digest) -> rule indexes
         self._group_ids: dict[tuple[int, ...], int] = {}  # memo_keys of a group's targets -> group id
         self._groups: list[tuple[TargetGates, ...]] = []  # group id -> its targets
+        # id(Source) -> its members' group, for a collection every target of which reads all members
+        # (no key, no key regex, no count: ARGS_GET, REQUEST_COOKIES, ...): the same for every name, so
+        # neither worked out nor looked up per member name.
+        self._fixed: dict[int, int] = {
+            id(source): self._selection(source, "")[0]
+            for gates in phases.values()
+            for source in gates.sources
+            if source.reads
+            and not source.counts
+            and all(tg.target.key is None and tg.target.key_regex is None for tg in source.reads)
+        }
         self._keep = keep  # the links keyed by id() above stay alive with their rules
         # Links whose operator reads no %{macro}: evaluator.test_value keeps their answers for short
         # values in `results`, keyed by (id(link), value) (the links stay alive with `keep`).
@@ -1253,16 +1264,19 @@ class Prefilter:
         names = source.names
         answers = self._group_answers
         counts = [0] * len(source.counts) if source.counts else None
+        fixed = self._fixed.get(id(source))
+        group, selected_by = (-1, ()) if fixed is None else (fixed, ())
         size = 0
         for name, value in pairs:
             if size >= 0:
                 size = -1 if len(name) > MAX_TEXT or len(value) > MAX_TEXT else size + len(name) + len(value)
-            record = names.get(name)
-            if record is None:
-                record = self._selection(source, name)
-                if len(name) <= MAX_TEXT:
-                    names.put(name, record)
-            group, selected_by = record
+            if fixed is None:
+                record = names.get(name)
+                if record is None:
+                    record = self._selection(source, name)
+                    if len(name) <= MAX_TEXT:
+                        names.put(name, record)
+                group, selected_by = record
             if group >= 0:
                 if len(value) <= MAX_TEXT:
                     found = answers.get((group, value))
@@ -1328,12 +1342,14 @@ class Prefilter:
         source = sources.get(collection)
         if source is None or index < 0:
             return True
-        record = source.names.get(name)
-        if record is None:
-            record = self._selection(source, name)
-            if len(name) <= MAX_TEXT:
-                source.names.put(name, record)
-        group = record[0]
+        group = self._fixed.get(id(source))
+        if group is None:
+            record = source.names.get(name)
+            if record is None:
+                record = self._selection(source, name)
+                if len(name) <= MAX_TEXT:
+                    source.names.put(name, record)
+            group = record[0]
         if group < 0:
             return True
         if len(value) > MAX_TEXT:

@@ -1069,6 +1069,28 @@ def test_one_pass_per_collection_counts_and_selects_members(tmp_path: Path) -> N
         assert outcome(plain.inspect(tx)) == outcome(fast.inspect(tx)), uri
 
 
+@settings(max_examples=60, deadline=None)
+@given(name=st.text(max_size=12))
+def test_a_collection_read_whole_by_every_target_has_one_group_for_every_member(
+    engines: dict[tuple[int, bool], Engine], name: str
+) -> None:
+    """Where every target of a collection reads all of its members (no key, no key regex, no count),
+    the members' group is fixed when the prefilter is built: it is what the selection by name gives
+    for any name, and no member name is worked out or kept for such a collection."""
+    for paranoia in (1, 4):
+        pf = engines[(paranoia, True)]._prefilter
+        assert pf is not None
+        sources = [source for gates in pf._phases.values() for source in gates.sources]
+        fixed = [source for source in sources if id(source) in pf._fixed]
+        assert {"ARGS_GET", "REQUEST_COOKIES"} <= {source.collection for source in fixed}
+        assert "REQUEST_HEADERS" not in {source.collection for source in fixed}  # keyed targets read it
+        for source in fixed:
+            assert pf._selection(source, f"{source.collection}:{name}") == (pf._fixed[id(source)], ())
+        tx = helpers.request(uri=f"/?{quote(name or 'a')}=1", headers=[("Host", "x"), ("Cookie", "a=b; c=d")])
+        engines[(paranoia, True)].inspect(tx)
+        assert all(len(source.names) == 0 for source in fixed)
+
+
 def attack_rule_engine(
     tmp_path: Path, rule_id: int
 ) -> tuple[Ruleset, Engine, tuple[dict[str, prefilter.Source], int]]:
