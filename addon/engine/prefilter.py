@@ -31,7 +31,8 @@ for a 2 KB body. They are compiled with the whole database and kept in its cache
 
 A pattern that matches most ordinary strings (`wide_patterns`: a Connection header's token, a value
 without blanks) would gate nothing and cost every scan the report of its match: it is left out of the
-database, and its links ask their operator. A pattern that hyperscan rejects leaves its link ungated
+database; a later link reading it asks a database of the wide patterns alone about a long value, and
+leaves a short one to its operator. A pattern that hyperscan rejects leaves its link ungated
 (plain `re` for that rule only). Without hyperscan there is no prefilter at all (one log line).
 Scanning uses one scratch space per database, so it is not thread-safe; mitmproxy runs its hooks on
 one thread.
@@ -892,11 +893,14 @@ class Prefilter:
         chain_dbs: dict[int, tuple[int, Any]] | None = None,
         widths: list[int] | None = None,
         subset_ids: dict[int, tuple[int, ...]] | None = None,
+        outside: dict[int, tuple[int, Any]] | None = None,
     ) -> None:
         sets = sets or []
         heads = heads or {}
         self._db = database
         self._link_pids = link_pids  # id(link) -> pattern id
+        # Pattern id -> (number, database) of the wide patterns, which `database` leaves out.
+        self._outside = outside or {}
         self._phases = phases
         # id(PhaseGates) -> (what its static collections are made from, the phase's answers kept under
         # its values, the hashes of the values seen once): only for a phase all of whose collections,
@@ -1034,6 +1038,15 @@ class Prefilter:
             return True
         if len(value) < self._widths[pid]:
             return False
+        own = self._outside.get(pid)
+        if own is not None:  # a wide pattern: its operator reads a short value at the cost of a scan
+            if len(value) <= MAX_TEXT:
+                return True
+            key = (own[0], value)
+            hits = state.scan_cache.get(key)
+            if hits is None:
+                hits = state.scan_cache[key] = self._scan(value, own[1])
+            return pid in hits
         if len(value) > MAX_TEXT and value not in state.scan_cache:
             # A long text scanned already by a database holding the pattern (a chain's or a target's
             # own, `_chain_scan`): its hits among its patterns are the whole database's.
@@ -2017,12 +2030,15 @@ def build_prefilter(
     database, refused = compiled.database, compiled.refused
     if database is None:
         return None
-    broad = wide | _broad(database)  # (a wide pattern is not in the database: its links are not gated)
+    broad = wide | _broad(database)  # (a wide pattern is not in the database: see `together` below)
     link_pids: dict[int, int] = {}
     builders = {phase: _PhaseBuilder([], {}, {}, {}, {}, {}) for phase in plans}
     gated: set[tuple[Phase, int]] = set()
     confirmed_rules = 0
+    wide_links: dict[int, int] = {}  # id(link) -> a wide pattern it reads (see `outside` below)
     for phase, index, n, link, pid in links:
+        if pid in wide:
+            wide_links[id(link)] = pid
         if pid in refused or pid in wide:
             continue
         link_pids[id(link)] = pid
@@ -2081,8 +2097,16 @@ def build_prefilter(
             ids = tuple(sorted({*tg.plain, *tg.lowered}))
             if ids and len(ids) <= TARGET_PATTERNS and 2 * len(ids) <= usable:
                 wanted[id(tg)] = ids
-    subsets = chain_databases(compiled, wanted.values())  # (and the whole database cached on disk)
+    # The wide patterns get a database of their own: a link reading one asks it about a long value
+    # (a body: its operator would read all of it), and leaves a short one to its operator.
+    together = tuple(sorted(pid for pid in wide if _translations(sets[pid], loose=False) is not None))
+    asked = [*wanted.values(), together] if together else list(wanted.values())
+    subsets = chain_databases(compiled, asked)  # (and the whole database cached on disk)
     numbers = {ids: n for n, ids in enumerate(sorted(subsets))}
+    outside: dict[int, tuple[int, Any]] = {}
+    if together in subsets:
+        outside = {pid: (numbers[together], subsets[together]) for pid in together}
+        link_pids.update((link, pid) for link, pid in wide_links.items() if pid in outside)
     chain_dbs = {key: (numbers[ids], subsets[ids]) for key, ids in wanted.items() if ids in subsets}
     ungated = sum(1 for *_, pid in links if pid in refused)
     stats = Stats(
@@ -2113,6 +2137,7 @@ def build_prefilter(
         chain_dbs,
         compiled.widths,
         {n: ids for ids, n in numbers.items()},
+        outside,
     )
 
 

@@ -307,12 +307,12 @@ def test_wide_patterns_are_those_matching_most_probes_and_their_translations_are
     assert found == {2, 4}
 
 
-def test_wide_patterns_are_not_scanned_for_and_their_links_are_not_gated(
+def test_wide_patterns_are_not_scanned_for_and_their_links_ask_a_database_of_their_own(
     engines: dict[tuple[int, bool], Engine],
 ) -> None:
-    """The shipped rules hold wide patterns: their links are not in the prefilter's table (value_may_match
-    leaves them to their operator), and no scan reports them (every hit belongs to a gated link).
-    That the verdicts are unchanged is test_corpora_give_identical_verdicts."""
+    """The shipped rules hold wide patterns: no scan of the database reports them (every hit belongs to
+    a pattern that gates), and the links reading them ask a database of the wide patterns alone
+    (`_outside`). That the verdicts are unchanged is test_corpora_give_identical_verdicts."""
     for paranoia in (1, 4):
         pf = engines[(paranoia, True)]._prefilter
         assert pf is not None and pf.stats.broad_patterns >= 2
@@ -326,10 +326,38 @@ def test_wide_patterns_are_not_scanned_for_and_their_links_are_not_gated(
             )
         ]
         assert len(wide_links) >= 2
-        assert all(id(link) not in pf._link_pids for link in wide_links)
-        gated = set(pf._link_pids.values())
+        assert all(pf._link_pids[id(link)] in pf._outside for link in wide_links)
+        gated = set(pf._link_pids.values()) - pf._outside.keys()
         for text in ("a", "index", "text/html", "en-US,en;q=0.9", "keep-alive", "../etc/passwd", "1 union select"):
             assert pf._scan(text) <= gated, text
+
+
+def test_a_link_reading_a_wide_pattern_asks_its_own_database_about_a_long_value() -> None:
+    """A wide pattern is not in the database: a later link reading it leaves a short value to its
+    operator, and asks a database of the wide patterns alone about a long one (its operator would
+    read all of it); verdicts as with plain `re`."""
+    rules = [
+        helpers.rule(
+            996200,
+            helpers.link("ARGS", "rx", "needle[0-9]"),
+            helpers.link("MATCHED_VAR", "rx", r"^\S*$|\.\./"),  # wide: most probes have no blank
+        ),
+        *(helpers.rule(996210 + n, helpers.link("ARGS", "rx", f"attack{n}[0-9]")) for n in range(10)),
+    ]
+    fast, plain = (Engine(Ruleset.build(rules), paranoia=1, prefilter=p) for p in (True, False))
+    pf = fast._prefilter
+    assert pf is not None and pf.stats.broad_patterns == 1
+    prose = "needle1 " + "some words of prose " * 30
+    state = fast.new_state(helpers.request(uri="/"))
+    link = next(link for rule in pf._keep if rule.id == 996200 for link in rule.links[1:])
+    assert id(link) in pf._link_pids and pf._link_pids[id(link)] in pf._outside
+    assert pf.value_may_match(link, "a b", state)  # short: its operator decides
+    assert not pf.value_may_match(link, prose, state)  # long, no match of the pattern: not tested
+    assert pf.value_may_match(link, prose + "../x", state)
+    for query in (f"?q={quote(prose)}", f"?q={quote(prose + '../x')}", "?q=needle1", "?q=needle1+x"):
+        tx = helpers.request(uri="/" + query)
+        assert outcome(fast.inspect(tx)) == outcome(plain.inspect(tx)), query
+    assert [m.id for m in fast.inspect(helpers.request(uri="/?q=needle1")).matches] == [996200]
 
 
 def test_without_hyperscan_everything_runs_with_re(
@@ -1303,12 +1331,14 @@ def gated_links(pf: prefilter.Prefilter) -> list[tuple[Link, int]]:
 
 def corpus_long_values(engine: Engine) -> Iterator[tuple[str, EvalState, Callable[[int], bool]]]:
     """The corpora's long values (long_values), each with what the whole database says of a pattern
-    id on it: whether value_may_match must answer yes."""
+    id on it (of a wide pattern, which it leaves out, the wide patterns' own): whether value_may_match
+    must answer yes."""
     pf = engine._prefilter
     assert pf is not None
+    wide = next(iter(pf._outside.values()), (0, None))[1]
     for entry in load_benign() + load_attacks():
         for value, state in long_values(engine, entry.transaction()):
-            whole = pf._scan(value)
+            whole = pf._scan(value) | (pf._scan(value, wide) if wide is not None else frozenset())
             yield value, state, lambda pid, value=value, whole=whole: len(value) >= pf._widths[pid] and pid in whole
 
 
