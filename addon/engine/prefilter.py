@@ -1082,6 +1082,14 @@ class Prefilter:
             sig = self._signatures.put(text, signature(text))
         return sig
 
+    def _long_signature(self, value: str, state: EvalState) -> int:
+        """signature() of a long value, once per transaction (the targets of a group read it in turn)."""
+        key = (_SIGNATURE, value)
+        sig = state.prefilter_cache.get(key)
+        if sig is None:
+            sig = state.prefilter_cache[key] = signature(value)
+        return sig
+
     def _scan(self, text: str, database: Any = None) -> Hits:
         """The hits of the whole database on `text`, or of `database` (a subset: chain_databases)."""
         try:
@@ -1423,7 +1431,7 @@ class Prefilter:
             # target's own database when it has one (its hits among the target's patterns are the same)
             own = self._chain_dbs.get(id(tg))
             hits = self.scan(value, state) if own is None else self._chain_scan(own, value, state)
-            sig = signature(value) if tg.signed else ALWAYS
+            sig = self._long_signature(value, state) if tg.signed else ALWAYS
         for pid in hits:
             for index, mask in tg.plain.get(pid, ()):
                 if not sig & mask:
@@ -1683,6 +1691,7 @@ def _add_rules(rules: dict[int, tuple[int, ...]], hits: Hits, todo: set[int]) ->
 
 _FIRST_SIGHTING = object()  # EvalState.prefilter_cache key: a phase of the request was seen for the first time
 _DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
+_SIGNATURE = object()  # and of its signature: (_SIGNATURE, value)
 _BOUNDED = object()  # and of the fields read for their kept form (`_bounded`): id -> bounded_key's answer
 
 
