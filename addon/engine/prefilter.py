@@ -1082,14 +1082,6 @@ class Prefilter:
             sig = self._signatures.put(text, signature(text))
         return sig
 
-    def _long_signature(self, value: str, state: EvalState) -> int:
-        """signature() of a long value, once per transaction (the targets of a group read it in turn)."""
-        key = (_SIGNATURE, value)
-        sig = state.prefilter_cache.get(key)
-        if sig is None:
-            sig = state.prefilter_cache[key] = signature(value)
-        return sig
-
     def _scan(self, text: str, database: Any = None) -> Hits:
         """The hits of the whole database on `text`, or of `database` (a subset: chain_databases)."""
         try:
@@ -1401,11 +1393,7 @@ class Prefilter:
 
     def _digest(self, value: str, state: EvalState) -> bytes:
         """A long value's digest (memo.digest), once per transaction."""
-        key = (_DIGEST, value)
-        found = state.prefilter_cache.get(key)
-        if found is None:
-            found = state.prefilter_cache[key] = digest(value)
-        return found
+        return _once(digest, value, state)
 
     def _long_group_answer(self, group: int, value: str, state: EvalState) -> frozenset[int]:
         """`_group_answer` of a long value, kept under its digest."""
@@ -1431,7 +1419,7 @@ class Prefilter:
             # target's own database when it has one (its hits among the target's patterns are the same)
             own = self._chain_dbs.get(id(tg))
             hits = self.scan(value, state) if own is None else self._chain_scan(own, value, state)
-            sig = self._long_signature(value, state) if tg.signed else ALWAYS
+            sig = _once(signature, value, state) if tg.signed else ALWAYS
         for pid in hits:
             for index, mask in tg.plain.get(pid, ()):
                 if not sig & mask:
@@ -1681,6 +1669,16 @@ def _phase_inputs(gates: PhaseGates) -> PhaseInputs | None:
     return PhaseInputs(fields, tuple(of_tx.values()), tuple(of_state.values()))
 
 
+def _once[T](work: Callable[[str], T], value: str, state: EvalState) -> T:
+    """work(value) once per transaction: a pure function of a long value (its digest, its signature)
+    that several targets or collections ask for, kept in prefilter_cache under (work, value)."""
+    key = (work, value)
+    found = state.prefilter_cache.get(key)
+    if found is None:
+        found = state.prefilter_cache[key] = work(value)
+    return found
+
+
 def _add_rules(rules: dict[int, tuple[int, ...]], hits: Hits, todo: set[int]) -> None:
     """Add the rules a chain reads through the patterns among `hits` (ReadChain.rules)."""
     for pid in hits:
@@ -1690,8 +1688,7 @@ def _add_rules(rules: dict[int, tuple[int, ...]], hits: Hits, todo: set[int]) ->
 
 
 _FIRST_SIGHTING = object()  # EvalState.prefilter_cache key: a phase of the request was seen for the first time
-_DIGEST = object()  # EvalState.prefilter_cache key of a long value's digest: (_DIGEST, value)
-_SIGNATURE = object()  # and of its signature: (_SIGNATURE, value)
+_DIGEST = object()  # in a kept key, (_DIGEST, digest) stands for a long text (`_digested`)
 _BOUNDED = object()  # and of the fields read for their kept form (`_bounded`): id -> bounded_key's answer
 
 
