@@ -167,7 +167,8 @@ def cmd_line(value: str) -> str:
         value = _single_spaces(data.decode("latin-1"))
     except UnicodeEncodeError:  # not byte text
         value = _CMD_SPACE_RUN.sub(" ", value.translate(_CMD_DELETE))
-    if " /" in value or " (" in value:
+    # (one-character tests first: a two-character search stops at every space of a long text)
+    if ("/" in value and " /" in value) or ("(" in value and " (" in value):
         value = _CMD_SPACE_BEFORE.sub("", value)
     return _ascii_lower(value)
 
@@ -350,9 +351,20 @@ def _entity(value: str, i: int) -> tuple[str, int]:
     return out, j
 
 
+# An & that `_entity` decodes (any other & is copied as it is): &# and a digit, &#x and a hex digit, or
+# a known name that is the whole run of ASCII letters and digits after the & (in any case).
+_DECODED_ENTITY = re.compile(
+    "&(?:#(?:[0-9]|[xX][0-9A-Fa-f])|(?:{})(?![0-9A-Za-z]))".format("|".join(map(re.escape, _ENTITIES))),
+    re.IGNORECASE | re.ASCII,
+)
+
+
 def html_entity_decode(value: str) -> str:
     """ModSecurity htmlEntityDecode: &#dd; &#xhh; and named entities, the ; optional; numeric ones
-    keep the low byte (so the result stays byte text)."""
+    keep the low byte (so the result stays byte text). A text none of whose & starts an entity (a
+    urlencoded body: &name=) is returned as it is after one regex search, without a call per &."""
+    if "&" not in value or _DECODED_ENTITY.search(value) is None:
+        return value
     return _decode_escapes(value, "&", _entity)
 
 

@@ -530,3 +530,33 @@ _ENTITY_PIECES = [
 @given(value=st.lists(st.sampled_from(_ENTITY_PIECES), max_size=8).map("".join))
 def test_html_entity_decode_matches_the_char_loop(value: str) -> None:
     assert TRANSFORMATIONS["html_entity_decode"](value) == reference_html_entity_decode(value)
+
+
+# Every known name in three cases, and what may follow one: a letter or digit (then it is not the
+# name), ;, = (a form field: &email=), the Kelvin sign (lower-cases to k outside ASCII).
+_NAMED_PIECES = [
+    *(form for name in _ENTITIES for form in (name, name.upper(), name.title())),
+    *_ENTITY_PIECES,
+    "=",
+    "\u212a",
+    "email",
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=st.lists(st.sampled_from(_NAMED_PIECES), max_size=10).map("".join))
+def test_html_entity_decode_shortcut_leaves_alone_exactly_the_texts_without_an_entity(value: str) -> None:
+    # A text is returned unchanged after one search when no & in it starts an entity; the search must
+    # find every entity the loop decodes, or the shortcut would skip work.
+    from logoutguard.engine.transformations import _DECODED_ENTITY
+
+    decoded = reference_html_entity_decode(value)
+    assert TRANSFORMATIONS["html_entity_decode"](value) == decoded
+    assert (_DECODED_ENTITY.search(value) is None) == (decoded == value)
+
+
+def test_html_entity_decode_leaves_a_urlencoded_form_as_it_is() -> None:
+    form = "name=Maria&email=maria%40example.org&amp2=x&lt=1&lta&comment=a+b"
+    assert TRANSFORMATIONS["html_entity_decode"](form) == form.replace("&lt=", "<=")
+    plain = "name=Maria&email=maria%40example.org&ltx&#&#x;&copy&"
+    assert TRANSFORMATIONS["html_entity_decode"](plain) == plain
