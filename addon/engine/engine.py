@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .evaluator import PhasePlan, inspected_values, limits_plan, link_matches_value, plan, run_phase
+from .evaluator import PhasePlan, limits_plan, link_matches_value, plan, run_phase
 from .exclusions import Exclusions
 from .prefilter import Prefilter, build_prefilter
 from .rules import REQUEST_PHASES, RESPONSE_PHASES, Phase, Rule, Ruleset
@@ -63,7 +63,7 @@ class Engine:
             self._plans, self._start_tx = self.fold(self, self._plans)
         if self.prefilter:
             self._prefilter = build_prefilter(
-                self._plans, inspected_values, is_dynamic, self.prefilter_skip, link_matches_value
+                self._plans, is_dynamic, self.prefilter_skip, link_matches_value
             )
         # Whether any response-phase rule is planned (needs_response asks on every response).
         self._response_rules = {

@@ -672,7 +672,6 @@ def _on_match(pid: int, start: int, end: int, flags: int, hits: set[int]) -> Non
 
 
 Hits = set[int] | frozenset[int]
-Candidates = Callable[[Link, str, "EvalState"], list[str]]
 ExactTest = Callable[[Link, str, "EvalState"], bool]
 _NO_HITS: frozenset[int] = frozenset()
 MEMO_ENTRIES = 8192  # short texts whose scan (and values whose signature) each engine keeps (memo.py)
@@ -700,13 +699,13 @@ _BREADTH_PROBES = (b"a", b"1", b"abc", b"12345", b"index", b"text/html", b"en-US
 class ReadChain:
     """One chain of transformations through which gated rules read one target."""
 
-    link: Link  # a link with these transformations (for Candidates)
+    link: Link  # a link with these transformations
     rules: dict[int, tuple[int, ...]]  # pattern id -> indexes of the rules reading through it
 
 
 @dataclass(frozen=True, slots=True)
 class ChainPlan:
-    """How `_transformed_hits` reads a value through one ReadChain, worked out when the engine is built."""
+    """How `_walk` reads a value through one ReadChain, worked out when the engine is built."""
 
     shortest: int  # the least width of the chain's patterns: a shorter candidate is not scanned
     least: int  # the shortest value whose outputs may be that long (longest_output)
@@ -884,7 +883,6 @@ class Prefilter:
         database: Any,
         link_pids: dict[int, int],
         phases: dict[Phase, PhaseGates],
-        candidates: Candidates,
         keep: tuple[Rule, ...],
         stats: Stats,
         exact: ExactTest,
@@ -911,7 +909,6 @@ class Prefilter:
             inputs = _phase_inputs(gates)
             if inputs is not None:
                 self._phase_memos[id(gates)] = (inputs, Memo(PHASE_ENTRIES), Memo(PHASE_SEEN))
-        self._candidates = candidates  # what the operator sees for one collected value
         self._exact = exact  # does a link's operator match one collected value (evaluator.test_value)
         self._everything = frozenset(link_pids.values())
         self._memo = Memo(MEMO_ENTRIES)  # short text -> its scan
@@ -982,7 +979,7 @@ class Prefilter:
             for pid, numbers in self._pid_subsets.items()
             if any(n in databases for n in numbers)
         }
-        # id(ReadChain) -> how `_transformed_hits` reads a value through it (ChainPlan), worked out now.
+        # id(ReadChain) -> how `_walk` reads a value through it (ChainPlan), worked out now.
         self._chain_plans = {
             id(chain): self._plan(chain)
             for gates in phases.values()
@@ -1436,16 +1433,10 @@ class Prefilter:
                 for index, mask in tg.lowered.get(pid, ()):
                     if not sig & mask:
                         todo.add(index)
-        if len(value) <= MAX_TEXT:
-            if tg.opaque or sig & tg.any_mask:
-                self._walk(self._programs[id(tg)], value, sig, state, todo)
-        else:
-            if sig & tg.any_mask:
-                for mask, chains in tg.by_mask:
-                    if sig & mask:
-                        self._transformed_hits(chains, value, state, todo)
-            if tg.opaque:
-                self._transformed_hits(tg.opaque, value, state, todo)
+        if tg.opaque or sig & tg.any_mask:
+            # (a long value's `sig` is its signature only when `tg.signed`, else ALWAYS: no step is
+            # left out for it then)
+            self._walk(self._programs[id(tg)], value, sig, state, todo, len(value) <= MAX_TEXT or tg.signed)
         if tg.confirmed and todo and len(value) <= MAX_TEXT:
             # A pattern hit is only a maybe: for a short value the rule's first link is tested now (its
             # answer kept per value like this one, and in `results` for the visit), so that a rule none
@@ -1490,19 +1481,6 @@ class Prefilter:
             shortest, least, self._chain_dbs.get(id(chain)), steps, link.multi_match, frozenset(chain.rules)
         )
 
-    def _transformed_hits(
-        self, chains: tuple[ReadChain, ...], value: str, state: EvalState, todo: set[int]
-    ) -> None:
-        """Add the rules that the chains' outputs of a long `value` may match (a short value's go
-        through `_walk`)."""
-        plans = self._chain_plans
-        length = len(value)
-        for chain in chains:
-            plan = plans[id(chain)]
-            if length < plan.least:
-                continue  # every output is shorter than any match: the chain is not even run
-            self._end_hits(chain, plan, self._candidates(chain.link, value, state), state, todo)
-
     def _end_hits(
         self, chain: ReadChain, plan: ChainPlan, candidates: Iterable[str], state: EvalState, todo: set[int]
     ) -> None:
@@ -1518,24 +1496,32 @@ class Prefilter:
                 _add_rules(chain.rules, hits, todo)
 
     def _walk(
-        self, program: tuple[Step, ...], value: str, sig: int, state: EvalState, todo: set[int]
+        self,
+        program: tuple[Step, ...],
+        value: str,
+        sig: int,
+        state: EvalState,
+        todo: set[int],
+        signed: bool = True,
     ) -> None:
-        """`_transformed_hits` of a short value for all the chains of a target at once: their steps
-        form a tree (`step_program`), walked depth first, so a step that several chains start with runs
-        once. A step whose trigger bits (PLAIN_TRANSFORMS) are not in its input's signature returns the
-        input unchanged and is left out; other steps' outputs are kept per (text, step) across
-        transactions. A chain is read when the value's signature selects it (as `by_mask`), or always
-        (opaque chains); what its operator sees is as evaluator.inspected_values computes it: the
-        output, or with multi_match every distinct text along its steps. The chains ending at one
-        step share the output's scan; a chain none of whose patterns is among the hits adds nothing
-        (one set test)."""
+        """The rules a value adds through all the chains of a target at once: their steps form a
+        tree (`step_program`), walked depth first, so a step that several chains start with runs once.
+        A step whose trigger bits (PLAIN_TRANSFORMS) are not in its input's signature returns the input
+        unchanged and is left out (`signed`: `sig` is the value's own signature; a long text other
+        than the value gets none, its steps run); other steps' outputs are kept per (text, step),
+        across transactions for a short text, for the transaction for a long one. A chain is read when
+        `sig` selects it (as `by_mask`), or always (opaque chains); what its operator sees is as
+        evaluator.inspected_values computes it: the output, or with multi_match every distinct text
+        along its steps. The chains ending at one step share the output's scan; a chain none of whose
+        patterns is among the hits adds nothing (one set test)."""
         # texts[d]: the input of the steps at depth d on the path walked so far (a depth is never
         # deeper than the program is long); sigs[d]: its signature, worked out when a step asks.
         count = len(program)
         texts = [value] * (count + 1)
         sigs: list[int | None] = [None] * (count + 1)
-        sigs[0] = sig
+        sigs[0] = sig if signed else None
         steps = self._steps
+        outputs = state.transform_cache
         length = len(value)
         position = 0
         scanned: str | None = None  # the text scanned last (shared by the chains reading it), and its hits
@@ -1549,22 +1535,25 @@ class Prefilter:
             depth = step.depth
             text = texts[depth]
             result = text
+            short = len(text) <= MAX_TEXT
             if not step.lowers:
                 current = sigs[depth]
-                if current is None:
-                    current = sigs[depth] = (
-                        self._signature(text) if len(text) <= MAX_TEXT else signature(text)
-                    )
-                run = bool(current & step.mask)
+                if current is None and short:
+                    current = sigs[depth] = self._signature(text)
+                # A long text's signature costs more than most steps on it: its steps just run.
+                run = current is None or bool(current & step.mask)
             else:
                 run = True
             if run:
                 key = (text, step.name)
-                found = steps.get(key)
-                if found is None:
-                    found = step.fn(text)
-                    if len(text) <= MAX_TEXT:
-                        steps.put(key, found)
+                if short:
+                    found = steps.get(key)
+                    if found is None:
+                        found = steps.put(key, step.fn(text))
+                else:  # once per transaction, as evaluator._long_steps keeps it (the same key)
+                    found = outputs.get(key)
+                    if found is None:
+                        found = outputs[key] = step.fn(text)
                 result = found
             if result == text:
                 texts[depth + 1] = text
@@ -1997,7 +1986,6 @@ class _PhaseBuilder:
 
 def build_prefilter(
     plans: dict[Phase, PhasePlan],
-    candidates: Candidates,
     is_dynamic: Callable[[str], bool],
     skip: frozenset[str] = frozenset(),
     exact: ExactTest | None = None,
@@ -2134,7 +2122,6 @@ def build_prefilter(
         database,
         link_pids,
         phases,
-        candidates,
         tuple(rules),
         stats,
         exact or (lambda *_: True),

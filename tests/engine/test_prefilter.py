@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from logoutguard.engine import prefilter, transformations
 from logoutguard.engine.engine import Engine
+from logoutguard.engine.evaluator import inspected_values
 from logoutguard.engine.examples import example_transaction
 from logoutguard.engine.loader import DEFAULT_RULES_DIR, load_ruleset
 from logoutguard.engine.rules import Action, Ctl, Link, Marker, Phase, Rule, Ruleset
@@ -1240,6 +1241,18 @@ def test_min_width_is_the_shortest_match(patterns: list[str], width: int) -> Non
 # --- per-chain databases: a chain's own database hits what the whole one hits among its patterns ------
 
 
+def read_each_chain(
+    pf: prefilter.Prefilter, chains: tuple[prefilter.ReadChain, ...], value: str, state: EvalState, todo: set[int]
+) -> None:
+    """The reference `_walk` is held to: each chain read on its own, its candidates as the operator
+    sees them (evaluator.inspected_values: every step run, each chain from the value), scanned as
+    `_end_hits` scans them (a chain's own database for a long candidate)."""
+    for chain in chains:
+        plan = pf._chain_plans[id(chain)]
+        if len(value) >= plan.least:
+            pf._end_hits(chain, plan, inspected_values(chain.link, value, state), state, todo)
+
+
 def own_databases(engine: Engine) -> Iterator[tuple[prefilter.ReadChain, object]]:
     """Every chain of the engine's gates that scans its long candidates with its own database."""
     pf = engine._prefilter
@@ -1262,19 +1275,20 @@ def chain_disagreements(engine: Engine, value: str, state: EvalState) -> tuple[l
     compared = 0
     for chain, own in own_databases(engine):
         ids = set(chain.rules)
-        for candidate in pf._candidates(chain.link, value, state):
+        for candidate in inspected_values(chain.link, value, state):
             compared += 1
             if pf._scan(candidate, own) & ids != pf._scan(candidate) & ids:
                 wrong.append((chain.link.transforms, candidate[:120]))
         state.scan_cache.clear()  # (else the whole database's hits kept below would answer)
         with_own: set[int] = set()
-        pf._transformed_hits((chain,), value, state, with_own)
-        saved, pf._chain_dbs = pf._chain_dbs, {}
+        read_each_chain(pf, (chain,), value, state, with_own)
+        saved, pf._chain_plans = pf._chain_plans, {**pf._chain_plans}
+        pf._chain_plans[id(chain)] = replace(pf._chain_plans[id(chain)], own=None)
         try:
             whole: set[int] = set()
-            pf._transformed_hits((chain,), value, state, whole)
+            read_each_chain(pf, (chain,), value, state, whole)
         finally:
-            pf._chain_dbs = saved
+            pf._chain_plans = saved
         if with_own != whole:
             wrong.append((chain.link.transforms, value[:120], sorted(with_own ^ whole)))
     return wrong, compared
@@ -1504,19 +1518,21 @@ def test_a_damaged_chain_database_in_the_cache_file_is_compiled_again(
 def walk_disagreements(engine: Engine, value: str, state: EvalState) -> list[object]:
     """For every target of the engine's gates: the value's rules added by `_walk` (the chains' steps as
     one tree, identity steps left out) against those added by reading each chain the value's signature
-    selects, and every opaque chain, through evaluator.inspected_values (`_transformed_hits`)."""
+    selects, and every opaque chain, on its own (`read_each_chain`). A long value is walked as `_answer`
+    walks it: with ALWAYS for its signature where the target never needs it, its steps all run."""
     pf = engine._prefilter
     assert pf is not None
-    sig = prefilter.signature(value)
     wrong: list[object] = []
     for tg in gate_targets(pf):
+        signed = len(value) <= prefilter.MAX_TEXT or tg.signed
+        sig = prefilter.signature(value) if signed else prefilter.ALWAYS
         walked: set[int] = set()
-        pf._walk(pf._programs[id(tg)], value, sig, state, walked)
+        pf._walk(pf._programs[id(tg)], value, sig, state, walked, signed)
         read: set[int] = set()
         for mask, chains in tg.by_mask:
             if sig & mask:
-                pf._transformed_hits(chains, value, state, read)
-        pf._transformed_hits(tg.opaque, value, state, read)
+                read_each_chain(pf, chains, value, state, read)
+        read_each_chain(pf, tg.opaque, value, state, read)
         if walked != read:
             wrong.append((str(tg.target), value[:80], sorted(walked ^ read)))
     return wrong
@@ -1540,6 +1556,28 @@ def test_the_walk_adds_what_each_chain_adds_on_the_corpora(
                 wrong.extend(walk_disagreements(engine, value, state))
     assert wrong == []
     assert values > 2000
+
+
+@pytest.mark.parametrize("paranoia", [1, 4])
+def test_the_walk_adds_what_each_chain_adds_on_the_corpora_long_values(
+    engines: dict[tuple[int, bool], Engine], paranoia: int
+) -> None:
+    # A long value (a body, a form's field of prose) is walked too: its own signature leaves steps out
+    # where the target has one, a long text along the way runs every step, and the steps' outputs are
+    # kept for the transaction. The 2 KB form of the benchmark is among them (+, %xx, & between fields).
+    engine = engines[(paranoia, True)]
+    form = urlencode({"comment": "Hello, I'd like an exchange: size 39 -> 40! " * 40, "name": "Maria O'Neil"})
+    transactions = [entry.transaction() for entry in load_benign() + load_attacks()]
+    form_type = [("Content-Type", "application/x-www-form-urlencoded")]
+    transactions.append(helpers.request(method="POST", uri="/account/support", headers=form_type, body=form))
+    wrong: list[object] = []
+    values = 0
+    for tx in transactions:
+        for value, state in long_values(engine, tx):
+            values += 1
+            wrong.extend(walk_disagreements(engine, value, state))
+    assert wrong == []
+    assert values > 40
 
 
 @pytest.mark.parametrize("paranoia", [1, 4])
