@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.bench.machine import describe
 
-SECTIONS = ("engine", "e2e", "instructions", "sessions", "worst", "startup", "crs")
+SECTIONS = ("engine", "engine_instructions", "e2e", "instructions", "sessions", "worst", "startup", "crs")
 TARGETS = {
     "engine_median_benign_pl1_us": ("<=", 100.0),
     "e2e_throughput_ratio": (">=", 0.85),
@@ -35,6 +35,10 @@ def run_section(name: str, smoke: bool, log: Callable[[str], None]) -> dict[str,
         from tests.bench.engine_bench import engine_section
 
         return engine_section(smoke, log)
+    if name == "engine_instructions":
+        from tests.bench.engine_instructions import engine_instructions_section
+
+        return engine_instructions_section(smoke, log)
     if name == "e2e":
         from tests.bench.e2e import e2e_section
 
@@ -110,6 +114,11 @@ def summary_lines(results: dict[str, dict[str, object]]) -> list[str]:
             f"engine {g['factor']}x rules ({g['rules']}): median {g['multiplied_median_us']} us vs "
             f"{g['shipped_median_us']} us -> {g['median_ratio']}x"
         )
+    for name, data in (results.get("engine_instructions") or {}).items():
+        if isinstance(data, dict) and "per_request" in data:
+            lines.append(
+                f"engine instructions {name}: {data['per_request']:,} per request (callgrind, {data['requests']} requests)"
+            )
     for name, data in (results.get("e2e") or {}).items():
         if isinstance(data, dict) and "throughput_ratio" in data:
             lines.append(
